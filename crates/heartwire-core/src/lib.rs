@@ -1,0 +1,21 @@
+//! The sans-IO heart of heartwire.
+//!
+//! Nothing in this crate touches a socket, a clock or a runtime: time comes in as an
+//! explicit `now: Instant`, decisions come out as values. That makes the rules that
+//! matter most — when a peer counts as dead, what goes on the wire — plain functions
+//! that unit tests drive with synthetic time.
+//!
+//! - [`liveness`]: the per-connection state machine that sends Pings after silence,
+//!   declares a peer dead, and bounds the close handshake.
+//! - [`reason`]: why a connection ended, and the close code that goes with it.
+//! - [`protocol`]: the JSON envelopes of the native `/ws` endpoint.
+//! - [`error`]: this crate's error type and the protocol's error codes.
+
+pub mod error;
+pub mod liveness;
+pub mod protocol;
+pub mod reason;
+
+pub use error::{Error, ErrorCode};
+pub use liveness::{Action, Liveness, LivenessConfig};
+pub use reason::{DisconnectReason, close_code};

@@ -1,0 +1,344 @@
+//! The JSON envelopes of the native `/ws` endpoint, in both directions.
+//!
+//! Every frame is a JSON object in a text frame whose `op` field names its kind.
+//! [`ClientFrame`] is what a client sends, [`ServerFrame`] what the server sends;
+//! `docs/PROTOCOL.md` is the specification these types follow.
+//!
+//! Delivered messages are the server's hot path: one message goes to many subscribers,
+//! so it is encoded once with [`encode_delivery`], which copies the publisher's JSON
+//! through without parsing it again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorCode};
+
+/// The longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// A frame a client sends on `/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// A liveness probe. Every other field is echoed back in the `pong`.
+    Ping {
+        /// Fields echoed in the answer, such as a client timestamp.
+        #[serde(flatten)]
+        echo: Map<String, Value>,
+    },
+    /// Start receiving a channel's messages.
+    Subscribe {
+        /// The channel.
+        channel: String,
+    },
+    /// Stop receiving a channel's messages.
+    Unsubscribe {
+        /// The channel.
+        channel: String,
+    },
+    /// Send `data` to every subscriber of `channel`.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// Any JSON value.
+        data: Value,
+        /// When present, the server answers with an `ack` carrying it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+impl ClientFrame {
+    /// Every `op` a client may send.
+    pub const OPS: [&'static str; 4] = ["ping", "subscribe", "unsubscribe", "publish"];
+
+    /// Parses a text frame, naming precisely what is wrong with a bad one.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|err| Error::request(ErrorCode::BadJson, format!("not valid JSON: {err}")))?;
+        let Value::Object(object) = &value else {
+            return Err(Error::request(ErrorCode::BadJson, "expected a JSON object"));
+        };
+        let op = match object.get("op") {
+            Some(Value::String(op)) => op.as_str(),
+            Some(_) => {
+                return Err(Error::request(
+                    ErrorCode::BadRequest,
+                    "`op` must be a string",
+                ));
+            }
+            None => return Err(Error::request(ErrorCode::BadRequest, "missing field `op`")),
+        };
+        if !Self::OPS.contains(&op) {
+            return Err(Error::request(
+                ErrorCode::UnknownOp,
+                format!(
+                    "unknown op `{op}`; expected one of {}",
+                    Self::OPS.join(", ")
+                ),
+            ));
+        }
+        let frame: Self = serde_json::from_value(value)
+            .map_err(|err| Error::request(ErrorCode::BadRequest, err.to_string()))?;
+        if let Self::Subscribe { channel }
+        | Self::Unsubscribe { channel }
+        | Self::Publish { channel, .. } = &frame
+        {
+            validate_channel(channel)?;
+        }
+        Ok(frame)
+    }
+
+    /// The frame as the JSON text sent on the wire.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a ClientFrame always serializes")
+    }
+}
+
+/// A frame the server sends on `/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The first frame of every connection.
+    Hello {
+        /// This connection's session id.
+        session: String,
+        /// The server pings after this much inbound silence, in milliseconds.
+        ping_interval_ms: u64,
+        /// The server drops a connection silent this long after a Ping, in milliseconds.
+        ping_timeout_ms: u64,
+        /// Server name and version, such as `heartwire/0.1.0`.
+        server: String,
+    },
+    /// The answer to a `ping`, with the ping's other fields.
+    Pong {
+        /// The fields of the `ping`, echoed.
+        #[serde(flatten)]
+        echo: Map<String, Value>,
+    },
+    /// A subscription is in place.
+    Subscribed {
+        /// The channel.
+        channel: String,
+        /// The sequence number of the channel's latest message (0 when none yet).
+        seq: u64,
+    },
+    /// A subscription is gone.
+    Unsubscribed {
+        /// The channel.
+        channel: String,
+    },
+    /// A message published on a subscribed channel.
+    Message {
+        /// The channel.
+        channel: String,
+        /// The message's position in the channel, counting from 1.
+        seq: u64,
+        /// The published JSON value.
+        data: Value,
+    },
+    /// A publish with an `id` was accepted.
+    Ack {
+        /// The publish's `id`.
+        id: String,
+        /// The sequence number the message got in its channel.
+        seq: u64,
+    },
+    /// A request was refused; the connection stays open.
+    Error {
+        /// A stable, machine-readable code.
+        code: ErrorCode,
+        /// A sentence for people.
+        reason: String,
+    },
+    /// The server is about to close; come back after `after_ms`.
+    Reconnect {
+        /// The delay, in milliseconds, to wait before reconnecting.
+        after_ms: u64,
+        /// Why the server is closing.
+        reason: String,
+    },
+}
+
+impl ServerFrame {
+    /// The frame as the JSON text sent on the wire.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a ServerFrame always serializes")
+    }
+
+    /// Parses a text frame from the server.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        serde_json::from_str(text)
+            .map_err(|err| Error::request(ErrorCode::BadJson, err.to_string()))
+    }
+}
+
+#[derive(Serialize)]
+struct Delivery<'a> {
+    op: &'static str,
+    channel: &'a str,
+    seq: u64,
+    data: &'a RawValue,
+}
+
+/// Encodes a `message` frame around `data`, JSON text that is copied through as is.
+///
+/// Equal to `ServerFrame::Message { .. }.encode()` without parsing `data`.
+pub fn encode_delivery(channel: &str, seq: u64, data: &RawValue) -> String {
+    serde_json::to_string(&Delivery {
+        op: "message",
+        channel,
+        seq,
+        data,
+    })
+    .expect("a delivery always serializes")
+}
+
+/// Checks a channel name: 1 to [`MAX_CHANNEL_LEN`] bytes of ASCII letters, digits
+/// and `-_.:@/`.
+pub fn validate_channel(channel: &str) -> Result<(), Error> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:@/".contains(c);
+    if channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || !channel.chars().all(allowed) {
+        return Err(Error::request(
+            ErrorCode::InvalidChannel,
+            format!(
+                "invalid channel name {channel:?}: use 1 to {MAX_CHANNEL_LEN} ASCII letters, digits or -_.:@/"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> ErrorCode {
+        match ClientFrame::parse(text) {
+            Err(Error::Request { code, .. }) => code,
+            other => panic!("expected a request error for {text}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_client_op() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"subscribe","channel":"room:1"}"#).unwrap(),
+            ClientFrame::Subscribe {
+                channel: "room:1".into()
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"publish","channel":"a","data":{"x":[1]},"id":"7"}"#)
+                .unwrap(),
+            ClientFrame::Publish {
+                channel: "a".into(),
+                data: serde_json::json!({"x":[1]}),
+                id: Some("7".into())
+            }
+        );
+        let ClientFrame::Ping { echo } = ClientFrame::parse(r#"{"op":"ping","t":12.5}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(echo.get("t"), Some(&serde_json::json!(12.5)));
+    }
+
+    #[test]
+    fn names_what_is_wrong_with_a_bad_frame() {
+        assert_eq!(code_of("{not json"), ErrorCode::BadJson);
+        assert_eq!(code_of("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code_of(r#"{"channel":"a"}"#), ErrorCode::BadRequest);
+        assert_eq!(code_of(r#"{"op":"dance"}"#), ErrorCode::UnknownOp);
+        assert_eq!(code_of(r#"{"op":"subscribe"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code_of(r#"{"op":"subscribe","channel":"no spaces"}"#),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code_of(r#"{"op":"publish","channel":"","data":1}"#),
+            ErrorCode::InvalidChannel
+        );
+    }
+
+    #[test]
+    fn pong_echoes_the_ping_fields() {
+        let ClientFrame::Ping { echo } =
+            ClientFrame::parse(r#"{"op":"ping","t":1,"n":"x"}"#).unwrap()
+        else {
+            panic!()
+        };
+        let pong = ServerFrame::Pong { echo }.encode();
+        let value: Value = serde_json::from_str(&pong).unwrap();
+        assert_eq!(value, serde_json::json!({"op":"pong","t":1,"n":"x"}));
+    }
+
+    #[test]
+    fn delivery_encodes_like_a_message_frame() {
+        let data = RawValue::from_string(r#"{"text":"hi","n":[1,2]}"#.into()).unwrap();
+        let fast = encode_delivery("room", 9, &data);
+        let slow = ServerFrame::Message {
+            channel: "room".into(),
+            seq: 9,
+            data: serde_json::from_str(data.get()).unwrap(),
+        }
+        .encode();
+        // Equal up to key order inside `data`, which the fast path keeps as written.
+        assert!(fast.contains(data.get()));
+        assert_eq!(
+            ServerFrame::parse(&fast).unwrap(),
+            ServerFrame::parse(&slow).unwrap()
+        );
+    }
+
+    #[test]
+    fn channel_names() {
+        for good in [
+            "a",
+            "room:1",
+            "broadcast:chat",
+            "user@example.org/x",
+            &"x".repeat(MAX_CHANNEL_LEN),
+        ] {
+            assert!(validate_channel(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "é", "a\n", &"x".repeat(MAX_CHANNEL_LEN + 1)] {
+            assert!(validate_channel(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let frames = [
+            ServerFrame::Hello {
+                session: "s1".into(),
+                ping_interval_ms: 20_000,
+                ping_timeout_ms: 20_000,
+                server: "heartwire/0.1.0".into(),
+            },
+            ServerFrame::Subscribed {
+                channel: "a".into(),
+                seq: 0,
+            },
+            ServerFrame::Unsubscribed {
+                channel: "a".into(),
+            },
+            ServerFrame::Ack {
+                id: "1".into(),
+                seq: 3,
+            },
+            ServerFrame::Error {
+                code: ErrorCode::UnknownOp,
+                reason: "no".into(),
+            },
+            ServerFrame::Reconnect {
+                after_ms: 1500,
+                reason: "restart".into(),
+            },
+        ];
+        for frame in frames {
+            assert_eq!(ServerFrame::parse(&frame.encode()).unwrap(), frame);
+        }
+    }
+}
