@@ -1,14 +1,14 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! heartwire: WebSocket connections that notice when they die.
+//!
+//! - [`server`]: the axum server behind `heartwire serve`: it pings clients, reaps the
+//!   dead, fans channel messages out and speaks the heartbeat conventions of existing
+//!   clients.
+//!
+//! The rules of liveness themselves live in the sans-IO crate [`heartwire_core`],
+//! which this crate drives with real sockets and timers.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod error;
+pub mod server;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use error::Error;
+pub use heartwire_core as core;

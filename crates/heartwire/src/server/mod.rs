@@ -1,0 +1,1 @@
+//! The heartwire server: axum routes over a hand-held accept loop.
