@@ -22,7 +22,7 @@
 // Every wait is bounded; the whole run is bounded by `--deadline-ms`.
 
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
 
 let WebSocket;
 try {
@@ -171,7 +171,8 @@ async function run() {
   observed.ack = ack;
   observed.message = msg;
   check('ack', isInt(ack.seq), `ack without an integer seq: ${JSON.stringify(ack)}`);
-  check('message_data', JSON.stringify(msg.data) === JSON.stringify(data), `message data ${JSON.stringify(msg.data)}`);
+  // JSON objects are unordered: compare values, not text.
+  check('message_data', isDeepStrictEqual(msg.data, data), `message data ${JSON.stringify(msg.data)}`);
   check('message_seq', msg.seq === sub.seq + 1 && msg.seq === ack.seq, `message seq ${msg.seq}, ack seq ${ack.seq}, subscribed seq ${sub.seq}`);
 
   // 5. malformed frame.
