@@ -86,17 +86,22 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
     // RTT is measured from the client's own Pings, one ping interval in.
     let rtt_deadline = tokio::time::Instant::now() + PING_INTERVAL * 3 + SLACK;
     while client.rtt().is_none() {
-        assert!(tokio::time::Instant::now() < rtt_deadline, "no RTT measured");
+        assert!(
+            tokio::time::Instant::now() < rtt_deadline,
+            "no RTT measured"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let frozen_at = std::time::Instant::now();
     proxy.freeze();
-    let (reconnecting, noticed_at) =
-        wait_for(&mut events, within, "reconnecting after the freeze", |event| {
-            matches!(event, Event::Reconnecting { .. })
-        })
-        .await;
+    let (reconnecting, noticed_at) = wait_for(
+        &mut events,
+        within,
+        "reconnecting after the freeze",
+        |event| matches!(event, Event::Reconnecting { .. }),
+    )
+    .await;
     let detected = noticed_at - frozen_at;
     let bound = PING_INTERVAL + PING_TIMEOUT + SLACK;
     assert!(
@@ -142,9 +147,12 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
         back_at - noticed_at
     );
     client.publish("room", json!("back on primary")).unwrap();
-    wait_for(&mut events, within, "own message after fail-back", |event| {
-        is_own_message(event, &json!("back on primary"))
-    })
+    wait_for(
+        &mut events,
+        within,
+        "own message after fail-back",
+        |event| is_own_message(event, &json!("back on primary")),
+    )
     .await;
 
     client.close();
