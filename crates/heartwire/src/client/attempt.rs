@@ -114,7 +114,9 @@ fn classify(url: &Url, err: tungstenite::Error) -> AttemptError {
             }
         }
         Error::Io(err) => AttemptError::transient(format!("cannot reach {url}: {err}")),
-        Error::Protocol(ProtocolError::HandshakeIncomplete)
+        Error::Protocol(
+            ProtocolError::HandshakeIncomplete | ProtocolError::ResetWithoutClosingHandshake,
+        )
         | Error::ConnectionClosed
         | Error::AlreadyClosed => AttemptError::transient(format!(
             "{url} closed the connection during the WebSocket handshake"

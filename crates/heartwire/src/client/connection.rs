@@ -484,6 +484,9 @@ fn transport_reason(err: tungstenite::Error) -> DisconnectReason {
     match err {
         Error::Utf8(_) => DisconnectReason::InvalidUtf8,
         Error::Capacity(_) => DisconnectReason::MessageTooBig,
+        Error::Protocol(err @ tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            DisconnectReason::Transport(err.to_string())
+        }
         Error::Protocol(err) => DisconnectReason::ProtocolError(err.to_string()),
         other => DisconnectReason::Transport(other.to_string()),
     }
