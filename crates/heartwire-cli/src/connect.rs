@@ -60,7 +60,10 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(session(config, args.json))
+    let result = runtime.block_on(session(config, args.json));
+    // The stdin reader sits in a blocking read that only a new line would end.
+    runtime.shutdown_background();
+    result
 }
 
 fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
