@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""A Python `websockets` echo server: a reference peer for heartwire's tests.
+"""An echo server on Python `websockets`: a reference peer for heartwire's tests.
 
-It echoes every data frame as it came (text as text, binary as binary) on one
-path, `/echo` by default, and refuses every other path with HTTP 404, so a
-client that sends the wrong path fails loudly instead of passing by luck.
+Listens on 127.0.0.1 on a free port (or `--port`), prints the port alone on one line
+once it accepts connections, then echoes every data frame as it came (text as text,
+binary as binary).
 
-It listens on 127.0.0.1 only. With `--port 0` (the default) the kernel picks a
-free port; the server prints one line `listening 127.0.0.1:PORT` on stdout once
-it accepts connections, so a caller can read the port without a race.
+- Its own keepalive is off, so the connection is silent unless the client pings: the
+  client's Pings (which `websockets` answers itself) are what keeps it alive and what
+  measures the round-trip time.
+- Messages of any size are echoed (Autobahn's 9.x cases send up to 16 MiB).
+- With `--path /echo`, only that path upgrades and every other one gets HTTP 404, so a
+  client that asks for the wrong path fails loudly instead of passing by luck.
+- It stops by itself after `--lifetime` seconds, on SIGTERM or on SIGINT.
 
     python3 tests/peers/echo_server.py [--port 0] [--path /echo] [--lifetime 900]
-
-It stops by itself after `--lifetime` seconds, on SIGTERM or on SIGINT.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ except ImportError as err:  # pragma: no cover - the message is the point
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks one")
-    parser.add_argument("--path", default="/echo", help="the only path that upgrades")
+    parser.add_argument("--path", default=None, help="the only path that upgrades (default: any)")
     parser.add_argument(
         "--lifetime", type=float, default=900.0, help="seconds after which the server stops"
     )
@@ -46,7 +48,7 @@ async def main() -> int:
     args = parse_args()
 
     def only_our_path(connection: ServerConnection, request):  # noqa: ANN001
-        if request.path.split("?", 1)[0] != args.path:
+        if args.path is not None and request.path.split("?", 1)[0] != args.path:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"only {args.path}\n")
         return None
 
@@ -57,23 +59,21 @@ async def main() -> int:
         except ConnectionClosed:
             pass
 
-    stop = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+        loop.add_signal_handler(sig, stop.cancel)
 
     async with serve(
         echo,
         "127.0.0.1",
         args.port,
         process_request=only_our_path,
-        # Autobahn's limit cases (9.x) send messages of up to 16 MiB.
         max_size=None,
-        # The conformance cases are about framing; the peer must not ping on its own.
         ping_interval=None,
         compression=None,
     ) as server:
-        port = server.sockets[0].getsockname()[1]
-        print(f"listening 127.0.0.1:{port}", flush=True)
+        print(server.sockets[0].getsockname()[1], flush=True)
         try:
             await asyncio.wait_for(stop, timeout=args.lifetime)
         except (asyncio.TimeoutError, asyncio.CancelledError):

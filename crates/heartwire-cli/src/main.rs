@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod connect;
 mod serve;
 
 /// WebSocket connections that notice when they die.
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the server: the demo page at /, WebSockets at /ws, /ws/{facility} and /echo.
     Serve(serve::ServeArgs),
+    /// Connect to a WebSocket server, reconnecting by itself: stdin lines go out,
+    /// received messages are printed, state changes go to stderr.
+    Connect(connect::ConnectArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

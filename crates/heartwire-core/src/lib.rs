@@ -9,13 +9,22 @@
 //!   declares a peer dead, and bounds the close handshake.
 //! - [`reason`]: why a connection ended, and the close code that goes with it.
 //! - [`protocol`]: the JSON envelopes of the native `/ws` endpoint.
+//! - [`backoff`]: the reconnect policy of clients (full-jitter delays, limits).
+//! - [`reconnect`]: whether a client comes back after a close, and when.
+//! - [`endpoints`]: fail-over and fail-back between a primary and its backups.
 //! - [`error`]: this crate's error type and the protocol's error codes.
 
+pub mod backoff;
+pub mod endpoints;
 pub mod error;
 pub mod liveness;
 pub mod protocol;
 pub mod reason;
+pub mod reconnect;
 
+pub use backoff::{Backoff, BackoffConfig, Delay};
+pub use endpoints::Endpoints;
 pub use error::{Error, ErrorCode};
 pub use liveness::{Action, Liveness, LivenessConfig};
 pub use reason::{DisconnectReason, close_code};
+pub use reconnect::Retry;

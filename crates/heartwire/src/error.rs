@@ -16,6 +16,23 @@ pub enum Error {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An endpoint URL the client cannot use.
+    #[error("invalid endpoint URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The client's outbox holds as many messages as it may; the message was not queued.
+    #[error("the outbox is full ({capacity} messages wait for a connection)")]
+    OutboxFull {
+        /// The outbox's capacity.
+        capacity: usize,
+    },
+    /// The client was closed, or stopped for good; it sends nothing more.
+    #[error("the client is closed")]
+    ClientClosed,
     /// An I/O error outside any one connection.
     #[error(transparent)]
     Io(#[from] io::Error),

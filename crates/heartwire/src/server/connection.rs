@@ -189,6 +189,9 @@ impl<E: Endpoint> Connection<E> {
                     None => (None, ""),
                 };
                 self.liveness.handle_close_received(now, code, reason);
+                // The WebSocket layer has queued its answering close frame: flush it
+                // before the socket is dropped.
+                self.unflushed = true;
             }
         }
     }

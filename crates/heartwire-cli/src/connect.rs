@@ -1,0 +1,205 @@
+//! `heartwire connect`: a terminal client. Lines from stdin go out, received messages
+//! come out on stdout, state changes go to stderr (as JSON lines with `--json`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use heartwire::client::{self, ClientConfig, ClosedReason, Event, Incoming};
+use heartwire_core::{BackoffConfig, Delay};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Options of `heartwire connect`.
+#[derive(clap::Args)]
+pub(crate) struct ConnectArgs {
+    /// The primary endpoint, e.g. ws://127.0.0.1:8080/ws
+    url: String,
+    /// A backup endpoint, tried in order when the primary fails; repeatable. The
+    /// client returns to the primary once it answers again.
+    #[arg(long = "backup", value_name = "URL")]
+    backups: Vec<String>,
+    /// Subscribe to this channel on a heartwire server, again after every reconnect;
+    /// repeatable. Lines from stdin are published to the first one.
+    #[arg(long = "sub", value_name = "CHANNEL")]
+    subscriptions: Vec<String>,
+    /// Report state changes on stderr as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Send a Ping after this much silence from the server; a heartwire server's hello
+    /// replaces it with its own value
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "20s")]
+    ping_interval: Duration,
+    /// Consider the server dead when nothing arrives this long after a Ping; a
+    /// heartwire server's hello replaces it with its own value
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "20s")]
+    ping_timeout: Duration,
+    /// The first reconnect waits a random time up to this; each further attempt
+    /// doubles the window (full jitter)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "500ms")]
+    reconnect_min: Duration,
+    /// The largest reconnect window
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "20s")]
+    reconnect_max: Duration,
+    /// Stop after this many failed attempts in a row [default: never stop]
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Send this token as an `Authorization: Bearer` header on every attempt
+    #[arg(
+        long,
+        env = "HEARTWIRE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let result = runtime.block_on(session(config, args.json));
+    // The stdin reader sits in a blocking read that only a new line would end.
+    runtime.shutdown_background();
+    result
+}
+
+fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
+    let urls = std::iter::once(&args.url).chain(&args.backups);
+    let mut config = ClientConfig::new(urls)?;
+    config.ping_interval = args.ping_interval;
+    config.ping_timeout = args.ping_timeout;
+    anyhow::ensure!(
+        args.reconnect_min <= args.reconnect_max,
+        "--reconnect-min must not exceed --reconnect-max"
+    );
+    config.backoff = BackoffConfig {
+        delay: Delay::Exponential {
+            base: args.reconnect_min,
+            cap: args.reconnect_max,
+        },
+        max_attempts: args.max_attempts,
+        ..BackoffConfig::default()
+    };
+    config.subscriptions = args.subscriptions.clone();
+    if let Some(token) = args.token.clone() {
+        config.token = Some(std::sync::Arc::new(move || {
+            let token = token.clone();
+            Box::pin(async move { Some(token) })
+        }));
+    }
+    Ok(config)
+}
+
+async fn session(config: ClientConfig, json: bool) -> anyhow::Result<()> {
+    let channel = config.subscriptions.first().cloned();
+    let (client, mut events) = client::connect(config)?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut native = false;
+    let mut url = String::new();
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line.context("cannot read stdin")? {
+                Some(line) => {
+                    let sent = match (&channel, native) {
+                        (Some(channel), true) => client.publish(channel, publishable(&line)),
+                        _ => client.send_text(line),
+                    };
+                    sent.context("message not sent")?;
+                }
+                None => {
+                    stdin_open = false;
+                    client.close();
+                }
+            },
+            event = events.next() => {
+                let Some(event) = event else { return Ok(()) };
+                match &event {
+                    Event::Open { session, url: open, .. } => {
+                        native = session.is_some();
+                        url = open.to_string();
+                    }
+                    Event::Connecting { url: trying, .. } => url = trying.to_string(),
+                    _ => {}
+                }
+                if let Event::Closed { reason } = &event {
+                    report(&event, &url, json);
+                    return match reason {
+                        ClosedReason::ByCaller => Ok(()),
+                        other => Err(anyhow::anyhow!("{other}")),
+                    };
+                }
+                report(&event, &url, json);
+            }
+        }
+    }
+}
+
+/// A line as JSON when it is JSON, else as a string.
+fn publishable(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()))
+}
+
+/// Messages to stdout, state changes to stderr; `url` is the endpoint of the latest
+/// attempt.
+fn report(event: &Event, url: &str, json: bool) {
+    match event {
+        Event::Message(message) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = match message {
+                Incoming::Channel { data, .. } => match data {
+                    Value::String(text) => writeln!(stdout, "{text}"),
+                    other => writeln!(stdout, "{other}"),
+                },
+                Incoming::Text(text) => writeln!(stdout, "{text}"),
+                Incoming::Binary(data) => writeln!(stdout, "<{} bytes of binary>", data.len()),
+            };
+            let _ = stdout.flush();
+        }
+        state if json => eprintln!("{}", state_json(state, url)),
+        Event::Connecting { url, attempt } => eprintln!("connecting to {url} (attempt {attempt})"),
+        Event::Open { url, session } => match session {
+            Some(session) => eprintln!("open: {url} (session {session})"),
+            None => eprintln!("open: {url}"),
+        },
+        Event::Reconnecting {
+            attempt,
+            delay,
+            reason,
+        } => eprintln!(
+            "reconnecting in {} ms (attempt {attempt}): {reason}",
+            delay.as_millis()
+        ),
+        Event::Closed { reason } => eprintln!("closed: {reason}"),
+    }
+}
+
+/// A state change as one JSON object; `url` is the endpoint of the latest attempt.
+fn state_json(event: &Event, url: &str) -> Value {
+    match event {
+        Event::Connecting { attempt, .. } => {
+            json!({"state": "connecting", "url": url, "attempt": attempt})
+        }
+        Event::Open { session, .. } => {
+            json!({"state": "open", "url": url, "session": session})
+        }
+        Event::Reconnecting {
+            attempt,
+            delay,
+            reason,
+        } => json!({
+            "state": "reconnecting",
+            "url": url,
+            "attempt": attempt,
+            "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "reason": reason,
+        }),
+        Event::Closed { reason } => {
+            json!({"state": "closed", "url": url, "reason": reason.to_string()})
+        }
+        Event::Message(_) => Value::Null,
+    }
+}

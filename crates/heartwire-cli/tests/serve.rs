@@ -1,0 +1,210 @@
+//! `heartwire serve` as a process: configuration from flags, environment and file,
+//! clear errors with a non-zero exit, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use heartwire_core::protocol::ServerFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn heartwire() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_heartwire"));
+    command.env_remove("HEARTWIRE_LOG").stdin(Stdio::null());
+    command
+}
+
+/// A running `heartwire serve` and the address it printed.
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("heartwire listening on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "heartwire did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn hello(addr: &str) -> (u64, u64) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let text = match tokio::time::timeout(PATIENCE, socket.next()).await.unwrap() {
+        Some(Ok(Message::Text(text))) => text,
+        other => panic!("{other:?}"),
+    };
+    match ServerFrame::parse(&text).unwrap() {
+        ServerFrame::Hello {
+            ping_interval_ms,
+            ping_timeout_ms,
+            ..
+        } => (ping_interval_ms, ping_timeout_ms),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn output(command: &mut Command) -> (i32, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn flag_beats_environment_beats_file() {
+    let dir = std::env::temp_dir().join(format!("heartwire-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("heartwire.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:0\"\nping-interval = \"7s\"\nping-timeout = \"8s\"\n",
+    )
+    .unwrap();
+
+    let mut command = heartwire();
+    command
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("HEARTWIRE_PING_TIMEOUT", "9s");
+    let server = Running::start(command);
+    assert_eq!(hello(&server.addr).await, (7_000, 9_000));
+
+    let mut command = heartwire();
+    command
+        .args(["serve", "--ping-timeout", "3s", "--config"])
+        .arg(&file)
+        .env("HEARTWIRE_PING_TIMEOUT", "9s");
+    let server = Running::start(command);
+    assert_eq!(hello(&server.addr).await, (7_000, 3_000));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn errors_are_one_sentence_and_a_failing_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = output(heartwire().args(["serve", "--listen", &addr]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("heartwire: cannot listen on {addr}")),
+        "{stderr}"
+    );
+
+    let (code, stderr) =
+        output(heartwire().args(["serve", "--config", "/nonexistent/heartwire.toml"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/heartwire.toml"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = output(heartwire().args(["serve", "--ping-interval", "soon"]));
+    assert_eq!(code, 2, "usage errors exit 2");
+    assert!(stderr.contains("--ping-interval"), "{stderr}");
+
+    let (code, stderr) = output(heartwire().args(["serve", "--ping-timeout", "0s"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("ping-timeout must be greater than zero"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_explains_every_option() {
+    let output = heartwire().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--config",
+        "--ping-interval",
+        "--ping-timeout",
+        "--close-timeout",
+        "--heartbeat-text",
+        "--heartbeat-interval",
+        "--heartbeat-reply",
+        "--max-message-size",
+        "--max-connections",
+        "--persist-for",
+        "--shutdown-spread",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_1012_and_exits_cleanly() {
+    let mut command = heartwire();
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--shutdown-spread",
+        "1s",
+    ]);
+    let mut server = Running::start(command);
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/echo", server.addr))
+        .await
+        .unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, socket.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(frame)))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1012);
+    assert!(
+        close.reason.starts_with("server restarting; retry after"),
+        "{}",
+        close.reason
+    );
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, socket.next()).await {}
+    assert!(server.wait().success());
+}

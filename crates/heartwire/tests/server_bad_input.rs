@@ -1,0 +1,234 @@
+//! Bad input gets a clear answer and harms no other connection: close codes for
+//! protocol-level faults, error envelopes for request faults, 503 at capacity, and
+//! dropped half-finished handshakes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use heartwire::server::ServerConfig;
+use heartwire_core::ErrorCode;
+use heartwire_core::protocol::{ClientFrame, ServerFrame};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+async fn expect_error(socket: &mut Socket, code: ErrorCode) -> String {
+    match next_frame(socket).await {
+        ServerFrame::Error { code: got, reason } if got == code => reason,
+        other => panic!("expected error {code:?}, got {other:?}"),
+    }
+}
+
+/// The connection still answers: a ping gets its pong.
+async fn assert_still_open(socket: &mut Socket) {
+    let mut echo = serde_json::Map::new();
+    echo.insert("t".into(), json!(7));
+    send(socket, &ClientFrame::Ping { echo: echo.clone() }).await;
+    assert_eq!(next_frame(socket).await, ServerFrame::Pong { echo });
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let config = ServerConfig {
+        max_message_size: 1024,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    for path in ["/ws", "/echo"] {
+        let mut socket = connect(&server.url(path)).await;
+        socket.send(Message::text("x".repeat(1025))).await.unwrap();
+        let (code, reason) = expect_close(&mut socket).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (1009, "message too big"),
+            "on {path}"
+        );
+    }
+    // A message of exactly the limit is fine.
+    let mut socket = connect(&server.url("/echo")).await;
+    socket.send(Message::text("y".repeat(1024))).await.unwrap();
+    assert_eq!(next_text(&mut socket).await.len(), 1024);
+    assert_eq!(
+        server
+            .metric(r#"heartwire_disconnects_total{reason="message_too_big"}"#)
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut socket = connect(&server.url("/ws")).await;
+    let frame = Frame::message(vec![0x68, 0xff, 0x69], OpCode::Data(Data::Text), true);
+    socket.send(Message::Frame(frame)).await.unwrap();
+    let (code, _) = expect_close(&mut socket).await;
+    assert_eq!(code, 1007);
+    server
+        .wait_for_metric(r#"heartwire_disconnects_total{reason="invalid_utf8"}"#, 1.0)
+        .await;
+}
+
+#[tokio::test]
+async fn request_faults_get_error_envelopes_and_the_connection_stays() {
+    let server = TestServer::start(ServerConfig {
+        max_subscriptions: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (mut socket, _) = connect_native(&server).await;
+
+    socket.send(Message::text("{oops")).await.unwrap();
+    expect_error(&mut socket, ErrorCode::BadJson).await;
+    socket
+        .send(Message::text(r#"{"op":"dance"}"#))
+        .await
+        .unwrap();
+    let reason = expect_error(&mut socket, ErrorCode::UnknownOp).await;
+    assert!(reason.contains("dance"), "{reason}");
+    socket
+        .send(Message::text(r#"{"op":"subscribe","channel":"has space"}"#))
+        .await
+        .unwrap();
+    expect_error(&mut socket, ErrorCode::InvalidChannel).await;
+    socket
+        .send(Message::text(r#"{"op":"publish","channel":"a"}"#))
+        .await
+        .unwrap();
+    let reason = expect_error(&mut socket, ErrorCode::BadRequest).await;
+    assert!(reason.contains("data"), "{reason}");
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    expect_error(&mut socket, ErrorCode::Unsupported).await;
+
+    subscribe(&mut socket, "one").await;
+    subscribe(&mut socket, "two").await;
+    subscribe(&mut socket, "two").await; // again: harmless, not a third
+    send(
+        &mut socket,
+        &ClientFrame::Subscribe {
+            channel: "three".into(),
+        },
+    )
+    .await;
+    expect_error(&mut socket, ErrorCode::TooManySubscriptions).await;
+
+    assert_still_open(&mut socket).await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_and_the_others_get_everything() {
+    let config = ServerConfig {
+        outbound_queue: 32,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (mut slow, _) = connect_native(&server).await;
+    subscribe(&mut slow, "firehose").await;
+    let (mut fast, _) = connect_native(&server).await;
+    subscribe(&mut fast, "firehose").await;
+    let (mut publisher, _) = connect_native(&server).await;
+
+    // 32 MiB in 2,000 messages: more than the kernel buffers of a client that does not
+    // read can hold, so its mailbox overflows.
+    let count = 2_000u64;
+    let body = "z".repeat(16 * 1024);
+    let fast_reader = tokio::spawn(async move {
+        for expected in 1..=count {
+            match next_frame(&mut fast).await {
+                ServerFrame::Message { seq, .. } => assert_eq!(seq, expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        fast
+    });
+    for _ in 0..count {
+        let frame = ClientFrame::Publish {
+            channel: "firehose".into(),
+            data: json!(body),
+            id: None,
+        };
+        send(&mut publisher, &frame).await;
+    }
+    let mut fast = tokio::time::timeout(PATIENCE * 3, fast_reader)
+        .await
+        .expect("fast reader done")
+        .unwrap();
+
+    // The slow client now reads, within the close timeout: what was already in
+    // flight, then the close. Its backlog beyond that was dropped.
+    let (code, reason) = expect_close(&mut slow).await;
+    assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
+    server
+        .wait_for_metric(
+            r#"heartwire_disconnects_total{reason="slow_consumer"}"#,
+            1.0,
+        )
+        .await;
+    assert_still_open(&mut fast).await;
+    assert_still_open(&mut publisher).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_maximum_get_503_before_the_upgrade() {
+    let server = TestServer::start(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut first = connect(&server.url("/echo")).await;
+    let _second = connect(&server.url("/ws")).await;
+    match tokio_tungstenite::connect_async(server.url("/echo")).await {
+        Err(WsError::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    assert_eq!(server.metric("heartwire_rejected_total").await, 1.0);
+    // A freed slot is usable again.
+    first.close(None).await.unwrap();
+    while first.next().await.is_some() {}
+    let deadline = Instant::now() + PATIENCE;
+    while tokio_tungstenite::connect_async(server.url("/echo"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn unfinished_handshakes_are_dropped_after_the_timeout() {
+    let timeout = Duration::from_millis(300);
+    let server = TestServer::start(ServerConfig {
+        handshake_timeout: timeout,
+        ..ServerConfig::default()
+    })
+    .await;
+    for opening in ["", "GET /ws HTTP/1.1\r\nHost: te"] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(opening.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut buffer = Vec::new();
+        tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut buffer))
+            .await
+            .expect("the server drops the connection")
+            .ok();
+        let held = started.elapsed();
+        assert!(
+            held + Duration::from_millis(50) >= timeout,
+            "dropped after {held:?} for {opening:?}"
+        );
+        assert!(
+            held <= timeout + Duration::from_millis(700),
+            "held {held:?} for {opening:?}"
+        );
+    }
+}
