@@ -1,6 +1,9 @@
 //! `heartwire`: one command for the server, the client and the benchmarks.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 mod serve;
 
@@ -14,20 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server: the demo page at /, WebSockets at /ws, /ws/{facility} and /echo.
     Serve(serve::ServeArgs),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; HEARTWIRE_LOG takes tracing's filter syntax, e.g. "debug".
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("HEARTWIRE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("heartwire: {err:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,171 @@
+//! What a server is told at start: addresses, heartbeat timing, limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use heartwire_core::LivenessConfig;
+
+use crate::Error;
+
+/// An inbound text that counts as a heartbeat and the text sent back for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// The exact text a client sends, such as `ping`.
+    pub inbound: String,
+    /// The text the server answers with, such as `pong`.
+    pub outbound: String,
+}
+
+impl std::str::FromStr for HeartbeatReply {
+    type Err = Error;
+
+    /// Parses `IN=OUT`, splitting at the first `=`.
+    fn from_str(rule: &str) -> Result<Self, Error> {
+        match rule.split_once('=') {
+            Some((inbound, outbound)) if !inbound.is_empty() => Ok(Self {
+                inbound: inbound.to_owned(),
+                outbound: outbound.to_owned(),
+            }),
+            _ => Err(Error::Config(format!(
+                "heartbeat reply rule {rule:?} must look like IN=OUT, for example ping=pong"
+            ))),
+        }
+    }
+}
+
+/// Everything a [`Server`](super::Server) needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Inbound silence after which the server sends a Ping.
+    pub ping_interval: Duration,
+    /// How long after a Ping a client has to send any frame.
+    pub ping_timeout: Duration,
+    /// How long a close handshake the server started may take.
+    pub close_timeout: Duration,
+    /// Magic heartbeat string sent on `/ws/{facility}`, and dropped when received.
+    pub heartbeat_text: Option<String>,
+    /// How often the magic heartbeat string is sent.
+    pub heartbeat_interval: Duration,
+    /// Inbound texts answered with a fixed text on every endpoint.
+    pub heartbeat_replies: Vec<HeartbeatReply>,
+    /// Largest message accepted, in bytes; larger ones close the connection with 1009.
+    pub max_message_size: usize,
+    /// Most WebSocket connections held at once; more get HTTP 503 before the upgrade.
+    pub max_connections: usize,
+    /// How long the last message of a ws4redis facility is kept for late joiners
+    /// (zero: not kept).
+    pub persist_for: Duration,
+    /// Window over which reconnect hints are spread at shutdown.
+    pub shutdown_spread: Duration,
+    /// Time allowed for a TCP connection to deliver its HTTP request.
+    pub handshake_timeout: Duration,
+    /// Messages that may wait for a client that does not read before it is closed
+    /// as a slow consumer.
+    pub outbound_queue: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Initial size of a connection's read buffer, in bytes; it grows for larger
+    /// frames only while they are read.
+    pub read_buffer_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let liveness = LivenessConfig::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ping_interval: liveness.ping_interval,
+            ping_timeout: liveness.ping_timeout,
+            close_timeout: liveness.close_timeout,
+            heartbeat_text: None,
+            heartbeat_interval: Duration::from_secs(4),
+            heartbeat_replies: Vec::new(),
+            max_message_size: 1 << 20,
+            max_connections: 10_000,
+            persist_for: Duration::from_secs(3600),
+            shutdown_spread: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            outbound_queue: 1024,
+            max_subscriptions: 256,
+            read_buffer_size: 4096,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("ping-interval", self.ping_interval),
+            ("ping-timeout", self.ping_timeout),
+            ("close-timeout", self.close_timeout),
+            ("heartbeat-interval", self.heartbeat_interval),
+            ("handshake-timeout", self.handshake_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.max_message_size == 0 {
+            return Err(Error::Config(
+                "max-message-size must be at least 1 byte".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max-connections must be at least 1".into()));
+        }
+        if self.outbound_queue == 0 {
+            return Err(Error::Config("outbound-queue must be at least 1".into()));
+        }
+        if self.heartbeat_text.as_deref() == Some("") {
+            return Err(Error::Config("heartbeat-text must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Liveness timing of a connection, with the magic heartbeat when it sends one.
+    pub(crate) fn liveness(&self, sends_heartbeat_text: bool) -> LivenessConfig {
+        LivenessConfig {
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            close_timeout: self.close_timeout,
+            heartbeat_interval: (sends_heartbeat_text && self.heartbeat_text.is_some())
+                .then_some(self.heartbeat_interval),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_rules_split_at_the_first_equals_sign() {
+        let rule: HeartbeatReply = "ping=pong".parse().unwrap();
+        assert_eq!(
+            (rule.inbound.as_str(), rule.outbound.as_str()),
+            ("ping", "pong")
+        );
+        let rule: HeartbeatReply = "a=b=c".parse().unwrap();
+        assert_eq!(
+            (rule.inbound.as_str(), rule.outbound.as_str()),
+            ("a", "b=c")
+        );
+        assert!("nothing".parse::<HeartbeatReply>().is_err());
+        assert!("=pong".parse::<HeartbeatReply>().is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_zero_timings_are_not() {
+        assert!(ServerConfig::default().validate().is_ok());
+        let bad = ServerConfig {
+            ping_timeout: Duration::ZERO,
+            ..ServerConfig::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("ping-timeout"), "{err}");
+    }
+}

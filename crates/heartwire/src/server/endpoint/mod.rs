@@ -1,0 +1,66 @@
+//! What each WebSocket endpoint does with frames; the connection driver does the rest.
+//!
+//! An [`Endpoint`] sees only data: text and binary frames in, mailbox items out. The
+//! driver ([`super::connection`]) owns everything common to all endpoints — liveness,
+//! heartbeat conventions, limits, the close handshake — so each endpoint file is about
+//! its protocol alone.
+
+pub(crate) mod echo;
+pub(crate) mod native;
+pub(crate) mod ws4redis;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::Bytes;
+
+use super::mailbox::{Mailbox, Outbound};
+use super::metrics::Endpoint as EndpointKind;
+use super::state::ServerState;
+
+/// One endpoint's protocol. See the [module docs](self).
+pub(crate) trait Endpoint: Send + 'static {
+    /// Which endpoint this is, for metrics.
+    const KIND: EndpointKind;
+
+    /// Whether the magic heartbeat string is sent on this endpoint.
+    const SENDS_HEARTBEAT_TEXT: bool = false;
+
+    /// The connection is open: send greetings, subscribe.
+    fn on_open(&mut self, session: &mut Session);
+
+    /// A text frame arrived (heartbeat conventions are already handled).
+    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session);
+
+    /// A binary frame arrived.
+    fn on_binary(&mut self, data: Bytes, session: &mut Session);
+
+    /// Turns an item of the mailbox into a frame, or skips it.
+    fn on_outbound(&mut self, item: Outbound, session: &Session) -> Option<Message>;
+
+    /// The frame to send before the close at shutdown, if this endpoint has one.
+    fn on_shutdown(&mut self, _reconnect_after_ms: u64) -> Option<Message> {
+        None
+    }
+
+    /// The connection is over: release what it holds in the broker.
+    fn on_close(&mut self, session: &mut Session);
+}
+
+/// What an endpoint may use while handling a frame: the server, the connection's
+/// mailbox, and the queue of replies the driver writes ahead of mailbox items.
+pub(crate) struct Session {
+    /// Configuration, broker and metrics of the server.
+    pub(crate) server: Arc<ServerState>,
+    /// This connection's mailbox: broker results come back here.
+    pub(crate) mailbox: Arc<Mailbox>,
+    pub(crate) replies: VecDeque<Message>,
+}
+
+impl Session {
+    /// Queues a frame to send back, ahead of mailbox items.
+    pub(crate) fn reply(&mut self, message: Message) {
+        self.replies.push_back(message);
+    }
+}

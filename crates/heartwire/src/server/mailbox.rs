@@ -1,0 +1,195 @@
+//! The part of a connection that others hold: a bounded queue of what is to be
+//! sent to it, and the signals that wake it.
+//!
+//! The broker delivers into a [`Mailbox`] without ever waiting: when the queue is
+//! full, the client is not reading, so the connection is marked a slow consumer and
+//! woken to close itself. The server's shutdown reaches every connection the same way.
+//! The queue allocates only while it holds something, so an idle connection costs a
+//! few words here.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Context;
+
+use futures_util::task::AtomicWaker;
+use heartwire_core::ErrorCode;
+
+use super::broker::Publication;
+
+/// Identifies a connection across the server (and, being random, across nodes).
+pub type ConnectionId = u64;
+
+/// Something to be sent to one connection.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A message on a channel the connection subscribed to.
+    Message(Arc<Publication>),
+    /// A subscription is in place; `seq` is the channel's latest sequence number.
+    Subscribed {
+        /// The channel.
+        channel: Arc<str>,
+        /// The channel's latest sequence number.
+        seq: u64,
+    },
+    /// A publish with an id was accepted as message `seq`.
+    Ack {
+        /// The publish's id.
+        id: String,
+        /// The sequence number the message got.
+        seq: u64,
+    },
+    /// A request of this connection failed.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// A sentence naming it.
+        reason: String,
+    },
+}
+
+/// A signal that ends the connection, checked before anything else in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// The queue overflowed: the client does not read.
+    SlowConsumer,
+    /// The server shuts down; the client may come back after this many milliseconds.
+    Shutdown { reconnect_after_ms: u64 },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Outbound>,
+    signal: Option<Signal>,
+}
+
+/// A connection's bounded inbound queue and wake-up. See the [module docs](self).
+#[derive(Debug)]
+pub struct Mailbox {
+    id: ConnectionId,
+    capacity: usize,
+    state: Mutex<State>,
+    waker: AtomicWaker,
+}
+
+impl Mailbox {
+    pub(crate) fn new(id: ConnectionId, capacity: usize) -> Self {
+        Self {
+            id,
+            capacity,
+            state: Mutex::default(),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// The connection this mailbox belongs to.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Queues `item` for the connection. Returns `false`, and marks the connection a
+    /// slow consumer, when the queue is full or the connection is ending.
+    pub fn deliver(&self, item: Outbound) -> bool {
+        let accepted = {
+            let mut state = self.lock();
+            if state.signal.is_some() {
+                false
+            } else if state.queue.len() >= self.capacity {
+                state.signal = Some(Signal::SlowConsumer);
+                state.queue = VecDeque::new();
+                false
+            } else {
+                state.queue.push_back(item);
+                true
+            }
+        };
+        self.waker.wake();
+        accepted
+    }
+
+    /// Asks the connection to close because the server shuts down.
+    pub(crate) fn shut_down(&self, reconnect_after_ms: u64) {
+        self.lock()
+            .signal
+            .get_or_insert(Signal::Shutdown { reconnect_after_ms });
+        self.waker.wake();
+    }
+
+    /// Registers the connection's task to be woken by the next delivery or signal.
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// The pending signal, if any.
+    pub(crate) fn signal(&self) -> Option<Signal> {
+        self.lock().signal
+    }
+
+    /// Takes the oldest queued item.
+    pub(crate) fn take(&self) -> Option<Outbound> {
+        let mut state = self.lock();
+        let item = state.queue.pop_front();
+        if state.queue.is_empty() && state.queue.capacity() > 16 {
+            // A burst is over: give its memory back.
+            state.queue = VecDeque::new();
+        }
+        item
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across anything that can panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(seq: u64) -> Outbound {
+        Outbound::Ack {
+            id: String::new(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn overflow_marks_a_slow_consumer_and_drops_the_backlog() {
+        let mailbox = Mailbox::new(1, 2);
+        assert!(mailbox.deliver(ack(1)));
+        assert!(mailbox.deliver(ack(2)));
+        assert!(!mailbox.deliver(ack(3)));
+        assert_eq!(mailbox.signal(), Some(Signal::SlowConsumer));
+        assert!(mailbox.take().is_none());
+        assert!(!mailbox.deliver(ack(4)));
+    }
+
+    #[test]
+    fn items_come_out_in_order() {
+        let mailbox = Mailbox::new(1, 8);
+        for seq in 1..=5 {
+            assert!(mailbox.deliver(ack(seq)));
+        }
+        let seqs: Vec<_> = std::iter::from_fn(|| mailbox.take())
+            .map(|item| match item {
+                Outbound::Ack { seq, .. } => seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn first_signal_wins() {
+        let mailbox = Mailbox::new(1, 1);
+        mailbox.shut_down(250);
+        assert!(!mailbox.deliver(ack(1)));
+        assert_eq!(
+            mailbox.signal(),
+            Some(Signal::Shutdown {
+                reconnect_after_ms: 250
+            })
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The numbers `/metrics` reports, in Prometheus text format.
+//!
+//! Each server owns its recorder and registers every metric once, at start; the hot
+//! paths only bump atomic handles. Nothing is global, so several servers in one
+//! process (as in the tests) keep separate counts.
+
+use std::time::Duration;
+
+use heartwire_core::DisconnectReason;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+/// The endpoints connections are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `/ws`
+    Native,
+    /// `/ws/{facility}`
+    Ws4Redis,
+    /// `/echo`
+    Echo,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 3] = [Endpoint::Native, Endpoint::Ws4Redis, Endpoint::Echo];
+
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Native => "native",
+            Endpoint::Ws4Redis => "ws4redis",
+            Endpoint::Echo => "echo",
+        }
+    }
+}
+
+/// Counters of one endpoint.
+#[derive(Debug)]
+pub(crate) struct EndpointMetrics {
+    pub(crate) open: Gauge,
+    pub(crate) accepted: Counter,
+    pub(crate) messages_in: Counter,
+    pub(crate) messages_out: Counter,
+}
+
+/// Every metric of one server.
+pub(crate) struct ServerMetrics {
+    recorder: PrometheusRecorder,
+    endpoints: [EndpointMetrics; 3],
+    disconnects: [Counter; DisconnectReason::LABELS.len()],
+    pub(crate) pings_sent: Counter,
+    pub(crate) pongs_received: Counter,
+    pub(crate) heartbeat_texts_sent: Counter,
+    pub(crate) client_heartbeats: Counter,
+    pub(crate) rejected_at_capacity: Counter,
+    rtt: Histogram,
+}
+
+const METADATA: Metadata<'static> = Metadata::new("heartwire", Level::INFO, None);
+const RTT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl ServerMetrics {
+    pub(crate) fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("heartwire_rtt_seconds".into()), &RTT_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let describe = |name: &'static str, unit, help: &'static str| {
+            recorder.describe_counter(name.into(), unit, help.into());
+        };
+        describe(
+            "heartwire_connections_accepted_total",
+            None,
+            "WebSocket connections accepted",
+        );
+        describe(
+            "heartwire_disconnects_total",
+            None,
+            "Connections ended, by reason",
+        );
+        describe(
+            "heartwire_pings_sent_total",
+            None,
+            "Ping frames sent after inbound silence",
+        );
+        describe(
+            "heartwire_pongs_received_total",
+            None,
+            "Pong frames received",
+        );
+        describe(
+            "heartwire_heartbeat_texts_sent_total",
+            None,
+            "Magic heartbeat strings sent",
+        );
+        describe(
+            "heartwire_client_heartbeats_total",
+            None,
+            "Heartbeats from clients answered",
+        );
+        describe(
+            "heartwire_messages_in_total",
+            None,
+            "Data messages received",
+        );
+        describe("heartwire_messages_out_total", None, "Data messages sent");
+        describe(
+            "heartwire_rejected_total",
+            None,
+            "Upgrades refused at max-connections",
+        );
+        recorder.describe_gauge(
+            "heartwire_connections_open".into(),
+            None,
+            "Open WebSocket connections".into(),
+        );
+        recorder.describe_histogram(
+            "heartwire_rtt_seconds".into(),
+            Some(Unit::Seconds),
+            "Round-trip time from Ping to Pong".into(),
+        );
+
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+        };
+        let endpoints = Endpoint::ALL.map(|endpoint| {
+            let labels = || vec![Label::new("endpoint", endpoint.label())];
+            EndpointMetrics {
+                open: recorder.register_gauge(
+                    &Key::from_parts("heartwire_connections_open", labels()),
+                    &METADATA,
+                ),
+                accepted: counter("heartwire_connections_accepted_total", labels()),
+                messages_in: counter("heartwire_messages_in_total", labels()),
+                messages_out: counter("heartwire_messages_out_total", labels()),
+            }
+        });
+        let disconnects = DisconnectReason::LABELS.map(|reason| {
+            counter(
+                "heartwire_disconnects_total",
+                vec![Label::new("reason", reason)],
+            )
+        });
+        // Registered now so every series shows from the first scrape, even at zero.
+        for endpoint in &endpoints {
+            endpoint.accepted.increment(0);
+            endpoint.messages_in.increment(0);
+            endpoint.messages_out.increment(0);
+            endpoint.open.set(0.0);
+        }
+        disconnects.iter().for_each(|counter| counter.increment(0));
+        Self {
+            endpoints,
+            disconnects,
+            pings_sent: counter("heartwire_pings_sent_total", vec![]),
+            pongs_received: counter("heartwire_pongs_received_total", vec![]),
+            heartbeat_texts_sent: counter("heartwire_heartbeat_texts_sent_total", vec![]),
+            client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
+            rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
+            rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
+            recorder,
+        }
+    }
+
+    pub(crate) fn endpoint(&self, endpoint: Endpoint) -> &EndpointMetrics {
+        &self.endpoints[endpoint as usize]
+    }
+
+    pub(crate) fn disconnected(&self, reason: &DisconnectReason) {
+        let index = DisconnectReason::LABELS
+            .iter()
+            .position(|label| *label == reason.label())
+            .expect("LABELS lists every reason");
+        self.disconnects[index].increment(1);
+    }
+
+    pub(crate) fn rtt(&self, rtt: Duration) {
+        self.rtt.record(rtt.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_rendered_from_the_start() {
+        let metrics = ServerMetrics::new();
+        metrics.disconnected(&DisconnectReason::PingTimeout);
+        metrics.rtt(Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"heartwire_disconnects_total{reason="ping_timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_disconnects_total{reason="slow_consumer"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_connections_open{endpoint="native"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_rtt_seconds_bucket{le="0.005"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! What every connection of a server shares.
+
+use std::sync::Arc;
+
+use super::broker::Broker;
+use super::config::ServerConfig;
+use super::metrics::ServerMetrics;
+use super::registry::Registry;
+
+/// The server-wide state handed to every request and connection.
+pub(crate) struct ServerState {
+    pub(crate) config: ServerConfig,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) metrics: ServerMetrics,
+    pub(crate) registry: Registry,
+}
