@@ -15,6 +15,9 @@ export const ARTIFACTS = join(REPO, 'test-artifacts');
 const BINARY = process.env.HEARTWIRE_BIN ?? join(REPO, 'target/debug/heartwire');
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 
+/** Playwright polls page conditions this often (animation frames stop in background tabs). */
+export const POLL_MS = 25;
+
 /** The server's heartbeat settings in these tests. */
 export const PING_INTERVAL_MS = 300;
 export const PING_TIMEOUT_MS = 300;
@@ -89,6 +92,17 @@ export class HeartwireServer {
     this.#child = null;
   }
 
+  /** The server's Prometheus counters, by their full name with labels. */
+  async metrics() {
+    const text = await (await fetch(`${this.origin}/metrics`)).text();
+    const counters = {};
+    for (const line of text.split('\n')) {
+      const match = /^(\S+) (\d+(?:\.\d+)?)$/.exec(line);
+      if (match) counters[match[1]] = Number(match[2]);
+    }
+    return counters;
+  }
+
   /** What the server printed, for failure messages. */
   get log() {
     return this.#log;
@@ -151,7 +165,7 @@ export async function openDemo(context, origin, name) {
   await page.goto(`${origin}/`);
   await page.fill('#name', name);
   await page.dispatchEvent('#name', 'change');
-  await page.waitForFunction(() => window.heartwire?.state === 'open', null, { timeout: 10_000 });
+  await page.waitForFunction(() => window.heartwire?.state === 'open', null, { polling: POLL_MS, timeout: 10_000 });
   await page.evaluate(() => {
     window.recordedStates = [];
     window.recordedCloses = [];
@@ -163,10 +177,13 @@ export async function openDemo(context, origin, name) {
   return page;
 }
 
-/** Types `text` into the composer and sends it. */
+/**
+ * Types `text` into the composer and sends it with Enter (a click would wait for animation
+ * frames, which a page in a background tab does not get).
+ */
 export async function say(page, text) {
   await page.fill('#text', text);
-  await page.click('#send');
+  await page.press('#text', 'Enter');
 }
 
 /** The chat lines the page shows, as "name: text", with queued lines marked. */
