@@ -202,7 +202,7 @@ test('screenshots of the demo page at desktop and phone sizes', async (t) => {
   const bob = await openDemo(browser.context, server.origin, 'bob');
   try {
     await say(bob, 'Hi! Anyone here?');
-    await say(alice, 'Hello bob — the connection panel on the right shows how we are doing.');
+    await say(alice, 'Hello bob — the connection panel shows how we are doing.');
     await say(bob, 'Nice, the round trip is tiny.');
     await alice.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 3, null, { polling: POLL_MS, timeout: 5_000 });
     await alice.setViewportSize({ width: 1280, height: 800 });
