@@ -54,13 +54,13 @@ const CLOSE_FAILBACK = 4001;
  *   parameter (browsers cannot set headers on a WebSocket). A rejected promise counts as a
  *   failed attempt.
  * @property {number} [backoffBaseMs=500] Window of the first retry's delay.
- * @property {number} [backoffCapMs=30000] Largest window of a retry's delay.
- * @property {number} [healthyAfterMs=10000] A connection open this long was healthy: when it
+ * @property {number} [backoffCapMs=20000] Largest window of a retry's delay.
+ * @property {number} [healthyAfterMs=30000] A connection open this long was healthy: when it
  *   ends, the backoff starts again from its first window.
  * @property {number} [maxAttempts=Infinity] Give up after this many attempts in a row.
  * @property {number} [maxElapsedMs=Infinity] Give up once a streak of failures lasted this long.
  * @property {number} [connectTimeoutMs=10000] An attempt that got no `hello` by then failed.
- * @property {number} [failbackMs=60000] While on a fallback URL, how often the primary is probed.
+ * @property {number} [failbackMs=30000] While on a fallback URL, how often the primary is probed.
  * @property {number} [outboxLimit=1000] How many published messages may wait for their ack.
  * @property {number} [lateTimerMs=250] A timer that fires this much later than asked was
  *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
@@ -191,12 +191,12 @@ export class Heartwire extends EventTarget {
     this.#options = {
       token: null,
       backoffBaseMs: 500,
-      backoffCapMs: 30000,
-      healthyAfterMs: 10000,
+      backoffCapMs: 20000,
+      healthyAfterMs: 30000,
       maxAttempts: Infinity,
       maxElapsedMs: Infinity,
       connectTimeoutMs: 10000,
-      failbackMs: 60000,
+      failbackMs: 30000,
       outboxLimit: 1000,
       lateTimerMs: 250,
       WebSocket: globalThis.WebSocket,
