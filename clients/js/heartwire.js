@@ -1,1 +1,799 @@
-export {};
+/**
+ * heartwire.js — the browser client of heartwire's native `/ws` endpoint.
+ *
+ * An ES module with no dependencies. It keeps one WebSocket to a heartwire server open for
+ * as long as the page wants it: it notices a dead server with application-level probes,
+ * reconnects with full-jitter backoff, fails over between URLs and back to the primary,
+ * resubscribes to its channels and sends what was published while it was away, in order.
+ *
+ * ```js
+ * import { Heartwire } from '/heartwire.js';
+ * const hw = new Heartwire('wss://chat.example/ws', { token: () => fetchToken() });
+ * hw.subscribe('room:lobby', (data, { seq }) => console.log(seq, data));
+ * hw.addEventListener('state', (e) => console.log(e.state, e.nextAttemptAt));
+ * hw.send('room:lobby', { name: 'ada', text: 'hi' });
+ * ```
+ *
+ * See docs/BROWSER.md for the behaviour table and the reasons behind it.
+ *
+ * @module heartwire
+ */
+
+/**
+ * The states a {@link Heartwire} goes through.
+ * - `connecting`: the first connection is being made.
+ * - `open`: the server said hello and answers.
+ * - `degraded`: still connected, but a probe has gone unanswered for longer than expected,
+ *   or the browser reported that it went offline.
+ * - `reconnecting`: the connection was lost; {@link Heartwire#nextAttemptAt} tells when the
+ *   next attempt starts (`null` while an attempt is under way).
+ * - `closed`: for good: {@link Heartwire#close} was called, the server refused the client in a
+ *   way that retrying cannot fix, or the reconnect policy gave up.
+ * @typedef {'connecting'|'open'|'degraded'|'reconnecting'|'closed'} HeartwireState
+ */
+
+/** Close codes after which retrying cannot help: the client or its credentials must change. */
+const FATAL_CLOSE_CODES = new Set([1002, 1007, 1009, 4401, 4403]);
+
+/** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
+const SLOW_CONSUMER_REASON = 'slow consumer';
+
+/** Channel names the server accepts (docs/PROTOCOL.md, "Channel names"). */
+const CHANNEL_NAME = /^[A-Za-z0-9_.:@/-]{1,128}$/;
+
+/** The close code this client uses when it drops a connection it found dead. */
+const CLOSE_DEAD = 4000;
+
+/** The close code this client uses when it leaves a fallback URL for the primary. */
+const CLOSE_FAILBACK = 4001;
+
+/**
+ * @typedef {object} HeartwireOptions
+ * @property {() => (string|null|undefined|Promise<string|null|undefined>)} [token]
+ *   Called before every connection attempt; its answer is sent as the `token` query
+ *   parameter (browsers cannot set headers on a WebSocket). A rejected promise counts as a
+ *   failed attempt.
+ * @property {number} [backoffBaseMs=500] Window of the first retry's delay.
+ * @property {number} [backoffCapMs=20000] Largest window of a retry's delay.
+ * @property {number} [healthyAfterMs=30000] A connection open this long was healthy: when it
+ *   ends, the backoff starts again from its first window.
+ * @property {number} [maxAttempts=Infinity] Give up after this many attempts in a row.
+ * @property {number} [maxElapsedMs=Infinity] Give up once a streak of failures lasted this long.
+ * @property {number} [connectTimeoutMs=10000] An attempt that got no `hello` by then failed.
+ * @property {number} [failbackMs=30000] While on a fallback URL, how often the primary is probed.
+ * @property {number} [outboxLimit=1000] How many published messages may wait for their ack.
+ * @property {number} [lateTimerMs=250] A timer that fires this much later than asked was
+ *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
+ * @property {typeof WebSocket} [WebSocket] The WebSocket class (default: the browser's).
+ * @property {() => number} [now] Milliseconds since the epoch (default: `Date.now`).
+ * @property {() => number} [random] Uniform in [0, 1) (default: `Math.random`).
+ * @property {(fn: () => void, ms: number) => any} [setTimeout]
+ * @property {(handle: any) => void} [clearTimeout]
+ * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`
+ *   (default: `globalThis.window`; `null` to ignore them).
+ * @property {(EventTarget & {visibilityState?: string})|null} [document] Source of
+ *   `visibilitychange` (default: `globalThis.document`; `null` to ignore it).
+ */
+
+/**
+ * The delay before the `attempt`-th attempt of a streak (counted from 1): uniform in
+ * `[0, min(cap, base · 2^(attempt-1))]` ("full jitter"), so clients that lost the same server
+ * at the same moment come back spread over the whole window instead of all at once.
+ *
+ * @param {number} attempt 1 for the first retry.
+ * @param {{baseMs: number, capMs: number}} policy
+ * @param {() => number} random Uniform in [0, 1).
+ * @returns {number} milliseconds
+ */
+export function fullJitterDelay(attempt, { baseMs, capMs }, random) {
+  const exponent = Math.min(Math.max(attempt - 1, 0), 30);
+  const window = Math.min(capMs, baseMs * 2 ** exponent);
+  return Math.floor(random() * (window + 1));
+}
+
+/**
+ * The retry delay a server put in a close reason, as in
+ * `server restarting; retry after 2300 ms`, or `null`.
+ *
+ * @param {string} reason
+ * @returns {number|null}
+ */
+export function retryHintFromReason(reason) {
+  const match = /retry after (\d+) ?ms/.exec(reason || '');
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * What to do after a close code: retry with backoff, retry after the server's hint, or stop.
+ *
+ * @param {number} code
+ * @param {string} reason
+ * @returns {'backoff'|'hint'|'stop'}
+ */
+export function closeDisposition(code, reason) {
+  if (FATAL_CLOSE_CODES.has(code)) return 'stop';
+  if (code === 1008) return reason === SLOW_CONSUMER_REASON ? 'backoff' : 'stop';
+  if (code === 1012 || code === 1013) return 'hint';
+  return 'backoff';
+}
+
+/** An event of a {@link Heartwire}; its fields depend on its type (see the class docs). */
+export class HeartwireEvent extends Event {
+  /**
+   * @param {string} type
+   * @param {object} fields copied onto the event
+   */
+  constructor(type, fields) {
+    super(type);
+    Object.assign(this, fields);
+  }
+}
+
+/**
+ * A WebSocket to a heartwire server that stays connected.
+ *
+ * Events (listen with `addEventListener`):
+ * - `open` — `{url, session}`: the server said hello; subscriptions and the outbox follow.
+ * - `message` — `{channel, seq, data}`: a message on a subscribed channel.
+ * - `close` — `{code, reason, wasClean, willReconnect, nextAttemptAt}`: a connection or an
+ *   attempt ended.
+ * - `state` — `{state, previous, nextAttemptAt}`: see {@link HeartwireState}.
+ * - `gap` — `{channel, after, upTo}`: messages `after+1 … upTo` of a channel were published
+ *   while this client was away and will not arrive.
+ * - `error` — `{code, reason}`: the server refused a request; the connection stays open.
+ */
+export class Heartwire extends EventTarget {
+  /** @type {string[]} */ #urls;
+  /** @type {number} */ #urlIndex = 0;
+  #options;
+  /** @type {WebSocket|null} */ #socket = null;
+  /** @type {HeartwireState} */ #state = 'connecting';
+  /** @type {boolean} whether this client ever reached `open` */ #everOpened = false;
+
+  // Reconnect policy.
+  #attempt = 0;
+  /** @type {number|null} */ #streakStartedAt = null;
+  /** @type {number|null} */ #openedAt = null;
+  /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
+  /** @type {number|null} */ #nextAttemptAt = null;
+  /** Pending timer handles by purpose; at most one of each. */
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null };
+  /** @type {WebSocket|null} */ #failbackProbe = null;
+
+  // Liveness.
+  #idleMs = 20000;
+  #probeTimeoutMs = 20000;
+  /** @type {number|null} */ #lastHeardAt = null;
+  /** @type {{t: number, sentAt: number, urgent: boolean}|null} */ #probe = null;
+  #offline = false;
+  /** @type {number|null} */ #rtt = null;
+  /** @type {string|null} */ #session = null;
+
+  // Channels and the outbox.
+  /** @type {Map<string, Set<Function>>} */ #handlers = new Map();
+  /** @type {Map<string, number>} the last seq seen per channel */ #lastSeq = new Map();
+  /** @type {{id: string, channel: string, data: any, resolve: Function, reject: Function}[]} */
+  #outbox = [];
+  #nextMessageId = 1;
+  #clientId;
+
+  /** @type {[EventTarget, string, EventListener][]} */ #lifecycleListeners = [];
+
+  /**
+   * @param {string|string[]} urlOrUrls The `/ws` URL, or several: the first is the primary,
+   *   the others are tried in turn when it fails.
+   * @param {HeartwireOptions} [options]
+   */
+  constructor(urlOrUrls, options = {}) {
+    super();
+    this.#urls = Array.isArray(urlOrUrls) ? [...urlOrUrls] : [urlOrUrls];
+    if (this.#urls.length === 0) throw new TypeError('Heartwire needs at least one URL');
+    this.#options = {
+      token: null,
+      backoffBaseMs: 500,
+      backoffCapMs: 20000,
+      healthyAfterMs: 30000,
+      maxAttempts: Infinity,
+      maxElapsedMs: Infinity,
+      connectTimeoutMs: 10000,
+      failbackMs: 30000,
+      outboxLimit: 1000,
+      lateTimerMs: 250,
+      WebSocket: globalThis.WebSocket,
+      now: () => Date.now(),
+      random: Math.random,
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (handle) => globalThis.clearTimeout(handle),
+      window: globalThis.window ?? null,
+      document: globalThis.document ?? null,
+      ...options,
+    };
+    this.#clientId = Math.floor(this.#options.random() * 2 ** 32).toString(36);
+    this.#listenToLifecycle();
+    this.#connect();
+  }
+
+  /** @returns {HeartwireState} */
+  get state() { return this.#state; }
+
+  /** @returns {number|null} the last probe's round-trip time in ms, `null` before the first */
+  get rtt() { return this.#rtt; }
+
+  /** @returns {number|null} when the next attempt starts (ms since the epoch), while waiting */
+  get nextAttemptAt() { return this.#nextAttemptAt; }
+
+  /** @returns {number|null} when a frame last arrived from the server (ms since the epoch) */
+  get lastHeardAt() { return this.#lastHeardAt; }
+
+  /** @returns {string|null} the server's session id of the current connection */
+  get session() { return this.#session; }
+
+  /** @returns {string} the URL in use or being tried */
+  get url() { return this.#urls[this.#urlIndex]; }
+
+  /** @returns {number} messages waiting to be sent or acknowledged */
+  get outboxSize() { return this.#outbox.length; }
+
+  /**
+   * Publishes `data` on `channel`. The message waits in the outbox until the server
+   * acknowledges it; if the connection drops first, it is sent again, in order, after the
+   * reconnect (so a message in flight at that moment may arrive twice, never zero times).
+   *
+   * @param {string} channel
+   * @param {any} data any JSON value
+   * @returns {Promise<number>} the message's `seq` once the server accepted it; rejects if
+   *   the client closes for good first.
+   * @throws {Error} when the outbox is full or the client is closed.
+   * @throws {TypeError} when the channel name is invalid.
+   */
+  send(channel, data) {
+    checkChannel(channel);
+    if (this.#state === 'closed') throw new Error('heartwire: the client is closed');
+    if (this.#outbox.length >= this.#options.outboxLimit) {
+      throw new Error(`heartwire: outbox full (${this.#options.outboxLimit} messages await their ack)`);
+    }
+    const id = `${this.#clientId}-${this.#nextMessageId++}`;
+    let entry;
+    const acked = new Promise((resolve, reject) => {
+      entry = { id, channel, data, resolve, reject };
+    });
+    // The caller may ignore the promise; a rejection on close must not be reported as unhandled.
+    acked.catch(() => {});
+    this.#outbox.push(entry);
+    if (this.#isConnected()) this.#write({ op: 'publish', channel, data, id });
+    return acked;
+  }
+
+  /**
+   * Calls `handler(data, {channel, seq})` for every message on `channel`, across reconnects.
+   *
+   * @param {string} channel
+   * @param {(data: any, meta: {channel: string, seq: number}) => void} handler
+   * @returns {() => void} stops this handler; the channel is left when its last handler stops.
+   */
+  subscribe(channel, handler) {
+    checkChannel(channel);
+    let handlers = this.#handlers.get(channel);
+    if (!handlers) {
+      handlers = new Set();
+      this.#handlers.set(channel, handlers);
+      if (this.#isConnected()) this.#write({ op: 'subscribe', channel });
+    }
+    handlers.add(handler);
+    return () => {
+      if (!handlers.delete(handler) || handlers.size > 0) return;
+      this.#handlers.delete(channel);
+      this.#lastSeq.delete(channel);
+      if (this.#isConnected()) this.#write({ op: 'unsubscribe', channel });
+    };
+  }
+
+  /**
+   * Closes the connection for good: no reconnect follows, and messages still in the outbox
+   * are rejected.
+   *
+   * @param {number} [code=1000]
+   * @param {string} [reason='']
+   */
+  close(code = 1000, reason = '') {
+    if (this.#state === 'closed') return;
+    const socket = this.#socket;
+    this.#dropSocket(code, reason);
+    this.#stopTimers();
+    for (const [target, type, listener] of this.#lifecycleListeners) {
+      target.removeEventListener(type, listener);
+    }
+    this.#lifecycleListeners = [];
+    this.#rejectOutbox('heartwire: closed by the page');
+    if (socket) this.#emit('close', { code, reason, wasClean: true, willReconnect: false, nextAttemptAt: null });
+    this.#setState('closed');
+  }
+
+  /**
+   * Checks the connection now: sends a probe and, if it goes unanswered, reconnects at once
+   * instead of waiting out the backoff. While waiting to reconnect, attempts at once.
+   * Called by the page lifecycle events; pages may call it when they have their own reason
+   * to doubt the connection.
+   */
+  check() {
+    if (this.#state === 'closed') return;
+    if (this.#isConnected()) {
+      this.#sendProbe(true);
+    } else if (this.#timers.reconnect !== null) {
+      this.#attemptNow();
+    }
+  }
+
+  // ---- connecting -------------------------------------------------------------------------
+
+  async #connect() {
+    this.#nextAttemptAt = null;
+    this.#setState(this.#everOpened ? 'reconnecting' : 'connecting');
+    const url = this.#urls[this.#urlIndex];
+    let token = null;
+    try {
+      if (this.#options.token) token = await this.#options.token();
+    } catch (error) {
+      this.#attemptFailed(1006, `token provider failed: ${error?.message ?? error}`);
+      return;
+    }
+    if (this.#state === 'closed') return;
+    let socket;
+    try {
+      socket = new this.#options.WebSocket(withToken(url, token));
+    } catch (error) {
+      this.#attemptFailed(1006, `cannot open ${url}: ${error?.message ?? error}`);
+      return;
+    }
+    this.#socket = socket;
+    this.#session = null;
+    socket.onmessage = (event) => this.#onFrame(socket, event.data);
+    socket.onclose = (event) => this.#onSocketClose(socket, event.code, event.reason, event.wasClean);
+    this.#armConnectTimer(this.#options.connectTimeoutMs);
+  }
+
+  #armConnectTimer(ms) {
+    const due = this.#options.now() + ms;
+    this.#startTimer('connect', ms, () => {
+      if (this.#timerWasLate(due)) {
+        // The page slept through the attempt: give it a fresh window before judging it.
+        this.#armConnectTimer(ms);
+        return;
+      }
+      this.#dropSocket(CLOSE_DEAD, 'no hello');
+      this.#attemptFailed(1006, 'no hello within the connect timeout');
+    });
+  }
+
+  /** The server said hello: the connection is usable. */
+  #onHello(frame) {
+    this.#clearTimer('connect');
+    this.#session = frame.session ?? null;
+    if (Number.isFinite(frame.ping_interval_ms) && frame.ping_interval_ms > 0) this.#idleMs = frame.ping_interval_ms;
+    if (Number.isFinite(frame.ping_timeout_ms) && frame.ping_timeout_ms > 0) this.#probeTimeoutMs = frame.ping_timeout_ms;
+    this.#openedAt = this.#options.now();
+    this.#everOpened = true;
+    this.#serverHintMs = null;
+    this.#probe = null;
+    for (const channel of this.#handlers.keys()) this.#write({ op: 'subscribe', channel });
+    for (const entry of this.#outbox) {
+      this.#write({ op: 'publish', channel: entry.channel, data: entry.data, id: entry.id });
+    }
+    this.#setState(this.#offline ? 'degraded' : 'open');
+    this.#emit('open', { url: this.url, session: this.#session });
+    // A first probe measures the round trip at once.
+    this.#sendProbe(false);
+    this.#scheduleFailback();
+  }
+
+  // ---- frames -----------------------------------------------------------------------------
+
+  #onFrame(socket, text) {
+    if (socket !== this.#socket) return;
+    const now = this.#options.now();
+    this.#lastHeardAt = now;
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (frame === null || typeof frame !== 'object') return;
+    if (frame.op === 'hello') {
+      this.#onHello(frame);
+      return;
+    }
+    // Any frame proves the server alive: an outstanding probe is answered.
+    if (this.#probe) {
+      if (frame.op === 'pong' && frame.t === this.#probe.t) this.#rtt = now - this.#probe.t;
+      this.#probe = null;
+      if (this.#state === 'degraded' && !this.#offline) this.#setState('open');
+    }
+    this.#armLiveness();
+    switch (frame.op) {
+      case 'message': this.#onMessage(frame); break;
+      case 'subscribed': this.#onSubscribed(frame); break;
+      case 'ack': this.#onAck(frame); break;
+      case 'reconnect':
+        if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
+        break;
+      case 'error':
+        this.#emit('error', { code: frame.code, reason: frame.reason });
+        break;
+      default: break;
+    }
+  }
+
+  #onMessage({ channel, seq, data }) {
+    if (Number.isFinite(seq)) this.#lastSeq.set(channel, seq);
+    this.#emit('message', { channel, seq, data });
+    for (const handler of this.#handlers.get(channel) ?? []) {
+      try {
+        handler(data, { channel, seq });
+      } catch (error) {
+        reportError(error);
+      }
+    }
+  }
+
+  #onSubscribed({ channel, seq }) {
+    const seen = this.#lastSeq.get(channel);
+    if (seen === undefined || !Number.isFinite(seq)) return;
+    if (seq > seen) this.#emit('gap', { channel, after: seen, upTo: seq });
+    // A smaller seq means the channel's history started again (a restarted server).
+    this.#lastSeq.set(channel, seq);
+  }
+
+  #onAck({ id, seq }) {
+    const index = this.#outbox.findIndex((entry) => entry.id === id);
+    if (index === -1) return;
+    const [entry] = this.#outbox.splice(index, 1);
+    entry.resolve(seq);
+  }
+
+  // ---- liveness ---------------------------------------------------------------------------
+
+  /**
+   * Sends `{"op":"ping","t":now}`. An urgent probe (after the page woke up or came back
+   * online) that goes unanswered reconnects at once instead of after a backoff delay.
+   */
+  #sendProbe(urgent) {
+    const t = this.#options.now();
+    this.#probe = { t, sentAt: t, urgent: urgent || (this.#probe?.urgent ?? false) };
+    this.#write({ op: 'ping', t });
+    this.#armLiveness();
+  }
+
+  /** Arms the one liveness timer for the next thing to check. */
+  #armLiveness() {
+    this.#clearTimer('liveness');
+    if (!this.#isConnected()) return;
+    const now = this.#options.now();
+    let due;
+    if (this.#probe) {
+      const degradedAt = this.#probe.sentAt + this.#probeTimeoutMs / 2;
+      const deadAt = this.#probe.sentAt + this.#probeTimeoutMs;
+      due = this.#state === 'degraded' || now >= degradedAt ? deadAt : degradedAt;
+    } else {
+      due = (this.#lastHeardAt ?? now) + this.#idleMs;
+    }
+    const delay = Math.max(0, due - now);
+    this.#startTimer('liveness', delay, () => this.#onLivenessTimer(due));
+  }
+
+  #onLivenessTimer(due) {
+    if (!this.#isConnected()) return;
+    const now = this.#options.now();
+    if (this.#timerWasLate(due)) {
+      // The page was frozen, throttled or asleep: what the deadline measured is not the
+      // server's silence. Ask the server again, now.
+      this.#sendProbe(false);
+      return;
+    }
+    if (!this.#probe) {
+      if (now - (this.#lastHeardAt ?? now) >= this.#idleMs) {
+        this.#sendProbe(false);
+      } else {
+        this.#armLiveness();
+      }
+      return;
+    }
+    if (now - this.#probe.sentAt >= this.#probeTimeoutMs) {
+      const urgent = this.#probe.urgent;
+      this.#dropSocket(CLOSE_DEAD, 'probe timeout');
+      this.#connectionLost(CLOSE_DEAD, 'probe timeout', false, urgent ? 0 : null);
+      return;
+    }
+    this.#setState('degraded');
+    this.#armLiveness();
+  }
+
+  #timerWasLate(due) {
+    return this.#options.now() - due > this.#options.lateTimerMs;
+  }
+
+  // ---- closing and reconnecting -----------------------------------------------------------
+
+  #onSocketClose(socket, code, reason, wasClean) {
+    if (socket !== this.#socket) return;
+    this.#socket = null;
+    if (this.#openedAt === null) {
+      this.#clearTimer('connect');
+      this.#attemptFailed(code, reason, wasClean);
+    } else {
+      this.#connectionLost(code, reason, wasClean, null);
+    }
+  }
+
+  /**
+   * An open connection ended.
+   * @param {number|null} delayMs a delay decided by the caller (0 after a failed urgent
+   *   probe), else the close code and the policy decide.
+   */
+  #connectionLost(code, reason, wasClean, delayMs) {
+    const openFor = this.#options.now() - this.#openedAt;
+    this.#openedAt = null;
+    this.#stopConnectionTimers();
+    if (openFor >= this.#options.healthyAfterMs) {
+      this.#attempt = 0;
+      this.#streakStartedAt = null;
+    }
+    this.#afterClose(code, reason, wasClean, delayMs);
+  }
+
+  /** An attempt ended before the server said hello. */
+  #attemptFailed(code, reason, wasClean = false) {
+    this.#socket = null;
+    this.#urlIndex = (this.#urlIndex + 1) % this.#urls.length;
+    this.#afterClose(code, reason, wasClean, null);
+  }
+
+  #afterClose(code, reason, wasClean, delayMs) {
+    const disposition = closeDisposition(code, reason);
+    let delay = delayMs;
+    if (disposition === 'stop') {
+      delay = null;
+    } else if (delay === null) {
+      const hint = disposition === 'hint' ? this.#serverHintMs ?? retryHintFromReason(reason) : null;
+      delay = this.#nextDelay(hint);
+    }
+    this.#serverHintMs = null;
+    this.#session = null;
+    if (delay === null) {
+      this.#emit('close', { code, reason, wasClean, willReconnect: false, nextAttemptAt: null });
+      this.#rejectOutbox(`heartwire: connection closed for good (${code} ${reason})`);
+      this.#stopTimers();
+      this.#setState('closed');
+      return;
+    }
+    this.#nextAttemptAt = this.#options.now() + delay;
+    this.#emit('close', { code, reason, wasClean, willReconnect: true, nextAttemptAt: this.#nextAttemptAt });
+    this.#setState('reconnecting');
+    this.#startTimer('reconnect', delay, () => this.#connect());
+  }
+
+  /**
+   * Counts one attempt of the streak and returns its delay: the server's hint when it gave
+   * one, else full jitter. `null` when the policy gives up.
+   */
+  #nextDelay(hintMs) {
+    const now = this.#options.now();
+    this.#streakStartedAt ??= now;
+    if (this.#attempt >= this.#options.maxAttempts) return null;
+    if (now - this.#streakStartedAt >= this.#options.maxElapsedMs) return null;
+    this.#attempt += 1;
+    if (hintMs !== null) return hintMs;
+    const policy = { baseMs: this.#options.backoffBaseMs, capMs: this.#options.backoffCapMs };
+    return fullJitterDelay(this.#attempt, policy, this.#options.random);
+  }
+
+  #attemptNow() {
+    this.#clearTimer('reconnect');
+    this.#connect();
+  }
+
+  // ---- fail-back --------------------------------------------------------------------------
+
+  /** While connected to a fallback URL, checks the primary every `failbackMs`. */
+  #scheduleFailback() {
+    this.#clearTimer('failback');
+    if (this.#urlIndex === 0) return;
+    this.#startTimer('failback', this.#options.failbackMs, () => this.#probePrimary());
+  }
+
+  /**
+   * Opens a second socket to the primary; once the primary says hello, leaves the fallback
+   * and reconnects to the primary at once. Otherwise tries again later.
+   */
+  async #probePrimary() {
+    let token = null;
+    try {
+      if (this.#options.token) token = await this.#options.token();
+    } catch {
+      this.#scheduleFailback();
+      return;
+    }
+    if (!this.#isConnected()) return;
+    let probe;
+    try {
+      probe = new this.#options.WebSocket(withToken(this.#urls[0], token));
+    } catch {
+      this.#scheduleFailback();
+      return;
+    }
+    this.#failbackProbe = probe;
+    let giveUp = null;
+    const finish = (primaryAnswered) => {
+      if (this.#failbackProbe !== probe) return;
+      this.#failbackProbe = null;
+      this.#options.clearTimeout(giveUp);
+      probe.onmessage = probe.onclose = null;
+      closeQuietly(probe, 1000, 'fail-back probe');
+      if (!this.#isConnected()) return;
+      if (!primaryAnswered) {
+        this.#scheduleFailback();
+        return;
+      }
+      this.#dropSocket(CLOSE_FAILBACK, 'back to the primary');
+      this.#openedAt = null;
+      this.#stopConnectionTimers();
+      this.#urlIndex = 0;
+      this.#attempt = 0;
+      this.#streakStartedAt = null;
+      this.#connect();
+    };
+    giveUp = this.#options.setTimeout(() => finish(false), this.#options.connectTimeoutMs);
+    probe.onmessage = (event) => {
+      try {
+        finish(JSON.parse(event.data)?.op === 'hello');
+      } catch {
+        finish(false);
+      }
+    };
+    probe.onclose = () => finish(false);
+  }
+
+  // ---- page lifecycle ---------------------------------------------------------------------
+
+  #listenToLifecycle() {
+    const { window, document } = this.#options;
+    const on = (target, type, listener) => {
+      if (!target?.addEventListener) return;
+      target.addEventListener(type, listener);
+      this.#lifecycleListeners.push([target, type, listener]);
+    };
+    on(window, 'online', () => {
+      this.#offline = false;
+      this.check();
+    });
+    on(window, 'offline', () => {
+      this.#offline = true;
+      if (this.#isConnected()) {
+        this.#setState('degraded');
+        this.#sendProbe(true);
+      }
+    });
+    on(window, 'pageshow', () => this.check());
+    on(document, 'visibilitychange', () => {
+      if (document.visibilityState === 'visible') this.check();
+    });
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  /** Whether the server said hello on the current socket. */
+  #isConnected() {
+    return this.#socket !== null && this.#openedAt !== null;
+  }
+
+  #write(frame) {
+    try {
+      this.#socket.send(JSON.stringify(frame));
+    } catch {
+      // The socket is closing; its close event reconnects and the outbox is sent again.
+    }
+  }
+
+  /** Forgets the current socket at once and closes it; its events no longer reach us. */
+  #dropSocket(code, reason) {
+    const socket = this.#socket;
+    this.#socket = null;
+    if (!socket) return;
+    socket.onmessage = socket.onclose = null;
+    closeQuietly(socket, code, reason);
+  }
+
+  #stopConnectionTimers() {
+    this.#clearTimer('liveness');
+    this.#clearTimer('connect');
+    this.#clearTimer('failback');
+    this.#probe = null;
+    if (this.#failbackProbe) {
+      const probe = this.#failbackProbe;
+      this.#failbackProbe = null;
+      probe.onmessage = probe.onclose = null;
+      closeQuietly(probe, 1000, 'fail-back probe');
+    }
+  }
+
+  #stopTimers() {
+    this.#stopConnectionTimers();
+    this.#clearTimer('reconnect');
+    this.#nextAttemptAt = null;
+  }
+
+  /**
+   * Runs `fn` after `ms` as the timer of `purpose`, replacing the one it had.
+   * @param {'reconnect'|'connect'|'failback'|'liveness'} purpose
+   */
+  #startTimer(purpose, ms, fn) {
+    this.#clearTimer(purpose);
+    this.#timers[purpose] = this.#options.setTimeout(() => {
+      this.#timers[purpose] = null;
+      fn();
+    }, ms);
+  }
+
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'} purpose */
+  #clearTimer(purpose) {
+    if (this.#timers[purpose] === null) return;
+    this.#options.clearTimeout(this.#timers[purpose]);
+    this.#timers[purpose] = null;
+  }
+
+  #rejectOutbox(message) {
+    const pending = this.#outbox;
+    this.#outbox = [];
+    for (const entry of pending) entry.reject(new Error(message));
+  }
+
+  #setState(state) {
+    if (state === this.#state && state !== 'reconnecting') return;
+    const previous = this.#state;
+    this.#state = state;
+    this.#emit('state', { state, previous, nextAttemptAt: this.#nextAttemptAt });
+  }
+
+  #emit(type, fields) {
+    this.dispatchEvent(new HeartwireEvent(type, fields));
+  }
+}
+
+/**
+ * @param {string} channel
+ * @throws {TypeError}
+ */
+function checkChannel(channel) {
+  if (typeof channel !== 'string' || !CHANNEL_NAME.test(channel)) {
+    throw new TypeError(`heartwire: invalid channel name ${JSON.stringify(channel)}`);
+  }
+}
+
+/**
+ * @param {string} url
+ * @param {string|null|undefined} token
+ * @returns {string} `url` with `token` as its `token` query parameter, when there is one.
+ */
+function withToken(url, token) {
+  if (token === null || token === undefined || token === '') return url;
+  const separator = url.includes('?') ? '&' : '?';
+  return `${url}${separator}token=${encodeURIComponent(token)}`;
+}
+
+/** Closes a socket, ignoring the errors of a socket that is already closing. */
+function closeQuietly(socket, code, reason) {
+  try {
+    socket.close(code, reason);
+  } catch {
+    // Already closing or closed.
+  }
+}
+
+/** Reports an error thrown by a page's handler without stopping the other handlers. */
+function reportError(error) {
+  if (typeof globalThis.reportError === 'function') {
+    globalThis.reportError(error);
+  } else {
+    queueMicrotask(() => { throw error; });
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Test doubles for the unit tests of heartwire.js: a clock whose timers fire only when the
+ * test advances it, and a WebSocket class whose "server side" the test plays.
+ */
+
+/** A manual clock: `setTimeout` callbacks run only inside `advance`. */
+export class FakeClock {
+  now = 1_000_000;
+  #timers = new Map();
+  #nextId = 1;
+
+  setTimeout = (fn, ms) => {
+    const id = this.#nextId++;
+    this.#timers.set(id, { due: this.now + Math.max(0, ms), fn });
+    return id;
+  };
+
+  clearTimeout = (id) => {
+    this.#timers.delete(id);
+  };
+
+  /** Moves time forward by `ms`, running each timer at its due time, in order. */
+  advance(ms) {
+    const end = this.now + ms;
+    for (let fired = 0; fired < 10_000; fired++) {
+      const next = this.#earliest();
+      if (!next || next.due > end) break;
+      this.#timers.delete(next.id);
+      this.now = Math.max(this.now, next.due);
+      next.fn();
+    }
+    this.now = end;
+  }
+
+  /**
+   * Moves time forward by `ms` without running any timer, as a frozen tab or a sleeping
+   * machine does; the overdue timers then fire late, all at the new time.
+   */
+  sleep(ms) {
+    this.now += ms;
+    this.advance(0);
+  }
+
+  /** Milliseconds until the earliest pending timer, or null. */
+  nextTimerIn() {
+    const next = this.#earliest();
+    return next ? next.due - this.now : null;
+  }
+
+  #earliest() {
+    let best = null;
+    for (const [id, timer] of this.#timers) {
+      if (!best || timer.due < best.due) best = { id, ...timer };
+    }
+    return best;
+  }
+}
+
+/** A WebSocket whose peer is the test. Every instance is kept in `FakeWebSocket.all`. */
+export class FakeWebSocket {
+  /** @type {FakeWebSocket[]} */
+  static all = [];
+
+  /** @type {object[]} frames the client sent, parsed */
+  sent = [];
+  closedWith = null;
+  onmessage = null;
+  onclose = null;
+
+  constructor(url) {
+    this.url = url;
+    FakeWebSocket.all.push(this);
+  }
+
+  static reset() {
+    FakeWebSocket.all = [];
+  }
+
+  static latest() {
+    return FakeWebSocket.all.at(-1);
+  }
+
+  send(text) {
+    if (this.closedWith) throw new Error('closed');
+    this.sent.push(JSON.parse(text));
+  }
+
+  close(code, reason) {
+    this.closedWith ??= { code, reason };
+  }
+
+  /** The server sends `frame` (an object) to the client. */
+  receive(frame) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  /** The server greets the client. */
+  hello({ session = 's1', ping_interval_ms = 60_000, ping_timeout_ms = 60_000 } = {}) {
+    this.receive({ op: 'hello', session, ping_interval_ms, ping_timeout_ms, server: 'heartwire/test' });
+  }
+
+  /** The connection ends with `code`. */
+  serverClose(code, reason = '', wasClean = true) {
+    this.closedWith ??= { code, reason };
+    this.onclose?.({ code, reason, wasClean });
+  }
+
+  /** Frames of one op sent by the client. */
+  sentOps(op) {
+    return this.sent.filter((frame) => frame.op === op);
+  }
+}
+
+/** A seeded generator uniform in [0, 1) (mulberry32). */
+export function seededRandom(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Lets pending promise callbacks (a token provider's answer) run. */
+export async function settle() {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}

@@ -1,0 +1,218 @@
+/**
+ * The demo page and heartwire.js in headless Chromium against the real heartwire server.
+ *
+ * The server runs with a 300 ms ping interval and a 300 ms ping timeout, so every wait below
+ * is bounded by a small multiple of those figures (or of the client's backoff cap where a
+ * reconnect is awaited).
+ */
+import { test, before, after, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  HeartwireServer, launchBrowser, openDemo, say, chatLines, artifact, waitUntil,
+  PING_INTERVAL_MS, PING_TIMEOUT_MS, POLL_MS,
+} from './harness.mjs';
+
+/** The longest the client waits between attempts (its default backoff cap), plus slack. */
+const RECONNECT_BOUND_MS = 30_000 + 5_000;
+
+let server;
+let browser;
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+// A fresh server for every test: one test's kill or leftover sockets cannot affect another.
+beforeEach(async () => {
+  server = await HeartwireServer.start();
+});
+
+afterEach(async () => {
+  await server?.kill();
+});
+
+test('two pages chat with each other', async (t) => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  const bob = await openDemo(browser.context, server.origin, 'bob');
+  try {
+    await say(alice, 'hi bob');
+    await bob.waitForFunction(
+      () => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'hi bob'),
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    await say(bob, 'hello alice');
+    await alice.waitForFunction(
+      () => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'hello alice'),
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    const expected = ['alice: hi bob', 'bob: hello alice'];
+    assert.deepEqual(await chatLines(alice), expected);
+    assert.deepEqual(await chatLines(bob), expected);
+    assert.equal(await alice.getAttribute('#messages .msg:first-child', 'class'), 'msg mine');
+    const rtt = await alice.textContent('#rtt');
+    assert.match(rtt, /^\d+ ms$/, 'the health panel shows the round trip');
+    t.diagnostic(`alice's panel: state "${await alice.textContent('#state')}", rtt ${rtt}`);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
+
+test('the server is killed and restarted: the page reconnects, resubscribes and sends what was typed meanwhile, in order', async (t) => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  try {
+    await server.kill();
+    const killedAt = Date.now();
+
+    await alice.waitForFunction(
+      () => document.querySelector('#state').textContent === 'Reconnecting'
+        && /^(in \d+\.\d s|now)$/.test(document.querySelector('#next-attempt').textContent),
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    t.diagnostic(`panel showed "Reconnecting" ${Date.now() - killedAt} ms after the kill`);
+
+    const away = ['while away 1', 'while away 2', 'while away 3'];
+    for (const text of away) await say(alice, text);
+    assert.deepEqual(await chatLines(alice), away.map((text) => `(queued) alice: ${text}`));
+    assert.equal(await alice.textContent('#outbox'), '3');
+
+    await server.start();
+    const restartedAt = Date.now();
+    await alice.waitForFunction(() => window.heartwire.state === 'open', null, { polling: POLL_MS, timeout: RECONNECT_BOUND_MS });
+    t.diagnostic(`reconnected ${Date.now() - restartedAt} ms after the restart`);
+
+    // What was typed while away arrives back through the renewed subscription, in order.
+    await alice.waitForFunction(
+      () => document.querySelectorAll('#messages .msg:not(.queued)').length === 3,
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    assert.deepEqual(await chatLines(alice), away.map((text) => `alice: ${text}`));
+    assert.equal(await alice.textContent('#outbox'), '0');
+
+    // A page that joins after the restart reaches alice: her subscription is back.
+    const bob = await openDemo(browser.context, server.origin, 'bob');
+    try {
+      await say(bob, 'welcome back');
+      await alice.waitForFunction(
+        () => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'welcome back'),
+        null, { polling: POLL_MS, timeout: 5_000 },
+      );
+    } finally {
+      await bob.close();
+    }
+    const states = await alice.evaluate(() => window.recordedStates);
+    assert.ok(states.includes('reconnecting') && states.at(-1) === 'open', `states: ${states}`);
+  } finally {
+    await alice.close();
+  }
+});
+
+test('a page frozen for three ping timeouts: the browser answers Pings, the server does not reap it, the client does not declare the server dead', async (t) => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  const bob = await openDemo(browser.context, server.origin, 'bob');
+  try {
+    await alice.evaluate(() => {
+      window.recordedGaps = [];
+      window.heartwire.addEventListener('gap', (e) => window.recordedGaps.push({ after: e.after, upTo: e.upTo }));
+    });
+    await say(bob, 'before the freeze');
+    await alice.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 1, null, { polling: POLL_MS, timeout: 5_000 });
+    // A ticking interval shows afterwards that the page's JavaScript really stood still.
+    await alice.evaluate(() => {
+      window.ticks = [];
+      setInterval(() => window.ticks.push(Date.now()), 50);
+    });
+    await waitUntil(() => alice.evaluate(() => window.ticks.length > 2), 2_000, 'the ticker to run');
+    const before = await server.metrics();
+
+    const cdp = await browser.context.newCDPSession(alice);
+    const frozenForMs = 3 * PING_TIMEOUT_MS;
+    await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+    const frozenAt = Date.now();
+    await say(bob, 'during the freeze');
+    await new Promise((done) => setTimeout(done, frozenForMs - (Date.now() - frozenAt)));
+    const whileFrozen = await server.metrics();
+    await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+
+    // Alice ends up connected and either got bob's message or was told she missed it.
+    await alice.waitForFunction(
+      () => window.heartwire.state === 'open' && window.heartwire.lastHeardAt > Math.max(...window.ticks)
+        && ([...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'during the freeze')
+          || window.recordedGaps.length > 0),
+      null, { polling: POLL_MS, timeout: 2 * (PING_INTERVAL_MS + PING_TIMEOUT_MS) + 5_000 },
+    );
+
+    const longestPause = await alice.evaluate(() => Math.max(...window.ticks.slice(1).map((tick, i) => tick - window.ticks[i])));
+    assert.ok(longestPause >= frozenForMs - 100, `the page was frozen (longest pause between ticks ${longestPause} ms)`);
+    const pongs = whileFrozen.heartwire_pongs_received_total - before.heartwire_pongs_received_total;
+    assert.ok(pongs >= 2, `the frozen page's browser answered the server's Pings (${pongs} Pongs)`);
+    const reaped = whileFrozen['heartwire_disconnects_total{reason="ping_timeout"}']
+      - before['heartwire_disconnects_total{reason="ping_timeout"}'];
+    assert.equal(reaped, 0, 'the server reaped nobody while the page was frozen');
+
+    const closes = await alice.evaluate(() => window.recordedCloses);
+    assert.ok(closes.every((close) => close.reason !== 'probe timeout'), `the client never declared the server dead: ${JSON.stringify(closes)}`);
+    const gaps = await alice.evaluate(() => window.recordedGaps);
+    const states = await alice.evaluate(() => window.recordedStates);
+    t.diagnostic(`frozen ${longestPause} ms; ${pongs} Pongs answered while frozen; closes seen by the page: ${JSON.stringify(closes)}; gaps: ${JSON.stringify(gaps)}; states: [${states}]`);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
+
+test('offline and back online: the page reconnects at once instead of waiting out its backoff', async (t) => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  try {
+    const cdp = await browser.context.newCDPSession(alice);
+    await cdp.send('Network.enable');
+    const setOffline = (offline) => cdp.send('Network.emulateNetworkConditions', {
+      offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+    });
+
+    await setOffline(true);
+    await alice.waitForFunction(() => window.recordedStates.includes('degraded'), null, { polling: POLL_MS, timeout: 2_000 });
+    // Offline, the connection dies and attempts fail: wait until the backoff has grown to a
+    // wait of at least three seconds.
+    const longWaitMs = 3_000;
+    const nextAttemptAt = await alice.waitForFunction(
+      (minimum) => window.heartwire.state === 'reconnecting' && window.heartwire.nextAttemptAt !== null
+        && window.heartwire.nextAttemptAt - Date.now() >= minimum && window.heartwire.nextAttemptAt,
+      longWaitMs, { polling: POLL_MS, timeout: 60_000 },
+    ).then((handle) => handle.jsonValue());
+
+    await setOffline(false);
+    const onlineAt = await alice.evaluate(() => Date.now());
+    await alice.waitForFunction(() => window.heartwire.state === 'open', null, { polling: POLL_MS, timeout: longWaitMs });
+    const reconnectedAt = await alice.evaluate(() => Date.now());
+    assert.ok(reconnectedAt < nextAttemptAt - 1_000,
+      `reconnected ${reconnectedAt - onlineAt} ms after going online, while the backoff would have waited until ${nextAttemptAt - onlineAt} ms`);
+    t.diagnostic(`back online: open after ${reconnectedAt - onlineAt} ms; the backoff would have waited ${nextAttemptAt - onlineAt} ms`);
+  } finally {
+    await alice.close();
+  }
+});
+
+test('screenshots of the demo page at desktop and phone sizes', async (t) => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  const bob = await openDemo(browser.context, server.origin, 'bob');
+  try {
+    await say(bob, 'Hi! Anyone here?');
+    await say(alice, 'Hello bob — the connection panel shows how we are doing.');
+    await say(bob, 'Nice, the round trip is tiny.');
+    await alice.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 3, null, { polling: POLL_MS, timeout: 5_000 });
+    await alice.setViewportSize({ width: 1280, height: 800 });
+    await alice.screenshot({ path: await artifact('demo.png') });
+    await alice.setViewportSize({ width: 390, height: 844 });
+    await alice.screenshot({ path: await artifact('demo-phone.png') });
+    const overflow = await alice.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    assert.equal(overflow, false, 'no horizontal scrolling on a phone-sized window');
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});

@@ -1,0 +1,201 @@
+/**
+ * What the browser tests share: the real heartwire server on a free loopback port, and
+ * Debian's Chromium driven by playwright-core with a fresh profile.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const ARTIFACTS = join(REPO, 'test-artifacts');
+const BINARY = process.env.HEARTWIRE_BIN ?? join(REPO, 'target/debug/heartwire');
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+
+/** Playwright polls page conditions this often (animation frames stop in background tabs). */
+export const POLL_MS = 25;
+
+/** The server's heartbeat settings in these tests. */
+export const PING_INTERVAL_MS = 300;
+export const PING_TIMEOUT_MS = 300;
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((done, fail) => server.listen(0, '127.0.0.1', done).on('error', fail));
+  const { port } = server.address();
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+/** Polls `condition` every 20 ms until it returns a truthy value or `timeoutMs` passes. */
+export async function waitUntil(condition, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 20));
+  }
+}
+
+/** A `heartwire serve` process on `port`, started now and ready to accept connections. */
+export class HeartwireServer {
+  /** @type {import('node:child_process').ChildProcess|null} */
+  #child = null;
+  #log = '';
+
+  constructor(port) {
+    this.port = port;
+    this.origin = `http://127.0.0.1:${port}`;
+  }
+
+  static async start() {
+    const server = new HeartwireServer(await freePort());
+    await server.start();
+    return server;
+  }
+
+  /** Starts the binary and waits (up to 10 s) until `/healthz` answers 200. */
+  async start() {
+    const args = [
+      'serve',
+      '--listen', `127.0.0.1:${this.port}`,
+      '--ping-interval', `${PING_INTERVAL_MS}ms`,
+      '--ping-timeout', `${PING_TIMEOUT_MS}ms`,
+    ];
+    const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#child = child;
+    child.stdout.on('data', (chunk) => { this.#log += chunk; });
+    child.stderr.on('data', (chunk) => { this.#log += chunk; });
+    const exited = new Promise((done) => child.once('exit', (code) => done(code)));
+    await waitUntil(async () => {
+      if (child.exitCode !== null) throw new Error(`heartwire exited with ${child.exitCode}:\n${this.#log}`);
+      try {
+        const response = await fetch(`${this.origin}/healthz`);
+        return response.ok;
+      } catch {
+        return false;
+      }
+    }, 10_000, `${BINARY} to serve on ${this.origin}\n${this.#log}`);
+    this.exited = exited;
+  }
+
+  /** Kills the server at once (SIGKILL: no close frames, no reconnect hints). */
+  async kill() {
+    if (!this.#child || this.#child.exitCode !== null) return;
+    this.#child.kill('SIGKILL');
+    await this.exited;
+    this.#child = null;
+  }
+
+  /** The server's Prometheus counters, by their full name with labels. */
+  async metrics() {
+    const text = await (await fetch(`${this.origin}/metrics`)).text();
+    const counters = {};
+    for (const line of text.split('\n')) {
+      const match = /^(\S+) (\d+(?:\.\d+)?)$/.exec(line);
+      if (match) counters[match[1]] = Number(match[2]);
+    }
+    return counters;
+  }
+
+  /** What the server printed, for failure messages. */
+  get log() {
+    return this.#log;
+  }
+}
+
+/** The flags the brief asks for, plus a DevTools port the tests connect to. */
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+  // Pages the tests do not look at must keep their timers running at full speed.
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+  '--remote-debugging-port=0',
+];
+
+/**
+ * Starts Chromium with a fresh profile and connects playwright-core to it over CDP.
+ *
+ * Playwright's own launch turns on focus emulation for every page, and a page with focus
+ * emulation cannot be frozen (`Page.setWebLifecycleState` is then ignored); connecting with
+ * `noDefaults` leaves the default context as Chromium made it. Returns the default context
+ * and a function that closes the browser and removes the profile.
+ */
+export async function launchBrowser() {
+  const profile = await mkdtemp(join(tmpdir(), 'heartwire-chromium-'));
+  const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, `--user-data-dir=${profile}`, 'about:blank'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  const exited = new Promise((done) => child.once('exit', done));
+  const port = await waitUntil(async () => {
+    if (child.exitCode !== null) throw new Error(`chromium exited with ${child.exitCode}:\n${stderr}`);
+    try {
+      const [firstLine] = (await readFile(join(profile, 'DevToolsActivePort'), 'utf8')).split('\n');
+      return Number(firstLine) || null;
+    } catch {
+      return null;
+    }
+  }, 20_000, `chromium to open its DevTools port\n${stderr}`);
+  const browser = await chromium.connectOverCDP(`http://127.0.0.1:${port}`, { noDefaults: true, timeout: 20_000 });
+  const [context] = browser.contexts();
+  const close = async () => {
+    await browser.close();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+    await rm(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
+/**
+ * Opens the demo page as `name` and waits until it is connected. Every state the client
+ * goes through from then on is recorded in `window.recordedStates`, every close in
+ * `window.recordedCloses`.
+ */
+export async function openDemo(context, origin, name) {
+  const page = await context.newPage();
+  await page.goto(`${origin}/`);
+  await page.fill('#name', name);
+  await page.dispatchEvent('#name', 'change');
+  await page.waitForFunction(() => window.heartwire?.state === 'open', null, { polling: POLL_MS, timeout: 10_000 });
+  await page.evaluate(() => {
+    window.recordedStates = [];
+    window.recordedCloses = [];
+    window.heartwire.addEventListener('state', (event) => window.recordedStates.push(event.state));
+    window.heartwire.addEventListener('close', (event) => {
+      window.recordedCloses.push({ code: event.code, reason: event.reason });
+    });
+  });
+  return page;
+}
+
+/**
+ * Types `text` into the composer and sends it with Enter (a click would wait for animation
+ * frames, which a page in a background tab does not get).
+ */
+export async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+/** The chat lines the page shows, as "name: text", with queued lines marked. */
+export async function chatLines(page) {
+  return page.$$eval('#messages .msg', (items) => items.map((item) => {
+    const line = `${item.querySelector('.who').textContent}: ${item.querySelector('.text').textContent}`;
+    return item.classList.contains('queued') ? `(queued) ${line}` : line;
+  }));
+}
+
+/** Makes sure the artifacts directory exists and returns the path of `file` in it. */
+export async function artifact(file) {
+  await mkdir(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, file);
+}
