@@ -2,16 +2,16 @@
 //! bound its `hello` advertised, the client moves to the backup with its
 //! subscriptions, and goes back to the primary once it answers again.
 
-mod support;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::client::{Proxy, wait_for};
 use heartwire::client::{self, ClientConfig, Event, Incoming};
 use heartwire::core::{BackoffConfig, Delay};
 use heartwire::server::{Server, ServerConfig};
 use serde_json::json;
-use support::{Proxy, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const PING_INTERVAL: Duration = Duration::from_millis(200);

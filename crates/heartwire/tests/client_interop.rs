@@ -5,7 +5,7 @@
 //! The peers need `pip install -r tests/peers/requirements.txt` and
 //! `npm install --prefix tests/peers`; without them these tests fail, saying so.
 
-mod support;
+mod common;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::client::wait_for;
 use futures_util::{SinkExt, StreamExt};
 use heartwire::client::{self, ClientConfig, ClosedReason, Event, Incoming};
 use heartwire::core::{BackoffConfig, Delay, DisconnectReason};
-use support::wait_for;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 const WITHIN: Duration = Duration::from_secs(10);
 
 fn peers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
+    common::peer::repo_root().join("tests/peers")
 }
 
 /// Starts a peer script that prints its port, and returns it with that port.

@@ -6,11 +6,11 @@
 //! Node and the locked packages of `tests/peers/package.json` must be installed
 //! (`scripts/test` does it); without them this test fails and says so.
 
-mod peer;
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_ws_client_speaks_the_native_protocol() {
-    peer::require(
+    common::peer::require(
         "node",
         &[
             "--input-type=module",
@@ -20,7 +20,7 @@ async fn node_ws_client_speaks_the_native_protocol() {
         "the npm package ws in tests/peers",
     )
     .await;
-    let report = peer::run_peer(
+    let report = common::peer::run_peer(
         "node",
         &["tests/peers/node_client.mjs", "--stay-ms", "1000"],
     )

@@ -6,17 +6,17 @@
 //! Python 3 and the pinned packages of `tests/peers/requirements.txt` must be installed
 //! (`scripts/test` does it); without them this test fails and says so.
 
-mod peer;
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_client_speaks_the_native_protocol() {
-    peer::require(
+    common::peer::require(
         "python3",
         &["-c", "import websockets"],
         "the Python package websockets",
     )
     .await;
-    let report = peer::run_peer(
+    let report = common::peer::run_peer(
         "python3",
         &[
             "tests/peers/ws_client.py",

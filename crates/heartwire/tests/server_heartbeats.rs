@@ -24,6 +24,16 @@ fn config() -> ServerConfig {
     }
 }
 
+/// The next text that is not the server's magic heartbeat.
+async fn next_text_but_heartbeats(socket: &mut Socket) -> String {
+    loop {
+        let text = next_text(socket).await;
+        if text != MAGIC {
+            return text;
+        }
+    }
+}
+
 /// Asserts nothing but `allowed` texts arrive within `window`.
 async fn assert_quiet(socket: &mut Socket, window: Duration, allowed: &[&str]) {
     let until = tokio::time::Instant::now() + window;
@@ -77,13 +87,7 @@ async fn magic_string_from_a_client_is_dropped_not_published() {
     sender.send(Message::text("real message")).await.unwrap();
     // The first non-heartbeat text either side sees is the real message.
     for socket in [&mut sender, &mut listener] {
-        loop {
-            let text = next_text(socket).await;
-            if text != MAGIC {
-                assert_eq!(text, "real message");
-                break;
-            }
-        }
+        assert_eq!(next_text_but_heartbeats(socket).await, "real message");
     }
     assert!(server.metric("heartwire_client_heartbeats_total").await >= 1.0);
 }
@@ -108,21 +112,9 @@ async fn reply_rules_answer_on_every_endpoint_and_never_publish() {
 
     for socket in [&mut native, &mut facility, &mut echo] {
         socket.send(Message::text("ping")).await.unwrap();
-        loop {
-            let text = next_text(socket).await;
-            if text != MAGIC {
-                assert_eq!(text, "pong");
-                break;
-            }
-        }
+        assert_eq!(next_text_but_heartbeats(socket).await, "pong");
         socket.send(Message::text("~H#C~")).await.unwrap();
-        loop {
-            let text = next_text(socket).await;
-            if text != MAGIC {
-                assert_eq!(text, "~H#C~");
-                break;
-            }
-        }
+        assert_eq!(next_text_but_heartbeats(socket).await, "~H#C~");
     }
     // Neither heartbeat reached the facility's subscribers: the native subscriber of
     // broadcast:chat and the facility socket with `echo` saw only the answers above.

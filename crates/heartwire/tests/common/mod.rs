@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
+pub mod client;
+pub mod peer;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

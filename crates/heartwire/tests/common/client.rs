@@ -1,7 +1,5 @@
-//! Helpers shared by the client's integration tests: bounded waits on client events,
+//! For the client's tests: bounded waits on client events,
 //! and a TCP proxy that can blackhole its connections.
-
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,20 +1,19 @@
-//! What the interop tests share: a heartwire server on 127.0.0.1 with a short ping interval,
-//! and a third-party peer program run against it with a bounded time.
+//! For the interop tests: a third-party peer program run with a bounded time against a
+//! server with a short ping interval.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use heartwire::server::{Server, ServerConfig};
+use heartwire::server::ServerConfig;
+
+use super::TestServer;
 
 /// The server's ping interval in these tests: short, so a few intervals fit in a second.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long one peer program may run before the test fails.
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long the server may take to stop after it is told to.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The repository's root folder.
 pub(crate) fn repo_root() -> PathBuf {
@@ -46,24 +45,12 @@ pub(crate) async fn require(program: &str, args: &[&str], what: &str) {
 /// Starts a server, runs `program args… ws://ADDR/ws` against it, stops the server and checks
 /// that the peer exited 0 and printed a JSON line with `"ok": true`. Returns that line.
 pub(crate) async fn run_peer(program: &str, args: &[&str]) -> serde_json::Value {
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("a socket address"),
+    let server = TestServer::start(ServerConfig {
         ping_interval: PING_INTERVAL,
         ..ServerConfig::default()
     })
-    .await
-    .expect("the server binds to 127.0.0.1:0");
-    let addr = server.local_addr();
-    assert!(
-        addr.ip().is_loopback(),
-        "tests talk only to loopback, not {addr}"
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-
-    let url = format!("ws://{addr}/ws");
+    .await;
+    let url = server.url("/ws");
     let child = tokio::process::Command::new(program)
         .args(args)
         .arg(&url)
@@ -81,12 +68,7 @@ pub(crate) async fn run_peer(program: &str, args: &[&str]) -> serde_json::Value 
         .unwrap_or_else(|_| panic!("{program} {args:?} {url} ran longer than {PEER_TIMEOUT:?}"))
         .expect("the peer's output can be read");
 
-    let _ = stop.send(());
-    let stopped = tokio::time::timeout(SHUTDOWN_TIMEOUT, task)
-        .await
-        .unwrap_or_else(|_| panic!("the server did not stop within {SHUTDOWN_TIMEOUT:?}"))
-        .expect("the server task did not panic");
-    stopped.expect("the server ran without an error");
+    server.shut_down().await;
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
