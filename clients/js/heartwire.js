@@ -33,7 +33,7 @@
  */
 
 /** Close codes after which retrying cannot help: the client or its credentials must change. */
-const FATAL_CLOSE_CODES = new Set([1002, 1007, 1009, 4401, 4403]);
+const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
 
 /** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
 const SLOW_CONSUMER_REASON = 'slow consumer';
@@ -61,7 +61,7 @@ const CLOSE_FAILBACK = 4001;
  * @property {number} [maxElapsedMs=Infinity] Give up once a streak of failures lasted this long.
  * @property {number} [connectTimeoutMs=10000] An attempt that got no `hello` by then failed.
  * @property {number} [failbackMs=30000] While on a fallback URL, how often the primary is probed.
- * @property {number} [outboxLimit=1000] How many published messages may wait for their ack.
+ * @property {number} [outboxLimit=1024] How many published messages may wait for their ack.
  * @property {number} [lateTimerMs=250] A timer that fires this much later than asked was
  *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
  * @property {typeof WebSocket} [WebSocket] The WebSocket class (default: the browser's).
@@ -197,7 +197,7 @@ export class Heartwire extends EventTarget {
       maxElapsedMs: Infinity,
       connectTimeoutMs: 10000,
       failbackMs: 30000,
-      outboxLimit: 1000,
+      outboxLimit: 1024,
       lateTimerMs: 250,
       WebSocket: globalThis.WebSocket,
       now: () => Date.now(),
