@@ -100,6 +100,22 @@ struct ServeOptions {
     /// with 1008 "slow consumer" [default: 1024]
     #[arg(long, env = "HEARTWIRE_OUTBOUND_QUEUE", value_name = "N")]
     outbound_queue: Option<usize>,
+
+    /// Messages kept per channel, so that a client that reconnects with its last
+    /// position receives exactly what it missed [default: 1000]
+    #[arg(long, env = "HEARTWIRE_HISTORY_SIZE", value_name = "N")]
+    history_size: Option<usize>,
+
+    /// How long a channel without subscribers keeps its history [default: 300s]
+    #[arg(long, env = "HEARTWIRE_HISTORY_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "duration")]
+    history_ttl: Option<Duration>,
+
+    /// How long a publish id is remembered, so that a publish a client sends again
+    /// after a reconnect is not published twice [default: 120s]
+    #[arg(long, env = "HEARTWIRE_DEDUP_WINDOW", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[serde(default, deserialize_with = "duration")]
+    dedup_window: Option<Duration>,
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(
@@ -134,6 +150,9 @@ impl ServeOptions {
             shutdown_spread: self.shutdown_spread.or(file.shutdown_spread),
             handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
             outbound_queue: self.outbound_queue.or(file.outbound_queue),
+            history_size: self.history_size.or(file.history_size),
+            history_ttl: self.history_ttl.or(file.history_ttl),
+            dedup_window: self.dedup_window.or(file.dedup_window),
         }
     }
 
@@ -166,6 +185,9 @@ impl ServeOptions {
             shutdown_spread: self.shutdown_spread.unwrap_or(default.shutdown_spread),
             handshake_timeout: self.handshake_timeout.unwrap_or(default.handshake_timeout),
             outbound_queue: self.outbound_queue.unwrap_or(default.outbound_queue),
+            history_size: self.history_size.unwrap_or(default.history_size),
+            history_ttl: self.history_ttl.unwrap_or(default.history_ttl),
+            dedup_window: self.dedup_window.unwrap_or(default.dedup_window),
             ..default
         };
         config.validate()?;

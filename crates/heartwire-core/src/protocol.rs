@@ -27,10 +27,14 @@ pub enum ClientFrame {
         #[serde(flatten)]
         echo: Map<String, Value>,
     },
-    /// Start receiving a channel's messages.
+    /// Start receiving a channel's messages; with `since`, first the ones missed
+    /// after that position.
     Subscribe {
         /// The channel.
         channel: String,
+        /// The last position this client saw, to resume from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Position>,
     },
     /// Stop receiving a channel's messages.
     Unsubscribe {
@@ -81,7 +85,7 @@ impl ClientFrame {
         }
         let frame: Self = serde_json::from_value(value)
             .map_err(|err| Error::request(ErrorCode::BadRequest, err.to_string()))?;
-        if let Self::Subscribe { channel }
+        if let Self::Subscribe { channel, .. }
         | Self::Unsubscribe { channel }
         | Self::Publish { channel, .. } = &frame
         {
@@ -123,6 +127,13 @@ pub enum ServerFrame {
         channel: String,
         /// The sequence number of the channel's latest message (0 when none yet).
         seq: u64,
+        /// The channel's epoch: sequence numbers compare only within one epoch.
+        epoch: String,
+        /// Present when the subscribe carried `since`: `true` when every message
+        /// after it follows, in order, before live ones; `false` when they cannot
+        /// (history too short, or the epoch changed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     /// A subscription is gone.
     Unsubscribed {
@@ -144,6 +155,10 @@ pub enum ServerFrame {
         id: String,
         /// The sequence number the message got in its channel.
         seq: u64,
+        /// The id was seen before within the deduplication window: the message was
+        /// published once, and `seq` is the one it got then.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     /// A request was refused; the connection stays open.
     Error {
@@ -151,6 +166,9 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// A sentence for people.
         reason: String,
+        /// The `id` of the publish this error answers, if it answers one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// The server is about to close; come back after `after_ms`.
     Reconnect {
@@ -172,6 +190,15 @@ impl ServerFrame {
         serde_json::from_str(text)
             .map_err(|err| Error::request(ErrorCode::BadJson, err.to_string()))
     }
+}
+
+/// Where a client stands in a channel: the channel's epoch and the last `seq` seen.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// The channel's epoch.
+    pub epoch: String,
+    /// The last sequence number seen.
+    pub seq: u64,
 }
 
 #[derive(Serialize)]
@@ -226,7 +253,19 @@ mod tests {
         assert_eq!(
             ClientFrame::parse(r#"{"op":"subscribe","channel":"room:1"}"#).unwrap(),
             ClientFrame::Subscribe {
-                channel: "room:1".into()
+                channel: "room:1".into(),
+                since: None
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"subscribe","channel":"a","since":{"epoch":"e","seq":4}}"#)
+                .unwrap(),
+            ClientFrame::Subscribe {
+                channel: "a".into(),
+                since: Some(Position {
+                    epoch: "e".into(),
+                    seq: 4
+                })
             }
         );
         assert_eq!(
@@ -320,6 +359,14 @@ mod tests {
             ServerFrame::Subscribed {
                 channel: "a".into(),
                 seq: 0,
+                epoch: "e1".into(),
+                recovered: None,
+            },
+            ServerFrame::Subscribed {
+                channel: "a".into(),
+                seq: 9,
+                epoch: "e1".into(),
+                recovered: Some(false),
             },
             ServerFrame::Unsubscribed {
                 channel: "a".into(),
@@ -327,10 +374,22 @@ mod tests {
             ServerFrame::Ack {
                 id: "1".into(),
                 seq: 3,
+                duplicate: false,
+            },
+            ServerFrame::Ack {
+                id: "1".into(),
+                seq: 3,
+                duplicate: true,
             },
             ServerFrame::Error {
                 code: ErrorCode::UnknownOp,
                 reason: "no".into(),
+                id: None,
+            },
+            ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                reason: "broker down".into(),
+                id: Some("7".into()),
             },
             ServerFrame::Reconnect {
                 after_ms: 1500,

@@ -20,7 +20,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 async fn expect_error(socket: &mut Socket, code: ErrorCode) -> String {
     match next_frame(socket).await {
-        ServerFrame::Error { code: got, reason } if got == code => reason,
+        ServerFrame::Error {
+            code: got, reason, ..
+        } if got == code => reason,
         other => panic!("expected error {code:?}, got {other:?}"),
     }
 }
@@ -113,6 +115,7 @@ async fn request_faults_get_error_envelopes_and_the_connection_stays() {
         &mut socket,
         &ClientFrame::Subscribe {
             channel: "three".into(),
+            since: None,
         },
     )
     .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use heartwire::server::ServerConfig;
-use heartwire_core::protocol::{ClientFrame, ServerFrame};
+use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use serde_json::json;
 
 #[tokio::test]
@@ -54,7 +54,11 @@ async fn channel_messages_reach_subscribers_in_sequence_with_acks() {
     let mut seen = 0;
     while acked < 50 || seen < 50 {
         match next_frame(&mut alice).await {
-            ServerFrame::Ack { id, seq } => {
+            ServerFrame::Ack {
+                id,
+                seq,
+                duplicate: false,
+            } => {
                 acked += 1;
                 assert_eq!(id, format!("m{seq}"));
             }
@@ -81,16 +85,19 @@ async fn channel_messages_reach_subscribers_in_sequence_with_acks() {
         &mut carol,
         &ClientFrame::Subscribe {
             channel: "room:1".into(),
+            since: None,
         },
     )
     .await;
-    assert_eq!(
-        next_frame(&mut carol).await,
+    match next_frame(&mut carol).await {
         ServerFrame::Subscribed {
-            channel: "room:1".into(),
-            seq: 50
-        }
-    );
+            channel,
+            seq: 50,
+            recovered: None,
+            ..
+        } => assert_eq!(channel, "room:1"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -167,4 +174,180 @@ async fn shutdown_closes_with_1012_and_spreads_reconnect_hints() {
     assert!(distinct.len() >= 15, "hints not spread: {hints:?}");
     let (low, high) = (hints.iter().min().unwrap(), hints.iter().max().unwrap());
     assert!(high - low >= max / 2, "hints bunched in [{low}, {high}]");
+}
+
+/// Subscribes with `since` and returns the confirmation's `seq` and `recovered`.
+async fn resubscribe(socket: &mut Socket, channel: &str, since: Position) -> (u64, Option<bool>) {
+    let frame = ClientFrame::Subscribe {
+        channel: channel.into(),
+        since: Some(since),
+    };
+    send(socket, &frame).await;
+    match next_frame(socket).await {
+        ServerFrame::Subscribed { seq, recovered, .. } => (seq, recovered),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn publish_numbers(
+    socket: &mut Socket,
+    channel: &str,
+    numbers: std::ops::RangeInclusive<u64>,
+) {
+    for n in numbers {
+        let frame = ClientFrame::Publish {
+            channel: channel.into(),
+            data: json!(n),
+            id: None,
+        };
+        send(socket, &frame).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_comes_back_gets_exactly_what_it_missed() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let (mut writer, _) = connect_native(&server).await;
+    let (mut reader, _) = connect_native(&server).await;
+    send(
+        &mut reader,
+        &ClientFrame::Subscribe {
+            channel: "feed".into(),
+            since: None,
+        },
+    )
+    .await;
+    let epoch = match next_frame(&mut reader).await {
+        ServerFrame::Subscribed { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    };
+    publish_numbers(&mut writer, "feed", 1..=3).await;
+    for n in 1..=3u64 {
+        assert!(
+            matches!(next_frame(&mut reader).await, ServerFrame::Message { seq, .. } if seq == n)
+        );
+    }
+    drop(reader);
+
+    // Published while the reader is away; the ack of the last one says the broker
+    // has them all.
+    publish_numbers(&mut writer, "feed", 4..=9).await;
+    let last = ClientFrame::Publish {
+        channel: "feed".into(),
+        data: json!(10),
+        id: Some("last".into()),
+    };
+    send(&mut writer, &last).await;
+    assert!(matches!(
+        next_frame(&mut writer).await,
+        ServerFrame::Ack { seq: 10, .. }
+    ));
+    let (mut back, _) = connect_native(&server).await;
+    assert_eq!(
+        resubscribe(&mut back, "feed", Position { epoch, seq: 3 }).await,
+        (10, Some(true))
+    );
+    publish_numbers(&mut writer, "feed", 11..=12).await;
+    for n in 4..=12u64 {
+        match next_frame(&mut back).await {
+            ServerFrame::Message { seq, data, .. } => assert_eq!((seq, data), (n, json!(n))),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gap_the_history_cannot_fill_is_reported() {
+    let server = TestServer::start(ServerConfig {
+        history_size: 4,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (mut writer, _) = connect_native(&server).await;
+    send(
+        &mut writer,
+        &ClientFrame::Subscribe {
+            channel: "feed".into(),
+            since: None,
+        },
+    )
+    .await;
+    let epoch = match next_frame(&mut writer).await {
+        ServerFrame::Subscribed { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    };
+    publish_numbers(&mut writer, "feed", 1..=10).await;
+    for _ in 1..=10 {
+        next_frame(&mut writer).await;
+    }
+    let (mut back, _) = connect_native(&server).await;
+    let since = Position {
+        epoch: epoch.clone(),
+        seq: 2,
+    };
+    assert_eq!(
+        resubscribe(&mut back, "feed", since).await,
+        (10, Some(false))
+    );
+    let since = Position {
+        epoch: "another epoch".into(),
+        seq: 10,
+    };
+    assert_eq!(
+        resubscribe(&mut back, "feed", since).await,
+        (10, Some(false))
+    );
+    // Nothing was replayed: the next frame is the answer to a ping.
+    send(
+        &mut back,
+        &ClientFrame::Ping {
+            echo: serde_json::Map::new(),
+        },
+    )
+    .await;
+    assert!(matches!(
+        next_frame(&mut back).await,
+        ServerFrame::Pong { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_publish_sent_again_after_a_reconnect_is_not_published_twice() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let (mut reader, _) = connect_native(&server).await;
+    subscribe(&mut reader, "orders").await;
+    let publish = ClientFrame::Publish {
+        channel: "orders".into(),
+        data: json!("order 1"),
+        id: Some("client-7f3a:1".into()),
+    };
+    for attempt in 0..2 {
+        // Each attempt on a new connection, as after a reconnect.
+        let (mut writer, _) = connect_native(&server).await;
+        send(&mut writer, &publish).await;
+        let duplicate = attempt == 1;
+        assert_eq!(
+            next_frame(&mut writer).await,
+            ServerFrame::Ack {
+                id: "client-7f3a:1".into(),
+                seq: 1,
+                duplicate
+            }
+        );
+    }
+    assert!(matches!(
+        next_frame(&mut reader).await,
+        ServerFrame::Message { seq: 1, .. }
+    ));
+    send(
+        &mut reader,
+        &ClientFrame::Ping {
+            echo: serde_json::Map::new(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(next_frame(&mut reader).await, ServerFrame::Pong { .. }),
+        "published twice"
+    );
 }

@@ -359,7 +359,11 @@ impl Connection<'_> {
         *mode = to;
         if to == Mode::Native {
             for channel in self.shared.subscriptions() {
-                let frame = ClientFrame::Subscribe { channel }.encode();
+                let frame = ClientFrame::Subscribe {
+                    channel,
+                    since: None,
+                }
+                .encode();
                 if writer.send(Message::text(frame)).await.is_err() {
                     break;
                 }
@@ -405,9 +409,13 @@ impl Connection<'_> {
                     .encode(),
                 ))
             }
-            (Mode::Native, Outgoing::Subscribe(channel)) => {
-                Some(Message::text(ClientFrame::Subscribe { channel }.encode()))
-            }
+            (Mode::Native, Outgoing::Subscribe(channel)) => Some(Message::text(
+                ClientFrame::Subscribe {
+                    channel,
+                    since: None,
+                }
+                .encode(),
+            )),
             (Mode::Native, Outgoing::Unsubscribe(channel)) => {
                 Some(Message::text(ClientFrame::Unsubscribe { channel }.encode()))
             }

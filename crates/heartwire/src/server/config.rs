@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use heartwire_core::LivenessConfig;
 
+use super::broker::Retention;
 use crate::Error;
 
 /// An inbound text that counts as a heartbeat and the text sent back for it.
@@ -66,6 +67,13 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
+    /// Messages kept per channel so that reconnecting clients miss nothing.
+    pub history_size: usize,
+    /// How long a channel without subscribers keeps its history and epoch.
+    pub history_ttl: Duration,
+    /// How long a publish id is remembered, so a publish sent again after a
+    /// reconnect is not published twice.
+    pub dedup_window: Duration,
     /// Initial size of a connection's read buffer, in bytes; it grows for larger
     /// frames only while they are read.
     pub read_buffer_size: usize,
@@ -89,6 +97,9 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             outbound_queue: 1024,
             max_subscriptions: 256,
+            history_size: 1000,
+            history_ttl: Duration::from_secs(300),
+            dedup_window: Duration::from_secs(120),
             read_buffer_size: 4096,
         }
     }
@@ -124,6 +135,16 @@ impl ServerConfig {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
         Ok(())
+    }
+
+    /// What the broker keeps of each channel.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            persist_for: self.persist_for,
+            history_size: self.history_size,
+            history_ttl: self.history_ttl,
+            dedup_window: self.dedup_window,
+        }
     }
 
     /// Liveness timing of a connection, with the magic heartbeat when it sends one.

@@ -30,6 +30,11 @@ pub enum Outbound {
         channel: Arc<str>,
         /// The channel's latest sequence number.
         seq: u64,
+        /// The channel's epoch.
+        epoch: Arc<str>,
+        /// Whether the messages missed since the asked position follow (only when a
+        /// position was asked for).
+        recovered: Option<bool>,
     },
     /// A publish with an id was accepted as message `seq`.
     Ack {
@@ -37,6 +42,8 @@ pub enum Outbound {
         id: String,
         /// The sequence number the message got.
         seq: u64,
+        /// The id had been published before: nothing was published again.
+        duplicate: bool,
     },
     /// A request of this connection failed.
     Error {
@@ -44,6 +51,8 @@ pub enum Outbound {
         code: ErrorCode,
         /// A sentence naming it.
         reason: String,
+        /// The id of the publish that failed, if it had one.
+        id: Option<String>,
     },
 }
 
@@ -106,6 +115,29 @@ impl Mailbox {
         accepted
     }
 
+    /// Queues a subscription's confirmation and the messages it recovers, all at once.
+    ///
+    /// The recovered messages may take the queue past its bound once (they are at most
+    /// one channel's history); a connection already at its bound is marked a slow
+    /// consumer instead. Returns whether the items were queued.
+    pub fn deliver_all(&self, items: impl IntoIterator<Item = Outbound>) -> bool {
+        let accepted = {
+            let mut state = self.lock();
+            if state.signal.is_some() {
+                false
+            } else if state.queue.len() >= self.capacity {
+                state.signal = Some(Signal::SlowConsumer);
+                state.queue = VecDeque::new();
+                false
+            } else {
+                state.queue.extend(items);
+                true
+            }
+        };
+        self.waker.wake();
+        accepted
+    }
+
     /// Asks the connection to close because the server shuts down.
     pub(crate) fn shut_down(&self, reconnect_after_ms: u64) {
         self.lock()
@@ -151,6 +183,7 @@ mod tests {
         Outbound::Ack {
             id: String::new(),
             seq,
+            duplicate: false,
         }
     }
 
@@ -178,6 +211,18 @@ mod tests {
             })
             .collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_recovery_may_pass_the_bound_once_but_not_when_already_full() {
+        let mailbox = Mailbox::new(1, 3);
+        assert!(mailbox.deliver_all((1..=10).map(ack)));
+        assert_eq!(std::iter::from_fn(|| mailbox.take()).count(), 10);
+        for seq in 1..=3 {
+            assert!(mailbox.deliver(ack(seq)));
+        }
+        assert!(!mailbox.deliver_all([ack(4)]));
+        assert_eq!(mailbox.signal(), Some(Signal::SlowConsumer));
     }
 
     #[test]

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use broker::{Broker, MemoryBroker, Payload, Publication, PublishRequest};
+pub use broker::{
+    Broker, MemoryBroker, Payload, Publication, PublishRequest, Retention, SubscribeRequest,
+};
 pub use config::{HeartbeatReply, ServerConfig};
 pub use mailbox::{ConnectionId, Mailbox, Outbound};
 
@@ -46,7 +48,7 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.persist_for));
+        let broker = Arc::new(MemoryBroker::new(config.retention()));
         Self::bind_with_broker(config, broker).await
     }
 

@@ -192,6 +192,7 @@ pub async fn subscribe(socket: &mut Socket, channel: &str) {
         socket,
         &ClientFrame::Subscribe {
             channel: channel.into(),
+            since: None,
         },
     )
     .await;

@@ -12,9 +12,10 @@
 mod memory;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use heartwire_core::protocol::encode_delivery;
+use heartwire_core::protocol::{Position, encode_delivery};
 use serde_json::value::RawValue;
 
 pub use memory::MemoryBroker;
@@ -111,18 +112,49 @@ pub struct PublishRequest {
     pub ack_id: Option<String>,
 }
 
+/// A request to subscribe.
+#[derive(Debug)]
+pub struct SubscribeRequest {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The subscribing connection.
+    pub subscriber: Arc<Mailbox>,
+    /// Deliver the channel's retained message first, when one is fresh (ws4redis).
+    pub with_retained: bool,
+    /// Deliver first every message after this position, or say that it cannot.
+    pub since: Option<Position>,
+}
+
+/// How much of each channel a broker keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a channel's last retained message is kept for late ws4redis joiners
+    /// (zero: not kept).
+    pub persist_for: Duration,
+    /// Messages kept per channel so that resuming clients miss nothing.
+    pub history_size: usize,
+    /// How long a channel without subscribers keeps its history and epoch.
+    pub history_ttl: Duration,
+    /// How long a publish id is remembered, so a publish sent again is not
+    /// published twice.
+    pub dedup_window: Duration,
+}
+
 /// Fans channel messages out to subscribed connections. See the [module docs](self).
 pub trait Broker: Send + Sync + 'static {
-    /// Adds `subscriber` to `channel`. The broker then delivers
-    /// [`Outbound::Subscribed`](super::mailbox::Outbound::Subscribed), followed by the
-    /// channel's retained message when `with_retained` is set and one is fresh, then
-    /// every later message.
-    fn subscribe(&self, channel: &Arc<str>, subscriber: &Arc<Mailbox>, with_retained: bool);
+    /// Adds the subscriber to the channel. The broker then delivers
+    /// [`Outbound::Subscribed`](super::mailbox::Outbound::Subscribed); then the
+    /// channel's retained message when asked for and fresh; then, when `since` was
+    /// given and the history covers it, every message after it; then every later
+    /// message, each exactly once and in `seq` order.
+    fn subscribe(&self, request: SubscribeRequest);
 
     /// Removes the connection `subscriber` from `channel`.
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId);
 
     /// Publishes a message to every subscriber of its channel, in one order for all.
+    /// A request whose `ack_id` was published on the channel within the dedup window
+    /// is not published again: its origin gets the first `seq`, marked duplicate.
     fn publish(&self, request: PublishRequest);
 
     /// A name for `/healthz` and logs, such as `memory`.

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use heartwire_core::protocol::{ClientFrame, ServerFrame};
+use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use heartwire_core::{Error, ErrorCode};
 
 use super::{Endpoint, Session};
-use crate::server::broker::{Payload, PublishRequest};
+use crate::server::broker::{Payload, PublishRequest, SubscribeRequest};
 use crate::server::mailbox::Outbound;
 use crate::server::metrics::Endpoint as EndpointKind;
 
@@ -22,15 +22,16 @@ fn frame(frame: &ServerFrame) -> Message {
     Message::Text(Utf8Bytes::from(frame.encode()))
 }
 
-fn error(code: ErrorCode, reason: impl Into<String>) -> Message {
+fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Message {
     frame(&ServerFrame::Error {
         code,
         reason: reason.into(),
+        id,
     })
 }
 
 impl Native {
-    fn subscribe(&mut self, channel: String, session: &mut Session) {
+    fn subscribe(&mut self, channel: String, since: Option<Position>, session: &mut Session) {
         let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
             Some(held) => held.clone(),
             None if self.subscriptions.len() >= session.server.config.max_subscriptions => {
@@ -38,7 +39,7 @@ impl Native {
                 let reason = format!(
                     "cannot subscribe to {channel}: this connection already holds {limit} subscriptions"
                 );
-                session.reply(error(ErrorCode::TooManySubscriptions, reason));
+                session.reply(error(ErrorCode::TooManySubscriptions, reason, None));
                 return;
             }
             None => {
@@ -47,10 +48,12 @@ impl Native {
                 channel
             }
         };
-        session
-            .server
-            .broker
-            .subscribe(&channel, &session.mailbox, false);
+        session.server.broker.subscribe(SubscribeRequest {
+            channel,
+            subscriber: session.mailbox.clone(),
+            with_retained: false,
+            since,
+        });
     }
 
     fn unsubscribe(&mut self, channel: String, session: &mut Session) {
@@ -101,12 +104,14 @@ impl Endpoint for Native {
                 session.server.metrics.client_heartbeats.increment(1);
                 session.reply(frame(&ServerFrame::Pong { echo }));
             }
-            Ok(ClientFrame::Subscribe { channel }) => self.subscribe(channel, session),
+            Ok(ClientFrame::Subscribe { channel, since }) => {
+                self.subscribe(channel, since, session)
+            }
             Ok(ClientFrame::Unsubscribe { channel }) => self.unsubscribe(channel, session),
             Ok(ClientFrame::Publish { channel, data, id }) => {
                 self.publish(channel, data, id, session)
             }
-            Err(Error::Request { code, reason }) => session.reply(error(code, reason)),
+            Err(Error::Request { code, reason }) => session.reply(error(code, reason, None)),
         }
     }
 
@@ -114,18 +119,26 @@ impl Endpoint for Native {
         session.reply(error(
             ErrorCode::Unsupported,
             "binary frames are not accepted on /ws; send JSON text",
+            None,
         ));
     }
 
     fn on_outbound(&mut self, item: Outbound, _session: &Session) -> Option<Message> {
         Some(match item {
             Outbound::Message(message) => Message::Text(message.native_frame()),
-            Outbound::Subscribed { channel, seq } => frame(&ServerFrame::Subscribed {
+            Outbound::Subscribed {
+                channel,
+                seq,
+                epoch,
+                recovered,
+            } => frame(&ServerFrame::Subscribed {
                 channel: channel.to_string(),
                 seq,
+                epoch: epoch.to_string(),
+                recovered,
             }),
-            Outbound::Ack { id, seq } => frame(&ServerFrame::Ack { id, seq }),
-            Outbound::Error { code, reason } => error(code, reason),
+            Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
+            Outbound::Error { code, reason, id } => error(code, reason, id),
         })
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use heartwire_core::protocol::validate_channel;
 
 use super::{Endpoint, Session};
-use crate::server::broker::{Payload, PublishRequest};
+use crate::server::broker::{Payload, PublishRequest, SubscribeRequest};
 use crate::server::mailbox::Outbound;
 use crate::server::metrics::Endpoint as EndpointKind;
 
@@ -68,10 +68,12 @@ impl Endpoint for Ws4Redis {
 
     fn on_open(&mut self, session: &mut Session) {
         if self.subscribe {
-            session
-                .server
-                .broker
-                .subscribe(&self.channel, &session.mailbox, true);
+            session.server.broker.subscribe(SubscribeRequest {
+                channel: self.channel.clone(),
+                subscriber: session.mailbox.clone(),
+                with_retained: true,
+                since: None,
+            });
         }
     }
 
