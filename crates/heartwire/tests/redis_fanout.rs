@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::TestRedis;
+use common::redis::{TestRedis, node};
 use common::{Socket, TestServer, connect_native, next_frame, send, subscribe, wait_for_health};
-use heartwire::server::{RedisBroker, RedisConfig, ServerConfig};
+use heartwire::server::ServerConfig;
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use serde_json::json;
-
-async fn node(redis: &TestRedis, config: ServerConfig) -> TestServer {
-    let redis_config = RedisConfig {
-        url: redis.url(),
-        prefix: String::new(),
-    };
-    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
-    let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
-    wait_for_health(&server, "ok").await;
-    server
-}
 
 async fn publish(socket: &mut Socket, channel: &str, data: serde_json::Value, id: &str) {
     send(
@@ -66,7 +54,7 @@ async fn subscribe_since(socket: &mut Socket, channel: &str, since: Position) ->
     next_frame(socket).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_published_on_one_node_reaches_subscribers_on_all_three_in_one_order() {
     let redis = TestRedis::start();
     let nodes = [
@@ -131,7 +119,7 @@ async fn a_message_published_on_one_node_reaches_subscribers_on_all_three_in_one
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_comes_back_on_another_node_gets_exactly_what_it_missed_then_live() {
     let redis = TestRedis::start();
     let a = node(&redis, ServerConfig::default()).await;
@@ -189,7 +177,7 @@ async fn a_client_that_comes_back_on_another_node_gets_exactly_what_it_missed_th
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_longer_than_the_stream_is_not_recovered() {
     let redis = TestRedis::start();
     let config = ServerConfig {
@@ -259,7 +247,7 @@ async fn a_gap_longer_than_the_stream_is_not_recovered() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_publish_id_on_two_nodes_is_published_once() {
     let redis = TestRedis::start();
     let a = node(&redis, ServerConfig::default()).await;
@@ -284,11 +272,11 @@ async fn the_same_publish_id_on_two_nodes_is_published_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_channel_keeps_its_epoch_while_anyone_listens() {
     let redis = TestRedis::start();
     let config = ServerConfig {
-        history_ttl: Duration::from_secs(1),
+        history_ttl: Duration::from_secs(2),
         ..ServerConfig::default()
     };
     let a = node(&redis, config.clone()).await;
@@ -296,7 +284,7 @@ async fn an_idle_channel_keeps_its_epoch_while_anyone_listens() {
     subscribe(&mut reader, "quiet").await;
     let epoch = redis.cli(&["GET", "hw:quiet#epoch"]);
     assert!(!epoch.trim().is_empty());
-    // Three times the ttl: the node refreshes the keys every third of it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Well past the ttl: the node refreshes the keys every quarter of it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(redis.cli(&["GET", "hw:quiet#epoch"]), epoch);
 }

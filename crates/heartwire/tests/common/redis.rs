@@ -4,7 +4,28 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::PATIENCE;
+use std::sync::Arc;
+
+use heartwire::server::{RedisBroker, RedisConfig, ServerConfig};
+
+use super::{PATIENCE, TestServer, wait_for_health};
+
+/// A node with the Redis broker (names under `prefix`), once its `/healthz` says ok.
+pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &str) -> TestServer {
+    let redis_config = RedisConfig {
+        url: redis.url(),
+        prefix: prefix.to_owned(),
+    };
+    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
+    let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
+    wait_for_health(&server, "ok").await;
+    server
+}
+
+/// A node with the Redis broker and no prefix, once its `/healthz` says ok.
+pub async fn node(redis: &TestRedis, config: ServerConfig) -> TestServer {
+    node_with_prefix(redis, config, "").await
+}
 
 /// A `redis-server` started by the test, killed when dropped.
 pub struct TestRedis {
@@ -74,6 +95,26 @@ impl TestRedis {
                 panic!("cannot run redis-cli ({err}); run scripts/test, which installs it")
             });
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until `channel` has `count` subscribers in Redis (PUBSUB NUMSUB).
+    pub fn wait_for_subscribers(&self, channel: &str, count: u32) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let output = self.cli(&["PUBSUB", "NUMSUB", channel]);
+            let now = output
+                .lines()
+                .nth(1)
+                .and_then(|n| n.trim().parse::<u32>().ok());
+            if now == Some(count) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{channel} has {now:?} subscribers, wanted {count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts `redis-cli` with `args`, its output piped, for commands that stream.

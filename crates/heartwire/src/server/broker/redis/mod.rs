@@ -248,7 +248,7 @@ async fn keep_history_alive(shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        Duration::from_millis(shared.ttl_ms() / 3)
+        Duration::from_millis(shared.ttl_ms() / 4)
     };
     let mut tick = tokio::time::interval(every);
     loop {
