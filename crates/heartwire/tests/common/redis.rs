@@ -79,9 +79,8 @@ impl TestRedis {
         }
     }
 
-    /// Kills the server and starts a new, empty one on the same port.
-    pub fn restart(&mut self) {
-        self.kill();
+    /// Starts a new, empty server on the same port after [`kill`](Self::kill).
+    pub fn relaunch(&mut self) {
         self.launch();
     }
 

@@ -66,6 +66,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
                 continue;
             }
         };
+        if !commands_answer(&shared).await {
+            continue;
+        }
         backoff.handle_connected(Instant::now());
         let (mut sink, stream) = pubsub.split();
         let resync = shared.channels().hold_all();
@@ -101,6 +104,22 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             Ended::BrokerDropped => return,
         }
     }
+}
+
+/// Whether the command connection answers a PING: it may still hold a socket to
+/// the Redis that went away, and finds out (and reconnects) on its first command.
+async fn commands_answer(shared: &Shared) -> bool {
+    for _ in 0..3 {
+        let mut connection = shared.commands.clone();
+        let mut command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(PROBE_EVERY, ping).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(err)) => tracing::debug!(%err, "command connection not back yet"),
+            Err(_) => tracing::debug!("command connection did not answer in time"),
+        }
+    }
+    false
 }
 
 enum Ended {
@@ -152,7 +171,7 @@ async fn serve(
                 }
             },
             _ = probe.tick() => {
-                match tokio::time::timeout(PROBE_EVERY, sink.ping::<String>()).await {
+                match tokio::time::timeout(PROBE_EVERY, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => return Ended::Lost(err.to_string()),
                     Err(_) => return Ended::Lost("Redis did not answer a PING in time".into()),
