@@ -111,7 +111,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
 async fn commands_answer(shared: &Shared) -> bool {
     for _ in 0..3 {
         let mut connection = shared.commands.clone();
-        let mut command = redis::cmd("PING");
+        let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
         match tokio::time::timeout(PROBE_EVERY, ping).await {
             Ok(Ok(_)) => return true,
