@@ -41,7 +41,7 @@ impl CliSubscriber {
     /// The payload of the next `message` the subscriber printed.
     fn next_message(&self) -> String {
         let deadline = std::time::Instant::now() + PATIENCE;
-        let mut next = || {
+        let next = || {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             self.lines
                 .recv_timeout(left)
