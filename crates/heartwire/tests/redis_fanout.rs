@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::redis::{TestRedis, node};
-use common::{Socket, TestServer, connect_native, next_frame, send, subscribe, wait_for_health};
+use common::{Socket, connect_native, next_frame, send, subscribe};
 use heartwire::server::ServerConfig;
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use serde_json::json;
