@@ -129,6 +129,15 @@ struct ServeOptions {
     /// facility chat is then PREFIX:broadcast:chat) [default: none]
     #[arg(long, env = "HEARTWIRE_REDIS_PREFIX", value_name = "PREFIX")]
     redis_prefix: Option<String>,
+
+    /// Track who is subscribed to the channels matching PATTERN (a glob where *
+    /// matches anything, e.g. room:*): their subscribers receive join and leave
+    /// events and may ask for the member list, across all nodes with --redis. Repeat
+    /// for several patterns; the environment variable holds one, the config file a
+    /// list [default: none]
+    #[arg(long, env = "HEARTWIRE_PRESENCE", value_name = "PATTERN")]
+    #[serde(default)]
+    presence: Vec<String>,
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(
@@ -168,6 +177,11 @@ impl ServeOptions {
             dedup_window: self.dedup_window.or(file.dedup_window),
             redis: self.redis.or(file.redis),
             redis_prefix: self.redis_prefix.or(file.redis_prefix),
+            presence: if self.presence.is_empty() {
+                file.presence
+            } else {
+                self.presence
+            },
         }
     }
 
@@ -211,6 +225,7 @@ impl ServeOptions {
             history_size: self.history_size.unwrap_or(default.history_size),
             history_ttl: self.history_ttl.unwrap_or(default.history_ttl),
             dedup_window: self.dedup_window.unwrap_or(default.dedup_window),
+            presence: self.presence,
             ..default
         };
         config.validate()?;
@@ -345,5 +360,7 @@ mod tests {
         assert_eq!(redis.prefix, "ws4redis");
         let none: ServeOptions = toml::from_str("").unwrap();
         assert!(none.redis().is_none());
+        let config = config(&[], r#"presence = ["room:*", "lobby"]"#).unwrap();
+        assert!(config.has_presence("room:1") && config.has_presence("lobby"));
     }
 }

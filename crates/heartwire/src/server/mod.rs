@@ -33,7 +33,7 @@ pub use broker::{
     RedisConfig, Retention, SubscribeRequest,
 };
 pub use config::{HeartbeatReply, ServerConfig};
-pub use mailbox::{ConnectionId, Mailbox, Outbound};
+pub use mailbox::{ConnectionId, Mailbox, Outbound, session_name};
 
 use crate::Error;
 use metrics::ServerMetrics;

@@ -22,6 +22,67 @@ pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &
     server
 }
 
+/// A node with the Redis broker on a runtime of its own, so that the test can kill
+/// it abruptly: its tasks stop without closing anything or telling Redis.
+pub struct IsolatedNode {
+    pub addr: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl IsolatedNode {
+    pub async fn start(redis: &TestRedis, config: ServerConfig) -> Self {
+        let url = redis.url();
+        let (runtime, addr) = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let addr = runtime.block_on(async move {
+                let config = ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..config
+                };
+                let redis_config = RedisConfig {
+                    url,
+                    prefix: String::new(),
+                };
+                let broker = RedisBroker::start(&redis_config, config.retention()).unwrap();
+                let server = heartwire::server::Server::bind_with_broker(config, Arc::new(broker))
+                    .await
+                    .unwrap();
+                let addr = server.local_addr();
+                tokio::spawn(server.run(std::future::pending()));
+                addr
+            });
+            (runtime, addr)
+        })
+        .await
+        .unwrap();
+        Self {
+            addr,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops the node at once, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for IsolatedNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A node with the Redis broker and no prefix, once its `/healthz` says ok.
 pub async fn node(redis: &TestRedis, config: ServerConfig) -> TestServer {
     node_with_prefix(redis, config, "").await

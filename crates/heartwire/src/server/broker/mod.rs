@@ -134,6 +134,9 @@ pub struct SubscribeRequest {
     pub with_retained: bool,
     /// Deliver first every message after this position, or say that it cannot.
     pub since: Option<Position>,
+    /// The channel's members are tracked: others learn that this subscriber joined
+    /// and, when it unsubscribes, that it left.
+    pub presence: bool,
 }
 
 /// How much of each channel a broker keeps, and for how long.
@@ -162,15 +165,21 @@ pub struct BrokerHealth {
 
 /// Fans channel messages out to subscribed connections. See the [module docs](self).
 pub trait Broker: Send + Sync + 'static {
-    /// Adds the subscriber to the channel. The broker then delivers
+    /// Adds the subscriber to the channel (with `presence`, as a member whose
+    /// arrival every other subscriber learns). The broker then delivers
     /// [`Outbound::Subscribed`](super::mailbox::Outbound::Subscribed); then the
     /// channel's retained message when asked for and fresh; then, when `since` was
     /// given and the history covers it, every message after it; then every later
     /// message, each exactly once and in `seq` order.
     fn subscribe(&self, request: SubscribeRequest);
 
-    /// Removes the connection `subscriber` from `channel`.
+    /// Removes the connection `subscriber` from `channel`. When it was a member
+    /// (subscribed with `presence`), every other subscriber learns that it left.
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId);
+
+    /// Delivers [`Outbound::Presence`](super::mailbox::Outbound::Presence) to `asker`:
+    /// the members of `channel`, on every node of this broker.
+    fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>);
 
     /// Publishes a message to every subscriber of its channel, in one order for all.
     /// A request whose `ack_id` was published on the channel within the dedup window

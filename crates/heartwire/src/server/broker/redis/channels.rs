@@ -16,12 +16,13 @@
 //! Messages that other software publishes raw on a django-websocket-redis channel have
 //! no `seq`; they are delivered live with `seq` 0 and are not in the history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
 use super::names::{ChannelNames, is_ws4redis};
+use super::presence::PresenceEvent;
 use super::scripts::{Envelope, Snapshot};
 use crate::server::broker::{Payload, Publication};
 use crate::server::mailbox::{ConnectionId, Mailbox, Outbound};
@@ -49,6 +50,10 @@ struct LocalChannel {
     held: Option<Vec<Live>>,
     /// Raw copies of heartwire's own messages still to come on the raw channel.
     twins: u32,
+    /// Whether the channel's members are tracked.
+    presence: bool,
+    /// This node's members of the channel.
+    members: HashSet<ConnectionId>,
 }
 
 impl LocalChannel {
@@ -87,12 +92,33 @@ impl LocalChannel {
         }
     }
 
+    fn announce(&self, channel: &Arc<str>, event: PresenceEvent) {
+        for (id, subscriber) in &self.live {
+            if *id != event.session {
+                subscriber.mailbox.deliver(Outbound::PresenceChange {
+                    channel: channel.clone(),
+                    session: event.session,
+                    joined: event.joined,
+                });
+            }
+        }
+    }
+
     fn receive(&mut self, live: Live) {
         match &mut self.held {
             Some(held) => held.push(live),
             None => self.deliver(live),
         }
     }
+}
+
+/// What leaving a channel left to do in Redis.
+#[derive(Debug, Default)]
+pub(super) struct Left {
+    /// The subscriber was a member: remove it from the channel's members.
+    pub(super) was_member: bool,
+    /// It was the node's last subscriber: unsubscribe from these Redis channels.
+    pub(super) unsubscribe: Option<Vec<String>>,
 }
 
 /// Every channel this node has local subscribers on, by name and by Redis channel.
@@ -114,11 +140,15 @@ impl Channels {
         }
     }
 
-    /// The Redis pub/sub channels that carry `channel`'s messages.
-    pub(super) fn pubsub_names(names: &ChannelNames, channel: &str) -> Vec<String> {
+    /// The Redis pub/sub channels that carry `channel`'s messages (and its presence
+    /// events, when tracked).
+    pub(super) fn pubsub_names(names: &ChannelNames, channel: &str, presence: bool) -> Vec<String> {
         let mut list = vec![names.live.clone()];
         if is_ws4redis(channel) {
             list.push(names.raw.clone());
+        }
+        if presence {
+            list.push(names.presence.clone());
         }
         list
     }
@@ -132,9 +162,18 @@ impl Channels {
     }
 
     /// Starts a join of `subscriber`; returns the Redis channels to subscribe to.
-    pub(super) fn join(&mut self, channel: &Arc<str>, subscriber: ConnectionId) -> Vec<String> {
+    pub(super) fn join(
+        &mut self,
+        channel: &Arc<str>,
+        subscriber: ConnectionId,
+        presence: bool,
+    ) -> Vec<String> {
+        if let Some(local) = self.by_name.get_mut(channel) {
+            local.joining.insert(subscriber, Vec::new());
+            return Self::pubsub_names(&local.names, channel, local.presence);
+        }
         let names = self.names(channel);
-        let pubsub = Self::pubsub_names(&names, channel);
+        let pubsub = Self::pubsub_names(&names, channel, presence);
         let local = self.by_name.entry(channel.clone()).or_insert_with(|| {
             for name in &pubsub {
                 self.by_redis.insert(name.clone(), channel.clone());
@@ -146,6 +185,8 @@ impl Channels {
                 position: None,
                 held: None,
                 twins: 0,
+                presence,
+                members: HashSet::new(),
             }
         });
         local.joining.insert(subscriber, Vec::new());
@@ -165,17 +206,18 @@ impl Channels {
     }
 
     /// Ends a join with the snapshot read after the Redis subscription was in place.
+    /// Returns whether the subscriber is now a member to announce.
     pub(super) fn finish_join(
         &mut self,
         channel: &Arc<str>,
         mailbox: &Arc<Mailbox>,
         snapshot: Snapshot,
-    ) {
+    ) -> bool {
         let Some(local) = self.by_name.get_mut(channel) else {
-            return;
+            return false;
         };
         let Some(buffered) = local.joining.remove(&mailbox.id()) else {
-            return;
+            return false;
         };
         let Snapshot {
             epoch,
@@ -224,23 +266,53 @@ impl Channels {
                 after,
             };
             local.live.insert(mailbox.id(), subscriber);
+            return local.presence && local.members.insert(mailbox.id());
         }
+        false
     }
 
-    /// Removes `subscriber`; returns the Redis channels to leave when it was the last.
-    pub(super) fn leave(&mut self, channel: &str, subscriber: ConnectionId) -> Option<Vec<String>> {
-        let local = self.by_name.get_mut(channel)?;
+    /// Whether `subscriber` is a member of `channel` on this node.
+    pub(super) fn is_member(&self, channel: &str, subscriber: ConnectionId) -> bool {
+        self.by_name
+            .get(channel)
+            .is_some_and(|local| local.members.contains(&subscriber))
+    }
+
+    /// The channels with tracked members here, with this node's members of each.
+    pub(super) fn memberships(&self) -> Vec<(ChannelNames, Vec<ConnectionId>)> {
+        self.by_name
+            .values()
+            .filter(|local| local.presence)
+            .map(|local| (local.names.clone(), local.members.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Removes `subscriber`; says what is left to do in Redis.
+    pub(super) fn leave(&mut self, channel: &str, subscriber: ConnectionId) -> Left {
+        let Some(local) = self.by_name.get_mut(channel) else {
+            return Left::default();
+        };
         local.live.remove(&subscriber);
         local.joining.remove(&subscriber);
+        let was_member = local.members.remove(&subscriber);
         if !local.is_unused() {
-            return None;
+            return Left {
+                was_member,
+                unsubscribe: None,
+            };
         }
-        let local = self.by_name.remove(channel)?;
-        let pubsub = Self::pubsub_names(&local.names, channel);
+        let presence = local.presence;
+        let Some(local) = self.by_name.remove(channel) else {
+            return Left::default();
+        };
+        let pubsub = Self::pubsub_names(&local.names, channel, presence);
         for name in &pubsub {
             self.by_redis.remove(name);
         }
-        Some(pubsub)
+        Left {
+            was_member,
+            unsubscribe: Some(pubsub),
+        }
     }
 
     /// Every Redis pub/sub channel this node needs.
@@ -305,7 +377,12 @@ impl Channels {
         let Some(local) = self.by_name.get_mut(channel) else {
             return;
         };
-        if redis_channel == local.names.live {
+        if redis_channel == local.names.presence {
+            match PresenceEvent::parse(&text) {
+                Some(event) => local.announce(channel, event),
+                None => tracing::warn!(redis_channel, "dropping a malformed presence event"),
+            }
+        } else if redis_channel == local.names.live {
             let Some((envelope, body)) = Envelope::parse(&text) else {
                 tracing::warn!(redis_channel, "dropping a malformed envelope");
                 return;

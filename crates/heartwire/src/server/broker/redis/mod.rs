@@ -4,7 +4,8 @@
 //! - [`scripts`]: the Lua scripts that sequence, store and fan out a message in one
 //!   atomic step, and read a channel's snapshot;
 //! - [`channels`]: this node's subscribers and the ordering rules (join, resync);
-//! - [`subscriber`]: the node's one pub/sub connection, and its reconnects.
+//! - [`subscriber`]: the node's one pub/sub connection, and its reconnects;
+//! - [`presence`]: who is subscribed to a channel, across nodes.
 //!
 //! `seq` comes from Redis (`INCR` in the publish script), never from a node, so every
 //! node delivers a channel's messages in one order; the stream (`XADD … MAXLEN`) is the
@@ -13,6 +14,7 @@
 
 mod channels;
 mod names;
+mod presence;
 mod scripts;
 mod subscriber;
 
@@ -30,7 +32,7 @@ use super::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
 use crate::Error;
 use crate::server::mailbox::{ConnectionId, Mailbox, Outbound};
 use channels::Channels;
-use names::{ChannelNames, is_ws4redis};
+use names::{ChannelNames, is_ws4redis, node_key_prefix};
 use scripts::{PUBLISH, Published, SNAPSHOT, Snapshot, TOUCH, encode_payload};
 use subscriber::{Command, PROBE_EVERY};
 
@@ -60,6 +62,10 @@ struct Shared {
     up: watch::Sender<bool>,
     reconnects: AtomicU64,
     retention: Retention,
+    /// This node's id among the nodes (random).
+    node: String,
+    /// Where the liveness keys of nodes are.
+    node_key_prefix: String,
 }
 
 impl Shared {
@@ -195,12 +201,15 @@ impl RedisBroker {
             up: watch::Sender::new(false),
             reconnects: AtomicU64::new(0),
             retention,
+            node: format!("{:016x}", rand::random::<u64>()),
+            node_key_prefix: node_key_prefix(&config.prefix),
         });
         let (subscriber, commands) = mpsc::unbounded_channel();
         tokio::spawn(subscriber::run(shared.clone(), commands));
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publish_in_order(shared.clone(), queue));
         tokio::spawn(keep_history_alive(Arc::downgrade(&shared)));
+        tokio::spawn(presence::keep_node_alive(Arc::downgrade(&shared)));
         Ok(Self {
             shared,
             subscriber,
@@ -288,6 +297,7 @@ async fn join(
         subscriber: mailbox,
         with_retained,
         since,
+        presence: _,
     } = request;
     let names = shared.channels().names(&channel);
     while shared.channels().is_joining(&channel, mailbox.id()) {
@@ -307,7 +317,10 @@ async fn join(
             .await
         {
             Ok(snapshot) => {
-                shared.channels().finish_join(&channel, &mailbox, snapshot);
+                let member = shared.channels().finish_join(&channel, &mailbox, snapshot);
+                if member {
+                    announce_member(&shared, &channel, &names, mailbox.id()).await;
+                }
                 return;
             }
             Err(err) => {
@@ -315,6 +328,20 @@ async fn join(
                 tokio::time::sleep(PROBE_EVERY).await;
                 shared.wait_up().await;
             }
+        }
+    }
+}
+
+/// Adds a new member in Redis; takes it out again if it left meanwhile.
+async fn announce_member(shared: &Shared, channel: &str, names: &ChannelNames, id: ConnectionId) {
+    if let Err(err) = shared.add_member(names, id).await {
+        // The next reconnect adds this node's members again.
+        tracing::warn!(%err, %channel, "cannot add a member");
+        return;
+    }
+    if !shared.channels().is_member(channel, id) {
+        if let Err(err) = shared.remove_member(names, id).await {
+            tracing::warn!(%err, %channel, "cannot remove a member");
         }
     }
 }
@@ -346,10 +373,11 @@ async fn resync(shared: Arc<Shared>, channel: Arc<str>, position: Option<Positio
 
 impl Broker for RedisBroker {
     fn subscribe(&self, request: SubscribeRequest) {
-        let pubsub = self
-            .shared
-            .channels()
-            .join(&request.channel, request.subscriber.id());
+        let pubsub = self.shared.channels().join(
+            &request.channel,
+            request.subscriber.id(),
+            request.presence,
+        );
         tokio::spawn(join(
             self.shared.clone(),
             self.subscriber.clone(),
@@ -359,12 +387,44 @@ impl Broker for RedisBroker {
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId) {
-        let left = self.shared.channels().leave(channel, subscriber);
-        if let Some(pubsub) = left {
+        let (left, names) = {
+            let mut channels = self.shared.channels();
+            (channels.leave(channel, subscriber), channels.names(channel))
+        };
+        if left.was_member {
+            let shared = self.shared.clone();
+            let channel = channel.to_owned();
+            tokio::spawn(async move {
+                if let Err(err) = shared.remove_member(&names, subscriber).await {
+                    // A node that cannot reach Redis is swept as dead, with its members.
+                    tracing::warn!(%err, %channel, "cannot remove a member");
+                }
+            });
+        }
+        if let Some(pubsub) = left.unsubscribe {
             let _ = self
                 .subscriber
                 .send(Command::Unsubscribe(Arc::from(channel), pubsub));
         }
+    }
+
+    fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let names = shared.channels().names(&channel);
+            match shared.members(&names).await {
+                Ok(members) => {
+                    asker.deliver(Outbound::Presence { channel, members });
+                }
+                Err(err) => {
+                    asker.deliver(Outbound::Error {
+                        code: ErrorCode::Unavailable,
+                        reason: format!("cannot read the members of {channel}: {err}"),
+                        id: None,
+                    });
+                }
+            }
+        });
     }
 
     fn publish(&self, request: PublishRequest) {

@@ -8,8 +8,9 @@
 //!
 //! heartwire's own keys carry a `#`, which no channel name may contain, so they can
 //! never collide with a channel: `{prefix}hw:{channel}#seq`, `#epoch`, `#stream`,
-//! and `#id:{publish id}`, and the pub/sub channel `#live` that carries
-//! sequenced envelopes between nodes.
+//! `#id:{publish id}`, `#members`, and the pub/sub channel `#live` that carries
+//! sequenced envelopes between nodes and `#presence` that carries join and leave
+//! events. Each node proves it is alive with the key `{prefix}hw#node:{node}`.
 
 /// The prefix of ws4redis facilities among channel names.
 const BROADCAST: &str = "broadcast:";
@@ -27,6 +28,10 @@ pub(super) struct ChannelNames {
     pub(super) epoch: String,
     /// The stream of recent messages, entry id `0-{seq}`.
     pub(super) stream: String,
+    /// The hash of members: session → node.
+    pub(super) members: String,
+    /// The pub/sub channel of join (`j {session}`) and leave (`l {session}`) events.
+    pub(super) presence: String,
     /// What every publish id key starts with.
     id_prefix: String,
 }
@@ -42,6 +47,8 @@ impl ChannelNames {
             seq: format!("{own}seq"),
             epoch: format!("{own}epoch"),
             stream: format!("{own}stream"),
+            members: format!("{own}members"),
+            presence: format!("{own}presence"),
             id_prefix: format!("{own}id:"),
         }
     }
@@ -59,6 +66,11 @@ pub(super) fn redis_prefix(prefix: &str) -> String {
     } else {
         format!("{prefix}:")
     }
+}
+
+/// What every node's liveness key starts with; the node id follows.
+pub(super) fn node_key_prefix(prefix: &str) -> String {
+    format!("{}hw#node:", redis_prefix(prefix))
 }
 
 /// Whether messages of `channel` are also published raw, for django-websocket-redis.

@@ -92,6 +92,10 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             );
         }
         was_connected = true;
+        if let Err(err) = shared.refresh_node().await {
+            tracing::warn!(%err, "cannot refresh the node's liveness key");
+        }
+        tokio::spawn(super::presence::rejoin(shared.clone()));
         for (channel, position) in resync {
             tokio::spawn(super::resync(shared.clone(), channel, position));
         }
