@@ -383,14 +383,19 @@ impl Channels {
                 None => tracing::warn!(redis_channel, "dropping a malformed presence event"),
             }
         } else if redis_channel == local.names.live {
-            let Some((envelope, body)) = Envelope::parse(&text) else {
+            let Some((envelope, body_at)) =
+                Envelope::parse(&text).map(|(envelope, body)| (envelope, text.len() - body.len()))
+            else {
                 tracing::warn!(redis_channel, "dropping a malformed envelope");
                 return;
             };
             if envelope.raw_follows {
                 local.twins += 1;
             }
-            if let Some(message) = envelope.publication(channel.clone(), body.to_owned()) {
+            // The body stays in the buffer it arrived in: the header is cut off in place.
+            let mut body = text;
+            body.replace_range(..body_at, "");
+            if let Some(message) = envelope.publication(channel.clone(), body) {
                 local.receive((Some(envelope.epoch), Arc::new(message)));
             }
         } else if local.twins > 0 {
@@ -408,5 +413,134 @@ impl Channels {
             .values()
             .map(|local| local.names.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIVE: &str = "hw:broadcast:chat#live";
+    const RAW: &str = "broadcast:chat";
+
+    fn channel() -> Arc<str> {
+        Arc::from("broadcast:chat")
+    }
+
+    fn envelope(seq: u64, epoch: &str, raw: bool, text: &str) -> String {
+        format!("{seq} {epoch} t{} -\n{text}", if raw { 'r' } else { '-' })
+    }
+
+    fn snapshot(epoch: &str, seq: u64, recovered: Option<bool>, missed: &[u64]) -> Snapshot {
+        Snapshot {
+            epoch: Arc::from(epoch),
+            seq,
+            recovered,
+            retained: None,
+            missed: missed
+                .iter()
+                .map(|seq| {
+                    let text = Payload::Text(seq.to_string().into());
+                    Arc::new(Publication::new(channel(), *seq, text, None))
+                })
+                .collect(),
+        }
+    }
+
+    fn drain(mailbox: &Mailbox) -> Vec<String> {
+        std::iter::from_fn(|| mailbox.take())
+            .map(|item| match item {
+                Outbound::Message(message) => format!("{} {}", message.seq, message.text_frame()),
+                Outbound::Subscribed {
+                    seq,
+                    epoch,
+                    recovered,
+                    ..
+                } => format!("subscribed {epoch} {seq} {recovered:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn joined(channels: &mut Channels, id: ConnectionId, snapshot: Snapshot) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(id, 64));
+        channels.join(&channel(), id, false);
+        channels.finish_join(&channel(), &mailbox, snapshot);
+        mailbox
+    }
+
+    #[test]
+    fn a_joiner_gets_the_snapshot_then_only_later_live_messages() {
+        let mut channels = Channels::new(String::new());
+        let mailbox = Arc::new(Mailbox::new(1, 64));
+        assert_eq!(channels.join(&channel(), 1, false), [LIVE, RAW]);
+        // Live messages arrive while the snapshot is read; 3 was already in it.
+        channels.on_pubsub(LIVE, envelope(3, "e", false, "three"));
+        channels.on_pubsub(LIVE, envelope(4, "e", false, "four"));
+        channels.finish_join(&channel(), &mailbox, snapshot("e", 3, Some(true), &[2, 3]));
+        channels.on_pubsub(LIVE, envelope(5, "e", false, "five"));
+        assert_eq!(
+            drain(&mailbox),
+            [
+                "subscribed e 3 Some(true)",
+                "2 2",
+                "3 3",
+                "4 four",
+                "5 five"
+            ]
+        );
+    }
+
+    #[test]
+    fn heartwires_raw_copy_is_dropped_and_a_foreign_one_has_seq_zero() {
+        let mut channels = Channels::new(String::new());
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        channels.on_pubsub(LIVE, envelope(1, "e", true, "ours"));
+        channels.on_pubsub(RAW, "ours".into());
+        channels.on_pubsub(RAW, "from django".into());
+        assert_eq!(
+            drain(&mailbox),
+            ["subscribed e 0 None", "1 ours", "0 from django"]
+        );
+    }
+
+    #[test]
+    fn a_resync_fills_the_gap_once_or_reports_a_new_epoch() {
+        let mut channels = Channels::new(String::new());
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
+        let resync = channels.hold_all();
+        assert_eq!(resync[0].1.as_ref().map(|position| position.seq), Some(1));
+        // 2 and 3 were missed while disconnected; 3 and 4 come live meanwhile.
+        channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
+        channels.on_pubsub(LIVE, envelope(4, "e", false, "4"));
+        channels.finish_resync(&channel(), Some(snapshot("e", 3, Some(true), &[2, 3])));
+        assert_eq!(
+            drain(&mailbox),
+            ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4"]
+        );
+
+        channels.hold_all();
+        channels.finish_resync(&channel(), Some(snapshot("f", 0, Some(false), &[])));
+        channels.on_pubsub(LIVE, envelope(1, "f", false, "new"));
+        assert_eq!(drain(&mailbox), ["subscribed f 0 Some(false)", "1 new"]);
+    }
+
+    #[test]
+    fn the_last_subscriber_leaving_releases_the_redis_channels() {
+        let mut channels = Channels::new("ws4redis".into());
+        channels.join(&channel(), 1, true);
+        channels.join(&channel(), 2, true);
+        assert!(channels.leave(&channel(), 1).unsubscribe.is_none());
+        let left = channels.leave(&channel(), 2);
+        assert_eq!(
+            left.unsubscribe.unwrap(),
+            [
+                "ws4redis:hw:broadcast:chat#live",
+                "ws4redis:broadcast:chat",
+                "ws4redis:hw:broadcast:chat#presence"
+            ]
+        );
+        assert!(channels.all_pubsub_names().is_empty());
     }
 }

@@ -145,7 +145,10 @@ async fn serve(
                 let Some(message) = message else {
                     return Ended::Lost("the connection closed".into());
                 };
-                let text = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+                let bytes = message.get_payload_bytes().to_vec();
+                let text = String::from_utf8(bytes).unwrap_or_else(|invalid| {
+                    String::from_utf8_lossy(invalid.as_bytes()).into_owned()
+                });
                 shared.channels().on_pubsub(message.get_channel_name(), text);
             }
             command = commands.recv() => match command {
