@@ -27,6 +27,9 @@ use super::scripts::{Envelope, Snapshot};
 use crate::server::broker::{Payload, Publication};
 use crate::server::mailbox::{ConnectionId, Mailbox, Outbound};
 
+/// A channel to resync, with the position this node delivered up to.
+pub(super) type ToResync = (Arc<str>, Option<Position>);
+
 /// A live message with the epoch it was published in (none for a raw one).
 type Live = (Option<Arc<str>>, Arc<Publication>);
 
@@ -121,10 +124,22 @@ pub(super) struct Left {
     pub(super) unsubscribe: Option<Vec<String>>,
 }
 
+/// What a join asks of Redis.
+#[derive(Debug)]
+pub(super) struct Joining {
+    /// The Redis channels to subscribe to.
+    pub(super) pubsub: Vec<String>,
+    /// The subscriber was live already (it subscribed again): the position it had
+    /// reached, so that the snapshot fills what it receives meanwhile.
+    pub(super) resume_from: Option<Position>,
+}
+
 /// Every channel this node has local subscribers on, by name and by Redis channel.
 #[derive(Debug)]
 pub(super) struct Channels {
     prefix: String,
+    /// Counts reconnects: a resync of an older one gives way to the newer.
+    generation: u64,
     by_name: HashMap<Arc<str>, LocalChannel>,
     /// Redis pub/sub channel (live or raw) → channel name.
     by_redis: HashMap<String, Arc<str>>,
@@ -135,6 +150,7 @@ impl Channels {
     pub(super) fn new(prefix: String) -> Self {
         Self {
             prefix,
+            generation: 0,
             by_name: HashMap::new(),
             by_redis: HashMap::new(),
         }
@@ -161,16 +177,26 @@ impl Channels {
         }
     }
 
-    /// Starts a join of `subscriber`; returns the Redis channels to subscribe to.
+    /// Starts a join of `subscriber`.
     pub(super) fn join(
         &mut self,
         channel: &Arc<str>,
         subscriber: ConnectionId,
         presence: bool,
-    ) -> Vec<String> {
+    ) -> Joining {
         if let Some(local) = self.by_name.get_mut(channel) {
+            let resume_from = local.live.remove(&subscriber).and_then(|_| {
+                let (epoch, seq) = local.position.as_ref()?;
+                Some(Position {
+                    epoch: epoch.to_string(),
+                    seq: *seq,
+                })
+            });
             local.joining.insert(subscriber, Vec::new());
-            return Self::pubsub_names(&local.names, channel, local.presence);
+            return Joining {
+                pubsub: Self::pubsub_names(&local.names, channel, local.presence),
+                resume_from,
+            };
         }
         let names = self.names(channel);
         let pubsub = Self::pubsub_names(&names, channel, presence);
@@ -190,7 +216,10 @@ impl Channels {
             }
         });
         local.joining.insert(subscriber, Vec::new());
-        pubsub
+        Joining {
+            pubsub,
+            resume_from: None,
+        }
     }
 
     /// Whether this node has local subscribers (or joiners) on `channel`.
@@ -320,10 +349,18 @@ impl Channels {
         self.by_redis.keys().cloned().collect()
     }
 
-    /// Holds live messages of every channel until it is resynced; returns what to
-    /// resync: each channel with the position this node delivered up to.
-    pub(super) fn hold_all(&mut self) -> Vec<(Arc<str>, Option<Position>)> {
-        self.by_name
+    /// The current reconnect's number.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Holds live messages of every channel until it is resynced; returns the
+    /// reconnect's number and what to resync: each channel with the position this
+    /// node delivered up to.
+    pub(super) fn hold_all(&mut self) -> (u64, Vec<ToResync>) {
+        self.generation += 1;
+        let channels = self
+            .by_name
             .iter_mut()
             .map(|(name, local)| {
                 local.held.get_or_insert_with(Vec::new);
@@ -334,16 +371,21 @@ impl Channels {
                 });
                 (name.clone(), position)
             })
-            .collect()
+            .collect();
+        (self.generation, channels)
     }
 
-    /// Ends a resync: delivers what was missed (or tells each subscriber its position
-    /// is lost), then what was held. Without a snapshot, only releases what was held.
-    pub(super) fn finish_resync(&mut self, channel: &str, snapshot: Option<Snapshot>) {
+    /// Ends the resync of reconnect `generation`: delivers what was missed (or tells
+    /// each subscriber its position is lost), then what was held. A resync of an
+    /// older reconnect changes nothing.
+    pub(super) fn finish_resync(&mut self, channel: &str, generation: u64, snapshot: Snapshot) {
+        if generation != self.generation {
+            return;
+        }
         let Some(local) = self.by_name.get_mut(channel) else {
             return;
         };
-        if let Some(snapshot) = snapshot {
+        {
             if snapshot.recovered != Some(false) {
                 for message in snapshot.missed {
                     local.deliver((Some(snapshot.epoch.clone()), message));
@@ -473,7 +515,7 @@ mod tests {
     fn a_joiner_gets_the_snapshot_then_only_later_live_messages() {
         let mut channels = Channels::new(String::new());
         let mailbox = Arc::new(Mailbox::new(1, 64));
-        assert_eq!(channels.join(&channel(), 1, false), [LIVE, RAW]);
+        assert_eq!(channels.join(&channel(), 1, false).pubsub, [LIVE, RAW]);
         // Live messages arrive while the snapshot is read; 3 was already in it.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "three"));
         channels.on_pubsub(LIVE, envelope(4, "e", false, "four"));
@@ -509,21 +551,51 @@ mod tests {
         let mut channels = Channels::new(String::new());
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
-        let resync = channels.hold_all();
+        let (generation, resync) = channels.hold_all();
         assert_eq!(resync[0].1.as_ref().map(|position| position.seq), Some(1));
         // 2 and 3 were missed while disconnected; 3 and 4 come live meanwhile.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
         channels.on_pubsub(LIVE, envelope(4, "e", false, "4"));
-        channels.finish_resync(&channel(), Some(snapshot("e", 3, Some(true), &[2, 3])));
+        channels.finish_resync(
+            &channel(),
+            generation,
+            snapshot("e", 3, Some(true), &[2, 3]),
+        );
         assert_eq!(
             drain(&mailbox),
             ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4"]
         );
 
-        channels.hold_all();
-        channels.finish_resync(&channel(), Some(snapshot("f", 0, Some(false), &[])));
+        let (stale, _) = channels.hold_all();
+        let (generation, _) = channels.hold_all();
+        // The resync of the older reconnect gives way.
+        channels.finish_resync(&channel(), stale, snapshot("x", 9, Some(false), &[]));
+        channels.finish_resync(&channel(), generation, snapshot("f", 0, Some(false), &[]));
         channels.on_pubsub(LIVE, envelope(1, "f", false, "new"));
         assert_eq!(drain(&mailbox), ["subscribed f 0 Some(false)", "1 new"]);
+    }
+
+    #[test]
+    fn subscribing_again_misses_nothing_and_repeats_nothing() {
+        let mut channels = Channels::new(String::new());
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
+        let again = channels.join(&channel(), 1, false);
+        assert_eq!(again.resume_from.map(|position| position.seq), Some(1));
+        // 2 comes live before the snapshot (which holds it), 3 after.
+        channels.on_pubsub(LIVE, envelope(2, "e", false, "2"));
+        channels.finish_join(&channel(), &mailbox, snapshot("e", 2, None, &[2]));
+        channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
+        assert_eq!(
+            drain(&mailbox),
+            [
+                "subscribed e 0 None",
+                "1 1",
+                "subscribed e 2 None",
+                "2 2",
+                "3 3"
+            ]
+        );
     }
 
     #[test]

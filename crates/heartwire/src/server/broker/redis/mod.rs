@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
 use crate::Error;
 use crate::server::mailbox::{ConnectionId, Mailbox, Outbound};
-use channels::Channels;
+use channels::{Channels, Joining};
 use names::{ChannelNames, is_ws4redis, node_key_prefix};
 use scripts::{PUBLISH, Published, SNAPSHOT, Snapshot, TOUCH, encode_payload};
 use subscriber::{Command, PROBE_EVERY};
@@ -41,9 +41,6 @@ const PUBLISH_QUEUE: usize = 4096;
 
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Attempts to resync a channel after Redis came back, [`PROBE_EVERY`] apart.
-const RESYNC_ATTEMPTS: u32 = 10;
 
 /// Where the Redis broker connects and how it names things.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,8 +287,12 @@ async fn join(
     shared: Arc<Shared>,
     subscriber: mpsc::UnboundedSender<Command>,
     request: SubscribeRequest,
-    pubsub: Vec<String>,
+    joining: Joining,
 ) {
+    let Joining {
+        pubsub,
+        resume_from,
+    } = joining;
     let SubscribeRequest {
         channel,
         subscriber: mailbox,
@@ -312,11 +313,13 @@ async fn join(
             shared.wait_up().await;
             continue;
         }
-        match shared
-            .snapshot(&channel, &names, since.as_ref(), with_retained)
-            .await
-        {
-            Ok(snapshot) => {
+        let from = since.as_ref().or(resume_from.as_ref());
+        match shared.snapshot(&channel, &names, from, with_retained).await {
+            Ok(mut snapshot) => {
+                if since.is_none() && snapshot.recovered == Some(true) {
+                    // The position was this node's, not asked by the client.
+                    snapshot.recovered = None;
+                }
                 let member = shared.channels().finish_join(&channel, &mailbox, snapshot);
                 if member {
                     announce_member(&shared, &channel, &names, mailbox.id()).await;
@@ -346,10 +349,23 @@ async fn announce_member(shared: &Shared, channel: &str, names: &ChannelNames, i
     }
 }
 
-/// Catches `channel` up after Redis came back, from `position`.
-async fn resync(shared: Arc<Shared>, channel: Arc<str>, position: Option<Position>) {
+/// Catches `channel` up after reconnect `generation`, from `position`. Retries while
+/// Redis fails; gives way to a newer reconnect, or ends when the channel has no
+/// subscriber left.
+async fn resync(
+    shared: Arc<Shared>,
+    channel: Arc<str>,
+    generation: u64,
+    position: Option<Position>,
+) {
     let names = shared.channels().names(&channel);
-    for _ in 0..RESYNC_ATTEMPTS {
+    loop {
+        {
+            let channels = shared.channels();
+            if channels.generation() != generation || !channels.contains(&channel) {
+                return;
+            }
+        }
         match shared
             .snapshot(&channel, &names, position.as_ref(), false)
             .await
@@ -358,22 +374,23 @@ async fn resync(shared: Arc<Shared>, channel: Arc<str>, position: Option<Positio
                 let recovered = snapshot.recovered;
                 let missed = snapshot.missed.len();
                 tracing::info!(%channel, ?recovered, missed, "channel resynced after reconnect");
-                shared.channels().finish_resync(&channel, Some(snapshot));
+                shared
+                    .channels()
+                    .finish_resync(&channel, generation, snapshot);
                 return;
             }
             Err(err) => {
                 tracing::warn!(%err, %channel, "cannot resync the channel yet");
                 tokio::time::sleep(PROBE_EVERY).await;
+                shared.wait_up().await;
             }
         }
     }
-    tracing::error!(%channel, "gave up resyncing; live messages resume without the missed ones");
-    shared.channels().finish_resync(&channel, None);
 }
 
 impl Broker for RedisBroker {
     fn subscribe(&self, request: SubscribeRequest) {
-        let pubsub = self.shared.channels().join(
+        let joining = self.shared.channels().join(
             &request.channel,
             request.subscriber.id(),
             request.presence,
@@ -382,7 +399,7 @@ impl Broker for RedisBroker {
             self.shared.clone(),
             self.subscriber.clone(),
             request,
-            pubsub,
+            joining,
         ));
     }
 

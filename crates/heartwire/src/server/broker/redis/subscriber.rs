@@ -71,7 +71,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         }
         backoff.handle_connected(Instant::now());
         let (mut sink, stream) = pubsub.split();
-        let resync = shared.channels().hold_all();
+        let (generation, resync) = shared.channels().hold_all();
         let names = shared.channels().all_pubsub_names();
         let mut subscribed: HashSet<String> = HashSet::new();
         if !names.is_empty() {
@@ -97,7 +97,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         }
         tokio::spawn(super::presence::rejoin(shared.clone()));
         for (channel, position) in resync {
-            tokio::spawn(super::resync(shared.clone(), channel, position));
+            tokio::spawn(super::resync(shared.clone(), channel, generation, position));
         }
         shared.up.send_replace(true);
         let ended = serve(&shared, &mut sink, stream, &mut commands, &mut subscribed).await;
