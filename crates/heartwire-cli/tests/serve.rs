@@ -165,6 +165,9 @@ fn help_explains_every_option() {
         "--max-connections",
         "--persist-for",
         "--shutdown-spread",
+        "--redis",
+        "--redis-prefix",
+        "--presence",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
