@@ -218,6 +218,13 @@ impl RedisBroker {
 /// Runs this node's publishes one after the other, answering each origin.
 async fn publish_in_order(shared: Arc<Shared>, mut queue: mpsc::Receiver<PublishRequest>) {
     while let Some(request) = queue.recv().await {
+        if !shared.is_up() {
+            // Redis went away while this waited: answer now rather than time out.
+            if let Some(origin) = &request.origin {
+                refuse(origin, request.ack_id, UNREACHABLE);
+            }
+            continue;
+        }
         let result = shared.publish(&request).await;
         let (Some(origin), ack_id) = (&request.origin, request.ack_id) else {
             if let Err(err) = result {
@@ -234,15 +241,23 @@ async fn publish_in_order(shared: Arc<Shared>, mut queue: mpsc::Receiver<Publish
                 });
             }
             (Ok(_), None) => {}
-            (Err(err), id) => refuse(origin, id, &format!("Redis failed the publish: {err}")),
+            (Err(err), id) => {
+                let reason = format!(
+                    "Redis failed the publish ({err}); it may not have been published: send it again with its id, and it is published once"
+                );
+                refuse(origin, id, &reason);
+            }
         }
     }
 }
 
+/// Why a publish is refused while Redis is away.
+const UNREACHABLE: &str = "Redis is unreachable; nothing was published, send it again";
+
 fn refuse(origin: &Mailbox, id: Option<String>, reason: &str) {
     origin.deliver(Outbound::Error {
         code: ErrorCode::Unavailable,
-        reason: format!("{reason}; nothing was published, send it again"),
+        reason: reason.to_owned(),
         id,
     });
 }
@@ -447,14 +462,16 @@ impl Broker for RedisBroker {
     fn publish(&self, request: PublishRequest) {
         if !self.shared.is_up() {
             if let Some(origin) = &request.origin {
-                refuse(origin, request.ack_id, "Redis is unreachable");
+                refuse(origin, request.ack_id, UNREACHABLE);
             }
             return;
         }
         if let Err(err) = self.publisher.try_send(request) {
             let request = err.into_inner();
             if let Some(origin) = &request.origin {
-                refuse(origin, request.ack_id, "too many publishes wait for Redis");
+                let reason =
+                    "too many publishes wait for Redis; nothing was published, send it again";
+                refuse(origin, request.ack_id, reason);
             }
         }
     }
