@@ -10,7 +10,7 @@
 //! `seq` comes from Redis (`INCR` in the publish script), never from a node, so every
 //! node delivers a channel's messages in one order; the stream (`XADD … MAXLEN`) is the
 //! history that resuming clients read from, on any node. Publishes go through one
-//! queue per node, so one connection's publishes keep their order.
+//! queue per node, sent in pipelines, so one connection's publishes keep their order.
 
 mod channels;
 mod names;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use heartwire_core::ErrorCode;
 use heartwire_core::protocol::Position;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, ScriptInvocation, ServerErrorKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
@@ -37,7 +38,10 @@ use scripts::{PUBLISH, Published, SNAPSHOT, Snapshot, TOUCH, encode_payload};
 use subscriber::{Command, PROBE_EVERY};
 
 /// Publishes that may wait for Redis on one node before more are refused.
-const PUBLISH_QUEUE: usize = 4096;
+const PUBLISH_QUEUE: usize = 16_384;
+
+/// Publishes sent to Redis in one pipeline at most.
+const PUBLISH_BATCH: usize = 256;
 
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -112,7 +116,8 @@ impl Shared {
         Snapshot::parse(channel, reply).ok_or_else(malformed_reply)
     }
 
-    async fn publish(&self, request: &PublishRequest) -> Result<Published, redis::RedisError> {
+    /// The publish script's call for `request`.
+    fn publish_invocation(&self, request: &PublishRequest) -> ScriptInvocation<'static> {
         let names = self.channels().names(&request.channel);
         let (kind, body) = encode_payload(&request.payload);
         let raw = if is_ws4redis(&request.channel) {
@@ -151,9 +156,35 @@ impl Shared {
             .arg(self.retention.dedup_window.as_secs().max(1))
             .arg(fresh_epoch())
             .arg(if request.ack_id.is_some() { "1" } else { "0" });
+        invocation
+    }
+
+    /// Publishes `requests` in one pipeline, in their order.
+    async fn publish_batch(
+        &self,
+        requests: &[PublishRequest],
+    ) -> redis::RedisResult<Vec<Published>> {
+        let invocations: Vec<_> = requests
+            .iter()
+            .map(|request| self.publish_invocation(request))
+            .collect();
+        let mut pipeline = redis::pipe();
+        for invocation in &invocations {
+            pipeline.invoke_script(invocation);
+        }
         let mut connection = self.commands.clone();
-        let reply: Vec<String> = invocation.invoke_async(&mut connection).await?;
-        Published::parse(&reply).ok_or_else(malformed_reply)
+        let replies: Vec<Vec<String>> = match pipeline.query_async(&mut connection).await {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // Redis lost its scripts (it restarted): none of them ran.
+                PUBLISH.prepare_invoke().load_async(&mut connection).await?;
+                pipeline.query_async(&mut connection).await?
+            }
+            result => result?,
+        };
+        replies
+            .iter()
+            .map(|reply| Published::parse(reply).ok_or_else(malformed_reply))
+            .collect()
     }
 }
 
@@ -215,37 +246,42 @@ impl RedisBroker {
     }
 }
 
-/// Runs this node's publishes one after the other, answering each origin.
+/// Runs this node's publishes in order, in pipelines of up to [`PUBLISH_BATCH`],
+/// answering each origin.
 async fn publish_in_order(shared: Arc<Shared>, mut queue: mpsc::Receiver<PublishRequest>) {
-    while let Some(request) = queue.recv().await {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         if !shared.is_up() {
-            // Redis went away while this waited: answer now rather than time out.
-            if let Some(origin) = &request.origin {
-                refuse(origin, request.ack_id, UNREACHABLE);
+            // Redis went away while these waited: answer now rather than time out.
+            for request in batch.drain(..) {
+                if let Some(origin) = &request.origin {
+                    refuse(origin, request.ack_id, UNREACHABLE);
+                }
             }
             continue;
         }
-        let result = shared.publish(&request).await;
-        let (Some(origin), ack_id) = (&request.origin, request.ack_id) else {
-            if let Err(err) = result {
-                tracing::warn!(%err, channel = %request.channel, "publish failed");
+        match shared.publish_batch(&batch).await {
+            Ok(published) => {
+                for (request, published) in batch.drain(..).zip(published) {
+                    if let (Some(origin), Some(id)) = (request.origin, request.ack_id) {
+                        origin.deliver(Outbound::Ack {
+                            id,
+                            seq: published.seq,
+                            duplicate: published.duplicate,
+                        });
+                    }
+                }
             }
-            continue;
-        };
-        match (result, ack_id) {
-            (Ok(published), Some(id)) => {
-                origin.deliver(Outbound::Ack {
-                    id,
-                    seq: published.seq,
-                    duplicate: published.duplicate,
-                });
-            }
-            (Ok(_), None) => {}
-            (Err(err), id) => {
+            Err(err) => {
+                tracing::warn!(%err, publishes = batch.len(), "publishing to Redis failed");
                 let reason = format!(
                     "Redis failed the publish ({err}); it may not have been published: send it again with its id, and it is published once"
                 );
-                refuse(origin, id, &reason);
+                for request in batch.drain(..) {
+                    if let Some(origin) = &request.origin {
+                        refuse(origin, request.ack_id, &reason);
+                    }
+                }
             }
         }
     }
