@@ -1,5 +1,5 @@
 //! The node's one Redis pub/sub connection: it subscribes once per channel (never per
-//! connection), hands every message to [`Channels`], and survives Redis.
+//! connection), hands every message to [`Channels`](super::channels::Channels), and survives Redis.
 //!
 //! When the connection is lost the node is marked down (`/healthz` says "degraded",
 //! publishes are refused with `unavailable`), live messages of every channel are held,
