@@ -140,6 +140,17 @@ impl TestRedis {
         }
     }
 
+    /// Sends `signal` (such as `STOP` or `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Starts a new, empty server on the same port after [`kill`](Self::kill).
     pub fn relaunch(&mut self) {
         self.launch();
