@@ -344,6 +344,11 @@ impl Channels {
         }
     }
 
+    /// Whether this node needs the Redis pub/sub channel `name`.
+    pub(super) fn wants(&self, name: &str) -> bool {
+        self.by_redis.contains_key(name)
+    }
+
     /// Every Redis pub/sub channel this node needs.
     pub(super) fn all_pubsub_names(&self) -> Vec<String> {
         self.by_redis.keys().cloned().collect()

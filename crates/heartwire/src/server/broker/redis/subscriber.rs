@@ -154,8 +154,14 @@ async fn serve(
             command = commands.recv() => match command {
                 None => return Ended::BrokerDropped,
                 Some(Command::Subscribe(names, done)) => {
-                    let missing: Vec<String> =
-                        names.into_iter().filter(|name| !subscribed.contains(name)).collect();
+                    // A channel left before this command came has nothing to subscribe.
+                    let missing: Vec<String> = {
+                        let channels = shared.channels();
+                        names
+                            .into_iter()
+                            .filter(|name| !subscribed.contains(name) && channels.wants(name))
+                            .collect()
+                    };
                     if !missing.is_empty() {
                         if let Err(err) = sink.subscribe(&missing).await {
                             // The channel is in `Channels`: the reconnect subscribes it.
