@@ -173,6 +173,12 @@ fn report(event: &Event, url: &str, json: bool) {
             "reconnecting in {} ms (attempt {attempt}): {reason}",
             delay.as_millis()
         ),
+        Event::Gap {
+            channel,
+            from_seq,
+            to_seq,
+            reason,
+        } => eprintln!("gap: {channel} messages {from_seq}..={to_seq} will not arrive ({reason})"),
         Event::Closed { reason } => eprintln!("closed: {reason}"),
     }
 }
@@ -196,6 +202,19 @@ fn state_json(event: &Event, url: &str) -> Value {
             "attempt": attempt,
             "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "reason": reason,
+        }),
+        Event::Gap {
+            channel,
+            from_seq,
+            to_seq,
+            reason,
+        } => json!({
+            "state": "gap",
+            "url": url,
+            "channel": channel,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "reason": reason.code(),
         }),
         Event::Closed { reason } => {
             json!({"state": "closed", "url": url, "reason": reason.to_string()})

@@ -26,6 +26,8 @@ mod connection;
 mod driver;
 pub mod event;
 mod outbox;
+mod resume;
+mod unacked;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,10 +37,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
-pub use event::{ClosedReason, Event, Incoming};
+pub use event::{ClosedReason, Event, GapReason, Incoming};
 
 use crate::error::Error;
-use outbox::{Outgoing, Shared};
+use outbox::{Outgoing, Publish, Shared};
 
 /// Starts a client. It connects in the background; watch [`Events`] for its state.
 ///
@@ -65,10 +67,11 @@ impl Client {
     pub fn publish(&self, channel: &str, data: Value) -> Result<(), Error> {
         heartwire_core::protocol::validate_channel(channel)
             .map_err(|err| Error::Config(err.to_string()))?;
-        self.shared.push(Outgoing::Publish {
+        self.shared.push(Outgoing::Publish(Publish {
+            id: self.shared.next_publish_id(),
             channel: channel.to_owned(),
             data,
-        })
+        }))
     }
 
     /// Sends a text frame as it is.
