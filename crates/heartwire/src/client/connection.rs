@@ -34,6 +34,11 @@ const HELLO_WAIT: Duration = Duration::from_millis(500);
 /// Frames that may wait for the writer task.
 const WRITE_QUEUE: usize = 64;
 
+/// Publishes that may await their ack at once; the outbox waits while this many do.
+/// It keeps one client from filling a node's publish queue on its own: a publish the
+/// node refused as `unavailable` while it accepted a later one would lose its place.
+const PUBLISHES_IN_FLIGHT: usize = 256;
+
 /// How a connection ended.
 pub(crate) enum Outcome {
     /// It ended for `reason`; `retry_after` is the server's hint, if it gave one.
@@ -140,6 +145,7 @@ impl Connection<'_> {
             }
             let can_write = !matches!(mode, Mode::Unknown { .. })
                 && self.hold_until.is_none()
+                && self.unacked.len() < PUBLISHES_IN_FLIGHT
                 && self.shared.has_queued();
             tokio::select! {
                 biased;

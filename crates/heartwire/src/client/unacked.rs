@@ -15,6 +15,11 @@ pub(crate) struct Unacked {
 }
 
 impl Unacked {
+    /// How many publishes await their ack.
+    pub(crate) fn len(&self) -> usize {
+        self.sent.len()
+    }
+
     /// Records a publish that was just sent.
     pub(crate) fn add(&mut self, publish: Publish) {
         self.sent.push_back(publish);
