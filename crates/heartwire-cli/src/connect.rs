@@ -1,5 +1,6 @@
 //! `heartwire connect`: a terminal client. Lines from stdin go out, received messages
-//! come out on stdout, state changes go to stderr (as JSON lines with `--json`).
+//! come out on stdout, state changes and gaps (messages that will not arrive) go to
+//! stderr (as JSON lines with `--json`, a gap as `{"state":"gap",...}`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub(crate) struct ConnectArgs {
     /// repeatable. Lines from stdin are published to the first one.
     #[arg(long = "sub", value_name = "CHANNEL")]
     subscriptions: Vec<String>,
-    /// Report state changes on stderr as one JSON object per line.
+    /// Report state changes and gaps on stderr as one JSON object per line.
     #[arg(long)]
     json: bool,
     /// Send a Ping after this much silence from the server; a heartwire server's hello

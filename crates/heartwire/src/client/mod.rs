@@ -13,12 +13,16 @@
 //! - Fail-over and fail-back follow [`heartwire_core::endpoints`].
 //! - What the caller sends while disconnected waits in a bounded outbox and goes out
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
-//!   and are sent again after a reconnect until acknowledged.
-//! - Subscriptions are restored on every connection to a heartwire server.
+//!   unique to this client and are sent again, with it, after a reconnect until
+//!   acknowledged, so the server publishes each once.
+//! - Subscriptions are restored on every connection to a heartwire server, each from
+//!   the last position delivered (`resume`): missed messages are replayed once and in
+//!   order, and what cannot be is an [`Event::Gap`].
 //!
 //! The files: [`config`] (settings), `attempt` (one handshake), `connection` (one
 //! open socket), `driver` (the reconnect loop), `outbox` (state shared with the
-//! handle), [`event`] (what the caller hears).
+//! handle), `unacked` (publishes awaiting their ack), `resume` (positions per
+//! channel), [`event`] (what the caller hears).
 
 mod attempt;
 pub mod config;
