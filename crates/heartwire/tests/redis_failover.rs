@@ -175,7 +175,6 @@ fn check_sequence(numbers: &[u64]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the Redis broker drops live messages under load (about 0.6% at 1,000 msg/s, all acked and in its history); run with --ignored"]
 async fn a_stream_to_a_client_whose_node_dies_arrives_whole_on_the_backup() {
     let mut cluster = Cluster::start().await;
     let (client, mut events) = cluster.client(|config| config.subscriptions = vec![CHANNEL.into()]);
@@ -222,7 +221,6 @@ async fn a_stream_to_a_client_whose_node_dies_arrives_whole_on_the_backup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the Redis broker drops live messages under load (about 0.6% at 1,000 msg/s, all acked and in its history); run with --ignored"]
 async fn a_stream_from_a_client_whose_node_dies_is_published_once_in_order() {
     let mut cluster = Cluster::start().await;
     let (mut subscriber, _) = connect_native(&cluster.third).await;

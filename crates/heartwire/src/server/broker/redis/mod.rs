@@ -4,6 +4,7 @@
 //! - [`scripts`]: the Lua scripts that sequence, store and fan out a message in one
 //!   atomic step, and read a channel's snapshot;
 //! - [`channels`]: this node's subscribers and the ordering rules (join, resync);
+//! - [`held`]: a connection's publishes wait for its own joins, so it sees its message;
 //! - [`subscriber`]: the node's one pub/sub connection, and its reconnects;
 //! - [`presence`]: who is subscribed to a channel, across nodes.
 //!
@@ -13,6 +14,7 @@
 //! queue per node, sent in pipelines, so one connection's publishes keep their order.
 
 mod channels;
+mod held;
 mod names;
 mod presence;
 mod scripts;
@@ -33,6 +35,7 @@ use super::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
 use crate::Error;
 use crate::server::mailbox::{ConnectionId, Mailbox, Outbound};
 use channels::{Channels, Joining};
+use held::Held;
 use names::{ChannelNames, is_ws4redis, node_key_prefix};
 use scripts::{PUBLISH, Published, SNAPSHOT, Snapshot, TOUCH, encode_payload};
 use subscriber::{Command, PROBE_EVERY};
@@ -203,7 +206,8 @@ fn fresh_epoch() -> String {
 pub struct RedisBroker {
     shared: Arc<Shared>,
     subscriber: mpsc::UnboundedSender<Command>,
-    publisher: mpsc::Sender<PublishRequest>,
+    /// The publish queue, behind each connection's joins.
+    held: Arc<Held>,
 }
 
 impl RedisBroker {
@@ -241,7 +245,7 @@ impl RedisBroker {
         Ok(Self {
             shared,
             subscriber,
-            publisher,
+            held: Held::new(publisher),
         })
     }
 }
@@ -446,12 +450,12 @@ impl Broker for RedisBroker {
             request.subscriber.id(),
             request.presence,
         );
-        tokio::spawn(join(
-            self.shared.clone(),
-            self.subscriber.clone(),
-            request,
-            joining,
-        ));
+        let guard = self.held.join_started(request.subscriber.id());
+        let (shared, subscriber) = (self.shared.clone(), self.subscriber.clone());
+        tokio::spawn(async move {
+            join(shared, subscriber, request, joining).await;
+            drop(guard);
+        });
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId) {
@@ -502,14 +506,7 @@ impl Broker for RedisBroker {
             }
             return;
         }
-        if let Err(err) = self.publisher.try_send(request) {
-            let request = err.into_inner();
-            if let Some(origin) = &request.origin {
-                let reason =
-                    "too many publishes wait for Redis; nothing was published, send it again";
-                refuse(origin, request.ack_id, reason);
-            }
-        }
+        self.held.publish(request);
     }
 
     fn name(&self) -> &'static str {

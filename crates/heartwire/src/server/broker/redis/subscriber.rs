@@ -5,8 +5,9 @@
 //! publishes are refused with `unavailable`), live messages of every channel are held,
 //! and the task reconnects with full-jitter backoff. Once back, it subscribes to every
 //! channel again and resyncs each from the stream (see [`super::channels`]), then
-//! marks the node up. A PING every [`PROBE_EVERY`] finds a Redis that stopped
-//! answering without closing the connection.
+//! marks the node up. A PING after [`PROBE_EVERY`] of silence finds a Redis that
+//! stopped answering without closing the connection; pushed messages count as an
+//! answer, so a busy connection is never probed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -139,17 +140,15 @@ async fn serve(
     subscribed: &mut HashSet<String>,
 ) -> Ended {
     let mut probe = tokio::time::interval(PROBE_EVERY);
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
             message = stream.next() => {
                 let Some(message) = message else {
                     return Ended::Lost("the connection closed".into());
                 };
-                let bytes = message.get_payload_bytes().to_vec();
-                let text = String::from_utf8(bytes).unwrap_or_else(|invalid| {
-                    String::from_utf8_lossy(invalid.as_bytes()).into_owned()
-                });
-                shared.channels().on_pubsub(message.get_channel_name(), text);
+                last_heard = Instant::now();
+                deliver(shared, &message);
             }
             command = commands.recv() => match command {
                 None => return Ended::BrokerDropped,
@@ -163,33 +162,78 @@ async fn serve(
                             .collect()
                     };
                     if !missing.is_empty() {
-                        if let Err(err) = sink.subscribe(&missing).await {
+                        let request = sink.subscribe(&missing);
+                        match reading_meanwhile(request, &mut stream, shared, &mut last_heard).await {
+                            Ok(Ok(())) => subscribed.extend(missing),
                             // The channel is in `Channels`: the reconnect subscribes it.
-                            drop(done);
-                            return Ended::Lost(err.to_string());
+                            Ok(Err(err)) => return Ended::Lost(err.to_string()),
+                            Err(ended) => return ended,
                         }
-                        subscribed.extend(missing);
                     }
                     let _ = done.send(());
                 }
                 Some(Command::Unsubscribe(channel, names)) => {
                     if !shared.channels().contains(&channel) {
-                        if let Err(err) = sink.unsubscribe(&names).await {
-                            return Ended::Lost(err.to_string());
-                        }
-                        for name in &names {
-                            subscribed.remove(name);
+                        let request = sink.unsubscribe(&names);
+                        match reading_meanwhile(request, &mut stream, shared, &mut last_heard).await {
+                            Ok(Ok(())) => {
+                                for name in &names {
+                                    subscribed.remove(name);
+                                }
+                            }
+                            Ok(Err(err)) => return Ended::Lost(err.to_string()),
+                            Err(ended) => return ended,
                         }
                     }
                 }
             },
             _ = probe.tick() => {
-                match tokio::time::timeout(PROBE_EVERY, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => return Ended::Lost(err.to_string()),
-                    Err(_) => return Ended::Lost("Redis did not answer a PING in time".into()),
+                // Pushed messages prove the connection alive: probe only after silence.
+                if last_heard.elapsed() < PROBE_EVERY {
+                    continue;
+                }
+                let ping = tokio::time::timeout(PROBE_EVERY, sink.ping::<redis::Value>());
+                match reading_meanwhile(ping, &mut stream, shared, &mut last_heard).await {
+                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Err(err))) => return Ended::Lost(err.to_string()),
+                    Ok(Err(_)) => return Ended::Lost("Redis did not answer a PING in time".into()),
+                    Err(ended) => return ended,
                 }
             }
+        }
+    }
+}
+
+/// Hands one pushed message to the channels of this node.
+fn deliver(shared: &Shared, message: &redis::Msg) {
+    let bytes = message.get_payload_bytes().to_vec();
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+    shared
+        .channels()
+        .on_pubsub(message.get_channel_name(), text);
+}
+
+/// Awaits a request on the pub/sub connection while still reading what Redis pushes:
+/// the request's reply comes after every message pushed before it, so a flood left
+/// unread would hold the reply back and make a live connection look dead.
+async fn reading_meanwhile<T>(
+    request: impl std::future::Future<Output = T>,
+    stream: &mut PubSubStream,
+    shared: &Shared,
+    last_heard: &mut Instant,
+) -> Result<T, Ended> {
+    let mut request = std::pin::pin!(request);
+    loop {
+        tokio::select! {
+            reply = &mut request => return Ok(reply),
+            message = stream.next() => match message {
+                Some(message) => {
+                    *last_heard = Instant::now();
+                    deliver(shared, &message);
+                }
+                None => return Err(Ended::Lost("the connection closed".into())),
+            },
         }
     }
 }
