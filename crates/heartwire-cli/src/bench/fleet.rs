@@ -3,7 +3,6 @@
 //! sources), waits until their connections are open, and collects their counters.
 
 use std::process::Stdio;
-use std::time::Instant;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -32,7 +31,8 @@ struct Worker {
 pub(crate) struct Opened {
     pub(crate) connected: u64,
     pub(crate) failed: u64,
-    /// From the first process's start to the last connection tried.
+    /// The longest any process took to try all its connections (they open at the same
+    /// time).
     pub(crate) secs: f64,
 }
 
@@ -52,7 +52,6 @@ impl Fleet {
         per_process: usize,
         first_source: u8,
     ) -> anyhow::Result<(Self, Opened)> {
-        let started = Instant::now();
         let mut workers = Vec::new();
         let mut left = total;
         let mut source = first_source;
@@ -80,8 +79,9 @@ impl Fleet {
                         connected,
                         failed,
                         first_error,
-                        ..
+                        secs,
                     } => {
+                        opened.secs = opened.secs.max(secs);
                         progress[index] = connected;
                         bar.set_position(progress.iter().sum());
                         opened.connected += connected;
@@ -95,7 +95,6 @@ impl Fleet {
                 }
             }
         }
-        opened.secs = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok((Self { workers }, opened))
     }

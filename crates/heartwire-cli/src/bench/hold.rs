@@ -21,8 +21,9 @@ use tokio_tungstenite::tungstenite::Message;
 use super::dialect::{Dialect, Inbound, Role};
 use super::wire::{self, Socket, Sources, Target};
 
-/// How often connecting progress is reported.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often the opening is checked; progress is reported every `PROGRESS_EVERY` checks.
+const CHECK_EVERY: Duration = Duration::from_millis(5);
+const PROGRESS_EVERY: u32 = 100;
 /// The longest the `ping` order waits for the Pings to go out.
 const PING_ORDER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,7 +120,7 @@ async fn hold_all(args: HoldArgs) -> anyhow::Result<()> {
     }
     drop(errors);
     let total = u64::try_from(args.connections)?;
-    loop {
+    for check in 0.. {
         let connected = counters.connected.load(Ordering::Relaxed);
         let failed = counters.failed.load(Ordering::Relaxed);
         if connected + failed >= total {
@@ -131,8 +132,10 @@ async fn hold_all(args: HoldArgs) -> anyhow::Result<()> {
             });
             break;
         }
-        say(&WorkerLine::Progress { connected });
-        tokio::time::sleep(PROGRESS_EVERY).await;
+        if check % PROGRESS_EVERY == 0 {
+            say(&WorkerLine::Progress { connected });
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(order) = lines.next_line().await? {
