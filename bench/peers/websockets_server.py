@@ -2,7 +2,7 @@
 
 /echo sends every message back; /broadcast sends it to every other /broadcast client.
 websockets pings every PING_INTERVAL_MS (default 1000) and drops a client that does
-not answer within as long again.
+not answer within PING_TIMEOUT_MS (default 1000).
 """
 
 import asyncio
@@ -30,12 +30,13 @@ async def handler(websocket):
 async def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9003
     interval = int(os.environ.get("PING_INTERVAL_MS", "1000")) / 1000
+    timeout = int(os.environ.get("PING_TIMEOUT_MS", "1000")) / 1000
     async with serve(
         handler,
         "127.0.0.1",
         port,
         ping_interval=interval,
-        ping_timeout=interval,
+        ping_timeout=timeout,
         compression=None,
         backlog=4096,
     ) as server:

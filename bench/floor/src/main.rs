@@ -6,10 +6,11 @@
 //! - `/broadcast`: every data frame is sent to every other `/broadcast` connection.
 //!
 //! Like the other peers it pings each connection every `PING_INTERVAL_MS` (default
-//! 1000) and drops one that has not answered by the next Ping.
+//! 1000) and drops one silent for longer than that plus `PING_TIMEOUT_MS` (default
+//! 1000).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,11 +30,8 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|port| port.parse().ok())
         .unwrap_or(9004);
-    let interval = std::env::var("PING_INTERVAL_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(1));
+    let interval = millis_from_env("PING_INTERVAL_MS");
+    let silence_limit = interval + millis_from_env("PING_TIMEOUT_MS");
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let (hub, _) = broadcast::channel::<Broadcast>(BROADCAST_BACKLOG);
     let hub = Arc::new(hub);
@@ -41,7 +39,7 @@ async fn main() -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         next_id += 1;
-        tokio::spawn(serve(stream, next_id, hub.clone(), interval));
+        tokio::spawn(serve(stream, next_id, hub.clone(), interval, silence_limit));
     }
 }
 
@@ -50,6 +48,7 @@ async fn serve(
     id: u64,
     hub: Arc<broadcast::Sender<Broadcast>>,
     interval: Duration,
+    silence_limit: Duration,
 ) {
     let _ = stream.set_nodelay(true);
     let mut path = String::new();
@@ -66,12 +65,12 @@ async fn serve(
     let mut inbox = broadcasting.then(|| hub.subscribe());
     let mut ticks = tokio::time::interval(interval);
     ticks.tick().await;
-    let mut answered = true;
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    answered = true;
+                    last_heard = Instant::now();
                     if broadcasting {
                         let _ = hub.send((id, message));
                     } else if socket.send(message).await.is_err() {
@@ -79,7 +78,7 @@ async fn serve(
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => answered = true,
+                Some(Ok(_)) => last_heard = Instant::now(),
             },
             received = async { inbox.as_mut().expect("a /broadcast connection").recv().await }, if broadcasting => match received {
                 Ok((from, message)) if from != id => {
@@ -91,14 +90,21 @@ async fn serve(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = ticks.tick() => {
-                if !answered {
+                if last_heard.elapsed() > silence_limit {
                     return;
                 }
-                answered = false;
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
             }
         }
     }
+}
+
+/// A duration in milliseconds from the environment, 1 s when unset.
+fn millis_from_env(name: &str) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_millis)
 }

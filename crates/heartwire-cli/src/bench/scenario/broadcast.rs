@@ -23,8 +23,6 @@ const LATENCY_LIMIT: Duration = Duration::from_millis(100);
 const DELIVERED_ENOUGH: f64 = 0.99;
 /// The first step's delivery rate.
 const FIRST_RATE: f64 = 10_000.0;
-/// Steps at most (the last is FIRST_RATE × 2^(STEPS-1) deliveries per second).
-const STEPS: u32 = 9;
 /// Time for the last messages of a step to arrive.
 const DRAIN: Duration = Duration::from_millis(500);
 /// How often the publisher sends its share of messages.
@@ -95,12 +93,12 @@ async fn find_best_rate(
     deliveries: &Deliveries,
 ) -> anyhow::Result<Option<(f64, Duration)>> {
     let bar = crate::bench::progress::bar(
-        u64::from(STEPS),
+        u64::from(args.broadcast_steps),
         &format!("broadcast {subscribers}×{size}B"),
     );
     let mut best = None;
     let mut target_rate = FIRST_RATE;
-    for _ in 0..STEPS {
+    for _ in 0..args.broadcast_steps {
         bar.inc(1);
         let publishes_per_sec = (target_rate / subscribers.max(1) as f64).max(1.0);
         deliveries.latency.reset();

@@ -75,6 +75,9 @@ pub(crate) struct RunArgs {
     /// How long each publish rate is held
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     broadcast_step: Duration,
+    /// Publish rates tried at most: 10,000 deliveries per second, doubled at each step
+    #[arg(long, default_value_t = 9)]
+    broadcast_steps: u32,
     /// Connections of the echo scenario
     #[arg(long, default_value_t = 100)]
     echo_connections: usize,
