@@ -22,9 +22,10 @@ const FLOOR: &str = "tokio-tungstenite";
 /// Options of `heartwire bench report`.
 #[derive(clap::Args)]
 pub(crate) struct ReportArgs {
-    /// The JSON-lines file that `bench run` appended to
-    #[arg(long, value_name = "FILE")]
-    figures: PathBuf,
+    /// The JSON-lines files that `bench run` appended to; repeatable. A figure in a later
+    /// file replaces the same server's figure in an earlier one (a scenario run again)
+    #[arg(long, value_name = "FILE", required = true)]
+    figures: Vec<PathBuf>,
     /// Where to write the Markdown
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -40,7 +41,10 @@ pub(crate) struct ReportArgs {
 pub(crate) type Table = BTreeMap<String, BTreeMap<String, Figure>>;
 
 pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
-    let all = figures::read(&args.figures)?;
+    let mut all = Vec::new();
+    for path in &args.figures {
+        all.extend(figures::read(path)?);
+    }
     let mut servers: Vec<String> = Vec::new();
     let mut table = Table::new();
     for figure in all {

@@ -1,6 +1,7 @@
 //! The server under test as a child process: started from a shell command, watched
 //! through /proc (resident memory, CPU time), asked for heartwire's /metrics, killed.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,12 +23,25 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     /// Runs `command` with `sh -c 'exec …'` (so the server is the child itself) and
-    /// waits until 127.0.0.1:`port` accepts.
-    pub(crate) async fn start(command: &str, port: u16) -> anyhow::Result<Self> {
+    /// waits until 127.0.0.1:`port` accepts (after waiting for it to be free). The
+    /// server's stderr is appended to `log`.
+    pub(crate) async fn start(command: &str, port: u16, log: &Path) -> anyhow::Result<Self> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        // A server of an earlier scenario may still be dying on this port.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            anyhow::ensure!(Instant::now() < deadline, "port {port} is still taken");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut child = Command::new("sh")
             .args(["-c", &format!("exec {command}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {command:?}"))?;

@@ -1,7 +1,8 @@
 //! Scenario 3: one publisher, many subscribers. The publisher raises its rate step by
 //! step (doubling); a step passes when 99% of the deliveries arrive and their p99
 //! publish→receive latency is at most 100 ms. The figure is the delivery rate of the
-//! last step that passed.
+//! last step that passed. Each (subscribers, size) pair gets a fresh server and fresh
+//! subscribers: a failed step may have made the server drop slow consumers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,6 @@ use crate::bench::dialect::{Dialect, Inbound, Role};
 use crate::bench::figures::{Better, Figures};
 use crate::bench::histogram::Histogram;
 use crate::bench::payload;
-use crate::bench::server::ServerProcess;
 use crate::bench::wire::{self, Socket, Sources};
 
 const LATENCY_LIMIT: Duration = Duration::from_millis(100);
@@ -38,50 +38,75 @@ struct Deliveries {
     received: AtomicU64,
 }
 
+/// How the last step went.
+struct Step {
+    target_rate: f64,
+    delivered_share: f64,
+    p99: Option<Duration>,
+}
+
 pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Result<()> {
     for &subscribers in &args.subscribers {
-        let server = ServerProcess::start(&args.server, args.port).await?;
-        let deliveries = Arc::new(Deliveries {
-            latency: Histogram::new(),
-            received: AtomicU64::new(0),
-        });
-        let sockets = wire::open_many(
-            args.target(),
-            Role::Subscriber,
-            subscribers,
-            SUBSCRIBER_SOURCES,
-        )
-        .await;
-        let listening = sockets.len();
-        let readers: Vec<_> = sockets
-            .into_iter()
-            .map(|socket| tokio::spawn(subscribe(socket, args.dialect, deliveries.clone())))
-            .collect();
-        let mut publisher =
-            wire::open(args.target(), Role::Publisher, SUBSCRIBER_SOURCES.nth(0)).await?;
-        tokio::time::sleep(args.settle).await;
         for &size in &args.sizes {
             let name = format!("broadcast_deliveries_per_sec_{subscribers}_{size}B");
-            let best = find_best_rate(args, &mut publisher, listening, size, &deliveries).await?;
-            match best {
-                Some((rate, p99)) => {
+            let server = args.start_server().await?;
+            let outcome = measure_one(args, subscribers, size).await;
+            server.kill().await?;
+            match outcome? {
+                (Some((rate, p99)), _) => {
                     figures.add(&name, rate, "1/s", Better::Higher);
-                    figures.add(
-                        &format!("{name}_p99_ms"),
-                        p99.as_secs_f64() * 1e3,
-                        "ms",
-                        Better::Lower,
-                    );
+                    let p99_ms = p99.as_secs_f64() * 1e3;
+                    figures.add(&format!("{name}_p99_ms"), p99_ms, "ms", Better::Lower);
                 }
-                None => figures.missing(&name, "1/s", Better::Higher, "even the first step failed"),
+                (None, failed) => {
+                    let p99 = failed.p99.map_or_else(
+                        || "none".to_owned(),
+                        |p| format!("{:.0} ms", p.as_secs_f64() * 1e3),
+                    );
+                    let why = format!(
+                        "the first step ({:.0} deliveries/s) failed: {:.1}% delivered, p99 {p99}",
+                        failed.target_rate,
+                        failed.delivered_share * 100.0
+                    );
+                    figures.missing(&name, "1/s", Better::Higher, &why);
+                }
             }
         }
-        for reader in readers {
-            reader.abort();
-        }
-        server.kill().await?;
     }
     Ok(())
+}
+
+/// One (subscribers, size) pair against a fresh server: the best passing rate and its
+/// p99, and the step that failed.
+async fn measure_one(
+    args: &RunArgs,
+    subscribers: usize,
+    size: usize,
+) -> anyhow::Result<(Option<(f64, Duration)>, Step)> {
+    let deliveries = Arc::new(Deliveries {
+        latency: Histogram::new(),
+        received: AtomicU64::new(0),
+    });
+    let sockets = wire::open_many(
+        args.target(),
+        Role::Subscriber,
+        subscribers,
+        SUBSCRIBER_SOURCES,
+    )
+    .await;
+    let listening = sockets.len();
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| tokio::spawn(subscribe(socket, args.dialect, deliveries.clone())))
+        .collect();
+    let mut publisher =
+        wire::open(args.target(), Role::Publisher, SUBSCRIBER_SOURCES.nth(0)).await?;
+    keep_alive(&mut publisher, args.dialect, args.settle).await?;
+    let outcome = find_best_rate(args, &mut publisher, listening, size, &deliveries).await;
+    for reader in readers {
+        reader.abort();
+    }
+    outcome
 }
 
 /// Raises the rate until a step fails; returns the best passing rate and its p99.
@@ -91,13 +116,18 @@ async fn find_best_rate(
     subscribers: usize,
     size: usize,
     deliveries: &Deliveries,
-) -> anyhow::Result<Option<(f64, Duration)>> {
+) -> anyhow::Result<(Option<(f64, Duration)>, Step)> {
     let bar = crate::bench::progress::bar(
         u64::from(args.broadcast_steps),
         &format!("broadcast {subscribers}×{size}B"),
     );
     let mut best = None;
     let mut target_rate = FIRST_RATE;
+    let mut step = Step {
+        target_rate,
+        delivered_share: 0.0,
+        p99: None,
+    };
     for _ in 0..args.broadcast_steps {
         bar.inc(1);
         let publishes_per_sec = (target_rate / subscribers.max(1) as f64).max(1.0);
@@ -106,19 +136,25 @@ async fn find_best_rate(
         let started = Instant::now();
         let sent = publish_for(args, publisher, publishes_per_sec, size).await?;
         let secs = started.elapsed().as_secs_f64();
-        tokio::time::sleep(DRAIN).await;
+        keep_alive(publisher, args.dialect, DRAIN).await?;
         let got = deliveries.received.load(Ordering::Relaxed) - before;
         let expected = sent as f64 * subscribers as f64;
-        let p99 = deliveries.latency.quantile(0.99).unwrap_or(Duration::MAX);
-        let passed = got as f64 >= expected * DELIVERED_ENOUGH && p99 <= LATENCY_LIMIT;
-        if !passed {
-            break;
+        let p99 = deliveries.latency.quantile(0.99);
+        step = Step {
+            target_rate,
+            delivered_share: got as f64 / expected.max(1.0),
+            p99,
+        };
+        let passed =
+            step.delivered_share >= DELIVERED_ENOUGH && p99.is_some_and(|p99| p99 <= LATENCY_LIMIT);
+        match p99 {
+            Some(p99) if passed => best = Some((got as f64 / secs, p99)),
+            _ => break,
         }
-        best = Some((got as f64 / secs, p99));
         target_rate *= 2.0;
     }
     bar.finish_and_clear();
-    Ok(best)
+    Ok((best, step))
 }
 
 /// Publishes at `rate` per second for one step; returns how many were sent.
@@ -146,6 +182,19 @@ async fn publish_for(
         }
     }
     Ok(sent)
+}
+
+/// Reads the publisher's connection for `period`, answering heartbeats, so that a
+/// server does not drop it as silent between steps.
+async fn keep_alive(socket: &mut Socket, dialect: Dialect, period: Duration) -> anyhow::Result<()> {
+    let until = tokio::time::sleep(period);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return Ok(()),
+            frame = socket.next() => answer_heartbeat(socket, dialect, frame).await?,
+        }
+    }
 }
 
 async fn answer_heartbeat(

@@ -17,7 +17,6 @@ use super::RunArgs;
 use crate::bench::dialect::Dialect;
 use crate::bench::figures::{Better, Figures};
 use crate::bench::fleet::Fleet;
-use crate::bench::server::ServerProcess;
 
 const PING_TIMEOUTS: &str = r#"heartwire_disconnects_total{reason="ping_timeout"}"#;
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -42,7 +41,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
         }
         return Ok(());
     }
-    let server = ServerProcess::start(&args.server, args.port).await?;
+    let server = args.start_server().await?;
     let frozen_count = (args.detect_connections / 100).max(1);
     let live_count = args.detect_connections - frozen_count;
     let (mut live, _) =

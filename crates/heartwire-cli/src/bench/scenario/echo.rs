@@ -14,7 +14,6 @@ use crate::bench::dialect::{Dialect, Inbound, Role};
 use crate::bench::figures::{Better, Figures};
 use crate::bench::histogram::Histogram;
 use crate::bench::payload;
-use crate::bench::server::ServerProcess;
 use crate::bench::wire::{self, Socket, Sources};
 
 const MESSAGE_SIZE: usize = 20;
@@ -26,7 +25,7 @@ const SOURCES: Sources = Sources {
 };
 
 pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Result<()> {
-    let server = ServerProcess::start(&args.server, args.port).await?;
+    let server = args.start_server().await?;
     let sockets = wire::open_many(args.target(), Role::Echo, args.echo_connections, SOURCES).await;
     anyhow::ensure!(!sockets.is_empty(), "no echo connection opened");
     let latency = Arc::new(Histogram::new());

@@ -21,7 +21,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
         return Ok(());
     };
     for &count in &args.idle {
-        let server = ServerProcess::start(&args.server, args.port).await?;
+        let server = args.start_server().await?;
         tokio::time::sleep(args.settle).await;
         let before = server.rss_bytes()?;
         let (mut fleet, opened) =

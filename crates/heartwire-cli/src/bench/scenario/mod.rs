@@ -16,11 +16,12 @@ mod echo;
 mod idle;
 mod storm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::dialect::Dialect;
 use super::figures::Figures;
+use super::server::ServerProcess;
 use super::wire::Target;
 
 /// The scenarios, in the order they run.
@@ -102,6 +103,14 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
+    /// Starts the server; its stderr goes to the figures file's name with
+    /// `.server.log` after it.
+    async fn start_server(&self) -> anyhow::Result<ServerProcess> {
+        let mut log = self.out.clone().into_os_string();
+        log.push(".server.log");
+        ServerProcess::start(&self.server, self.port, Path::new(&log)).await
+    }
+
     fn target(&self) -> Target {
         Target {
             port: self.port,

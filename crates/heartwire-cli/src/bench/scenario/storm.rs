@@ -16,7 +16,6 @@ use tokio::sync::Mutex;
 use super::RunArgs;
 use crate::bench::dialect::{Dialect, Role};
 use crate::bench::figures::{Better, Figures};
-use crate::bench::server::ServerProcess;
 
 /// The longest the clients may take to connect, first and again.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -39,7 +38,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
         );
         return Ok(());
     }
-    let server = ServerProcess::start(&args.server, args.port).await?;
+    let server = args.start_server().await?;
     let url = format!(
         "ws://127.0.0.1:{}{}",
         args.port,
@@ -63,7 +62,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
     tally.opened.store(0, Ordering::Relaxed);
     let _ = killed_at.set(Instant::now());
     server.kill().await?;
-    let server = ServerProcess::start(&args.server, args.port).await?;
+    let server = args.start_server().await?;
     let bar = crate::bench::progress::bar(total, "storm: reconnecting");
     wait_for(&tally.opened, total, &bar).await;
     bar.finish_and_clear();
