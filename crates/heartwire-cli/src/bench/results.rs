@@ -59,9 +59,10 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     let peers: Vec<&String> = servers.iter().filter(|s| *s != HEARTWIRE).collect();
     let mut md = String::from("# Benchmark results\n\n");
     md += &machine();
-    md += "\nEvery figure comes from one run of `bench/run`, all servers on the same machine in \
-           the same hour. Ratios: peer ÷ heartwire for costs, heartwire ÷ peer for rates; \
-           **above 1 means heartwire wins**. — means not measured (see *Missing*).\n\n";
+    md += "\nEach scenario's figures come from one pass of `bench/run` over every server, on the \
+           same machine the same day, so each ratio compares two servers measured side by side. \
+           Ratios: peer ÷ heartwire for costs, heartwire ÷ peer for rates; **above 1 means \
+           heartwire wins**. — means not measured (see *Missing*).\n\n";
     md += &figure_table(&table, &servers, &peers);
     md += &targets(&table);
     md += &missing(&table);
