@@ -6,6 +6,12 @@
  * reconnects with full-jitter backoff, fails over between URLs and back to the primary,
  * resubscribes to its channels and sends what was published while it was away, in order.
  *
+ * It resumes without loss: per channel it keeps the epoch and the last `seq` it delivered,
+ * resubscribes with them as `since` so the server replays what was missed, drops messages it
+ * delivered already, and reports a `gap` when messages cannot be recovered. Each publish
+ * carries an id unique to this client (a random 64-bit prefix and a counter) and keeps it
+ * when sent again, so the server publishes it once.
+ *
  * ```js
  * import { Heartwire } from '/heartwire.js';
  * const hw = new Heartwire('wss://chat.example/ws', { token: () => fetchToken() });
@@ -138,9 +144,16 @@ export class HeartwireEvent extends Event {
  * - `close` — `{code, reason, wasClean, willReconnect, nextAttemptAt}`: a connection or an
  *   attempt ended.
  * - `state` — `{state, previous, nextAttemptAt}`: see {@link HeartwireState}.
- * - `gap` — `{channel, after, upTo}`: messages `after+1 … upTo` of a channel were published
- *   while this client was away and will not arrive.
- * - `error` — `{code, reason}`: the server refused a request; the connection stays open.
+ * - `gap` — `{channel, after, upTo, reason}`: messages `after+1 … upTo` of a channel were
+ *   published while this client was away and will not arrive; the page may reload its state.
+ *   `reason` is `history_too_short` (the server's history no longer reaches back),
+ *   `epoch_changed` (the server forgot the channel and numbers it anew: `after` is 0, and what
+ *   was missed of the old numbering is gone too) or `skipped` (a live message came past the
+ *   next expected one).
+ * - `error` — `{code, reason, id}`: the server refused a request; the connection stays open.
+ *   A publish refused with `unavailable` (no broker) is not reported: it is sent again after
+ *   `backoffBaseMs`, with every later one still unacknowledged, in order. A publish refused
+ *   for any other reason leaves the outbox and its promise rejects.
  */
 export class Heartwire extends EventTarget {
   /** @type {string[]} */ #urls;
@@ -157,7 +170,7 @@ export class Heartwire extends EventTarget {
   /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
   /** @type {number|null} */ #nextAttemptAt = null;
   /** Pending timer handles by purpose; at most one of each. */
-  #timers = { reconnect: null, connect: null, failback: null, liveness: null };
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null, retry: null };
   /** @type {WebSocket|null} */ #failbackProbe = null;
 
   // Liveness.
@@ -171,7 +184,8 @@ export class Heartwire extends EventTarget {
 
   // Channels and the outbox.
   /** @type {Map<string, Set<Function>>} */ #handlers = new Map();
-  /** @type {Map<string, number>} the last seq seen per channel */ #lastSeq = new Map();
+  /** @type {Map<string, {epoch: string, seq: number}>} per channel, the last delivered */
+  #positions = new Map();
   /** @type {{id: string, channel: string, data: any, resolve: Function, reject: Function}[]} */
   #outbox = [];
   #nextMessageId = 1;
@@ -208,7 +222,7 @@ export class Heartwire extends EventTarget {
       document: globalThis.document ?? null,
       ...options,
     };
-    this.#clientId = Math.floor(this.#options.random() * 2 ** 32).toString(36);
+    this.#clientId = randomHex32(this.#options.random) + randomHex32(this.#options.random);
     this.#listenToLifecycle();
     this.#connect();
   }
@@ -237,12 +251,13 @@ export class Heartwire extends EventTarget {
   /**
    * Publishes `data` on `channel`. The message waits in the outbox until the server
    * acknowledges it; if the connection drops first, it is sent again, in order, after the
-   * reconnect (so a message in flight at that moment may arrive twice, never zero times).
+   * reconnect, with the same id: the server publishes it once even if the first copy
+   * reached it (within its deduplication window, 120 s by default).
    *
    * @param {string} channel
    * @param {any} data any JSON value
    * @returns {Promise<number>} the message's `seq` once the server accepted it; rejects if
-   *   the client closes for good first.
+   *   the client closes for good first, or the server refuses the message for good.
    * @throws {Error} when the outbox is full or the client is closed.
    * @throws {TypeError} when the channel name is invalid.
    */
@@ -260,7 +275,8 @@ export class Heartwire extends EventTarget {
     // The caller may ignore the promise; a rejection on close must not be reported as unhandled.
     acked.catch(() => {});
     this.#outbox.push(entry);
-    if (this.#isConnected()) this.#write({ op: 'publish', channel, data, id });
+    // While refused publishes wait for their retry, later ones wait behind them.
+    if (this.#isConnected() && this.#timers.retry === null) this.#write({ op: 'publish', channel, data, id });
     return acked;
   }
 
@@ -277,13 +293,13 @@ export class Heartwire extends EventTarget {
     if (!handlers) {
       handlers = new Set();
       this.#handlers.set(channel, handlers);
-      if (this.#isConnected()) this.#write({ op: 'subscribe', channel });
+      if (this.#isConnected()) this.#write(this.#subscribeFrame(channel));
     }
     handlers.add(handler);
     return () => {
       if (!handlers.delete(handler) || handlers.size > 0) return;
       this.#handlers.delete(channel);
-      this.#lastSeq.delete(channel);
+      this.#positions.delete(channel);
       if (this.#isConnected()) this.#write({ op: 'unsubscribe', channel });
     };
   }
@@ -375,10 +391,8 @@ export class Heartwire extends EventTarget {
     this.#everOpened = true;
     this.#serverHintMs = null;
     this.#probe = null;
-    for (const channel of this.#handlers.keys()) this.#write({ op: 'subscribe', channel });
-    for (const entry of this.#outbox) {
-      this.#write({ op: 'publish', channel: entry.channel, data: entry.data, id: entry.id });
-    }
+    for (const channel of this.#handlers.keys()) this.#write(this.#subscribeFrame(channel));
+    this.#writeOutboxFrom(0);
     this.#setState(this.#offline ? 'degraded' : 'open');
     this.#emit('open', { url: this.url, session: this.#session });
     // A first probe measures the round trip at once.
@@ -417,15 +431,21 @@ export class Heartwire extends EventTarget {
       case 'reconnect':
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
         break;
-      case 'error':
-        this.#emit('error', { code: frame.code, reason: frame.reason });
-        break;
+      case 'error': this.#onError(frame); break;
       default: break;
     }
   }
 
   #onMessage({ channel, seq, data }) {
-    if (Number.isFinite(seq)) this.#lastSeq.set(channel, seq);
+    const known = this.#positions.get(channel);
+    if (known && Number.isFinite(seq)) {
+      // Delivered already (a replay overlapping what arrived before the cut).
+      if (seq <= known.seq) return;
+      if (seq > known.seq + 1) {
+        this.#emit('gap', { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' });
+      }
+      known.seq = seq;
+    }
     this.#emit('message', { channel, seq, data });
     for (const handler of this.#handlers.get(channel) ?? []) {
       try {
@@ -436,19 +456,70 @@ export class Heartwire extends EventTarget {
     }
   }
 
-  #onSubscribed({ channel, seq }) {
-    const seen = this.#lastSeq.get(channel);
-    if (seen === undefined || !Number.isFinite(seq)) return;
-    if (seq > seen) this.#emit('gap', { channel, after: seen, upTo: seq });
-    // A smaller seq means the channel's history started again (a restarted server).
-    this.#lastSeq.set(channel, seq);
+  /**
+   * Takes in where the server stands in a channel. After `recovered: true` the missed
+   * messages follow and this client keeps its own position; otherwise they cannot, the page
+   * hears of the gap, and the client continues from the server's position.
+   */
+  #onSubscribed({ channel, seq, epoch, recovered }) {
+    if (!Number.isFinite(seq)) return;
+    const known = this.#positions.get(channel);
+    const fresh = { epoch: String(epoch ?? ''), seq };
+    if (!known) {
+      this.#positions.set(channel, fresh);
+      return;
+    }
+    let gap = null;
+    if (known.epoch !== fresh.epoch) {
+      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
+    } else if (recovered === false) {
+      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
+    }
+    if (gap === null) return;
+    this.#positions.set(channel, fresh);
+    this.#emit('gap', gap);
   }
 
+  /** A publish was accepted; a `duplicate` one was accepted before, which is as good. */
   #onAck({ id, seq }) {
     const index = this.#outbox.findIndex((entry) => entry.id === id);
     if (index === -1) return;
     const [entry] = this.#outbox.splice(index, 1);
     entry.resolve(seq);
+  }
+
+  #onError({ code, reason, id }) {
+    const index = id === undefined ? -1 : this.#outbox.findIndex((entry) => entry.id === id);
+    if (index !== -1 && code === 'unavailable') {
+      // The server had no broker for it: send it and every later one again, in order. A
+      // retry already pending started from an earlier publish and covers this one.
+      if (this.#timers.retry !== null) return;
+      this.#startTimer('retry', this.#options.backoffBaseMs, () => {
+        const from = this.#outbox.findIndex((entry) => entry.id === id);
+        if (from !== -1 && this.#isConnected()) this.#writeOutboxFrom(from);
+      });
+      return;
+    }
+    if (index !== -1) {
+      // Refused for good: sending it again would be refused again.
+      const [entry] = this.#outbox.splice(index, 1);
+      entry.reject(new Error(`heartwire: publish refused (${code}: ${reason})`));
+    }
+    this.#emit('error', { code, reason, id });
+  }
+
+  /** The `subscribe` frame of `channel`, with the position to resume from when known. */
+  #subscribeFrame(channel) {
+    const known = this.#positions.get(channel);
+    if (!known) return { op: 'subscribe', channel };
+    return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
+  }
+
+  /** Sends the outbox's publishes from position `from` on, in order, with their ids. */
+  #writeOutboxFrom(from) {
+    for (const entry of this.#outbox.slice(from)) {
+      this.#write({ op: 'publish', channel: entry.channel, data: entry.data, id: entry.id });
+    }
   }
 
   // ---- liveness ---------------------------------------------------------------------------
@@ -707,6 +778,7 @@ export class Heartwire extends EventTarget {
     this.#clearTimer('liveness');
     this.#clearTimer('connect');
     this.#clearTimer('failback');
+    this.#clearTimer('retry');
     this.#probe = null;
     if (this.#failbackProbe) {
       const probe = this.#failbackProbe;
@@ -724,7 +796,7 @@ export class Heartwire extends EventTarget {
 
   /**
    * Runs `fn` after `ms` as the timer of `purpose`, replacing the one it had.
-   * @param {'reconnect'|'connect'|'failback'|'liveness'} purpose
+   * @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose
    */
   #startTimer(purpose, ms, fn) {
     this.#clearTimer(purpose);
@@ -734,7 +806,7 @@ export class Heartwire extends EventTarget {
     }, ms);
   }
 
-  /** @param {'reconnect'|'connect'|'failback'|'liveness'} purpose */
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose */
   #clearTimer(purpose) {
     if (this.#timers[purpose] === null) return;
     this.#options.clearTimeout(this.#timers[purpose]);
@@ -767,6 +839,14 @@ function checkChannel(channel) {
   if (typeof channel !== 'string' || !CHANNEL_NAME.test(channel)) {
     throw new TypeError(`heartwire: invalid channel name ${JSON.stringify(channel)}`);
   }
+}
+
+/**
+ * @param {() => number} random uniform in [0, 1)
+ * @returns {string} 32 random bits as 8 hex digits
+ */
+function randomHex32(random) {
+  return Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
 }
 
 /**

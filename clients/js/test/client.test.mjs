@@ -1,7 +1,6 @@
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Heartwire } from '../heartwire.js';
-import { FakeClock, FakeWebSocket, settle } from './fakes.mjs';
+import { FakeClock, FakeWebSocket, recordedClient, settle } from './fakes.mjs';
 
 let clock;
 
@@ -12,21 +11,7 @@ beforeEach(() => {
 
 /** A client on fake time and fake sockets, recording its events. */
 function client(options = {}, urls = 'ws://primary/ws') {
-  const hw = new Heartwire(urls, {
-    WebSocket: FakeWebSocket,
-    now: () => clock.now,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    random: () => 0.5,
-    window: null,
-    document: null,
-    ...options,
-  });
-  const events = [];
-  for (const type of ['open', 'close', 'state', 'message', 'gap', 'error']) {
-    hw.addEventListener(type, (event) => events.push(event));
-  }
-  return { hw, events, states: () => events.filter((e) => e.type === 'state').map((e) => e.state) };
+  return recordedClient(clock, options, urls);
 }
 
 /** A fake page: `window` and `document` event targets the client listens to. */
@@ -315,21 +300,6 @@ test('maxAttempts gives up and closes', () => {
   }
   FakeWebSocket.latest().serverClose(1006, '', false);
   assert.equal(hw.state, 'closed');
-});
-
-test('a resubscription that finds newer messages reports the gap', () => {
-  const { hw, events } = client();
-  hw.subscribe('c', () => {});
-  let socket = FakeWebSocket.latest();
-  socket.hello();
-  socket.receive({ op: 'message', channel: 'c', seq: 4, data: null });
-  socket.serverClose(1006, '', false);
-  clock.advance(hw.nextAttemptAt - clock.now);
-  socket = FakeWebSocket.latest();
-  socket.hello();
-  socket.receive({ op: 'subscribed', channel: 'c', seq: 9 });
-  const gap = events.find((e) => e.type === 'gap');
-  assert.deepEqual({ channel: gap.channel, after: gap.after, upTo: gap.upTo }, { channel: 'c', after: 4, upTo: 9 });
 });
 
 test('an attempt without hello within connectTimeoutMs fails and is retried', () => {

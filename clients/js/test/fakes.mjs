@@ -1,7 +1,10 @@
 /**
  * Test doubles for the unit tests of heartwire.js: a clock whose timers fire only when the
- * test advances it, and a WebSocket class whose "server side" the test plays.
+ * test advances it, a WebSocket class whose "server side" the test plays, and a client on
+ * both that records its events.
  */
+
+import { Heartwire } from '../heartwire.js';
 
 /** A manual clock: `setTimeout` callbacks run only inside `advance`. */
 export class FakeClock {
@@ -126,4 +129,29 @@ export function seededRandom(seed) {
 /** Lets pending promise callbacks (a token provider's answer) run. */
 export async function settle() {
   for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+/**
+ * A client on `clock` and fake sockets, recording its events.
+ *
+ * @param {FakeClock} clock
+ * @param {object} [options] overrides of the client's options
+ * @param {string|string[]} [urls]
+ */
+export function recordedClient(clock, options = {}, urls = 'ws://primary/ws') {
+  const hw = new Heartwire(urls, {
+    WebSocket: FakeWebSocket,
+    now: () => clock.now,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    random: () => 0.5,
+    window: null,
+    document: null,
+    ...options,
+  });
+  const events = [];
+  for (const type of ['open', 'close', 'state', 'message', 'gap', 'error']) {
+    hw.addEventListener(type, (event) => events.push(event));
+  }
+  return { hw, events, states: () => events.filter((e) => e.type === 'state').map((e) => e.state) };
 }

@@ -1,5 +1,6 @@
 //! `heartwire connect`: a terminal client. Lines from stdin go out, received messages
-//! come out on stdout, state changes go to stderr (as JSON lines with `--json`).
+//! come out on stdout, state changes and gaps (messages that will not arrive) go to
+//! stderr (as JSON lines with `--json`, a gap as `{"state":"gap",...}`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub(crate) struct ConnectArgs {
     /// repeatable. Lines from stdin are published to the first one.
     #[arg(long = "sub", value_name = "CHANNEL")]
     subscriptions: Vec<String>,
-    /// Report state changes on stderr as one JSON object per line.
+    /// Report state changes and gaps on stderr as one JSON object per line.
     #[arg(long)]
     json: bool,
     /// Send a Ping after this much silence from the server; a heartwire server's hello
@@ -173,6 +174,12 @@ fn report(event: &Event, url: &str, json: bool) {
             "reconnecting in {} ms (attempt {attempt}): {reason}",
             delay.as_millis()
         ),
+        Event::Gap {
+            channel,
+            from_seq,
+            to_seq,
+            reason,
+        } => eprintln!("gap: {channel} messages {from_seq}..={to_seq} will not arrive ({reason})"),
         Event::Closed { reason } => eprintln!("closed: {reason}"),
     }
 }
@@ -196,6 +203,19 @@ fn state_json(event: &Event, url: &str) -> Value {
             "attempt": attempt,
             "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "reason": reason,
+        }),
+        Event::Gap {
+            channel,
+            from_seq,
+            to_seq,
+            reason,
+        } => json!({
+            "state": "gap",
+            "url": url,
+            "channel": channel,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "reason": reason.code(),
         }),
         Event::Closed { reason } => {
             json!({"state": "closed", "url": url, "reason": reason.to_string()})

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: the demo page at /, WebSockets at /ws, /ws/{facility} and /echo.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Connect to a WebSocket server, reconnecting by itself: stdin lines go out,
     /// received messages are printed, state changes go to stderr.
     Connect(connect::ConnectArgs),
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
         Command::Bench(args) => bench::run(args),
     };

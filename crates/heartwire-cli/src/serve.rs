@@ -6,11 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bytesize::ByteSize;
-use heartwire::server::{HeartbeatReply, Server, ServerConfig};
+use heartwire::server::{HeartbeatReply, RedisBroker, RedisConfig, Server, ServerConfig};
 use serde::Deserialize;
 
 /// Options of `heartwire serve`.
@@ -122,6 +123,27 @@ struct ServeOptions {
     #[arg(long, env = "HEARTWIRE_DEDUP_WINDOW", value_parser = humantime::parse_duration, value_name = "DURATION")]
     #[serde(default, deserialize_with = "duration")]
     dedup_window: Option<Duration>,
+
+    /// Share channels with every node on this Redis (redis://host:port/db): a message
+    /// published on one node reaches subscribers on all of them, `seq` and history
+    /// come from Redis, and django-websocket-redis apps on the same Redis interoperate
+    /// [default: off, channels stay in this process]
+    #[arg(long, env = "HEARTWIRE_REDIS", value_name = "URL")]
+    redis: Option<String>,
+
+    /// django-websocket-redis's WS4REDIS_PREFIX: Redis names start with PREFIX: (the
+    /// facility chat is then PREFIX:broadcast:chat) [default: none]
+    #[arg(long, env = "HEARTWIRE_REDIS_PREFIX", value_name = "PREFIX")]
+    redis_prefix: Option<String>,
+
+    /// Track who is subscribed to the channels matching PATTERN (a glob where *
+    /// matches anything, e.g. room:*): their subscribers receive join and leave
+    /// events and may ask for the member list, across all nodes with --redis. Repeat
+    /// for several patterns; the environment variable holds one, the config file a
+    /// list [default: none]
+    #[arg(long, env = "HEARTWIRE_PRESENCE", value_name = "PATTERN")]
+    #[serde(default)]
+    presence: Vec<String>,
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(
@@ -160,7 +182,22 @@ impl ServeOptions {
             history_size: self.history_size.or(file.history_size),
             history_ttl: self.history_ttl.or(file.history_ttl),
             dedup_window: self.dedup_window.or(file.dedup_window),
+            redis: self.redis.or(file.redis),
+            redis_prefix: self.redis_prefix.or(file.redis_prefix),
+            presence: if self.presence.is_empty() {
+                file.presence
+            } else {
+                self.presence
+            },
         }
+    }
+
+    /// The Redis broker's settings, when `--redis` is given.
+    fn redis(&self) -> Option<RedisConfig> {
+        self.redis.as_ref().map(|url| RedisConfig {
+            url: url.clone(),
+            prefix: self.redis_prefix.clone().unwrap_or_default(),
+        })
     }
 
     fn into_config(self) -> anyhow::Result<ServerConfig> {
@@ -202,6 +239,7 @@ impl ServeOptions {
             history_size: self.history_size.unwrap_or(default.history_size),
             history_ttl: self.history_ttl.unwrap_or(default.history_ttl),
             dedup_window: self.dedup_window.unwrap_or(default.dedup_window),
+            presence: self.presence,
             ..default
         };
         config.validate()?;
@@ -216,20 +254,29 @@ fn read_file(path: &Path) -> anyhow::Result<ServeOptions> {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> anyhow::Result<ServerConfig> {
+    /// The server's config, and the Redis broker's when one is asked for.
+    fn into_config(self) -> anyhow::Result<(ServerConfig, Option<RedisConfig>)> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => ServeOptions::default(),
         };
-        self.options.or(file).into_config()
+        let options = self.options.or(file);
+        let redis = options.redis();
+        Ok((options.into_config()?, redis))
     }
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+    let (config, redis) = args.into_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config).await?;
+        let server = match redis {
+            Some(redis) => {
+                let broker = RedisBroker::start(&redis, config.retention())?;
+                Server::bind_with_broker(config, Arc::new(broker)).await?
+            }
+            None => Server::bind(config).await?,
+        };
         println!("heartwire listening on http://{}/", server.local_addr());
         server.run(shutdown_signal()).await?;
         Ok(())
@@ -316,5 +363,18 @@ mod tests {
         assert!(format!("{err:#}").contains("IN=OUT"), "{err:#}");
         let err = config(&["--ping-timeout", "0s"], "").unwrap_err();
         assert!(format!("{err:#}").contains("ping-timeout"), "{err:#}");
+    }
+
+    #[test]
+    fn redis_comes_from_a_flag_or_the_file() {
+        let cli = Cli::try_parse_from(["serve", "--redis-prefix", "ws4redis"]).unwrap();
+        let file: ServeOptions = toml::from_str(r#"redis = "redis://127.0.0.1:6390/""#).unwrap();
+        let redis = cli.args.options.or(file).redis().unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:6390/");
+        assert_eq!(redis.prefix, "ws4redis");
+        let none: ServeOptions = toml::from_str("").unwrap();
+        assert!(none.redis().is_none());
+        let config = config(&[], r#"presence = ["room:*", "lobby"]"#).unwrap();
+        assert!(config.has_presence("room:1") && config.has_presence("lobby"));
     }
 }

@@ -1,13 +1,13 @@
 //! `heartwire connect` and the client library against `heartwire serve` processes:
-//! a server killed and restarted on the same port, and the command's answers to bad
-//! input.
+//! a server killed and restarted on the same port (its channels start a new epoch, a
+//! gap the client reports), and the command's answers to bad input.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heartwire::client::{self, ClientConfig, Event, Events, Incoming};
+use heartwire::client::{self, ClientConfig, Event, Events, GapReason, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
 use serde_json::{Value, json};
 
@@ -76,6 +76,21 @@ async fn killed_server_restarted_on_the_same_port() {
         matches!(event, Event::Open { .. })
     })
     .await;
+    // A message from another client: the subscription is in place and its position
+    // known. (Not its own: the ack of its own could be lost with the server, and the
+    // restarted server, which remembers no ids, would publish it again.)
+    let (other, mut other_events) =
+        client::connect(ClientConfig::new([format!("ws://{addr}/ws")]).unwrap()).unwrap();
+    wait_for(&mut other_events, "the other open", |event| {
+        matches!(event, Event::Open { .. })
+    })
+    .await;
+    other.publish("room", json!(0)).unwrap();
+    wait_for(&mut events, "the other's message", |event| {
+        matches!(event, Event::Message(_))
+    })
+    .await;
+    other.close();
 
     server.kill().unwrap();
     server.wait().unwrap();
@@ -95,6 +110,16 @@ async fn killed_server_restarted_on_the_same_port() {
         matches!(event, Event::Open { .. })
     })
     .await;
+    // The fresh process started the channel in a new epoch: what the client may have
+    // missed of the old one is gone, and it says so.
+    let (gap, _) = wait_for(&mut events, "the gap", |event| {
+        matches!(event, Event::Gap { .. })
+    })
+    .await;
+    assert!(
+        matches!(&gap, Event::Gap { channel, reason: GapReason::EpochChanged, .. } if channel == "room"),
+        "{gap:?}"
+    );
     let back_after = open_at - listening_at;
     assert!(
         back_after <= CAP + SLACK,
@@ -269,6 +294,79 @@ fn lines_are_published_and_messages_printed() {
     assert!(child.wait().unwrap().success());
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// The lines of a child's output, read on a thread so every wait on them is bounded.
+fn lines(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The next JSON line of `stderr` whose state is `state`, failing after [`WITHIN`].
+fn next_state(stderr: &std::sync::mpsc::Receiver<String>, state: &str) -> Value {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match stderr.recv_timeout(left) {
+            Ok(line) => {
+                if let Ok(parsed) = serde_json::from_str::<Value>(&line) {
+                    if parsed["state"] == state {
+                        return parsed;
+                    }
+                }
+            }
+            Err(err) => panic!("no {state} state within {WITHIN:?}: {err}"),
+        }
+    }
+}
+
+#[test]
+fn a_gap_is_a_json_state_line() {
+    let addr = free_port();
+    let mut server = serve(addr);
+    let mut child = Command::new(HEARTWIRE)
+        .args([
+            "connect",
+            &format!("ws://{addr}/ws"),
+            "--sub",
+            "chat",
+            "--json",
+        ])
+        .args(["--reconnect-min", "10ms", "--reconnect-max", "50ms"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let states = lines(child.stderr.take().unwrap());
+    next_state(&states, "open");
+    // Its own line back: the subscription is in place and its position known.
+    writeln!(stdin, "before").unwrap();
+    let printed = lines(child.stdout.take().unwrap());
+    assert_eq!(printed.recv_timeout(WITHIN).unwrap(), "before");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    next_state(&states, "reconnecting");
+    // A new process: the channel starts a new epoch.
+    let mut restarted = serve(addr);
+    let gap = next_state(&states, "gap");
+    assert_eq!(gap["channel"], "chat", "{gap}");
+    assert_eq!(gap["reason"], "epoch_changed", "{gap}");
+    assert!(gap["from_seq"].is_u64() && gap["to_seq"].is_u64(), "{gap}");
+    drop(stdin);
+    next_state(&states, "closed");
+    assert!(child.wait().unwrap().success());
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
 }
 
 #[test]

@@ -140,6 +140,10 @@ fn errors_are_one_sentence_and_a_failing_exit() {
     assert_eq!(code, 2, "usage errors exit 2");
     assert!(stderr.contains("--ping-interval"), "{stderr}");
 
+    let (code, stderr) = output(heartwire().args(["serve", "--redis", "not-a-url"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot use Redis at not-a-url"), "{stderr}");
+
     let (code, stderr) = output(heartwire().args(["serve", "--ping-timeout", "0s"]));
     assert_eq!(code, 1);
     assert!(
@@ -165,6 +169,9 @@ fn help_explains_every_option() {
         "--max-connections",
         "--persist-for",
         "--shutdown-spread",
+        "--redis",
+        "--redis-prefix",
+        "--presence",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The server does not accept this kind of frame here (for example binary).
     Unsupported,
+    /// The server does not track presence on this channel.
+    PresenceOff,
 }
 
 impl ErrorCode {
@@ -33,6 +35,7 @@ impl ErrorCode {
             Self::TooManySubscriptions => "too_many_subscriptions",
             Self::Unavailable => "unavailable",
             Self::Unsupported => "unsupported",
+            Self::PresenceOff => "presence_off",
         }
     }
 }

@@ -51,11 +51,16 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// Ask who is subscribed to a channel whose presence the server tracks.
+    Presence {
+        /// The channel.
+        channel: String,
+    },
 }
 
 impl ClientFrame {
     /// Every `op` a client may send.
-    pub const OPS: [&'static str; 4] = ["ping", "subscribe", "unsubscribe", "publish"];
+    pub const OPS: [&'static str; 5] = ["ping", "subscribe", "unsubscribe", "publish", "presence"];
 
     /// Parses a text frame, naming precisely what is wrong with a bad one.
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -87,7 +92,8 @@ impl ClientFrame {
             .map_err(|err| Error::request(ErrorCode::BadRequest, err.to_string()))?;
         if let Self::Subscribe { channel, .. }
         | Self::Unsubscribe { channel }
-        | Self::Publish { channel, .. } = &frame
+        | Self::Publish { channel, .. }
+        | Self::Presence { channel } = &frame
         {
             validate_channel(channel)?;
         }
@@ -169,6 +175,29 @@ pub enum ServerFrame {
         /// The `id` of the publish this error answers, if it answers one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+    },
+    /// The answer to `presence`: the sessions subscribed to the channel, on every node.
+    Presence {
+        /// The channel.
+        channel: String,
+        /// Session ids (as in `hello`), sorted.
+        members: Vec<String>,
+    },
+    /// A session subscribed to a channel with presence that this connection is
+    /// subscribed to.
+    Join {
+        /// The channel.
+        channel: String,
+        /// The session that joined.
+        session: String,
+    },
+    /// A session left such a channel: it unsubscribed, disconnected, or its node
+    /// stopped answering.
+    Leave {
+        /// The channel.
+        channel: String,
+        /// The session that left.
+        session: String,
     },
     /// The server is about to close; come back after `after_ms`.
     Reconnect {
@@ -275,6 +304,12 @@ mod tests {
                 channel: "a".into(),
                 data: serde_json::json!({"x":[1]}),
                 id: Some("7".into())
+            }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"presence","channel":"room:1"}"#).unwrap(),
+            ClientFrame::Presence {
+                channel: "room:1".into()
             }
         );
         let ClientFrame::Ping { echo } = ClientFrame::parse(r#"{"op":"ping","t":12.5}"#).unwrap()
@@ -394,6 +429,18 @@ mod tests {
             ServerFrame::Reconnect {
                 after_ms: 1500,
                 reason: "restart".into(),
+            },
+            ServerFrame::Presence {
+                channel: "room:1".into(),
+                members: vec!["00000000000000a1".into()],
+            },
+            ServerFrame::Join {
+                channel: "room:1".into(),
+                session: "00000000000000a1".into(),
+            },
+            ServerFrame::Leave {
+                channel: "room:1".into(),
+                session: "00000000000000a1".into(),
             },
         ];
         for frame in frames {

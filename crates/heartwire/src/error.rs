@@ -33,6 +33,14 @@ pub enum Error {
     /// The client was closed, or stopped for good; it sends nothing more.
     #[error("the client is closed")]
     ClientClosed,
+    /// The Redis URL or client cannot be used.
+    #[error("cannot use Redis at {url}: {source}")]
+    Redis {
+        /// The URL as given.
+        url: String,
+        /// Why it failed.
+        source: redis::RedisError,
+    },
     /// An I/O error outside any one connection.
     #[error(transparent)]
     Io(#[from] io::Error),

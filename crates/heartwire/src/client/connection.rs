@@ -6,7 +6,6 @@
 //! Following the liveness machine's contract, every frame the socket already holds
 //! is read before a timeout is handled.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use heartwire_core::liveness::{Action, Liveness, LivenessConfig};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_core::{DisconnectReason, Endpoints};
+use heartwire_core::{Delay, DisconnectReason, Endpoints, ErrorCode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,6 +24,8 @@ use super::attempt::{self, AttemptError, Socket};
 use super::config::ClientConfig;
 use super::event::{Event, Incoming};
 use super::outbox::{Outgoing, Shared};
+use super::resume::{Delivery, Gap, Positions};
+use super::unacked::Unacked;
 
 /// How long a new connection waits for a heartwire `hello` before it treats the
 /// server as a plain WebSocket server.
@@ -32,6 +33,11 @@ const HELLO_WAIT: Duration = Duration::from_millis(500);
 
 /// Frames that may wait for the writer task.
 const WRITE_QUEUE: usize = 64;
+
+/// Publishes that may await their ack at once; the outbox waits while this many do.
+/// It keeps one client from filling a node's publish queue on its own: a publish the
+/// node refused as `unavailable` while it accepted a later one would lose its place.
+const PUBLISHES_IN_FLIGHT: usize = 256;
 
 /// How a connection ended.
 pub(crate) enum Outcome {
@@ -44,35 +50,6 @@ pub(crate) enum Outcome {
     FailBack { index: usize, socket: Box<Socket> },
     /// The caller dropped the event stream.
     CallerGone,
-}
-
-/// Publishes sent to a heartwire server and not yet acknowledged, oldest first.
-#[derive(Debug, Default)]
-pub(crate) struct Unacked {
-    sent: VecDeque<(String, Outgoing)>,
-    next_id: u64,
-}
-
-impl Unacked {
-    fn add(&mut self, message: Outgoing) -> String {
-        self.next_id += 1;
-        let id = self.next_id.to_string();
-        self.sent.push_back((id.clone(), message));
-        id
-    }
-
-    fn ack(&mut self, id: &str) {
-        if let Some(position) = self.sent.iter().position(|(sent, _)| sent == id) {
-            self.sent.remove(position);
-        }
-    }
-
-    /// Hands every unacknowledged publish back, oldest first.
-    pub(crate) fn take_all(&mut self) -> impl DoubleEndedIterator<Item = Outgoing> {
-        std::mem::take(&mut self.sent)
-            .into_iter()
-            .map(|(_, message)| message)
-    }
 }
 
 /// What kind of server is on the other end.
@@ -95,7 +72,11 @@ pub(crate) struct Connection<'a> {
     pub(crate) events: &'a mpsc::Sender<Event>,
     pub(crate) endpoints: &'a mut Endpoints,
     pub(crate) unacked: &'a mut Unacked,
+    pub(crate) positions: &'a mut Positions,
     pub(crate) index: usize,
+    /// Nothing is written from the outbox before this: the server said `unavailable`
+    /// to a publish, which waits at the outbox's front.
+    pub(crate) hold_until: Option<Instant>,
 }
 
 impl Connection<'_> {
@@ -154,11 +135,18 @@ impl Connection<'_> {
                 } else {
                     None
                 },
+                self.hold_until,
             ]
             .into_iter()
             .flatten()
             .min();
-            let can_write = !matches!(mode, Mode::Unknown { .. }) && self.shared.has_queued();
+            if self.hold_until.is_some_and(|until| now >= until) {
+                self.hold_until = None;
+            }
+            let can_write = !matches!(mode, Mode::Unknown { .. })
+                && self.hold_until.is_none()
+                && self.unacked.len() < PUBLISHES_IN_FLIGHT
+                && self.shared.has_queued();
             tokio::select! {
                 biased;
                 frame = stream.next() => {
@@ -285,12 +273,51 @@ impl Connection<'_> {
                     }
                 }
                 match (*mode, frame) {
-                    (Mode::Native, Some(ServerFrame::Message { channel, seq, data })) => {
-                        self.emit(Event::Message(Incoming::Channel { channel, seq, data }))
-                            .await
-                    }
+                    (Mode::Native, Some(ServerFrame::Message { channel, seq, data })) => match self
+                        .positions
+                        .handle_message(&channel, seq)
+                    {
+                        Delivery::Duplicate => true,
+                        Delivery::Deliver => {
+                            self.emit(Event::Message(Incoming::Channel { channel, seq, data }))
+                                .await
+                        }
+                        Delivery::AfterGap(gap) => {
+                            self.emit_gap(&channel, gap).await
+                                && self
+                                    .emit(Event::Message(Incoming::Channel { channel, seq, data }))
+                                    .await
+                        }
+                    },
+                    (
+                        Mode::Native,
+                        Some(ServerFrame::Subscribed {
+                            channel,
+                            seq,
+                            epoch,
+                            recovered,
+                        }),
+                    ) => match self
+                        .positions
+                        .handle_subscribed(&channel, seq, &epoch, recovered)
+                    {
+                        Some(gap) => self.emit_gap(&channel, gap).await,
+                        None => true,
+                    },
+                    // A duplicate was published once already: acknowledged all the same.
                     (Mode::Native, Some(ServerFrame::Ack { id, .. })) => {
                         self.unacked.ack(&id);
+                        true
+                    }
+                    (
+                        Mode::Native,
+                        Some(ServerFrame::Error {
+                            code: ErrorCode::Unavailable,
+                            id: Some(id),
+                            ..
+                        }),
+                    ) => {
+                        self.retry_later(&id);
                         true
                     }
                     (Mode::Native, Some(ServerFrame::Reconnect { after_ms, .. })) => {
@@ -301,11 +328,17 @@ impl Connection<'_> {
                         Mode::Native,
                         Some(
                             ServerFrame::Pong { .. }
-                            | ServerFrame::Subscribed { .. }
                             | ServerFrame::Unsubscribed { .. }
                             | ServerFrame::Hello { .. },
                         ),
                     ) => true,
+                    (Mode::Native, Some(ServerFrame::Error { id: Some(id), .. })) => {
+                        // Refused for good (not for want of a broker): sending it again
+                        // would be refused again. The caller hears of it below.
+                        self.unacked.ack(&id);
+                        self.emit(Event::Message(Incoming::Text(text.as_str().to_owned())))
+                            .await
+                    }
                     _ => {
                         self.emit(Event::Message(Incoming::Text(text.as_str().to_owned())))
                             .await
@@ -359,11 +392,8 @@ impl Connection<'_> {
         *mode = to;
         if to == Mode::Native {
             for channel in self.shared.subscriptions() {
-                let frame = ClientFrame::Subscribe {
-                    channel,
-                    since: None,
-                }
-                .encode();
+                let since = self.positions.since(&channel);
+                let frame = ClientFrame::Subscribe { channel, since }.encode();
                 if writer.send(Message::text(frame)).await.is_err() {
                     break;
                 }
@@ -395,35 +425,53 @@ impl Connection<'_> {
         match (mode, message) {
             (_, Outgoing::Text(text)) => Some(Message::text(text)),
             (_, Outgoing::Binary(data)) => Some(Message::Binary(data)),
-            (Mode::Native, publish @ Outgoing::Publish { .. }) => {
-                let Outgoing::Publish { channel, data } = publish.clone() else {
-                    unreachable!("matched above")
+            (Mode::Native, Outgoing::Publish(publish)) => {
+                let frame = ClientFrame::Publish {
+                    channel: publish.channel.clone(),
+                    data: publish.data.clone(),
+                    id: Some(publish.id.clone()),
                 };
-                let id = self.unacked.add(publish);
+                self.unacked.add(publish);
+                Some(Message::text(frame.encode()))
+            }
+            (Mode::Native, Outgoing::Subscribe(channel)) => {
+                let since = self.positions.since(&channel);
                 Some(Message::text(
-                    ClientFrame::Publish {
-                        channel,
-                        data,
-                        id: Some(id),
-                    }
-                    .encode(),
+                    ClientFrame::Subscribe { channel, since }.encode(),
                 ))
             }
-            (Mode::Native, Outgoing::Subscribe(channel)) => Some(Message::text(
-                ClientFrame::Subscribe {
-                    channel,
-                    since: None,
-                }
-                .encode(),
-            )),
             (Mode::Native, Outgoing::Unsubscribe(channel)) => {
+                self.positions.forget(&channel);
                 Some(Message::text(ClientFrame::Unsubscribe { channel }.encode()))
             }
             // Envelopes mean nothing to a server that is not heartwire.
-            (_, Outgoing::Publish { .. } | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_)) => {
-                None
-            }
+            (_, Outgoing::Publish(_) | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_)) => None,
         }
+    }
+
+    /// The server could not take publish `id` for want of a broker: it and every
+    /// publish sent after it go back to the outbox's front, in order and with their
+    /// ids, and the outbox waits one first-retry window before it writes again.
+    fn retry_later(&mut self, id: &str) {
+        let again = self.unacked.take_from(id);
+        if again.is_empty() {
+            return;
+        }
+        self.shared.requeue_front(again.into_iter());
+        let wait = match self.config.backoff.delay {
+            Delay::Fixed(delay) | Delay::Exponential { base: delay, .. } => delay,
+        };
+        self.hold_until = Some(Instant::now() + wait);
+    }
+
+    async fn emit_gap(&self, channel: &str, gap: Gap) -> bool {
+        self.emit(Event::Gap {
+            channel: channel.to_owned(),
+            from_seq: gap.from_seq,
+            to_seq: gap.to_seq,
+            reason: gap.reason,
+        })
+        .await
     }
 
     fn liveness_config(&self, advertised: Option<(Duration, Duration)>) -> LivenessConfig {
@@ -497,27 +545,5 @@ fn transport_reason(err: tungstenite::Error) -> DisconnectReason {
         }
         Error::Protocol(err) => DisconnectReason::ProtocolError(err.to_string()),
         other => DisconnectReason::Transport(other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn acknowledged_publishes_are_forgotten_others_kept_in_order() {
-        let mut unacked = Unacked::default();
-        let publish = |n: i32| Outgoing::Publish {
-            channel: "c".into(),
-            data: n.into(),
-        };
-        let ids: Vec<_> = (1..=3).map(|n| unacked.add(publish(n))).collect();
-        unacked.ack(&ids[1]);
-        unacked.ack("unknown");
-        assert_eq!(
-            unacked.take_all().collect::<Vec<_>>(),
-            [publish(1), publish(3)]
-        );
-        assert_eq!(unacked.take_all().count(), 0);
     }
 }

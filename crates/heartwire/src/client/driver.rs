@@ -13,9 +13,11 @@ use tokio::sync::mpsc;
 
 use super::attempt::{self, Socket};
 use super::config::ClientConfig;
-use super::connection::{Connection, Outcome, Unacked};
+use super::connection::{Connection, Outcome};
 use super::event::{ClosedReason, Event};
 use super::outbox::Shared;
+use super::resume::Positions;
+use super::unacked::Unacked;
 
 /// What happens after a connection or an attempt ended.
 enum Next {
@@ -32,6 +34,7 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
     let mut backoff = Backoff::new(config.backoff);
     let mut endpoints = Endpoints::new(config.endpoints.len(), config.fail_back_after);
     let mut unacked = Unacked::default();
+    let mut positions = Positions::default();
     let mut switch_to: Option<(usize, Socket)> = None;
     let closed = loop {
         if shared.stop.is_cancelled() {
@@ -90,7 +93,9 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
             events: &events,
             endpoints: &mut endpoints,
             unacked: &mut unacked,
+            positions: &mut positions,
             index,
+            hold_until: None,
         }
         .run(socket)
         .await;

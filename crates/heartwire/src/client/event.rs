@@ -29,6 +29,21 @@ pub enum Event {
     },
     /// A message arrived.
     Message(Incoming),
+    /// Messages `from_seq ..= to_seq` of `channel` were published while this client
+    /// was away and will not arrive: the application may reload its state. Messages
+    /// after them follow.
+    Gap {
+        /// The channel.
+        channel: String,
+        /// The first sequence number missed (in the channel's new epoch when it
+        /// changed).
+        from_seq: u64,
+        /// The last sequence number missed; below `from_seq` when the server could not
+        /// tell which (a new epoch with no message yet).
+        to_seq: u64,
+        /// Why they will not arrive.
+        reason: GapReason,
+    },
     /// The connection is gone; the next attempt starts after `delay`.
     Reconnecting {
         /// The attempt about to be made, counting from 1 in the current streak.
@@ -61,6 +76,42 @@ pub enum Incoming {
     Text(String),
     /// A binary frame.
     Binary(Bytes),
+}
+
+/// Why messages of a channel will not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The server's history of the channel no longer reaches back to the last message
+    /// this client received.
+    HistoryTooShort,
+    /// The channel started again with a new epoch (the server forgot it): what this
+    /// client missed of the old one is gone.
+    EpochChanged,
+    /// A live message arrived past the next expected one, with no replay covering
+    /// those between.
+    Skipped,
+}
+
+impl GapReason {
+    /// A stable, machine-readable name: `history_too_short`, `epoch_changed`,
+    /// `skipped`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::HistoryTooShort => "history_too_short",
+            Self::EpochChanged => "epoch_changed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HistoryTooShort => "history too short",
+            Self::EpochChanged => "epoch changed",
+            Self::Skipped => "skipped",
+        })
+    }
 }
 
 /// Why a client stopped for good.

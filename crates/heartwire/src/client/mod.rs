@@ -13,12 +13,16 @@
 //! - Fail-over and fail-back follow [`heartwire_core::endpoints`].
 //! - What the caller sends while disconnected waits in a bounded outbox and goes out
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
-//!   and are sent again after a reconnect until acknowledged.
-//! - Subscriptions are restored on every connection to a heartwire server.
+//!   unique to this client and are sent again, with it, after a reconnect until
+//!   acknowledged, so the server publishes each once.
+//! - Subscriptions are restored on every connection to a heartwire server, each from
+//!   the last position delivered (`resume`): missed messages are replayed once and in
+//!   order, and what cannot be is an [`Event::Gap`].
 //!
 //! The files: [`config`] (settings), `attempt` (one handshake), `connection` (one
 //! open socket), `driver` (the reconnect loop), `outbox` (state shared with the
-//! handle), [`event`] (what the caller hears).
+//! handle), `unacked` (publishes awaiting their ack), `resume` (positions per
+//! channel), [`event`] (what the caller hears).
 
 mod attempt;
 pub mod config;
@@ -26,6 +30,8 @@ mod connection;
 mod driver;
 pub mod event;
 mod outbox;
+mod resume;
+mod unacked;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,10 +41,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
-pub use event::{ClosedReason, Event, Incoming};
+pub use event::{ClosedReason, Event, GapReason, Incoming};
 
 use crate::error::Error;
-use outbox::{Outgoing, Shared};
+use outbox::{Outgoing, Publish, Shared};
 
 /// Starts a client. It connects in the background; watch [`Events`] for its state.
 ///
@@ -65,10 +71,11 @@ impl Client {
     pub fn publish(&self, channel: &str, data: Value) -> Result<(), Error> {
         heartwire_core::protocol::validate_channel(channel)
             .map_err(|err| Error::Config(err.to_string()))?;
-        self.shared.push(Outgoing::Publish {
+        self.shared.push(Outgoing::Publish(Publish {
+            id: self.shared.next_publish_id(),
             channel: channel.to_owned(),
             data,
-        })
+        }))
     }
 
     /// Sends a text frame as it is.

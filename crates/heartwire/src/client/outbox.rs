@@ -1,6 +1,10 @@
 //! State shared by the caller's [`Client`](super::Client) handles and the task that
 //! runs the connections: the bounded outbox, the set of subscriptions, the latest
-//! round-trip time and the request to stop.
+//! round-trip time, the request to stop, and the source of publish ids.
+//!
+//! A publish id is this client's random 64-bit prefix, in hex, and a counter: unique
+//! across clients, so the server's deduplication never mistakes one client's publish
+//! for another's.
 //!
 //! The caller pushes into the outbox without waiting; the connection task takes from
 //! its front when a connection is open and has room to write. A full outbox is an
@@ -8,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,11 +22,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 
+/// A publish to a heartwire server, with the id it keeps until acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Publish {
+    pub(crate) id: String,
+    pub(crate) channel: String,
+    pub(crate) data: Value,
+}
+
 /// A message waiting to go out.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outgoing {
-    /// Publish `data` on `channel` (a heartwire server only).
-    Publish { channel: String, data: Value },
+    /// Publish on a channel (a heartwire server only).
+    Publish(Publish),
     /// A text frame, as is.
     Text(String),
     /// A binary frame, as is.
@@ -39,6 +52,8 @@ pub(crate) struct Shared {
     capacity: usize,
     subscriptions: Mutex<Vec<String>>,
     rtt: Mutex<Option<Duration>>,
+    id_prefix: String,
+    published: AtomicU64,
     /// Signalled when the outbox gains a message.
     pub(crate) queued: Notify,
     /// Cancelled when the caller closes the client or the client stops for good.
@@ -58,9 +73,18 @@ impl Shared {
             capacity,
             subscriptions: Mutex::new(unique),
             rtt: Mutex::new(None),
+            id_prefix: format!("{:016x}", rand::random::<u64>()),
+            published: AtomicU64::new(0),
             queued: Notify::new(),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// A publish id no other publish of this client has, nor, but for a one in 2^64
+    /// chance, any other client's.
+    pub(crate) fn next_publish_id(&self) -> String {
+        let count = self.published.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{count}", self.id_prefix)
     }
 
     /// Queues a message, or says why it cannot be.
@@ -171,6 +195,19 @@ mod tests {
             order,
             ["1", "2", "3"].map(|text| Outgoing::Text(text.into()))
         );
+    }
+
+    #[test]
+    fn publish_ids_are_unique_within_and_across_clients() {
+        let (one, other) = (Shared::new(1, Vec::new()), Shared::new(1, Vec::new()));
+        let ids: std::collections::HashSet<_> = (0..100)
+            .flat_map(|_| [one.next_publish_id(), other.next_publish_id()])
+            .collect();
+        assert_eq!(ids.len(), 200);
+        let first = one.next_publish_id();
+        let (prefix, count) = first.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 16);
+        assert_eq!(count, "101");
     }
 
     #[test]

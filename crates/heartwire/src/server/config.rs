@@ -77,6 +77,10 @@ pub struct ServerConfig {
     /// Initial size of a connection's read buffer, in bytes; it grows for larger
     /// frames only while they are read.
     pub read_buffer_size: usize,
+    /// Channels whose members are tracked (join and leave events, `presence`
+    /// queries): glob patterns where `*` matches any run of characters, such as
+    /// `room:*`.
+    pub presence: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +105,7 @@ impl Default for ServerConfig {
             history_ttl: Duration::from_secs(300),
             dedup_window: Duration::from_secs(120),
             read_buffer_size: 4096,
+            presence: Vec::new(),
         }
     }
 }
@@ -147,6 +152,13 @@ impl ServerConfig {
         }
     }
 
+    /// Whether the members of `channel` are tracked.
+    pub fn has_presence(&self, channel: &str) -> bool {
+        self.presence
+            .iter()
+            .any(|pattern| glob_matches(pattern, channel))
+    }
+
     /// Liveness timing of a connection, with the magic heartbeat when it sends one.
     pub(crate) fn liveness(&self, sends_heartbeat_text: bool) -> LivenessConfig {
         LivenessConfig {
@@ -157,6 +169,26 @@ impl ServerConfig {
                 .then_some(self.heartbeat_interval),
         }
     }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters
+/// (none included) and every other character for itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else {
+        return pattern == text;
+    };
+    let Some(mut text) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut pieces: Vec<&str> = rest.split('*').collect();
+    let last = pieces.pop().unwrap_or("");
+    for piece in pieces {
+        match text.find(piece) {
+            Some(at) => text = &text[at + piece.len()..],
+            None => return false,
+        }
+    }
+    text.len() >= last.len() && text.ends_with(last)
 }
 
 #[cfg(test)]
@@ -177,6 +209,29 @@ mod tests {
         );
         assert!("nothing".parse::<HeartbeatReply>().is_err());
         assert!("=pong".parse::<HeartbeatReply>().is_err());
+    }
+
+    #[test]
+    fn presence_patterns_are_globs() {
+        for (pattern, text, expected) in [
+            ("room:*", "room:1", true),
+            ("room:*", "room:", true),
+            ("room:*", "rooms:1", false),
+            ("*", "anything", true),
+            ("lobby", "lobby", true),
+            ("lobby", "lobby2", false),
+            ("a*b*c", "a-x-b-y-c", true),
+            ("a*b*c", "a-c-b", false),
+            ("*:ops", "team:ops", true),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob_matches(pattern, text), expected, "{pattern} {text}");
+        }
+        let config = ServerConfig {
+            presence: vec!["room:*".into()],
+            ..ServerConfig::default()
+        };
+        assert!(config.has_presence("room:7") && !config.has_presence("news"));
     }
 
     #[test]

@@ -19,6 +19,11 @@ use super::broker::Publication;
 /// Identifies a connection across the server (and, being random, across nodes).
 pub type ConnectionId = u64;
 
+/// A connection's session id on the wire, as in `hello`: 16 hex digits.
+pub fn session_name(id: ConnectionId) -> String {
+    format!("{id:016x}")
+}
+
 /// Something to be sent to one connection.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -44,6 +49,22 @@ pub enum Outbound {
         seq: u64,
         /// The id had been published before: nothing was published again.
         duplicate: bool,
+    },
+    /// The members of a channel, answering a `presence` request.
+    Presence {
+        /// The channel.
+        channel: Arc<str>,
+        /// The subscribed connections, on every node.
+        members: Vec<ConnectionId>,
+    },
+    /// Another connection subscribed to (`joined`) or left a channel with presence.
+    PresenceChange {
+        /// The channel.
+        channel: Arc<str>,
+        /// The connection that joined or left.
+        session: ConnectionId,
+        /// Whether it joined (else it left).
+        joined: bool,
     },
     /// A request of this connection failed.
     Error {

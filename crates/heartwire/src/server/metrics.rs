@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use heartwire_core::DisconnectReason;
+
+use super::broker::BrokerHealth;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
@@ -53,6 +55,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) client_heartbeats: Counter,
     pub(crate) rejected_at_capacity: Counter,
     rtt: Histogram,
+    broker_up: Gauge,
+    broker_reconnects: Counter,
 }
 
 const METADATA: Metadata<'static> = Metadata::new("heartwire", Level::INFO, None);
@@ -110,6 +114,16 @@ impl ServerMetrics {
             None,
             "Upgrades refused at max-connections",
         );
+        describe(
+            "heartwire_broker_reconnects_total",
+            None,
+            "Times the broker lost its link to other nodes (Redis) and made it again",
+        );
+        recorder.describe_gauge(
+            "heartwire_broker_up".into(),
+            None,
+            "1 while the broker reaches other nodes, 0 while it does not".into(),
+        );
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
@@ -158,6 +172,8 @@ impl ServerMetrics {
             heartbeat_texts_sent: counter("heartwire_heartbeat_texts_sent_total", vec![]),
             client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
+            broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
+            broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),
             rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
             recorder,
         }
@@ -179,8 +195,10 @@ impl ServerMetrics {
         self.rtt.record(rtt.as_secs_f64());
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub(crate) fn render(&self) -> String {
+    /// The Prometheus text exposition of every metric, with the broker's state as of now.
+    pub(crate) fn render(&self, broker: BrokerHealth) -> String {
+        self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
+        self.broker_reconnects.absolute(broker.reconnects);
         self.recorder.handle().render()
     }
 }
@@ -194,7 +212,15 @@ mod tests {
         let metrics = ServerMetrics::new();
         metrics.disconnected(&DisconnectReason::PingTimeout);
         metrics.rtt(Duration::from_millis(3));
-        let text = metrics.render();
+        let text = metrics.render(BrokerHealth {
+            up: false,
+            reconnects: 2,
+        });
+        assert!(text.contains("heartwire_broker_up 0"), "{text}");
+        assert!(
+            text.contains("heartwire_broker_reconnects_total 2"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"heartwire_disconnects_total{reason="ping_timeout"} 1"#),
             "{text}"

@@ -29,10 +29,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, MemoryBroker, Payload, Publication, PublishRequest, Retention, SubscribeRequest,
+    Broker, BrokerHealth, MemoryBroker, Payload, Publication, PublishRequest, RedisBroker,
+    RedisConfig, Retention, SubscribeRequest,
 };
 pub use config::{HeartbeatReply, ServerConfig};
-pub use mailbox::{ConnectionId, Mailbox, Outbound};
+pub use mailbox::{ConnectionId, Mailbox, Outbound, session_name};
 
 use crate::Error;
 use metrics::ServerMetrics;

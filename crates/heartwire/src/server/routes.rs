@@ -104,14 +104,21 @@ fn accept<E: Endpoint>(
 }
 
 async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
+    // A node whose broker is down still serves its own connections, so it answers
+    // 200 "degraded": a load balancer keeps it rather than moving every client.
+    let health = state.broker.health();
     let (status, word) = if state.registry.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !health.up {
+        (StatusCode::OK, "degraded")
     } else {
         (StatusCode::OK, "ok")
     };
     let body = serde_json::json!({
         "status": word,
         "broker": state.broker.name(),
+        "broker_up": health.up,
+        "broker_reconnects": health.reconnects,
         "connections": state.registry.len(),
     });
     (
@@ -126,7 +133,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(),
+        state.metrics.render(state.broker.health()),
     )
         .into_response()
 }

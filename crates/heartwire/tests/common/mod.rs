@@ -5,12 +5,14 @@
 
 pub mod client;
 pub mod peer;
+pub mod redis;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use heartwire::server::{Server, ServerConfig};
+use heartwire::server::{Broker, MemoryBroker, Server, ServerConfig};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,11 +36,19 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
     pub async fn start(config: ServerConfig) -> Self {
+        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        Self::start_with_broker(config, broker).await
+    }
+
+    /// Starts a server on 127.0.0.1 that fans out through `broker`.
+    pub async fn start_with_broker(config: ServerConfig, broker: Arc<dyn Broker>) -> Self {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..config
         };
-        let server = Server::bind(config).await.expect("bind a loopback port");
+        let server = Server::bind_with_broker(config, broker)
+            .await
+            .expect("bind a loopback port");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -105,6 +115,24 @@ impl Drop for TestServer {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// Polls `/healthz` until its `status` is `word`, failing after [`PATIENCE`]; returns
+/// how long it took.
+pub async fn wait_for_health(server: &TestServer, word: &str) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let body = http_get(server.addr, "/healthz").await;
+        let health: serde_json::Value = serde_json::from_str(&body).expect("/healthz is JSON");
+        if health["status"] == word {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "/healthz stayed {health}, wanted {word}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

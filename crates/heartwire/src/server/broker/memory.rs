@@ -6,7 +6,7 @@
 //! without subscribers keeps its history for `history_ttl`, then is forgotten, and a
 //! later one starts a new epoch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -28,6 +28,8 @@ struct Channel {
     /// When the channel was last published on or left by a subscriber.
     touched: Instant,
     subscribers: HashMap<ConnectionId, Arc<Mailbox>>,
+    /// Subscribers that asked to be seen (presence).
+    members: HashSet<ConnectionId>,
     /// The last retained message and when it expires.
     retained: Option<(Arc<Publication>, Instant)>,
 }
@@ -40,6 +42,7 @@ impl Channel {
             history: VecDeque::new(),
             touched: now,
             subscribers: HashMap::new(),
+            members: HashSet::new(),
             retained: None,
         }
     }
@@ -71,6 +74,19 @@ impl Channel {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// Tells every subscriber but `session` that it joined or left.
+    fn announce(&self, channel: &Arc<str>, session: ConnectionId, joined: bool) {
+        for (id, subscriber) in &self.subscribers {
+            if *id != session {
+                subscriber.deliver(Outbound::PresenceChange {
+                    channel: channel.clone(),
+                    session,
+                    joined,
+                });
+            }
+        }
     }
 
     fn is_unused(&self, now: Instant, retention: &Retention) -> bool {
@@ -167,6 +183,7 @@ impl Broker for MemoryBroker {
             subscriber,
             with_retained,
             since,
+            presence,
         } = request;
         let now = Instant::now();
         let mut state = self.state();
@@ -186,8 +203,12 @@ impl Broker for MemoryBroker {
         let items = std::iter::once(confirmation)
             .chain(retained.map(Outbound::Message))
             .chain(missed.into_iter().map(Outbound::Message));
+        let id = subscriber.id();
         if subscriber.deliver_all(items) {
-            entry.subscribers.insert(subscriber.id(), subscriber);
+            entry.subscribers.insert(id, subscriber);
+            if presence && entry.members.insert(id) {
+                entry.announce(&channel, id, true);
+            }
         }
     }
 
@@ -197,6 +218,9 @@ impl Broker for MemoryBroker {
         if let Some(entry) = state.channels.get_mut(channel) {
             entry.subscribers.remove(&subscriber);
             entry.touched = now;
+            if entry.members.remove(&subscriber) {
+                entry.announce(&Arc::from(channel), subscriber, false);
+            }
         }
         state.sweep(now, &self.retention);
     }
@@ -256,6 +280,17 @@ impl Broker for MemoryBroker {
         }
     }
 
+    fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
+        let mut members: Vec<ConnectionId> = self
+            .state()
+            .channels
+            .get(&channel)
+            .map(|entry| entry.members.iter().copied().collect())
+            .unwrap_or_default();
+        members.sort_unstable();
+        asker.deliver(Outbound::Presence { channel, members });
+    }
+
     fn name(&self) -> &'static str {
         "memory"
     }
@@ -297,6 +332,10 @@ mod tests {
                     Some(recovered) => format!("subscribed {channel} {seq} recovered={recovered}"),
                 },
                 Outbound::Ack { id, seq, duplicate } => format!("ack {id} {seq} {duplicate}"),
+                Outbound::Presence { members, .. } => format!("presence {members:?}"),
+                Outbound::PresenceChange {
+                    session, joined, ..
+                } => format!("{} {session}", if joined { "join" } else { "leave" }),
                 Outbound::Error { reason, .. } => format!("error {reason}"),
             })
             .collect()
@@ -313,6 +352,7 @@ mod tests {
             subscriber: who.clone(),
             with_retained: true,
             since,
+            presence: false,
         });
     }
 
@@ -514,6 +554,29 @@ mod tests {
         );
         assert_eq!(drain(&back), ["subscribed room 0 recovered=false"]);
         assert_ne!(epoch_of(&broker, "room"), epoch);
+    }
+
+    #[test]
+    fn members_are_announced_and_listed() {
+        let broker = MemoryBroker::new(retention());
+        let (a, b) = (mailbox(1), mailbox(2));
+        for who in [&a, &b] {
+            broker.subscribe(SubscribeRequest {
+                channel: Arc::from("room"),
+                subscriber: who.clone(),
+                with_retained: false,
+                since: None,
+                presence: true,
+            });
+        }
+        broker.presence(Arc::from("room"), b.clone());
+        broker.unsubscribe("room", 2);
+        broker.presence(Arc::from("room"), a.clone());
+        assert_eq!(
+            drain(&a),
+            ["subscribed room 0", "join 2", "leave 2", "presence [1]"]
+        );
+        assert_eq!(drain(&b), ["subscribed room 0", "presence [1, 2]"]);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! encodings for each endpoint are computed at most once.
 
 mod memory;
+mod redis;
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use heartwire_core::protocol::{Position, encode_delivery};
 use serde_json::value::RawValue;
 
 pub use memory::MemoryBroker;
+pub use redis::{RedisBroker, RedisConfig};
 
 use super::mailbox::{ConnectionId, Mailbox};
 
@@ -29,6 +32,20 @@ pub enum Payload {
     Json(Box<RawValue>),
     /// Raw text, as published on `/ws/{facility}`.
     Text(Box<str>),
+}
+
+impl Payload {
+    /// The raw text of the ws4redis conventions: a text as it was published, a JSON
+    /// string as its contents, any other JSON value as its JSON text.
+    pub fn raw_text(&self) -> Cow<'_, str> {
+        match self {
+            Payload::Text(text) => Cow::Borrowed(text),
+            Payload::Json(data) => match serde_json::from_str::<String>(data.get()) {
+                Ok(text) => Cow::Owned(text),
+                Err(_) => Cow::Borrowed(data.get()),
+            },
+        }
+    }
 }
 
 /// One published message, shared by all its recipients.
@@ -85,13 +102,7 @@ impl Publication {
     /// string as its contents, any other JSON value as its JSON text.
     pub fn text_frame(&self) -> Utf8Bytes {
         self.text_frame
-            .get_or_init(|| match &self.payload {
-                Payload::Text(text) => Utf8Bytes::from(&**text),
-                Payload::Json(data) => match serde_json::from_str::<String>(data.get()) {
-                    Ok(text) => Utf8Bytes::from(text),
-                    Err(_) => Utf8Bytes::from(data.get()),
-                },
-            })
+            .get_or_init(|| Utf8Bytes::from(self.payload.raw_text().into_owned()))
             .clone()
     }
 }
@@ -123,6 +134,9 @@ pub struct SubscribeRequest {
     pub with_retained: bool,
     /// Deliver first every message after this position, or say that it cannot.
     pub since: Option<Position>,
+    /// The channel's members are tracked: others learn that this subscriber joined
+    /// and, when it unsubscribes, that it left.
+    pub presence: bool,
 }
 
 /// How much of each channel a broker keeps, and for how long.
@@ -140,17 +154,32 @@ pub struct Retention {
     pub dedup_window: Duration,
 }
 
+/// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerHealth {
+    /// Messages reach other nodes (always true for a broker of one node).
+    pub up: bool,
+    /// Times the link was lost and made again.
+    pub reconnects: u64,
+}
+
 /// Fans channel messages out to subscribed connections. See the [module docs](self).
 pub trait Broker: Send + Sync + 'static {
-    /// Adds the subscriber to the channel. The broker then delivers
+    /// Adds the subscriber to the channel (with `presence`, as a member whose
+    /// arrival every other subscriber learns). The broker then delivers
     /// [`Outbound::Subscribed`](super::mailbox::Outbound::Subscribed); then the
     /// channel's retained message when asked for and fresh; then, when `since` was
     /// given and the history covers it, every message after it; then every later
     /// message, each exactly once and in `seq` order.
     fn subscribe(&self, request: SubscribeRequest);
 
-    /// Removes the connection `subscriber` from `channel`.
+    /// Removes the connection `subscriber` from `channel`. When it was a member
+    /// (subscribed with `presence`), every other subscriber learns that it left.
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId);
+
+    /// Delivers [`Outbound::Presence`](super::mailbox::Outbound::Presence) to `asker`:
+    /// the members of `channel`, on every node of this broker.
+    fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>);
 
     /// Publishes a message to every subscriber of its channel, in one order for all.
     /// A request whose `ack_id` was published on the channel within the dedup window
@@ -159,6 +188,14 @@ pub trait Broker: Send + Sync + 'static {
 
     /// A name for `/healthz` and logs, such as `memory`.
     fn name(&self) -> &'static str;
+
+    /// The state of the link to other nodes; a broker of one node is always up.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth {
+            up: true,
+            reconnects: 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use heartwire_core::{Error, ErrorCode};
 
 use super::{Endpoint, Session};
 use crate::server::broker::{Payload, PublishRequest, SubscribeRequest};
-use crate::server::mailbox::Outbound;
+use crate::server::mailbox::{Outbound, session_name};
 use crate::server::metrics::Endpoint as EndpointKind;
 
 /// The native endpoint: its subscriptions, to release them at the end.
@@ -48,12 +48,27 @@ impl Native {
                 channel
             }
         };
+        let presence = session.server.config.has_presence(&channel);
         session.server.broker.subscribe(SubscribeRequest {
             channel,
             subscriber: session.mailbox.clone(),
             with_retained: false,
             since,
+            presence,
         });
+    }
+
+    fn presence(&mut self, channel: String, session: &mut Session) {
+        if session.server.config.has_presence(&channel) {
+            let channel = Arc::from(channel);
+            session
+                .server
+                .broker
+                .presence(channel, session.mailbox.clone());
+        } else {
+            let reason = format!("the server does not track who is subscribed to {channel}");
+            session.reply(error(ErrorCode::PresenceOff, reason, None));
+        }
     }
 
     fn unsubscribe(&mut self, channel: String, session: &mut Session) {
@@ -90,7 +105,7 @@ impl Endpoint for Native {
     fn on_open(&mut self, session: &mut Session) {
         let config = &session.server.config;
         let hello = ServerFrame::Hello {
-            session: format!("{:016x}", session.mailbox.id()),
+            session: session_name(session.mailbox.id()),
             ping_interval_ms: duration_ms(config.ping_interval),
             ping_timeout_ms: duration_ms(config.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -108,6 +123,7 @@ impl Endpoint for Native {
                 self.subscribe(channel, since, session)
             }
             Ok(ClientFrame::Unsubscribe { channel }) => self.unsubscribe(channel, session),
+            Ok(ClientFrame::Presence { channel }) => self.presence(channel, session),
             Ok(ClientFrame::Publish { channel, data, id }) => {
                 self.publish(channel, data, id, session)
             }
@@ -138,6 +154,22 @@ impl Endpoint for Native {
                 recovered,
             }),
             Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
+            Outbound::Presence { channel, members } => frame(&ServerFrame::Presence {
+                channel: channel.to_string(),
+                members: members.into_iter().map(session_name).collect(),
+            }),
+            Outbound::PresenceChange {
+                channel,
+                session,
+                joined,
+            } => {
+                let (channel, session) = (channel.to_string(), session_name(session));
+                frame(&if joined {
+                    ServerFrame::Join { channel, session }
+                } else {
+                    ServerFrame::Leave { channel, session }
+                })
+            }
             Outbound::Error { code, reason, id } => error(code, reason, id),
         })
     }

@@ -73,6 +73,7 @@ impl Endpoint for Ws4Redis {
                 subscriber: session.mailbox.clone(),
                 with_retained: true,
                 since: None,
+                presence: session.server.config.has_presence(&self.channel),
             });
         }
     }

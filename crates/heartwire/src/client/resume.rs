@@ -1,0 +1,202 @@
+//! Where the client stands in each subscribed channel, so that a reconnect — to the same
+//! node or another — resumes where the application left off.
+//!
+//! Per channel the client keeps the epoch from `subscribed` and the last `seq` it handed
+//! to the application. Every resubscribe carries that position as `since`. Messages at
+//! or before it are duplicates and are dropped; a message past the next expected one,
+//! or a `subscribed` that says `recovered: false`, is a [`Gap`] the application hears of.
+
+use std::collections::HashMap;
+
+use heartwire_core::protocol::Position;
+
+use super::event::GapReason;
+
+/// Messages of a channel that will not arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// The first sequence number missed (in the new epoch when the epoch changed).
+    pub(crate) from_seq: u64,
+    /// The last sequence number missed; below `from_seq` when the server could not
+    /// tell which messages were missed (such as a new epoch with no message yet).
+    pub(crate) to_seq: u64,
+    /// Why they will not arrive.
+    pub(crate) reason: GapReason,
+}
+
+/// What to do with a channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Hand it to the application.
+    Deliver,
+    /// Hand it to the application after telling it of the messages before it that
+    /// will not arrive.
+    AfterGap(Gap),
+    /// The application has it already: drop it.
+    Duplicate,
+}
+
+/// The last position delivered, per channel.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    by_channel: HashMap<String, Position>,
+}
+
+impl Positions {
+    /// The position to resume `channel` from, when it was subscribed before.
+    pub(crate) fn since(&self, channel: &str) -> Option<Position> {
+        self.by_channel.get(channel).cloned()
+    }
+
+    /// Takes in the server's `subscribed`; returns the gap when the server could not
+    /// replay what this client missed. The client continues from the server's position
+    /// then; after `recovered: true` it keeps its own, and the replay follows.
+    pub(crate) fn handle_subscribed(
+        &mut self,
+        channel: &str,
+        seq: u64,
+        epoch: &str,
+        recovered: Option<bool>,
+    ) -> Option<Gap> {
+        let fresh = Position {
+            epoch: epoch.to_owned(),
+            seq,
+        };
+        let Some(known) = self.by_channel.get_mut(channel) else {
+            self.by_channel.insert(channel.to_owned(), fresh);
+            return None;
+        };
+        let gap = if known.epoch != epoch {
+            Some(Gap {
+                from_seq: 1,
+                to_seq: seq,
+                reason: GapReason::EpochChanged,
+            })
+        } else if recovered != Some(false) {
+            // Everything after `known` follows.
+            return None;
+        } else {
+            Some(Gap {
+                from_seq: known.seq + 1,
+                to_seq: seq,
+                reason: GapReason::HistoryTooShort,
+            })
+        };
+        *known = fresh;
+        gap
+    }
+
+    /// Decides what becomes of message `seq` of `channel`, and records it as seen
+    /// unless it is a duplicate.
+    pub(crate) fn handle_message(&mut self, channel: &str, seq: u64) -> Delivery {
+        let Some(known) = self.by_channel.get_mut(channel) else {
+            return Delivery::Deliver;
+        };
+        if seq <= known.seq {
+            return Delivery::Duplicate;
+        }
+        let expected = known.seq + 1;
+        known.seq = seq;
+        if seq == expected {
+            Delivery::Deliver
+        } else {
+            Delivery::AfterGap(Gap {
+                from_seq: expected,
+                to_seq: seq - 1,
+                reason: GapReason::Skipped,
+            })
+        }
+    }
+
+    /// Forgets `channel`: the application left it.
+    pub(crate) fn forget(&mut self, channel: &str) {
+        self.by_channel.remove(channel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscribed_at(seq: u64) -> Positions {
+        let mut positions = Positions::default();
+        assert_eq!(positions.handle_subscribed("c", seq, "e1", None), None);
+        positions
+    }
+
+    #[test]
+    fn a_resubscribe_carries_the_last_delivered_position() {
+        let mut positions = subscribed_at(3);
+        assert_eq!(positions.since("c").map(|p| p.seq), Some(3));
+        assert_eq!(positions.handle_message("c", 4), Delivery::Deliver);
+        assert_eq!(
+            positions.since("c"),
+            Some(Position {
+                epoch: "e1".into(),
+                seq: 4
+            })
+        );
+        assert_eq!(positions.since("other"), None);
+    }
+
+    #[test]
+    fn a_recovered_replay_is_delivered_once_and_in_order() {
+        let mut positions = subscribed_at(0);
+        assert_eq!(positions.handle_message("c", 1), Delivery::Deliver);
+        assert_eq!(positions.handle_subscribed("c", 3, "e1", Some(true)), None);
+        for seq in [1, 2, 3] {
+            let expected = if seq == 1 {
+                Delivery::Duplicate
+            } else {
+                Delivery::Deliver
+            };
+            assert_eq!(positions.handle_message("c", seq), expected, "seq {seq}");
+        }
+        assert_eq!(positions.handle_message("c", 3), Delivery::Duplicate);
+    }
+
+    #[test]
+    fn history_too_short_is_a_gap_and_the_server_position_is_adopted() {
+        let mut positions = subscribed_at(2);
+        let gap = positions.handle_subscribed("c", 9, "e1", Some(false));
+        assert_eq!(
+            gap,
+            Some(Gap {
+                from_seq: 3,
+                to_seq: 9,
+                reason: GapReason::HistoryTooShort
+            })
+        );
+        assert_eq!(positions.handle_message("c", 10), Delivery::Deliver);
+    }
+
+    #[test]
+    fn another_epoch_is_a_gap_even_when_its_seq_is_lower() {
+        let mut positions = subscribed_at(7);
+        let gap = positions.handle_subscribed("c", 0, "e2", Some(false));
+        assert_eq!(gap.map(|gap| gap.reason), Some(GapReason::EpochChanged));
+        assert_eq!(positions.handle_message("c", 1), Delivery::Deliver);
+    }
+
+    #[test]
+    fn a_live_message_past_the_next_one_reports_the_skipped_ones() {
+        let mut positions = subscribed_at(1);
+        assert_eq!(
+            positions.handle_message("c", 5),
+            Delivery::AfterGap(Gap {
+                from_seq: 2,
+                to_seq: 4,
+                reason: GapReason::Skipped
+            })
+        );
+        assert_eq!(positions.handle_message("c", 6), Delivery::Deliver);
+    }
+
+    #[test]
+    fn a_forgotten_channel_starts_afresh() {
+        let mut positions = subscribed_at(4);
+        positions.forget("c");
+        assert_eq!(positions.since("c"), None);
+        assert_eq!(positions.handle_subscribed("c", 9, "e1", None), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! Where a channel lives in Redis.
+//!
+//! The raw channel follows django-websocket-redis: a heartwire channel `broadcast:chat`
+//! (the facility `chat` of `/ws/chat`) is the Redis channel and key
+//! `{prefix}broadcast:chat`, where the prefix is `WS4REDIS_PREFIX + ":"` when one is
+//! set, else empty. Raw text is published there, and its last value is kept there
+//! with `SETEX`, so Django's publisher and subscribers interoperate unchanged.
+//!
+//! heartwire's own keys carry a `#`, which no channel name may contain, so they can
+//! never collide with a channel: `{prefix}hw:{channel}#seq`, `#epoch`, `#stream`,
+//! `#id:{publish id}`, `#members`, and the pub/sub channel `#live` that carries
+//! sequenced envelopes between nodes and `#presence` that carries join and leave
+//! events. Each node proves it is alive with the key `{prefix}hw#node:{node}`.
+
+/// The prefix of ws4redis facilities among channel names.
+const BROADCAST: &str = "broadcast:";
+
+/// The Redis names of one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChannelNames {
+    /// The raw channel and key of django-websocket-redis.
+    pub(super) raw: String,
+    /// The pub/sub channel of sequenced envelopes.
+    pub(super) live: String,
+    /// The counter of the latest `seq`.
+    pub(super) seq: String,
+    /// The channel's epoch.
+    pub(super) epoch: String,
+    /// The stream of recent messages, entry id `0-{seq}`.
+    pub(super) stream: String,
+    /// The hash of members: session → node.
+    pub(super) members: String,
+    /// The pub/sub channel of join (`j {session}`) and leave (`l {session}`) events.
+    pub(super) presence: String,
+    /// What every publish id key starts with.
+    id_prefix: String,
+}
+
+impl ChannelNames {
+    /// The names of `channel` under `prefix` (`WS4REDIS_PREFIX`, without the colon).
+    pub(super) fn new(prefix: &str, channel: &str) -> Self {
+        let prefix = redis_prefix(prefix);
+        let own = format!("{prefix}hw:{channel}#");
+        Self {
+            raw: format!("{prefix}{channel}"),
+            live: format!("{own}live"),
+            seq: format!("{own}seq"),
+            epoch: format!("{own}epoch"),
+            stream: format!("{own}stream"),
+            members: format!("{own}members"),
+            presence: format!("{own}presence"),
+            id_prefix: format!("{own}id:"),
+        }
+    }
+
+    /// The key remembering publish `id` within the dedup window.
+    pub(super) fn publish_id(&self, id: &str) -> String {
+        format!("{}{id}", self.id_prefix)
+    }
+}
+
+/// The string put before every name: `WS4REDIS_PREFIX + ":"`, or nothing.
+pub(super) fn redis_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}:")
+    }
+}
+
+/// What every node's liveness key starts with; the node id follows.
+pub(super) fn node_key_prefix(prefix: &str) -> String {
+    format!("{}hw#node:", redis_prefix(prefix))
+}
+
+/// Whether messages of `channel` are also published raw, for django-websocket-redis.
+pub(super) fn is_ws4redis(channel: &str) -> bool {
+    channel.starts_with(BROADCAST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facilities_follow_django_websocket_redis() {
+        assert_eq!(
+            ChannelNames::new("", "broadcast:chat").raw,
+            "broadcast:chat"
+        );
+        let prefixed = ChannelNames::new("ws4redis", "broadcast:chat");
+        assert_eq!(prefixed.raw, "ws4redis:broadcast:chat");
+        assert_eq!(prefixed.seq, "ws4redis:hw:broadcast:chat#seq");
+        assert_eq!(prefixed.publish_id("7"), "ws4redis:hw:broadcast:chat#id:7");
+        assert!(is_ws4redis("broadcast:chat"));
+        assert!(!is_ws4redis("room:1"));
+    }
+}
