@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod connect;
 mod serve;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Connect to a WebSocket server, reconnecting by itself: stdin lines go out,
     /// received messages are printed, state changes go to stderr.
     Connect(connect::ConnectArgs),
+    /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

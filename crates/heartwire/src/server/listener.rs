@@ -3,6 +3,11 @@
 //! axum's own `serve` has no deadline for a client that connects and never finishes
 //! its request; hyper's `header_read_timeout` gives one, so connections are served
 //! here with hyper directly.
+//!
+//! The listen queue is raised to [`LISTEN_BACKLOG`] (the kernel caps it at
+//! `net.core.somaxconn`): after a restart every client comes back within the same
+//! second or two, and tokio's default of 1024 overflows, which costs each dropped
+//! client a SYN retransmission (a second or more) instead of a connection.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,6 +17,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+
+/// Connections the kernel may hold, handshake done, before the server accepts them.
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -23,6 +31,10 @@ pub(crate) async fn serve(
     handshake_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    // Linux applies a second listen() to a listening socket as a new backlog.
+    if let Err(err) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
+        tracing::warn!(%err, "cannot raise the listen backlog");
+    }
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout);

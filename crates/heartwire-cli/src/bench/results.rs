@@ -1,0 +1,265 @@
+//! `heartwire bench report`: RESULTS.md from the figures of every server of one run —
+//! the machine and the date, one row per figure with each server's value and each
+//! peer's ratio (peer ÷ heartwire for costs, heartwire ÷ peer for rates: above 1
+//! means heartwire wins), the targets met and not met, the figures that are missing
+//! and why, and hand-written notes appended as they are.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::chart;
+use super::figures::{self, Better, Figure};
+
+/// The server the ratios are about.
+const HEARTWIRE: &str = "heartwire";
+/// The peers the targets name.
+const NODE_WS: &str = "node-ws";
+const FLOOR: &str = "tokio-tungstenite";
+
+/// Options of `heartwire bench report`.
+#[derive(clap::Args)]
+pub(crate) struct ReportArgs {
+    /// The JSON-lines files that `bench run` appended to; repeatable. A figure in a later
+    /// file replaces the same server's figure in an earlier one (a scenario run again)
+    #[arg(long, value_name = "FILE", required = true)]
+    figures: Vec<PathBuf>,
+    /// Where to write the Markdown
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Where to write the SVG chart of the ratios
+    #[arg(long, value_name = "FILE")]
+    chart: PathBuf,
+    /// Markdown appended as it is (the analysis of where bytes and cycles go)
+    #[arg(long, value_name = "FILE")]
+    notes: Option<PathBuf>,
+}
+
+/// Figures by name, then by server.
+pub(crate) type Table = BTreeMap<String, BTreeMap<String, Figure>>;
+
+pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for path in &args.figures {
+        all.extend(figures::read(path)?);
+    }
+    let mut servers: Vec<String> = Vec::new();
+    let mut table = Table::new();
+    for figure in all {
+        if !servers.contains(&figure.server) {
+            servers.push(figure.server.clone());
+        }
+        table
+            .entry(figure.figure.clone())
+            .or_default()
+            .insert(figure.server.clone(), figure);
+    }
+    let peers: Vec<&String> = servers.iter().filter(|s| *s != HEARTWIRE).collect();
+    let mut md = String::from("# Benchmark results\n\n");
+    md += &machine();
+    md += "\nEach scenario's figures come from one pass of `bench/run` over every server, on the \
+           same machine the same day, so each ratio compares two servers measured side by side. \
+           Ratios: peer ÷ heartwire for costs, heartwire ÷ peer for rates; **above 1 means \
+           heartwire wins**. — means not measured (see *Missing*).\n\n";
+    md += &figure_table(&table, &servers, &peers);
+    md += &targets(&table);
+    md += &missing(&table);
+    md += &format!(
+        "\n![ratios against heartwire]({})\n",
+        args.chart
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    if let Some(notes) = &args.notes {
+        md += "\n";
+        md += &std::fs::read_to_string(notes)
+            .with_context(|| format!("cannot read {}", notes.display()))?;
+    }
+    std::fs::write(&args.out, md)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let ratios: Vec<(String, Vec<(String, f64)>)> = table
+        .iter()
+        .map(|(name, row)| {
+            let bars = peers
+                .iter()
+                .filter_map(|peer| Some(((*peer).clone(), ratio(row, peer)?)))
+                .collect();
+            (name.clone(), bars)
+        })
+        .filter(|(_, bars): &(String, Vec<_>)| !bars.is_empty())
+        .collect();
+    std::fs::write(&args.chart, chart::svg(&ratios))
+        .with_context(|| format!("cannot write {}", args.chart.display()))?;
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or_else(
+            || "?".into(),
+            |kib| format!("{:.0} GiB", kib as f64 / 1_048_576.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .unwrap_or_default();
+    format!(
+        "- Machine: {cpu}, {cores} cores, {memory}, Linux {}\n- Date: {}\n",
+        kernel.trim(),
+        date.trim()
+    )
+}
+
+/// The peer's ratio against heartwire for one figure (above 1: heartwire wins).
+fn ratio(row: &BTreeMap<String, Figure>, peer: &str) -> Option<f64> {
+    let ours = row.get(HEARTWIRE)?;
+    let theirs = row.get(peer)?.value?;
+    let ours_value = ours.value?;
+    let (top, bottom) = match ours.better {
+        Better::Lower => (theirs, ours_value),
+        Better::Higher => (ours_value, theirs),
+    };
+    (bottom > 0.0 && top > 0.0).then(|| top / bottom)
+}
+
+fn figure_table(table: &Table, servers: &[String], peers: &[&String]) -> String {
+    let mut md = String::from("| figure | unit |");
+    for server in servers {
+        let _ = write!(md, " {server} |");
+    }
+    for peer in peers {
+        let _ = write!(md, " ratio vs {peer} |");
+    }
+    md += "\n|---|---|";
+    md += &"---:|".repeat(servers.len() + peers.len());
+    md += "\n";
+    for (name, row) in table {
+        let unit = row.values().next().map_or("", |f| f.unit.as_str());
+        let _ = write!(md, "| {name} | {unit} |");
+        for server in servers {
+            let cell = row
+                .get(server)
+                .and_then(|f| f.value)
+                .map_or_else(|| "—".to_owned(), number);
+            let _ = write!(md, " {cell} |");
+        }
+        for peer in peers {
+            let cell = ratio(row, peer).map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
+            let _ = write!(md, " {cell} |");
+        }
+        md += "\n";
+    }
+    md
+}
+
+fn number(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn value(table: &Table, figure: &str, server: &str) -> Option<f64> {
+    table.get(figure)?.get(server)?.value
+}
+
+fn targets(table: &Table) -> String {
+    let ours = |figure: &str| value(table, figure, HEARTWIRE);
+    let verdict = |met: Option<bool>| match met {
+        Some(true) => "**met**",
+        Some(false) => "**not met**",
+        None => "not measured",
+    };
+    let mut md = String::from("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
+    let mut row = |target: &str, measured: String, met: Option<bool>| {
+        let _ = writeln!(md, "| {target} | {measured} | {} |", verdict(met));
+    };
+    let show = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), number);
+
+    let idle = ours("idle_bytes_per_conn_19000");
+    row(
+        "≤ 2 KiB user-space per idle connection at 19k",
+        format!("{} B", show(idle)),
+        idle.map(|v| v <= 2048.0),
+    );
+    let beat = ours("heartbeat_cpu_us");
+    row(
+        "≤ 3 µs CPU per heartbeat round trip",
+        format!("{} µs", show(beat)),
+        beat.map(|v| v <= 3.0),
+    );
+    for size in ["64B", "1024B"] {
+        let figure = format!("broadcast_deliveries_per_sec_10000_{size}");
+        let times = ours(&figure)
+            .zip(value(table, &figure, NODE_WS))
+            .map(|(a, b)| a / b);
+        row(
+            &format!("broadcast 10k × {size} ≥ 5× Node ws"),
+            format!("{}×", show(times)),
+            times.map(|r| r >= 5.0),
+        );
+    }
+    let echo = ours("echo_messages_per_sec")
+        .zip(value(table, "echo_messages_per_sec", FLOOR))
+        .map(|(a, b)| a / b);
+    row(
+        "echo ≥ 0.9× raw tokio-tungstenite",
+        format!("{}×", show(echo)),
+        echo.map(|r| r >= 0.9),
+    );
+    let p99 = ours("detect_over_bound_p99_ms");
+    let false_positives = ours("detect_false_positives");
+    row(
+        "detection p99 ≤ bound + 100 ms, zero false positives",
+        format!("bound + {} ms, {} false", show(p99), show(false_positives)),
+        p99.zip(false_positives)
+            .map(|(p, f)| p <= 100.0 && f == 0.0),
+    );
+    let attempts = ours("storm_attempts_per_client");
+    let overflows = ours("storm_listen_overflows");
+    row(
+        "storm ≤ 1.2 attempts per client, zero listen overflows",
+        format!("{} attempts, {} overflows", show(attempts), show(overflows)),
+        attempts.zip(overflows).map(|(a, o)| a <= 1.2 && o == 0.0),
+    );
+    md
+}
+
+fn missing(table: &Table) -> String {
+    let mut md = String::from("\n## Missing\n\n");
+    let mut any = false;
+    for row in table.values() {
+        for figure in row.values().filter(|f| f.value.is_none()) {
+            any = true;
+            let why = figure.note.as_deref().unwrap_or("not measured");
+            let _ = writeln!(md, "- {} for {}: {why}", figure.figure, figure.server);
+        }
+    }
+    if !any {
+        md += "Nothing: every scenario gave its figures.\n";
+    }
+    md
+}

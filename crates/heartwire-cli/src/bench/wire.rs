@@ -1,0 +1,132 @@
+//! Opening benchmark connections: TCP from a chosen 127.0.0.x source (each source has
+//! its own ephemeral port range), the WebSocket handshake with small buffers, then the
+//! dialect's opening exchange.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::dialect::{Dialect, Role};
+
+/// An open benchmark connection.
+pub(crate) type Socket = WebSocketStream<TcpStream>;
+
+/// The longest a connection may take to open, handshake and opening exchange included.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The generator's read buffer: frames here are small, and 19k connections share one
+/// process.
+const READ_BUFFER: usize = 4096;
+/// Connections opening at the same time from this process.
+const OPEN_CONCURRENCY: usize = 256;
+
+/// The server under test.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    pub(crate) port: u16,
+    pub(crate) dialect: Dialect,
+}
+
+/// Which 127.0.0.x a connection comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sources {
+    pub(crate) first: u8,
+    pub(crate) count: u8,
+}
+
+impl Sources {
+    /// The source of the `index`th connection.
+    pub(crate) fn nth(self, index: usize) -> Ipv4Addr {
+        let offset = u8::try_from(index % usize::from(self.count.max(1))).unwrap_or(0);
+        Ipv4Addr::new(127, 0, 0, self.first.saturating_add(offset))
+    }
+}
+
+/// Opens a connection for `role` from `source`.
+pub(crate) async fn open(target: Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
+    tokio::time::timeout(OPEN_TIMEOUT, open_now(target, role, source))
+        .await
+        .context("opening timed out")?
+}
+
+async fn open_now(target: Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
+    let socket = TcpSocket::new_v4()?;
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .with_context(|| format!("cannot bind {source}"))?;
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, target.port));
+    let stream = socket.connect(server).await.context("TCP connect failed")?;
+    stream.set_nodelay(true)?;
+    let url = format!(
+        "ws://127.0.0.1:{}{}",
+        target.port,
+        target.dialect.path(role)
+    );
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .context("WebSocket handshake failed")?;
+    for _ in 0..target.dialect.greetings(role) {
+        next_text(&mut ws).await?;
+    }
+    for frame in target.dialect.opening(role) {
+        ws.send(Message::text(frame)).await?;
+        next_text(&mut ws).await?;
+    }
+    Ok(ws)
+}
+
+/// The next text frame; Pings on the way are answered by the WebSocket layer.
+async fn next_text(ws: &mut Socket) -> anyhow::Result<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+            Some(Ok(Message::Close(frame))) => anyhow::bail!("closed while opening: {frame:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(err.into()),
+            None => anyhow::bail!("closed while opening"),
+        }
+    }
+}
+
+/// Opens `count` connections for `role` in this process, 256 at a time; returns the
+/// ones that opened and reports the first failure.
+pub(crate) async fn open_many(
+    target: Target,
+    role: Role,
+    count: usize,
+    sources: Sources,
+) -> Vec<Socket> {
+    let bar = super::progress::bar(u64::try_from(count).unwrap_or(u64::MAX), "connecting");
+    let opened = futures_util::stream::iter(0..count)
+        .map(|index| open(target, role, sources.nth(index)))
+        .buffer_unordered(OPEN_CONCURRENCY)
+        .inspect(|_| bar.inc(1))
+        .collect::<Vec<_>>()
+        .await;
+    bar.finish_and_clear();
+    let mut sockets = Vec::with_capacity(count);
+    let mut failed = 0;
+    for result in opened {
+        match result {
+            Ok(socket) => sockets.push(socket),
+            Err(err) => {
+                if failed == 0 {
+                    eprintln!("bench: a connection failed: {err:#}");
+                }
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("bench: {failed} of {count} connections failed");
+    }
+    sockets
+}
