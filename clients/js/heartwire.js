@@ -438,7 +438,8 @@ export class Heartwire extends EventTarget {
 
   #onMessage({ channel, seq, data }) {
     const known = this.#positions.get(channel);
-    if (known && Number.isFinite(seq)) {
+    // `seq` 0: published into Redis by other software, outside the channel's order.
+    if (known && Number.isFinite(seq) && seq > 0) {
       // Delivered already (a replay overlapping what arrived before the cut).
       if (seq <= known.seq) return;
       if (seq > known.seq + 1) {

@@ -80,6 +80,15 @@ test('a live message past the next expected one reports the skipped ones', () =>
   assert.deepEqual(received, [[5, 'e']]);
 });
 
+test('an unsequenced message (seq 0, published into Redis by other software) is delivered and moves nothing', () => {
+  const { socket, received, events } = subscribedAt(3);
+  socket.receive({ op: 'message', channel: 'c', seq: 0, data: 'from django' });
+  socket.receive({ op: 'message', channel: 'c', seq: 0, data: 'again' });
+  socket.receive({ op: 'message', channel: 'c', seq: 4, data: 'next' });
+  assert.deepEqual(received, [[0, 'from django'], [0, 'again'], [4, 'next']]);
+  assert.deepEqual(gapsOf(events), []);
+});
+
 test('publish ids: a random 64-bit prefix per client and a counter, kept when sent again', () => {
   const one = recordedClient(clock, { random: seededRandom(1) });
   const other = recordedClient(clock, { random: seededRandom(2) });

@@ -87,8 +87,12 @@ impl Positions {
     }
 
     /// Decides what becomes of message `seq` of `channel`, and records it as seen
-    /// unless it is a duplicate.
+    /// unless it is a duplicate. A message with `seq` 0 was published into Redis by
+    /// other software: it has no place in the channel's order and is simply delivered.
     pub(crate) fn handle_message(&mut self, channel: &str, seq: u64) -> Delivery {
+        if seq == 0 {
+            return Delivery::Deliver;
+        }
         let Some(known) = self.by_channel.get_mut(channel) else {
             return Delivery::Deliver;
         };
@@ -168,6 +172,15 @@ mod tests {
             })
         );
         assert_eq!(positions.handle_message("c", 10), Delivery::Deliver);
+    }
+
+    #[test]
+    fn unsequenced_messages_are_delivered_and_move_nothing() {
+        let mut positions = subscribed_at(3);
+        assert_eq!(positions.handle_message("c", 0), Delivery::Deliver);
+        assert_eq!(positions.handle_message("c", 0), Delivery::Deliver);
+        assert_eq!(positions.since("c").map(|p| p.seq), Some(3));
+        assert_eq!(positions.handle_message("c", 4), Delivery::Deliver);
     }
 
     #[test]
