@@ -2,14 +2,15 @@
 //! Redis in another way (flag, environment, config file): a message published on one
 //! reaches the subscribers of the other two.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const PATIENCE: Duration = Duration::from_secs(10);
+use common::{PATIENCE, Running, heartwire};
 
 /// A process killed when dropped.
 struct Process(Child);
@@ -53,33 +54,9 @@ fn start_redis() -> (Process, u16) {
     (redis, port)
 }
 
-/// Starts `heartwire serve` and returns it with the address it printed.
-fn serve(mut command: Command) -> (Process, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("heartwire listening on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (Process(child), addr)
-}
-
-fn heartwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_heartwire"));
-    command
-        .env_remove("HEARTWIRE_LOG")
-        .env_remove("HEARTWIRE_REDIS")
-        .args(["serve", "--listen", "127.0.0.1:0"]);
+fn heartwire_serve() -> Command {
+    let mut command = heartwire();
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
     command
 }
 
@@ -129,24 +106,24 @@ async fn three_processes_share_a_facility_through_redis() {
     let (_redis, port) = start_redis();
     let url = format!("redis://127.0.0.1:{port}/");
 
-    let mut by_flag = heartwire();
+    let mut by_flag = heartwire_serve();
     by_flag.args(["--redis", &url]);
-    let (_first, first) = serve(by_flag);
+    let first = Running::start(by_flag);
 
-    let mut by_env = heartwire();
+    let mut by_env = heartwire_serve();
     by_env.env("HEARTWIRE_REDIS", &url);
-    let (_second, second) = serve(by_env);
+    let second = Running::start(by_env);
 
     let dir = std::env::temp_dir().join(format!("heartwire-redis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("heartwire.toml");
     std::fs::write(&file, format!("redis = \"{url}\"\n")).unwrap();
-    let mut by_file = heartwire();
+    let mut by_file = heartwire_serve();
     by_file.arg("--config").arg(&file);
-    let (_third, third) = serve(by_file);
+    let third = Running::start(by_file);
 
     let mut readers = Vec::new();
-    for addr in [&second, &third] {
+    for addr in [&second.addr, &third.addr] {
         let url = format!("ws://{addr}/ws/chat?subscribe-broadcast");
         readers.push(tokio_tungstenite::connect_async(url).await.unwrap().0);
     }
@@ -162,8 +139,8 @@ async fn three_processes_share_a_facility_through_redis() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_until_ok(&first).await;
-    let url = format!("ws://{first}/ws/chat?publish-broadcast");
+    wait_until_ok(&first.addr).await;
+    let url = format!("ws://{}/ws/chat?publish-broadcast", first.addr);
     let (mut writer, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     writer
         .send(Message::text("across processes"))

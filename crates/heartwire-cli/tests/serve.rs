@@ -1,66 +1,15 @@
 //! `heartwire serve` as a process: configuration from flags, environment and file,
 //! clear errors with a non-zero exit, and a graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+
+use common::{PATIENCE, Running, heartwire};
 
 use futures_util::StreamExt;
 use heartwire_core::protocol::ServerFrame;
 use tokio_tungstenite::tungstenite::Message;
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn heartwire() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_heartwire"));
-    command.env_remove("HEARTWIRE_LOG").stdin(Stdio::null());
-    command
-}
-
-/// A running `heartwire serve` and the address it printed.
-struct Running {
-    child: Child,
-    addr: String,
-}
-
-impl Running {
-    fn start(mut command: Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("heartwire listening on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, addr }
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "heartwire did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn hello(addr: &str) -> (u64, u64) {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))

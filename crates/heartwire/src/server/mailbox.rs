@@ -119,21 +119,7 @@ impl Mailbox {
     /// Queues `item` for the connection. Returns `false`, and marks the connection a
     /// slow consumer, when the queue is full or the connection is ending.
     pub fn deliver(&self, item: Outbound) -> bool {
-        let accepted = {
-            let mut state = self.lock();
-            if state.signal.is_some() {
-                false
-            } else if state.queue.len() >= self.capacity {
-                state.signal = Some(Signal::SlowConsumer);
-                state.queue = VecDeque::new();
-                false
-            } else {
-                state.queue.push_back(item);
-                true
-            }
-        };
-        self.waker.wake();
-        accepted
+        self.deliver_all([item])
     }
 
     /// Queues a subscription's confirmation and the messages it recovers, all at once.
