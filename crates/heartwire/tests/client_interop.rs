@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 const WITHIN: Duration = Duration::from_secs(10);
@@ -246,4 +247,58 @@ async fn refused_handshake_everywhere_closes_the_client() {
         panic!("{closed:?}")
     };
     assert!(why.contains("HTTP 404"), "{why}");
+}
+
+#[tokio::test]
+async fn every_attempt_carries_a_fresh_token() {
+    // A server that records each handshake's Authorization header and closes at once
+    // with 1011, so the client must come back again and again.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let record = |request: &Request, response: Response| {
+                    let header = request.headers().get("authorization");
+                    let value = header
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("none");
+                    let _ = seen_tx.send(value.to_owned());
+                    Ok(response)
+                };
+                let mut socket = tokio_tungstenite::accept_hdr_async(tcp, record)
+                    .await
+                    .unwrap();
+                let close = CloseFrame {
+                    code: 1011.into(),
+                    reason: "try again".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                while socket.next().await.is_some_and(|frame| frame.is_ok()) {}
+            });
+        }
+    });
+
+    let issued = Arc::new(AtomicUsize::new(0));
+    let mut config = quick_config(&url);
+    let counter = Arc::clone(&issued);
+    config.token = Some(Arc::new(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move { Some(format!("token-{n}")) })
+    }));
+    let (client, _events) = client::connect(config).unwrap();
+    let mut headers = Vec::new();
+    for _ in 0..3 {
+        let header = tokio::time::timeout(WITHIN, seen.recv())
+            .await
+            .expect("an attempt in time");
+        headers.push(header.expect("the server runs"));
+    }
+    assert_eq!(
+        headers,
+        ["Bearer token-1", "Bearer token-2", "Bearer token-3"]
+    );
+    client.close();
 }
