@@ -260,6 +260,8 @@ async fn every_attempt_carries_a_fresh_token() {
         while let Ok((tcp, _)) = listener.accept().await {
             let seen_tx = seen_tx.clone();
             tokio::spawn(async move {
+                // The error type is tungstenite's handshake callback's own.
+                #[allow(clippy::result_large_err)]
                 let record = |request: &Request, response: Response| {
                     let header = request.headers().get("authorization");
                     let value = header
