@@ -302,6 +302,21 @@ fn refuse(origin: &Mailbox, id: Option<String>, reason: &str) {
     });
 }
 
+/// Waits for the next tick at which Redis is up, for the periodic jobs of a broker;
+/// `None` once the broker is gone.
+async fn next_tick_while_up(
+    tick: &mut tokio::time::Interval,
+    shared: &std::sync::Weak<Shared>,
+) -> Option<Arc<Shared>> {
+    loop {
+        tick.tick().await;
+        let shared = shared.upgrade()?;
+        if shared.is_up() {
+            return Some(shared);
+        }
+    }
+}
+
 /// Refreshes the history's expiry of every channel with local subscribers, so that
 /// a quiet channel keeps its epoch while anyone listens.
 async fn keep_history_alive(shared: std::sync::Weak<Shared>) {
@@ -312,14 +327,7 @@ async fn keep_history_alive(shared: std::sync::Weak<Shared>) {
         Duration::from_millis(shared.ttl_ms() / 4)
     };
     let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if !shared.is_up() {
-            continue;
-        }
+    while let Some(shared) = next_tick_while_up(&mut tick, &shared).await {
         let in_use = shared.channels().in_use();
         for names in in_use {
             let mut invocation = TOUCH.prepare_invoke();

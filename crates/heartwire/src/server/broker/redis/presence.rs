@@ -174,14 +174,7 @@ pub(super) async fn rejoin(shared: Arc<Shared>) {
 /// the channels this node has members on, every [`PROBE_EVERY`].
 pub(super) async fn keep_node_alive(shared: Weak<Shared>) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if !shared.is_up() {
-            continue;
-        }
+    while let Some(shared) = super::next_tick_while_up(&mut tick, &shared).await {
         if let Err(err) = shared.refresh_node().await {
             tracing::debug!(%err, "cannot refresh the node's liveness key");
             continue;
