@@ -102,12 +102,6 @@ struct ServeOptions {
     #[arg(long, env = "HEARTWIRE_OUTBOUND_QUEUE", value_name = "N")]
     outbound_queue: Option<usize>,
 
-    /// Bytes a connection reads from its socket at a time. The buffer lives as long as
-    /// the connection, so it is most of an idle connection's memory; larger messages
-    /// take more reads (e.g. 512, 4KiB) [default: 4KiB]
-    #[arg(long, env = "HEARTWIRE_READ_BUFFER_SIZE", value_name = "SIZE")]
-    read_buffer_size: Option<ByteSize>,
-
     /// Messages kept per channel, so that a client that reconnects with its last
     /// position receives exactly what it missed [default: 1000]
     #[arg(long, env = "HEARTWIRE_HISTORY_SIZE", value_name = "N")]
@@ -178,7 +172,6 @@ impl ServeOptions {
             shutdown_spread: self.shutdown_spread.or(file.shutdown_spread),
             handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
             outbound_queue: self.outbound_queue.or(file.outbound_queue),
-            read_buffer_size: self.read_buffer_size.or(file.read_buffer_size),
             history_size: self.history_size.or(file.history_size),
             history_ttl: self.history_ttl.or(file.history_ttl),
             dedup_window: self.dedup_window.or(file.dedup_window),
@@ -208,12 +201,6 @@ impl ServeOptions {
             }
             None => default.max_message_size,
         };
-        let read_buffer_size = match self.read_buffer_size {
-            Some(size) => {
-                usize::try_from(size.as_u64()).context("read-buffer-size is too large")?
-            }
-            None => default.read_buffer_size,
-        };
         let heartbeat_replies = self
             .heartbeat_reply
             .iter()
@@ -235,7 +222,6 @@ impl ServeOptions {
             shutdown_spread: self.shutdown_spread.unwrap_or(default.shutdown_spread),
             handshake_timeout: self.handshake_timeout.unwrap_or(default.handshake_timeout),
             outbound_queue: self.outbound_queue.unwrap_or(default.outbound_queue),
-            read_buffer_size,
             history_size: self.history_size.unwrap_or(default.history_size),
             history_ttl: self.history_ttl.unwrap_or(default.history_ttl),
             dedup_window: self.dedup_window.unwrap_or(default.dedup_window),

@@ -74,9 +74,6 @@ pub struct ServerConfig {
     /// How long a publish id is remembered, so a publish sent again after a
     /// reconnect is not published twice.
     pub dedup_window: Duration,
-    /// Initial size of a connection's read buffer, in bytes; it grows for larger
-    /// frames only while they are read.
-    pub read_buffer_size: usize,
     /// Channels whose members are tracked (join and leave events, `presence`
     /// queries): glob patterns where `*` matches any run of characters, such as
     /// `room:*`.
@@ -104,7 +101,6 @@ impl Default for ServerConfig {
             history_size: 1000,
             history_ttl: Duration::from_secs(300),
             dedup_window: Duration::from_secs(120),
-            read_buffer_size: 4096,
             presence: Vec::new(),
         }
     }

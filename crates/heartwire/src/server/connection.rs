@@ -7,9 +7,9 @@
 //!    [`Endpoint`];
 //! 2. the mailbox's signals (slow consumer, shutdown), which start a close;
 //! 3. the liveness deadline and the actions it yields;
-//! 4. writes: replies first, then mailbox items, only as fast as the socket takes
-//!    them. A client that stops reading fills its mailbox and is closed as a slow
-//!    consumer; its backlog is dropped, not kept.
+//! 4. writes: replies first, then mailbox items, gathered into batches and only as
+//!    fast as the kernel takes them. A client that stops reading fills its mailbox
+//!    and is closed as a slow consumer; its backlog is dropped, not kept.
 //!
 //! Reading pauses while too many replies wait to be written, so a client that floods
 //! requests without reading the answers is slowed by TCP, not buffered for.
@@ -20,69 +20,78 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use futures_util::{Sink, Stream};
 use heartwire_core::liveness::Action;
 use heartwire_core::{DisconnectReason, Liveness};
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::endpoint::{Endpoint, Session};
 use super::mailbox::Signal;
 use super::registry::Slot;
+use super::websocket::Socket;
 
 /// Replies that may wait to be written before reading pauses.
 const REPLY_HIGH_WATER: usize = 32;
-/// Frames read per wake-up before the task yields to others.
-const READ_BUDGET: usize = 64;
+/// Socket reads per wake-up before the task yields to others.
+const READ_BUDGET: usize = 4;
+/// Batches written per wake-up before the task yields to others.
+const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
 
 /// Runs a connection until it ends, then releases everything it held.
-pub(crate) async fn run<E: Endpoint>(socket: WebSocket, endpoint: E, mut slot: Slot) {
+pub(crate) async fn run<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) {
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
     let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
     let mut connection = Connection {
+        socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        socket,
-        reading: true,
-        unflushed: false,
-        endpoint,
-        liveness,
-        session: Session {
-            server,
-            mailbox,
-            replies: VecDeque::new(),
+        handler: Handler {
+            reading: true,
+            endpoint,
+            liveness,
+            session: Session {
+                server,
+                mailbox,
+                replies: VecDeque::new(),
+            },
+            ended: None,
         },
-        ended: None,
     };
-    connection.endpoint.on_open(&mut connection.session);
+    let handler = &mut connection.handler;
+    handler.endpoint.on_open(&mut handler.session);
     let reason = poll_fn(|cx| connection.poll_drive(cx)).await;
-    connection.endpoint.on_close(&mut connection.session);
-    connection.session.server.metrics.disconnected(&reason);
-    tracing::debug!(connection = connection.session.mailbox.id(), %reason, "connection ended");
+    let handler = &mut connection.handler;
+    handler.endpoint.on_close(&mut handler.session);
+    handler.session.server.metrics.disconnected(&reason);
+    tracing::debug!(connection = handler.session.mailbox.id(), %reason, "connection ended");
     drop(slot);
 }
 
 struct Connection<E> {
-    socket: WebSocket,
-    /// Whether the socket may still yield frames.
-    reading: bool,
-    /// Whether frames were handed to the socket and not yet flushed.
-    unflushed: bool,
-    endpoint: E,
-    liveness: Liveness,
+    socket: Socket,
     timer: Pin<Box<Sleep>>,
     /// The deadline the timer is set to, while it has not fired.
     armed: Option<Instant>,
+    handler: Handler<E>,
+}
+
+/// What a connection does with messages, signals and deadlines; everything but the
+/// socket and the timer.
+struct Handler<E> {
+    /// Whether the socket may still yield frames.
+    reading: bool,
+    endpoint: E,
+    liveness: Liveness,
     session: Session,
     /// Set once the liveness machine has said `Drop`.
     ended: Option<DisconnectReason>,
@@ -90,58 +99,70 @@ struct Connection<E> {
 
 impl<E: Endpoint> Connection<E> {
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
-        self.session.mailbox.register(cx);
+        self.handler.session.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
             let read_budget_left = self.poll_read(cx, now);
-            self.check_signals(now);
-            if self
+            let handler = &mut self.handler;
+            handler.check_signals(now);
+            if handler
                 .liveness
                 .poll_timeout()
                 .is_some_and(|deadline| deadline <= now)
             {
-                self.liveness.handle_timeout(now);
+                handler.liveness.handle_timeout(now);
             }
-            self.take_actions();
-            self.poll_write(cx);
-            if let Some(reason) = self.ended.take() {
+            handler.take_actions();
+            let write_budget_left = self.poll_write(cx);
+            if let Some(reason) = self.handler.ended.take() {
                 return Poll::Ready(reason);
             }
-            if self.liveness.is_over() {
+            if self.handler.liveness.is_over() {
                 continue;
             }
             if !self.arm_timer(cx) {
                 continue;
             }
-            if !read_budget_left {
+            if !read_budget_left || !write_budget_left {
                 break;
+            }
+            if self.handler.session.replies.is_empty() {
+                // An idle connection keeps no reply queue.
+                self.handler.session.replies = VecDeque::new();
             }
             return Poll::Pending;
         }
-        // Out of budget with work left: let other connections run first.
-        cx.waker().wake_by_ref();
+        // Out of budget with work left: let other connections, timers and I/O
+        // readiness go first, as `tokio::task::yield_now` does. (A plain self-wake
+        // would be polled again before the runtime looks at I/O.)
+        let _ = pin!(tokio::task::yield_now()).poll(cx);
         Poll::Pending
     }
 
     /// Reads what the socket holds. Returns `false` when the read budget ran out.
     fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let handler = &mut self.handler;
         for _ in 0..READ_BUDGET {
-            let backlog = self.session.replies.len();
-            if !self.reading || self.liveness.is_over() || backlog >= REPLY_HIGH_WATER {
+            let backlog = handler.session.replies.len();
+            if !handler.reading || handler.liveness.is_over() || backlog >= REPLY_HIGH_WATER {
                 return true;
             }
-            match Pin::new(&mut self.socket).poll_next(cx) {
-                Poll::Ready(Some(Ok(message))) => self.on_message(message, now),
-                Poll::Ready(Some(Err(err))) => {
-                    self.reading = false;
-                    self.on_read_error(err, now);
-                }
-                Poll::Ready(None) => {
-                    self.reading = false;
-                    self.liveness
+            match self
+                .socket
+                .poll_read(cx, &mut |message| handler.on_message(message, now))
+            {
+                Poll::Ready(Ok(0)) => {
+                    handler.reading = false;
+                    handler
+                        .liveness
                         .handle_transport_end(DisconnectReason::Transport(
                             "connection closed without a close frame".into(),
                         ));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(reason)) => {
+                    handler.reading = false;
+                    handler.start_close(reason, None, now);
                 }
                 Poll::Pending => return true,
             }
@@ -149,6 +170,64 @@ impl<E: Endpoint> Connection<E> {
         false
     }
 
+    /// Hands replies, then mailbox items, to the socket in batches while the kernel
+    /// takes them. Returns `false` when the write budget ran out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let handler = &mut self.handler;
+        let mut budget_left = false;
+        for _ in 0..WRITE_BUDGET {
+            let gathered = handler.gather(&mut self.socket);
+            match self.socket.poll_write(cx) {
+                Poll::Ready(Ok(())) if gathered == 0 => {
+                    budget_left = true;
+                    break;
+                }
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(reason)) => {
+                    handler.session.replies.clear();
+                    self.socket.discard_unsent();
+                    handler.liveness.handle_transport_end(reason);
+                    budget_left = true;
+                    break;
+                }
+                Poll::Pending => {
+                    budget_left = true;
+                    break;
+                }
+            }
+        }
+        // A close after a read error cannot be answered: once it is out, we are done.
+        let written = handler.session.replies.is_empty() && !self.socket.has_unsent();
+        if !handler.reading && handler.liveness.is_closing() && written {
+            handler
+                .liveness
+                .handle_transport_end(DisconnectReason::Transport(
+                    "closed after a read error".into(),
+                ));
+            handler.take_actions();
+        }
+        budget_left
+    }
+
+    /// Sets the timer to the liveness deadline and polls it. Returns `false` when it
+    /// has already fired, so the caller goes round again.
+    fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.handler.liveness.poll_timeout() else {
+            return true;
+        };
+        if self.armed.is_none_or(|armed| deadline < armed) {
+            self.timer.as_mut().reset(deadline.into());
+            self.armed = Some(deadline);
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            self.armed = None;
+            return false;
+        }
+        true
+    }
+}
+
+impl<E: Endpoint> Handler<E> {
     fn on_message(&mut self, message: Message, now: Instant) {
         let metrics = &self.session.server.metrics;
         match message {
@@ -175,8 +254,10 @@ impl<E: Endpoint> Connection<E> {
                 metrics.endpoint(E::KIND).messages_in.increment(1);
                 self.endpoint.on_binary(data, &mut self.session);
             }
-            // The WebSocket layer answers Pings itself.
-            Message::Ping(_) => self.liveness.handle_frame(now),
+            Message::Ping(payload) => {
+                self.liveness.handle_frame(now);
+                self.session.reply(Message::Pong(payload));
+            }
             Message::Pong(payload) => {
                 metrics.pongs_received.increment(1);
                 if let Some(rtt) = self.liveness.handle_pong(now, &payload) {
@@ -184,39 +265,24 @@ impl<E: Endpoint> Connection<E> {
                 }
             }
             Message::Close(frame) => {
+                let answer = !self.liveness.is_closing() && !self.liveness.is_over();
                 let (code, reason) = match &frame {
-                    Some(frame) => (Some(frame.code), frame.reason.as_str()),
+                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.as_str()),
                     None => (None, ""),
                 };
                 self.liveness.handle_close_received(now, code, reason);
-                // The WebSocket layer has queued its answering close frame: flush it
-                // before the socket is dropped.
-                self.unflushed = true;
+                if answer {
+                    // The peer closed first: answer with its code, as RFC 6455 §5.5.1 asks.
+                    let echo = frame.map(|frame| CloseFrame {
+                        code: frame.code,
+                        reason: Utf8Bytes::default(),
+                    });
+                    self.session.reply(Message::Close(echo));
+                }
             }
+            // The reader never yields raw frames.
+            Message::Frame(_) => {}
         }
-    }
-
-    fn on_read_error(&mut self, err: axum::Error, now: Instant) {
-        let reason = match err.into_inner().downcast::<WsError>() {
-            Ok(err) => match *err {
-                WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                    DisconnectReason::MessageTooBig
-                }
-                WsError::Utf8(_) => DisconnectReason::InvalidUtf8,
-                WsError::Protocol(err) => DisconnectReason::ProtocolError(err.to_string()),
-                other => {
-                    self.liveness
-                        .handle_transport_end(DisconnectReason::Transport(other.to_string()));
-                    return;
-                }
-            },
-            Err(other) => {
-                self.liveness
-                    .handle_transport_end(DisconnectReason::Transport(other.to_string()));
-                return;
-            }
-        };
-        self.start_close(reason, None, now);
     }
 
     fn check_signals(&mut self, now: Instant) {
@@ -238,7 +304,8 @@ impl<E: Endpoint> Connection<E> {
         }
     }
 
-    /// Sends a close frame for `reason` (with `text`, or the reason's own words).
+    /// Sends a close frame for `reason` (with `text`, or the reason's own words), or
+    /// ends the connection at once when the reason is the transport's.
     fn start_close(&mut self, reason: DisconnectReason, text: Option<String>, now: Instant) {
         let Some(code) = reason.close_code() else {
             self.liveness.handle_transport_end(reason);
@@ -252,7 +319,7 @@ impl<E: Endpoint> Connection<E> {
             self.session.replies.clear();
         }
         let frame = CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from(text),
         };
         self.session.reply(Message::Close(Some(frame)));
@@ -278,7 +345,7 @@ impl<E: Endpoint> Connection<E> {
                 }
                 Action::SendClose { code, reason } => {
                     let frame = CloseFrame {
-                        code,
+                        code: code.into(),
                         reason: Utf8Bytes::from_static(reason),
                     };
                     self.session.replies.push_back(Message::Close(Some(frame)));
@@ -288,15 +355,11 @@ impl<E: Endpoint> Connection<E> {
         }
     }
 
-    /// Hands replies, then mailbox items, to the socket while it takes them, and
-    /// flushes.
-    fn poll_write(&mut self, cx: &mut Context<'_>) {
-        loop {
-            match Pin::new(&mut self.socket).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(err)) => return self.on_write_error(err),
-                Poll::Pending => break,
-            }
+    /// Queues replies, then mailbox items, on the socket until it has a batch.
+    /// Returns how many frames were queued.
+    fn gather(&mut self, socket: &mut Socket) -> usize {
+        let mut gathered = 0;
+        while socket.wants_more() {
             let message = if let Some(reply) = self.session.replies.pop_front() {
                 reply
             } else if self.liveness.is_closing() || self.liveness.is_over() {
@@ -317,51 +380,10 @@ impl<E: Endpoint> Connection<E> {
                     .messages_out
                     .increment(1);
             }
-            if let Err(err) = Pin::new(&mut self.socket).start_send(message) {
-                return self.on_write_error(err);
-            }
-            self.unflushed = true;
+            socket.queue(&message);
+            gathered += 1;
         }
-        if self.unflushed {
-            match Pin::new(&mut self.socket).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(err)) => return self.on_write_error(err),
-                Poll::Pending => {}
-            }
-        }
-        // A close after a read error cannot be answered: once it is out, we are done.
-        let written = self.session.replies.is_empty() && !self.unflushed;
-        if !self.reading && self.liveness.is_closing() && written {
-            self.liveness
-                .handle_transport_end(DisconnectReason::Transport(
-                    "closed after a read error".into(),
-                ));
-            self.take_actions();
-        }
-    }
-
-    fn on_write_error(&mut self, err: axum::Error) {
-        self.session.replies.clear();
-        self.unflushed = false;
-        self.liveness
-            .handle_transport_end(DisconnectReason::Transport(err.to_string()));
-    }
-
-    /// Sets the timer to the liveness deadline and polls it. Returns `false` when it
-    /// has already fired, so the caller goes round again.
-    fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.liveness.poll_timeout() else {
-            return true;
-        };
-        if self.armed.is_none_or(|armed| deadline < armed) {
-            self.timer.as_mut().reset(deadline.into());
-            self.armed = Some(deadline);
-        }
-        if self.timer.as_mut().poll(cx).is_ready() {
-            self.armed = None;
-            return false;
-        }
-        true
+        gathered
     }
 }
 

@@ -21,6 +21,7 @@ mod metrics;
 mod registry;
 mod routes;
 mod state;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use super::endpoint::native::Native;
 use super::endpoint::ws4redis::Ws4Redis;
 use super::registry::Registry;
 use super::state::ServerState;
+use super::websocket::Upgrade;
 
 const INDEX_HTML: &str = include_str!("../../../../clients/js/index.html");
 const HEARTWIRE_JS: &str = include_str!("../../../../clients/js/heartwire.js");
@@ -51,11 +51,11 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn native(State(state): State<Arc<ServerState>>, upgrade: WebSocketUpgrade) -> Response {
+async fn native(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
     accept(state, upgrade, Native::default())
 }
 
-async fn echo(State(state): State<Arc<ServerState>>, upgrade: WebSocketUpgrade) -> Response {
+async fn echo(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
     accept(state, upgrade, Echo)
 }
 
@@ -63,7 +63,7 @@ async fn ws4redis(
     State(state): State<Arc<ServerState>>,
     Path(facility): Path<String>,
     RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
     match Ws4Redis::from_request(&facility, query.as_deref()) {
         Ok(endpoint) => accept(state, upgrade, endpoint),
@@ -73,11 +73,7 @@ async fn ws4redis(
 
 /// Upgrades to a WebSocket driven by `endpoint`, or refuses with 503 when the server
 /// holds `max-connections` already or is shutting down.
-fn accept<E: Endpoint>(
-    state: Arc<ServerState>,
-    upgrade: WebSocketUpgrade,
-    endpoint: E,
-) -> Response {
+fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -> Response {
     let Some(slot) = Registry::reserve(&state) else {
         state.metrics.rejected_at_capacity.increment(1);
         let reason = if state.registry.is_draining() {
@@ -92,15 +88,9 @@ fn accept<E: Endpoint>(
         )
             .into_response();
     };
-    let config = &state.config;
-    upgrade
-        .read_buffer_size(config.read_buffer_size)
-        // Frames go to the kernel as they are written; user space holds only what the
-        // socket cannot take yet.
-        .write_buffer_size(0)
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size)
-        .on_upgrade(move |socket| connection::run(socket, endpoint, slot))
+    upgrade.on_upgrade(state.config.max_message_size, move |socket| {
+        connection::run(socket, endpoint, slot)
+    })
 }
 
 async fn healthz(State(state): State<Arc<ServerState>>) -> Response {

@@ -16,9 +16,9 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use heartwire_core::protocol::{Position, encode_delivery};
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::MemoryBroker;
 pub use redis::{RedisBroker, RedisConfig};

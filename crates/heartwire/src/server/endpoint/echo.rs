@@ -1,7 +1,7 @@
 //! `/echo`: every data frame goes back as it came (conformance runs, benchmarks).
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Endpoint, Session};
 use crate::server::mailbox::Outbound;

@@ -12,8 +12,8 @@ pub(crate) mod ws4redis;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::mailbox::{Mailbox, Outbound};
 use super::metrics::Endpoint as EndpointKind;

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use heartwire_core::{Error, ErrorCode};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Endpoint, Session};
 use crate::server::broker::{Payload, PublishRequest, SubscribeRequest};

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 use heartwire_core::protocol::validate_channel;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Endpoint, Session};
 use crate::server::broker::{Payload, PublishRequest, SubscribeRequest};

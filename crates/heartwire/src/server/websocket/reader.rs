@@ -1,0 +1,477 @@
+//! Frames in, messages out: RFC 6455 decoding of what a client sends, without I/O.
+//!
+//! The [`Reader`] is fed the bytes of each socket read and decodes every complete
+//! frame in them where they lie. It keeps bytes only for a frame that is not complete
+//! yet and for a fragmented message being assembled, and gives that memory back as
+//! soon as the frame or message is done, so an idle connection holds no buffer.
+//!
+//! Every violation is a typed [`DisconnectReason`] carrying the close code to send:
+//! 1002 for a malformed frame, 1007 for invalid UTF-8, 1009 for a message over the
+//! limit.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use heartwire_core::DisconnectReason;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+
+/// The largest payload of a control frame (RFC 6455 §5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// Decodes a client's frames. See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Reader {
+    max_message_size: usize,
+    /// The bytes of a frame that has not fully arrived; empty between frames.
+    partial: Vec<u8>,
+    /// A message that came in fragments and has not ended yet.
+    fragmented: Option<Box<Fragmented>>,
+    /// A close frame was decoded: nothing after it is read.
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Fragmented {
+    text: bool,
+    data: Vec<u8>,
+    /// How much of `data` is known to be valid UTF-8 (text only).
+    validated: usize,
+}
+
+impl Reader {
+    pub(crate) fn new(max_message_size: usize) -> Self {
+        Self {
+            max_message_size,
+            partial: Vec::new(),
+            fragmented: None,
+            closed: false,
+        }
+    }
+
+    /// Starts from bytes that arrived with the handshake; the next [`Reader::feed`]
+    /// decodes them first.
+    pub(crate) fn with_input(max_message_size: usize, input: &[u8]) -> Self {
+        let mut reader = Self::new(max_message_size);
+        reader.partial.extend_from_slice(input);
+        reader
+    }
+
+    /// Decodes every complete frame of what was kept and of `input` (unmasking it in
+    /// place), passing each message to `on_message`, and keeps the bytes of a frame
+    /// that is not complete. Stops at a close frame.
+    pub(crate) fn feed(
+        &mut self,
+        input: &mut [u8],
+        on_message: &mut impl FnMut(Message),
+    ) -> Result<(), DisconnectReason> {
+        if self.closed {
+            return Ok(());
+        }
+        if self.partial.is_empty() {
+            let used = self.decode(input, on_message)?;
+            if !self.closed {
+                self.partial.extend_from_slice(&input[used..]);
+            }
+            return Ok(());
+        }
+        let mut buffer = std::mem::take(&mut self.partial);
+        buffer.extend_from_slice(input);
+        let used = self.decode(&mut buffer, on_message)?;
+        if !self.closed && used < buffer.len() {
+            buffer.drain(..used);
+            self.partial = buffer;
+        }
+        Ok(())
+    }
+
+    /// Decodes the complete frames at the start of `buffer`; returns how many bytes
+    /// they took.
+    fn decode(
+        &mut self,
+        buffer: &mut [u8],
+        on_message: &mut impl FnMut(Message),
+    ) -> Result<usize, DisconnectReason> {
+        let mut used = 0;
+        while !self.closed {
+            let mut cursor = Cursor::new(&buffer[used..]);
+            let parsed = FrameHeader::parse(&mut cursor)
+                .map_err(|err| DisconnectReason::ProtocolError(err.to_string()))?;
+            let Some((header, length)) = parsed else {
+                break;
+            };
+            let mask = self.check(&header, length)?;
+            let start = used + cursor.position() as usize;
+            let available = (buffer.len() - start) as u64;
+            if available < length {
+                break;
+            }
+            let end = start + length as usize;
+            let payload = &mut buffer[start..end];
+            unmask(payload, mask);
+            used = end;
+            self.on_frame(header, payload, on_message)?;
+        }
+        Ok(used)
+    }
+
+    /// Checks a frame's header before its payload is waited for; returns its mask.
+    fn check(&self, header: &FrameHeader, length: u64) -> Result<[u8; 4], DisconnectReason> {
+        let violation = |detail: &str| Err(DisconnectReason::ProtocolError(detail.into()));
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return violation("reserved bits set without an extension");
+        }
+        let Some(mask) = header.mask else {
+            return violation("unmasked frame from a client");
+        };
+        match header.opcode {
+            OpCode::Control(_) if !header.is_final => violation("fragmented control frame"),
+            OpCode::Control(_) if length > MAX_CONTROL_PAYLOAD => {
+                violation("control frame payload over 125 bytes")
+            }
+            OpCode::Control(_) => Ok(mask),
+            OpCode::Data(_) => {
+                let so_far = self
+                    .fragmented
+                    .as_ref()
+                    .map_or(0, |message| message.data.len());
+                if so_far as u64 + length > self.max_message_size as u64 {
+                    return Err(DisconnectReason::MessageTooBig);
+                }
+                Ok(mask)
+            }
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message),
+    ) -> Result<(), DisconnectReason> {
+        let violation = |detail: &str| Err(DisconnectReason::ProtocolError(detail.into()));
+        match header.opcode {
+            OpCode::Control(Control::Ping) => {
+                on_message(Message::Ping(Bytes::copy_from_slice(payload)));
+            }
+            OpCode::Control(Control::Pong) => {
+                on_message(Message::Pong(Bytes::copy_from_slice(payload)));
+            }
+            OpCode::Control(Control::Close) => {
+                self.closed = true;
+                self.partial = Vec::new();
+                self.fragmented = None;
+                on_message(Message::Close(close_frame(payload)?));
+            }
+            OpCode::Control(Control::Reserved(code)) => {
+                return violation(&format!("reserved control opcode {code:#x}"));
+            }
+            OpCode::Data(Data::Reserved(code)) => {
+                return violation(&format!("reserved data opcode {code:#x}"));
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some(message) = self.fragmented.as_mut() else {
+                    return violation("continuation frame with no message to continue");
+                };
+                message.data.extend_from_slice(payload);
+                if message.text {
+                    validate_utf8(message, header.is_final)?;
+                }
+                if header.is_final {
+                    let message = self.fragmented.take().expect("checked above");
+                    on_message(assemble(*message)?);
+                }
+            }
+            OpCode::Data(kind) => {
+                if self.fragmented.is_some() {
+                    return violation("a new message began before the last one ended");
+                }
+                let text = kind == Data::Text;
+                if header.is_final {
+                    let data = Bytes::copy_from_slice(payload);
+                    on_message(if text {
+                        Message::Text(
+                            Utf8Bytes::try_from(data).map_err(|_| DisconnectReason::InvalidUtf8)?,
+                        )
+                    } else {
+                        Message::Binary(data)
+                    });
+                } else {
+                    let mut message = Fragmented {
+                        text,
+                        data: payload.to_vec(),
+                        validated: 0,
+                    };
+                    if text {
+                        validate_utf8(&mut message, false)?;
+                    }
+                    self.fragmented = Some(Box::new(message));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks what arrived of a fragmented text message, so invalid UTF-8 fails as soon
+/// as it is seen; a character cut at the end of a fragment is allowed unless the
+/// message ends there.
+fn validate_utf8(message: &mut Fragmented, is_final: bool) -> Result<(), DisconnectReason> {
+    match std::str::from_utf8(&message.data[message.validated..]) {
+        Ok(_) => message.validated = message.data.len(),
+        Err(err) if err.error_len().is_none() && !is_final => {
+            message.validated += err.valid_up_to();
+        }
+        Err(_) => return Err(DisconnectReason::InvalidUtf8),
+    }
+    Ok(())
+}
+
+fn assemble(message: Fragmented) -> Result<Message, DisconnectReason> {
+    let data = Bytes::from(message.data);
+    if message.text {
+        // Validated fragment by fragment already.
+        let text = Utf8Bytes::try_from(data).map_err(|_| DisconnectReason::InvalidUtf8)?;
+        Ok(Message::Text(text))
+    } else {
+        Ok(Message::Binary(data))
+    }
+}
+
+/// The status code and reason of a close frame's payload (RFC 6455 §5.5.1, §7.4).
+fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, DisconnectReason> {
+    let violation = |detail: &str| Err(DisconnectReason::ProtocolError(detail.into()));
+    match payload {
+        [] => Ok(None),
+        [_] => violation("close frame with a one-byte payload"),
+        [high, low, reason @ ..] => {
+            let code = CloseCode::from(u16::from_be_bytes([*high, *low]));
+            if !code.is_allowed() {
+                return violation(&format!("close code {code} is not allowed on the wire"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| DisconnectReason::InvalidUtf8)?;
+            Ok(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            }))
+        }
+    }
+}
+
+/// Applies a client's masking key (RFC 6455 §5.3), four bytes at a time.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let key = u32::from_ne_bytes(mask);
+    let mut words = payload.chunks_exact_mut(4);
+    for word in &mut words {
+        let value = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]) ^ key;
+        word.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (byte, key) in words.into_remainder().iter_mut().zip(mask) {
+        *byte ^= key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A client frame: opcode, FIN, payload, masked.
+    fn frame(opcode: u8, is_final: bool, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![opcode | if is_final { 0x80 } else { 0 }];
+        match payload.len() {
+            len @ 0..=125 => bytes.push(0x80 | len as u8),
+            len @ 126..=0xffff => {
+                bytes.push(0x80 | 126);
+                bytes.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                bytes.push(0x80 | 127);
+                bytes.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        bytes.extend_from_slice(&MASK);
+        bytes.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, k)| b ^ k));
+        bytes
+    }
+
+    fn read_all(reader: &mut Reader, input: &[u8]) -> Result<Vec<Message>, DisconnectReason> {
+        let mut messages = Vec::new();
+        reader.feed(&mut input.to_vec(), &mut |message| messages.push(message))?;
+        Ok(messages)
+    }
+
+    #[test]
+    fn decodes_every_frame_of_a_read_and_holds_nothing_afterwards() {
+        let mut reader = Reader::new(1024);
+        let mut input = frame(0x1, true, b"hello");
+        input.extend(frame(0x2, true, &[1, 2, 3, 4, 5, 6, 7]));
+        input.extend(frame(0x9, true, b"p"));
+        let messages = read_all(&mut reader, &input).unwrap();
+        assert_eq!(
+            messages,
+            [
+                Message::Text("hello".into()),
+                Message::Binary(vec![1, 2, 3, 4, 5, 6, 7].into()),
+                Message::Ping(Bytes::from_static(b"p")),
+            ]
+        );
+        assert_eq!(reader.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_is_kept_until_complete_then_released() {
+        let mut reader = Reader::new(1024);
+        let input = frame(0x1, true, &[b'x'; 300]);
+        for cut in [1, 2, 4, 10, 299] {
+            assert!(read_all(&mut reader, &input[..cut]).unwrap().is_empty());
+            let rest = read_all(&mut reader, &input[cut..]).unwrap();
+            assert_eq!(rest, [Message::Text("x".repeat(300).into())]);
+            assert_eq!(reader.partial.capacity(), 0, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn fragments_are_assembled_with_control_frames_between_them() {
+        let mut reader = Reader::new(1024);
+        let mut input = frame(0x1, false, "caf".as_bytes());
+        input.extend(frame(0x9, true, b""));
+        // 'é' is cut between two fragments.
+        input.extend(frame(0x0, false, &[0xc3]));
+        input.extend(frame(0x0, true, &[0xa9, b'!']));
+        let messages = read_all(&mut reader, &input).unwrap();
+        assert_eq!(
+            messages,
+            [Message::Ping(Bytes::new()), Message::Text("café!".into())]
+        );
+        assert!(reader.fragmented.is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_fails_with_1007_as_soon_as_a_fragment_shows_it() {
+        let mut reader = Reader::new(1024);
+        let result = read_all(&mut reader, &frame(0x1, false, &[b'a', 0xff]));
+        assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
+        let mut reader = Reader::new(1024);
+        let result = read_all(&mut reader, &frame(0x1, true, &[0xc3]));
+        assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
+        let mut reader = Reader::new(1024);
+        let mut input = frame(0x1, false, &[0xc3]);
+        input.extend(frame(0x0, true, b""));
+        assert_eq!(
+            read_all(&mut reader, &input),
+            Err(DisconnectReason::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn size_limit_is_enforced_from_the_header_and_across_fragments() {
+        let mut reader = Reader::new(100);
+        // Only the header has arrived: the frame is refused before its payload.
+        let header = &frame(0x2, true, &[0; 101])[..8];
+        assert_eq!(
+            read_all(&mut reader, header),
+            Err(DisconnectReason::MessageTooBig)
+        );
+        let mut reader = Reader::new(100);
+        let mut input = frame(0x2, false, &[0; 60]);
+        input.extend(frame(0x0, true, &[0; 41]));
+        assert_eq!(
+            read_all(&mut reader, &input),
+            Err(DisconnectReason::MessageTooBig)
+        );
+        let mut reader = Reader::new(100);
+        assert!(read_all(&mut reader, &frame(0x2, true, &[0; 100])).is_ok());
+    }
+
+    #[test]
+    fn malformed_frames_are_protocol_errors() {
+        let cases: [(&str, Vec<u8>); 8] = [
+            ("unmasked", vec![0x81, 0x01, b'a']),
+            ("reserved bit", {
+                let mut bytes = frame(0x1, true, b"a");
+                bytes[0] |= 0x40;
+                bytes
+            }),
+            ("reserved data opcode", frame(0x3, true, b"")),
+            ("reserved control opcode", frame(0xb, true, b"")),
+            ("fragmented ping", frame(0x9, false, b"")),
+            ("long ping", frame(0x9, true, &[0; 126])),
+            ("continuation first", frame(0x0, true, b"a")),
+            ("new message inside a fragmented one", {
+                let mut bytes = frame(0x1, false, b"a");
+                bytes.extend(frame(0x1, true, b"b"));
+                bytes
+            }),
+        ];
+        for (name, input) in cases {
+            let result = read_all(&mut Reader::new(1024), &input);
+            assert!(
+                matches!(result, Err(DisconnectReason::ProtocolError(_))),
+                "{name}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn close_frames_are_checked_and_end_reading() {
+        let mut reader = Reader::new(1024);
+        let mut input = frame(0x8, true, &[0x03, 0xe8, b'b', b'y', b'e']);
+        input.extend(frame(0x1, true, b"after the close"));
+        let messages = read_all(&mut reader, &input).unwrap();
+        let expected = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        assert_eq!(messages, [Message::Close(Some(expected))]);
+        assert!(
+            read_all(&mut reader, &frame(0x1, true, b"more"))
+                .unwrap()
+                .is_empty()
+        );
+
+        let empty = read_all(&mut Reader::new(1024), &frame(0x8, true, b"")).unwrap();
+        assert_eq!(empty, [Message::Close(None)]);
+        let one_byte = read_all(&mut Reader::new(1024), &frame(0x8, true, &[0x03]));
+        assert!(matches!(one_byte, Err(DisconnectReason::ProtocolError(_))));
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let result = read_all(
+                &mut Reader::new(1024),
+                &frame(0x8, true, &code.to_be_bytes()),
+            );
+            assert!(
+                matches!(result, Err(DisconnectReason::ProtocolError(_))),
+                "code {code}: {result:?}"
+            );
+        }
+        let bad_reason = frame(0x8, true, &[0x03, 0xe8, 0xff]);
+        let result = read_all(&mut Reader::new(1024), &bad_reason);
+        assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
+    }
+
+    #[test]
+    fn bytes_that_came_with_the_handshake_are_decoded_first() {
+        let mut reader = Reader::with_input(1024, &frame(0x1, true, b"early"));
+        let messages = read_all(&mut reader, &[]).unwrap();
+        assert_eq!(messages, [Message::Text("early".into())]);
+        assert_eq!(reader.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn unmasking_handles_every_length() {
+        for len in 0..20 {
+            let original: Vec<u8> = (0..len as u8).collect();
+            let mut data: Vec<u8> = original
+                .iter()
+                .zip(MASK.iter().cycle())
+                .map(|(b, k)| b ^ k)
+                .collect();
+            unmask(&mut data, MASK);
+            assert_eq!(data, original);
+        }
+    }
+}

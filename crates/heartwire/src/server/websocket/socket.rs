@@ -1,0 +1,164 @@
+//! A server-side WebSocket over a TCP stream that holds no buffer while it is idle.
+//!
+//! Reads go into one buffer per worker thread ([`READ_BUFFER_SIZE`]); the
+//! [`Reader`] decodes the frames where they lie and keeps only an incomplete frame's
+//! bytes. Writes are encoded into [`Socket::unsent`] and handed to the kernel at once;
+//! the vector keeps its memory only while the kernel cannot take everything, which is
+//! also what tells the connection to stop queueing more.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use heartwire_core::DisconnectReason;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+use super::reader::Reader;
+
+/// Bytes taken from the kernel per read, into a buffer shared by every connection
+/// of a worker thread.
+pub(crate) const READ_BUFFER_SIZE: usize = 64 * 1024;
+
+/// Encoded frames gathered before they are handed to the kernel in one write.
+pub(crate) const WRITE_BATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; READ_BUFFER_SIZE].into_boxed_slice());
+}
+
+/// One WebSocket connection's transport. See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Socket {
+    stream: TcpStream,
+    reader: Reader,
+    /// Bytes that came with the handshake are waiting to be decoded.
+    early_input: bool,
+    /// Encoded frames not yet taken by the kernel.
+    unsent: Vec<u8>,
+    /// A close frame has been queued: nothing may follow it.
+    close_queued: bool,
+}
+
+impl Socket {
+    /// Wraps an upgraded stream; `early_input` is what the client sent right after
+    /// its handshake request.
+    pub(crate) fn new(stream: TcpStream, early_input: Bytes, max_message_size: usize) -> Self {
+        Self {
+            stream,
+            reader: Reader::with_input(max_message_size, &early_input),
+            early_input: !early_input.is_empty(),
+            unsent: Vec::new(),
+            close_queued: false,
+        }
+    }
+
+    /// Reads once and passes each complete message to `on_message`. Returns the
+    /// number of bytes read, 0 at the end of the stream.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_message: &mut impl FnMut(Message),
+    ) -> Poll<Result<usize, DisconnectReason>> {
+        if std::mem::take(&mut self.early_input) {
+            self.reader.feed(&mut [], on_message)?;
+        }
+        READ_BUFFER.with_borrow_mut(|buffer| {
+            let mut read = ReadBuf::new(buffer);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => {
+                    return Poll::Ready(Err(DisconnectReason::Transport(err.to_string())));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let length = read.filled().len();
+            self.reader.feed(&mut buffer[..length], on_message)?;
+            Poll::Ready(Ok(length))
+        })
+    }
+
+    /// Whether more frames may be queued now: the kernel took everything so far
+    /// short of a batch, and no close frame has been queued.
+    pub(crate) fn wants_more(&self) -> bool {
+        !self.close_queued && self.unsent.len() < WRITE_BATCH_SIZE
+    }
+
+    /// Whether frames wait for the kernel to take them.
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+
+    /// Encodes `message` to be sent. Whatever follows a close frame is dropped, as
+    /// RFC 6455 requires.
+    pub(crate) fn queue(&mut self, message: &Message) {
+        if self.close_queued {
+            return;
+        }
+        let close_payload;
+        let (opcode, payload): (OpCode, &[u8]) = match message {
+            Message::Text(text) => (OpCode::Data(Data::Text), text.as_bytes()),
+            Message::Binary(data) => (OpCode::Data(Data::Binary), data),
+            Message::Ping(data) => (OpCode::Control(Control::Ping), data),
+            Message::Pong(data) => (OpCode::Control(Control::Pong), data),
+            Message::Close(frame) => {
+                self.close_queued = true;
+                close_payload = frame.as_ref().map(|frame| {
+                    let mut payload = u16::from(frame.code).to_be_bytes().to_vec();
+                    payload.extend_from_slice(frame.reason.as_bytes());
+                    payload
+                });
+                let payload = close_payload.as_deref().unwrap_or_default();
+                (OpCode::Control(Control::Close), payload)
+            }
+            // Raw frames are never built by the server.
+            Message::Frame(_) => return,
+        };
+        let header = FrameHeader {
+            opcode,
+            ..FrameHeader::default()
+        };
+        header
+            .format(payload.len() as u64, &mut self.unsent)
+            .expect("writing to a vector cannot fail");
+        self.unsent.extend_from_slice(payload);
+    }
+
+    /// Hands queued frames to the kernel until it takes them all (`Ready(Ok)`) or
+    /// takes no more for now (`Pending`).
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), DisconnectReason>> {
+        while !self.unsent.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.unsent) {
+                Poll::Ready(Ok(0)) => {
+                    let reason = DisconnectReason::Transport("the socket takes no more".into());
+                    return Poll::Ready(Err(reason));
+                }
+                Poll::Ready(Ok(written)) if written == self.unsent.len() => {
+                    self.unsent = Vec::new();
+                }
+                Poll::Ready(Ok(written)) => {
+                    self.unsent.drain(..written);
+                }
+                Poll::Ready(Err(err)) => {
+                    self.unsent = Vec::new();
+                    return Poll::Ready(Err(DisconnectReason::Transport(err.to_string())));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops what the kernel has not taken (the peer is gone or is not reading).
+    pub(crate) fn discard_unsent(&mut self) {
+        self.unsent = Vec::new();
+    }
+}
