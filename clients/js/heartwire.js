@@ -78,7 +78,7 @@ const CLOSE_FAILBACK = 4001;
  * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`
  *   (default: `globalThis.window`; `null` to ignore them).
  * @property {(EventTarget & {visibilityState?: string})|null} [document] Source of
- *   `visibilitychange` (default: `globalThis.document`; `null` to ignore it).
+ *   `visibilitychange` and `resume` (default: `globalThis.document`; `null` to ignore them).
  */
 
 /**
@@ -592,9 +592,14 @@ export class Heartwire extends EventTarget {
     if (this.#openedAt === null) {
       this.#clearTimer('connect');
       this.#attemptFailed(code, reason, wasClean);
-    } else {
-      this.#connectionLost(code, reason, wasClean, null);
+      return;
     }
+    // The page has just woken up and was checking the connection: a close now answers that
+    // check (a browser may drop the sockets of a page it froze, and the page learns of it
+    // as it resumes), so the client reconnects at once, as after a failed wake-up probe.
+    // A close that asks for a wait or that is final keeps its own meaning.
+    const wakingUp = this.#probe?.urgent === true && closeDisposition(code, reason) === 'backoff';
+    this.#connectionLost(code, reason, wasClean, wakingUp ? 0 : null);
   }
 
   /**
@@ -746,6 +751,8 @@ export class Heartwire extends EventTarget {
       }
     });
     on(window, 'pageshow', () => this.check());
+    // Page Lifecycle: a frozen page ran no JavaScript; what happened meanwhile is unknown.
+    on(document, 'resume', () => this.check());
     on(document, 'visibilitychange', () => {
       if (document.visibilityState === 'visible') this.check();
     });

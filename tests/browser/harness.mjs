@@ -120,16 +120,29 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
+ * Keeps the WebSockets of a frozen page open, as Chromium did before Blink's runtime feature
+ * `DisconnectWebSocketOnBFCache` (on by default in Chromium 156). With the feature on, freezing
+ * a page fails each of its WebSockets at once ("WebSocket connection to … failed: Page entered
+ * Back-Forward Cache." on the console), whether the page was frozen for the back/forward cache
+ * or in place, as `Page.setWebLifecycleState` does; the browser keeps answering the server's
+ * Pings until the page resumes, then closes the socket (1001 to the server, 1006 to the page).
+ * Chromium's own tests of the earlier behaviour run with this same switch. docs/BROWSER.md
+ * ("Observed in Chromium 156") has the experiments.
+ */
+export const KEEP_FROZEN_PAGES_WEBSOCKETS = '--disable-blink-features=DisconnectWebSocketOnBFCache';
+
+/**
  * Starts Chromium with a fresh profile and connects playwright-core to it over CDP.
  *
  * Playwright's own launch turns on focus emulation for every page, and a page with focus
  * emulation cannot be frozen (`Page.setWebLifecycleState` is then ignored); connecting with
- * `noDefaults` leaves the default context as Chromium made it. Returns the default context
- * and a function that closes the browser and removes the profile.
+ * `noDefaults` leaves the default context as Chromium made it. `extraArgs` are added to the
+ * command line. Returns the default context and a function that closes the browser and
+ * removes the profile.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ extraArgs = [] } = {}) {
   const profile = await mkdtemp(join(tmpdir(), 'heartwire-chromium-'));
-  const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, `--user-data-dir=${profile}`, 'about:blank'], {
+  const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, ...extraArgs, `--user-data-dir=${profile}`, 'about:blank'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -158,7 +171,7 @@ export async function launchBrowser() {
 /**
  * Opens the demo page as `name` and waits until it is connected. Every state the client
  * goes through from then on is recorded in `window.recordedStates`, every close in
- * `window.recordedCloses`.
+ * `window.recordedCloses` (with `at`, the page's clock when it was reported).
  */
 export async function openDemo(context, origin, name) {
   const page = await context.newPage();
@@ -171,7 +184,10 @@ export async function openDemo(context, origin, name) {
     window.recordedCloses = [];
     window.heartwire.addEventListener('state', (event) => window.recordedStates.push(event.state));
     window.heartwire.addEventListener('close', (event) => {
-      window.recordedCloses.push({ code: event.code, reason: event.reason });
+      window.recordedCloses.push({
+        code: event.code, reason: event.reason, willReconnect: event.willReconnect,
+        nextAttemptAt: event.nextAttemptAt, at: Date.now(),
+      });
     });
   });
   return page;

@@ -123,6 +123,77 @@ test('waking up (visible, pageshow, online) probes at once; a failed wake-up pro
   assert.equal(hw.state, 'reconnecting');
 });
 
+test('a frozen page that resumes probes at once, and a socket the browser dropped meanwhile is replaced at once', () => {
+  const page = fakePage();
+  const { hw, events, states } = client({ ...page, random: () => 0.999 });
+  const socket = FakeWebSocket.latest();
+  socket.hello({ session: 'before', ping_interval_ms: 300, ping_timeout_ms: 300 });
+  socket.receive({ op: 'pong', t: socket.sentOps('ping')[0].t });
+  page.document.dispatchEvent(new Event('freeze'));
+  // Frozen: no timer runs. The browser failed the socket as it froze the page; the page
+  // hears of it only after it resumed, right behind the resume event.
+  clock.now += 900;
+  page.document.dispatchEvent(new Event('resume'));
+  assert.equal(socket.sentOps('ping').length, 2, 'probe on resume');
+  socket.serverClose(1006, '', false);
+  const close = events.find((e) => e.type === 'close');
+  assert.equal(close.willReconnect, true);
+  assert.equal(close.nextAttemptAt, clock.now, 'reconnect at once, not after a backoff delay');
+  clock.advance(0);
+  assert.equal(FakeWebSocket.all.length, 2, 'the new attempt has started');
+  FakeWebSocket.latest().hello({ session: 'after' });
+  assert.equal(hw.session, 'after');
+  assert.deepEqual(states(), ['open', 'reconnecting', 'reconnecting', 'open']);
+});
+
+test('a frozen page that resumes with its socket intact keeps its session', () => {
+  const page = fakePage();
+  const { hw, events, states } = client(page);
+  const socket = FakeWebSocket.latest();
+  socket.hello({ session: 'kept', ping_interval_ms: 300, ping_timeout_ms: 300 });
+  socket.receive({ op: 'pong', t: socket.sentOps('ping')[0].t });
+  page.document.dispatchEvent(new Event('freeze'));
+  clock.sleep(900);
+  page.document.dispatchEvent(new Event('resume'));
+  const probe = socket.sentOps('ping').at(-1);
+  assert.equal(probe.t, clock.now, 'a fresh probe after the resume');
+  clock.advance(5);
+  socket.receive({ op: 'pong', t: probe.t });
+  clock.advance(250);
+  assert.equal(socket.closedWith, null);
+  assert.equal(hw.session, 'kept');
+  assert.deepEqual(events.filter((e) => e.type === 'close'), []);
+  assert.deepEqual(states(), ['open']);
+});
+
+test('a close that asks for a wait or is final keeps its meaning while a wake-up probe is out', () => {
+  const page = fakePage();
+  const { hw } = client(page);
+  let socket = FakeWebSocket.latest();
+  socket.hello();
+  socket.receive({ op: 'pong', t: socket.sentOps('ping')[0].t });
+  page.document.dispatchEvent(new Event('resume'));
+  socket.serverClose(1013, 'try again later; retry after 789 ms');
+  assert.equal(hw.nextAttemptAt, clock.now + 789);
+  clock.advance(789);
+  socket = FakeWebSocket.latest();
+  socket.hello();
+  page.document.dispatchEvent(new Event('resume'));
+  socket.serverClose(4401, 'bad token');
+  assert.equal(hw.state, 'closed');
+});
+
+test('a close with no wake-up probe out waits out the backoff', () => {
+  const page = fakePage();
+  const { hw } = client({ ...page, random: () => 0.999 });
+  const socket = FakeWebSocket.latest();
+  socket.hello();
+  socket.receive({ op: 'pong', t: socket.sentOps('ping')[0].t });
+  socket.serverClose(1006, '', false);
+  // random() = 0.999 and the first window is 500 ms.
+  assert.equal(hw.nextAttemptAt, clock.now + 500);
+});
+
 test('coming back online while waiting out a long backoff attempts at once', () => {
   const page = fakePage();
   const { hw } = client({ ...page, random: () => 0.999 });
