@@ -19,9 +19,9 @@
 //! connection thus costs no timer work per frame.
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -45,8 +45,9 @@ const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
 
-/// Runs a connection until it ends, then releases everything it held.
-pub(crate) async fn run<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) {
+/// Opens a connection on `socket`: the endpoint greets and subscribes, and the
+/// returned task drives the connection until it ends.
+pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) -> ConnectionTask<E> {
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
@@ -69,12 +70,34 @@ pub(crate) async fn run<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot
     };
     let handler = &mut connection.handler;
     handler.endpoint.on_open(&mut handler.session);
-    let reason = poll_fn(|cx| connection.poll_drive(cx)).await;
-    let handler = &mut connection.handler;
-    handler.endpoint.on_close(&mut handler.session);
-    handler.session.server.metrics.disconnected(&reason);
-    tracing::debug!(connection = handler.session.mailbox.id(), %reason, "connection ended");
-    drop(slot);
+    ConnectionTask {
+        connection,
+        _slot: slot,
+    }
+}
+
+/// A connection's task: the connection and its slot, nothing else, since an idle
+/// connection's memory is mostly this.
+pub(crate) struct ConnectionTask<E> {
+    connection: Connection<E>,
+    /// Held for its `Drop`: the slot is given back, and the connection unregistered,
+    /// when the task ends.
+    _slot: Slot,
+}
+
+impl<E: Endpoint> Future for ConnectionTask<E> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let reason = ready!(self.connection.poll_drive(cx));
+        let handler = &mut self.connection.handler;
+        handler.endpoint.on_close(&mut handler.session);
+        handler.session.server.metrics.disconnected(&reason);
+        let id = handler.session.mailbox.id();
+        tracing::debug!(connection = id, %reason, "connection ended");
+        // The task drops its future now, and with it the slot.
+        Poll::Ready(())
+    }
 }
 
 struct Connection<E> {

@@ -89,7 +89,7 @@ fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -
             .into_response();
     };
     upgrade.on_upgrade(state.config.max_message_size, move |socket| {
-        connection::run(socket, endpoint, slot)
+        connection::start(socket, endpoint, slot)
     })
 }
 

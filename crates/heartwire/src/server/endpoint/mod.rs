@@ -20,7 +20,7 @@ use super::metrics::Endpoint as EndpointKind;
 use super::state::ServerState;
 
 /// One endpoint's protocol. See the [module docs](self).
-pub(crate) trait Endpoint: Send + 'static {
+pub(crate) trait Endpoint: Send + Unpin + 'static {
     /// Which endpoint this is, for metrics.
     const KIND: EndpointKind;
 

@@ -71,11 +71,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 }
 
 impl Upgrade {
-    /// Answers 101 and, once hyper has sent it, runs `connection` on the socket.
-    pub(crate) fn on_upgrade<F, Fut>(self, max_message_size: usize, connection: F) -> Response
+    /// Answers 101 and, once hyper has sent it, spawns the task `connection` makes of
+    /// the socket.
+    pub(crate) fn on_upgrade<F, T>(self, max_message_size: usize, connection: F) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        F: FnOnce(Socket) -> T + Send + 'static,
+        T: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
