@@ -208,6 +208,83 @@ async fn connections_beyond_the_maximum_get_503_before_the_upgrade() {
 }
 
 #[tokio::test]
+async fn malformed_upgrade_requests_get_a_status_and_a_sentence() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let good = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let cases = [
+        // axum's router answers a method the route does not take.
+        ("POST", None, "405", ""),
+        // HEAD reaches GET routes in axum; the upgrade refuses it.
+        ("HEAD", None, "405", ""),
+        ("GET", Some(0), "400", "Connection header"),
+        ("GET", Some(1), "400", "Upgrade header"),
+        ("GET", Some(2), "400", "Sec-WebSocket-Version"),
+        ("GET", Some(3), "400", "Sec-WebSocket-Key"),
+    ];
+    for (method, missing, status, sentence) in cases {
+        let headers: String = good
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| Some(*index) != missing)
+            .map(|(_, header)| format!("{header}\r\n"))
+            .collect();
+        let request = format!("{method} /echo HTTP/1.0\r\nHost: test\r\n{headers}\r\n");
+        let response = http_request(server.addr, &request).await;
+        let status_line = response.lines().next().unwrap_or_default();
+        assert!(
+            status_line.contains(status),
+            "{method} without {missing:?}: {response}"
+        );
+        assert!(
+            response.contains(sentence),
+            "{method} without {missing:?}: {response}"
+        );
+    }
+    // Still serving upgrades.
+    let (mut socket, _) = connect_native(&server).await;
+    assert_still_open(&mut socket).await;
+}
+
+#[tokio::test]
+async fn a_frame_sent_together_with_the_upgrade_request_is_answered() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut request = b"GET /echo HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    // A masked text frame "early" in the same write.
+    let mask = [1u8, 2, 3, 4];
+    request.extend([0x81, 0x80 | 5]);
+    request.extend(mask);
+    request.extend(b"early".iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&request).await.unwrap();
+
+    let mut received = Vec::new();
+    let echoed = [0x81, 5, b'e', b'a', b'r', b'l', b'y'];
+    tokio::time::timeout(PATIENCE, async {
+        while !received.ends_with(&echoed) {
+            let mut chunk = [0; 512];
+            let read = tcp.read(&mut chunk).await.unwrap();
+            assert!(
+                read > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..read]);
+        }
+    })
+    .await
+    .expect("the early frame is echoed");
+    assert!(received.starts_with(b"HTTP/1.1 101"));
+}
+
+#[tokio::test]
 async fn unfinished_handshakes_are_dropped_after_the_timeout() {
     let timeout = Duration::from_millis(300);
     let server = TestServer::start(ServerConfig {
