@@ -3,7 +3,12 @@
 //! Each server owns its recorder and registers every metric once, at start; the hot
 //! paths only bump atomic handles. Nothing is global, so several servers in one
 //! process (as in the tests) keep separate counts.
+//!
+//! A histogram sample is kept until it is folded into its buckets, which a scrape
+//! does, and so does [`ServerMetrics::keep_up`] every few seconds: a server nobody
+//! scrapes would otherwise keep one sample per Pong forever.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use heartwire_core::DisconnectReason;
@@ -58,6 +63,9 @@ pub(crate) struct ServerMetrics {
     broker_up: Gauge,
     broker_reconnects: Counter,
 }
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 const METADATA: Metadata<'static> = Metadata::new("heartwire", Level::INFO, None);
 const RTT_BUCKETS: [f64; 12] = [
@@ -200,6 +208,18 @@ impl ServerMetrics {
         self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
         self.broker_reconnects.absolute(broker.reconnects);
         self.recorder.handle().render()
+    }
+
+    /// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`]; runs for
+    /// as long as it is polled.
+    pub(crate) async fn keep_up(&self) -> Infallible {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let handle = self.recorder.handle();
+        loop {
+            interval.tick().await;
+            handle.run_upkeep();
+        }
     }
 }
 

@@ -93,7 +93,11 @@ impl Server {
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
-        listener::serve(listener, router, config.handshake_timeout, shutdown).await;
+        let serve = listener::serve(listener, router, config.handshake_timeout, shutdown);
+        tokio::select! {
+            () = serve => {}
+            never = state.metrics.keep_up() => match never {},
+        }
 
         let open = state.registry.len();
         tracing::info!(open, "shutting down: closing connections with 1012");
