@@ -285,6 +285,35 @@ async fn a_frame_sent_together_with_the_upgrade_request_is_answered() {
 }
 
 #[tokio::test]
+async fn a_flood_of_requests_in_one_write_is_answered_in_full_and_in_order() {
+    // Far more frames than replies may wait (32), in one write, so the server stops
+    // decoding with most of them read but not yet decoded. Nothing else would wake
+    // the connection (its next Ping is 20 s away) if it forgot them.
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut socket = connect(&server.url("/echo")).await;
+    let count = 2_000u32;
+    let mask = [9u8, 8, 7, 6];
+    let mut flood = Vec::new();
+    for n in 0..count {
+        let text = n.to_string();
+        flood.extend([0x81, 0x80 | text.len() as u8]);
+        flood.extend(mask);
+        flood.extend(text.bytes().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
+    }
+    match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&flood).await.unwrap(),
+        _ => unreachable!("loopback is plain TCP"),
+    }
+    tokio::time::timeout(PATIENCE, async {
+        for n in 0..count {
+            assert_eq!(next_text(&mut socket).await, n.to_string());
+        }
+    })
+    .await
+    .expect("every frame echoed well before the next Ping");
+}
+
+#[tokio::test]
 async fn unfinished_handshakes_are_dropped_after_the_timeout() {
     let timeout = Duration::from_millis(300);
     let server = TestServer::start(ServerConfig {

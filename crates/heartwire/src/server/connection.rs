@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -100,6 +101,16 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
     }
 }
 
+/// Where reading stopped in one round.
+enum Reading {
+    /// The socket has nothing more for now, or reading is over.
+    Idle,
+    /// Too many replies wait to be written; the rest of what was read stays undecoded.
+    Paused,
+    /// The read budget ran out with more to read.
+    OutOfBudget,
+}
+
 struct Connection<E> {
     socket: Socket,
     timer: Pin<Box<Sleep>>,
@@ -125,7 +136,7 @@ impl<E: Endpoint> Connection<E> {
         self.handler.session.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
-            let read_budget_left = self.poll_read(cx, now);
+            let reading = self.poll_read(cx, now);
             let handler = &mut self.handler;
             handler.check_signals(now);
             if handler
@@ -146,7 +157,15 @@ impl<E: Endpoint> Connection<E> {
             if !self.arm_timer(cx) {
                 continue;
             }
-            if !read_budget_left || !write_budget_left {
+            match reading {
+                Reading::OutOfBudget => break,
+                // The replies that paused reading are written: read on.
+                Reading::Paused if self.handler.session.replies.len() < REPLY_HIGH_WATER => {
+                    continue;
+                }
+                Reading::Paused | Reading::Idle => {}
+            }
+            if !write_budget_left {
                 break;
             }
             if self.handler.session.replies.is_empty() {
@@ -162,19 +181,28 @@ impl<E: Endpoint> Connection<E> {
         Poll::Pending
     }
 
-    /// Reads what the socket holds. Returns `false` when the read budget ran out.
-    fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    /// Reads what the socket holds, until it has nothing more, too many replies wait,
+    /// or the read budget runs out.
+    fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
         for _ in 0..READ_BUDGET {
-            let backlog = handler.session.replies.len();
-            if !handler.reading || handler.liveness.is_over() || backlog >= REPLY_HIGH_WATER {
-                return true;
+            if !handler.reading || handler.liveness.is_over() {
+                return Reading::Idle;
             }
-            match self
-                .socket
-                .poll_read(cx, &mut |message| handler.on_message(message, now))
-            {
-                Poll::Ready(Ok(0)) => {
+            if handler.session.replies.len() >= REPLY_HIGH_WATER {
+                return Reading::Paused;
+            }
+            let on_message = &mut |message| {
+                handler.on_message(message, now);
+                if handler.session.replies.len() >= REPLY_HIGH_WATER {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            match self.socket.poll_read(cx, on_message) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => {
                     handler.reading = false;
                     handler
                         .liveness
@@ -182,15 +210,14 @@ impl<E: Endpoint> Connection<E> {
                             "connection closed without a close frame".into(),
                         ));
                 }
-                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(reason)) => {
                     handler.reading = false;
                     handler.start_close(reason, None, now);
                 }
-                Poll::Pending => return true,
+                Poll::Pending => return Reading::Idle,
             }
         }
-        false
+        Reading::OutOfBudget
     }
 
     /// Hands replies, then mailbox items, to the socket in batches while the kernel

@@ -5,11 +5,15 @@
 //! yet and for a fragmented message being assembled, and gives that memory back as
 //! soon as the frame or message is done, so an idle connection holds no buffer.
 //!
+//! The caller may stop decoding after any message (it stops reading while too many
+//! replies wait); the rest stays kept, undecoded, for the next call.
+//!
 //! Every violation is a typed [`DisconnectReason`] carrying the close code to send:
 //! 1002 for a malformed frame, 1007 for invalid UTF-8, 1009 for a message over the
 //! limit.
 
 use std::io::Cursor;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
@@ -32,6 +36,9 @@ pub(crate) struct Reader {
     fragmented: Option<Box<Fragmented>>,
     /// A close frame was decoded: nothing after it is read.
     closed: bool,
+    /// `partial` may hold complete frames: they came with the handshake, or the
+    /// caller stopped decoding before them.
+    undecoded: bool,
 }
 
 #[derive(Debug)]
@@ -49,6 +56,7 @@ impl Reader {
             partial: Vec::new(),
             fragmented: None,
             closed: false,
+            undecoded: false,
         }
     }
 
@@ -57,17 +65,26 @@ impl Reader {
     pub(crate) fn with_input(max_message_size: usize, input: &[u8]) -> Self {
         let mut reader = Self::new(max_message_size);
         reader.partial.extend_from_slice(input);
+        reader.undecoded = !input.is_empty();
         reader
+    }
+
+    /// Whether kept bytes may hold complete frames, to be decoded by feeding nothing
+    /// before reading more.
+    pub(crate) fn has_undecoded(&self) -> bool {
+        self.undecoded
     }
 
     /// Decodes every complete frame of what was kept and of `input` (unmasking it in
     /// place), passing each message to `on_message`, and keeps the bytes of a frame
-    /// that is not complete. Stops at a close frame.
+    /// that is not complete. Stops at a close frame, or when `on_message` breaks, and
+    /// then keeps what follows undecoded.
     pub(crate) fn feed(
         &mut self,
         input: &mut [u8],
-        on_message: &mut impl FnMut(Message),
+        on_message: &mut impl FnMut(Message) -> ControlFlow<()>,
     ) -> Result<(), DisconnectReason> {
+        self.undecoded = false;
         if self.closed {
             return Ok(());
         }
@@ -93,7 +110,7 @@ impl Reader {
     fn decode(
         &mut self,
         buffer: &mut [u8],
-        on_message: &mut impl FnMut(Message),
+        on_message: &mut impl FnMut(Message) -> ControlFlow<()>,
     ) -> Result<usize, DisconnectReason> {
         let mut used = 0;
         while !self.closed {
@@ -113,7 +130,10 @@ impl Reader {
             let payload = &mut buffer[start..end];
             unmask(payload, mask);
             used = end;
-            self.on_frame(header, payload, on_message)?;
+            if self.on_frame(header, payload, on_message)?.is_break() {
+                self.undecoded = !self.closed && used < buffer.len();
+                break;
+            }
         }
         Ok(used)
     }
@@ -146,25 +166,26 @@ impl Reader {
         }
     }
 
+    /// Handles one complete frame; returns whether decoding may go on.
     fn on_frame(
         &mut self,
         header: FrameHeader,
         payload: &[u8],
-        on_message: &mut impl FnMut(Message),
-    ) -> Result<(), DisconnectReason> {
+        on_message: &mut impl FnMut(Message) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, DisconnectReason> {
         let violation = |detail: &str| Err(DisconnectReason::ProtocolError(detail.into()));
         match header.opcode {
             OpCode::Control(Control::Ping) => {
-                on_message(Message::Ping(Bytes::copy_from_slice(payload)));
+                return Ok(on_message(Message::Ping(Bytes::copy_from_slice(payload))));
             }
             OpCode::Control(Control::Pong) => {
-                on_message(Message::Pong(Bytes::copy_from_slice(payload)));
+                return Ok(on_message(Message::Pong(Bytes::copy_from_slice(payload))));
             }
             OpCode::Control(Control::Close) => {
                 self.closed = true;
                 self.partial = Vec::new();
                 self.fragmented = None;
-                on_message(Message::Close(close_frame(payload)?));
+                return Ok(on_message(Message::Close(close_frame(payload)?)));
             }
             OpCode::Control(Control::Reserved(code)) => {
                 return violation(&format!("reserved control opcode {code:#x}"));
@@ -182,7 +203,7 @@ impl Reader {
                 }
                 if header.is_final {
                     let message = self.fragmented.take().expect("checked above");
-                    on_message(assemble(*message)?);
+                    return Ok(on_message(assemble(*message)?));
                 }
             }
             OpCode::Data(kind) => {
@@ -192,13 +213,13 @@ impl Reader {
                 let text = kind == Data::Text;
                 if header.is_final {
                     let data = Bytes::copy_from_slice(payload);
-                    on_message(if text {
+                    return Ok(on_message(if text {
                         Message::Text(
                             Utf8Bytes::try_from(data).map_err(|_| DisconnectReason::InvalidUtf8)?,
                         )
                     } else {
                         Message::Binary(data)
-                    });
+                    }));
                 } else {
                     let mut message = Fragmented {
                         text,
@@ -212,7 +233,7 @@ impl Reader {
                 }
             }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 }
 
@@ -301,7 +322,10 @@ mod tests {
 
     fn read_all(reader: &mut Reader, input: &[u8]) -> Result<Vec<Message>, DisconnectReason> {
         let mut messages = Vec::new();
-        reader.feed(&mut input.to_vec(), &mut |message| messages.push(message))?;
+        reader.feed(&mut input.to_vec(), &mut |message| {
+            messages.push(message);
+            ControlFlow::Continue(())
+        })?;
         Ok(messages)
     }
 
@@ -454,8 +478,43 @@ mod tests {
     }
 
     #[test]
+    fn decoding_stops_when_asked_and_resumes_from_the_kept_bytes() {
+        let mut reader = Reader::new(1024);
+        let mut input: Vec<u8> = (0..5u8).flat_map(|n| frame(0x2, true, &[n])).collect();
+        input.extend(&frame(0x2, true, &[5, 5])[..3]);
+        let mut taken = Vec::new();
+        let mut take_two = |reader: &mut Reader, input: &mut [u8]| {
+            let mut count = 0;
+            reader
+                .feed(input, &mut |message| {
+                    taken.push(message);
+                    count += 1;
+                    if count == 2 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .unwrap();
+        };
+        take_two(&mut reader, &mut input);
+        assert!(reader.has_undecoded());
+        take_two(&mut reader, &mut []);
+        assert!(reader.has_undecoded());
+        take_two(&mut reader, &mut []);
+        // Five whole frames are out; the sixth has not fully arrived.
+        assert!(!reader.has_undecoded());
+        assert_eq!(taken.len(), 5);
+        let rest = read_all(&mut reader, &frame(0x2, true, &[5, 5])[3..]).unwrap();
+        assert_eq!(rest, [Message::Binary(vec![5, 5].into())]);
+        let expected: Vec<Message> = (0..5u8).map(|n| Message::Binary(vec![n].into())).collect();
+        assert_eq!(taken, expected);
+    }
+
+    #[test]
     fn bytes_that_came_with_the_handshake_are_decoded_first() {
         let mut reader = Reader::with_input(1024, &frame(0x1, true, b"early"));
+        assert!(reader.has_undecoded());
         let messages = read_all(&mut reader, &[]).unwrap();
         assert_eq!(messages, [Message::Text("early".into())]);
         assert_eq!(reader.partial.capacity(), 0);

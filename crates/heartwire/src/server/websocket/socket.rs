@@ -7,6 +7,7 @@
 //! also what tells the connection to stop queueing more.
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -37,8 +38,6 @@ thread_local! {
 pub(crate) struct Socket {
     stream: TcpStream,
     reader: Reader,
-    /// Bytes that came with the handshake are waiting to be decoded.
-    early_input: bool,
     /// Encoded frames not yet taken by the kernel.
     unsent: Vec<u8>,
     /// A close frame has been queued: nothing may follow it.
@@ -52,21 +51,22 @@ impl Socket {
         Self {
             stream,
             reader: Reader::with_input(max_message_size, &early_input),
-            early_input: !early_input.is_empty(),
             unsent: Vec::new(),
             close_queued: false,
         }
     }
 
-    /// Reads once and passes each complete message to `on_message`. Returns the
-    /// number of bytes read, 0 at the end of the stream.
+    /// Passes each complete message to `on_message` until it breaks: first those
+    /// already read and kept undecoded, else those of one read from the socket.
+    /// Returns `false` at the end of the stream.
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
-        on_message: &mut impl FnMut(Message),
-    ) -> Poll<Result<usize, DisconnectReason>> {
-        if std::mem::take(&mut self.early_input) {
+        on_message: &mut impl FnMut(Message) -> ControlFlow<()>,
+    ) -> Poll<Result<bool, DisconnectReason>> {
+        if self.reader.has_undecoded() {
             self.reader.feed(&mut [], on_message)?;
+            return Poll::Ready(Ok(true));
         }
         READ_BUFFER.with_borrow_mut(|buffer| {
             let mut read = ReadBuf::new(buffer);
@@ -79,7 +79,7 @@ impl Socket {
             }
             let length = read.filled().len();
             self.reader.feed(&mut buffer[..length], on_message)?;
-            Poll::Ready(Ok(length))
+            Poll::Ready(Ok(length > 0))
         })
     }
 
