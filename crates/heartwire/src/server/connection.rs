@@ -235,7 +235,6 @@ impl<E: Endpoint> Connection<E> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(reason)) => {
                     handler.session.replies.clear();
-                    self.socket.discard_unsent();
                     handler.liveness.handle_transport_end(reason);
                     budget_left = true;
                     break;

@@ -130,16 +130,18 @@ impl Socket {
     }
 
     /// Hands queued frames to the kernel until it takes them all (`Ready(Ok)`) or
-    /// takes no more for now (`Pending`).
+    /// takes no more for now (`Pending`). On an error what is queued is dropped: the
+    /// peer is gone.
     pub(crate) fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), DisconnectReason>> {
         while !self.unsent.is_empty() {
+            let failed = |reason: String| Poll::Ready(Err(DisconnectReason::Transport(reason)));
             match Pin::new(&mut self.stream).poll_write(cx, &self.unsent) {
                 Poll::Ready(Ok(0)) => {
-                    let reason = DisconnectReason::Transport("the socket takes no more".into());
-                    return Poll::Ready(Err(reason));
+                    self.unsent = Vec::new();
+                    return failed("the socket takes no more".into());
                 }
                 Poll::Ready(Ok(written)) if written == self.unsent.len() => {
                     self.unsent = Vec::new();
@@ -149,16 +151,11 @@ impl Socket {
                 }
                 Poll::Ready(Err(err)) => {
                     self.unsent = Vec::new();
-                    return Poll::Ready(Err(DisconnectReason::Transport(err.to_string())));
+                    return failed(err.to_string());
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Drops what the kernel has not taken (the peer is gone or is not reading).
-    pub(crate) fn discard_unsent(&mut self) {
-        self.unsent = Vec::new();
     }
 }
