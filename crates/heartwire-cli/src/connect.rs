@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use heartwire::client::{self, ClientConfig, ClosedReason, Event, Incoming};
+use heartwire_client::{self as client, ClientConfig, ClosedReason, Event, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};

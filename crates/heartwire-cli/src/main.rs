@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-mod bench;
 mod connect;
 mod serve;
 
@@ -25,7 +24,7 @@ enum Command {
     /// received messages are printed, state changes go to stderr.
     Connect(connect::ConnectArgs),
     /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
-    Bench(bench::BenchArgs),
+    Bench(heartwire_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => heartwire_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytesize::ByteSize;
-use heartwire::server::{HeartbeatReply, RedisBroker, RedisConfig, Server, ServerConfig};
+use heartwire_server::{HeartbeatReply, RedisBroker, RedisConfig, Server, ServerConfig};
 use serde::Deserialize;
 
 /// Options of `heartwire serve`.

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heartwire::client::{self, ClientConfig, Event, Events, GapReason, Incoming};
+use heartwire_client::{self as client, ClientConfig, Event, Events, GapReason, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
 use serde_json::{Value, json};
 

@@ -1,0 +1,53 @@
+//! heartwire's load generator: `heartwire bench`, which `bench/run` drives.
+//!
+//! - `heartwire bench run` starts one server, runs the scenarios against it and appends
+//!   its figures to a JSON-lines file;
+//! - `heartwire bench report` turns the figures of every server into `RESULTS.md` and a
+//!   chart, with ratios against heartwire;
+//! - `heartwire bench hold` is a generator process that `run` starts: it holds up to
+//!   ~19,900 connections (one process's file cap) and takes orders on stdin.
+//!
+//! Files: [`dialect`] speaks each server's protocol, [`wire`] opens connections from
+//! several 127.0.0.x sources, [`fleet`] and [`hold`] are the two ends of a generator
+//! process, [`server`] starts and watches the server, [`scenario`] holds the scenarios,
+//! [`figures`], [`histogram`], [`results`] and [`chart`] keep and show the figures.
+
+mod chart;
+mod dialect;
+mod figures;
+mod fleet;
+mod histogram;
+mod hold;
+mod payload;
+mod progress;
+mod results;
+mod scenario;
+mod server;
+mod wire;
+
+/// Options of `heartwire bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// Start a server, run scenarios against it, append its figures to a file.
+    Run(scenario::RunArgs),
+    /// Write RESULTS.md and a chart from the figures of every server.
+    Report(results::ReportArgs),
+    /// Hold connections for `run` (a generator process; orders come on stdin).
+    #[command(hide = true)]
+    Hold(hold::HoldArgs),
+}
+
+/// Runs `heartwire bench` with these arguments.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Run(args) => scenario::run(args),
+        BenchCommand::Report(args) => results::write(args),
+        BenchCommand::Hold(args) => hold::run(args),
+    }
+}

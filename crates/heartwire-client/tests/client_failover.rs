@@ -1,0 +1,162 @@
+//! The client against real heartwire servers: a frozen primary is detected within the
+//! bound its `hello` advertised, the client moves to the backup with its
+//! subscriptions, and goes back to the primary once it answers again.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use heartwire_client::{self as client, ClientConfig, Event, Incoming};
+use heartwire_core::{BackoffConfig, Delay};
+use heartwire_server::{Server, ServerConfig};
+use heartwire_testkit::client::{Proxy, wait_for};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const PING_INTERVAL: Duration = Duration::from_millis(200);
+const PING_TIMEOUT: Duration = Duration::from_millis(200);
+const BASE: Duration = Duration::from_millis(50);
+const CAP: Duration = Duration::from_millis(200);
+const FAIL_BACK_AFTER: Duration = Duration::from_millis(600);
+/// Scheduling slack on a shared 2-core machine.
+const SLACK: Duration = Duration::from_millis(400);
+
+async fn start_server(stop: &CancellationToken) -> SocketAddr {
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ping_interval: PING_INTERVAL,
+        ping_timeout: PING_TIMEOUT,
+        close_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let stop = stop.clone();
+    tokio::spawn(server.run(async move { stop.cancelled().await }));
+    addr
+}
+
+fn is_own_message(event: &Event, expected: &serde_json::Value) -> bool {
+    matches!(event, Event::Message(Incoming::Channel { channel, data, .. })
+        if channel == "room" && data == expected)
+}
+
+#[tokio::test]
+async fn frozen_primary_fails_over_to_backup_and_back() {
+    let stop = CancellationToken::new();
+    let primary = start_server(&stop).await;
+    let backup = start_server(&stop).await;
+    let proxy = Proxy::start(primary).await;
+    let primary_url = format!("ws://{}/ws", proxy.addr);
+    let backup_url = format!("ws://{backup}/ws");
+
+    let mut config = ClientConfig::new([&primary_url, &backup_url]).unwrap();
+    // Deliberately long: the server's hello must override them.
+    config.ping_interval = Duration::from_secs(30);
+    config.ping_timeout = Duration::from_secs(30);
+    config.backoff = BackoffConfig {
+        delay: Delay::Exponential {
+            base: BASE,
+            cap: CAP,
+        },
+        ..BackoffConfig::default()
+    };
+    config.fail_back_after = FAIL_BACK_AFTER;
+    config.subscriptions = vec!["room".into()];
+    config.jitter_seed = Some(1);
+    let (client, mut events) = client::connect(config).unwrap();
+
+    let within = Duration::from_secs(5);
+    let (open, _) = wait_for(&mut events, within, "open on the primary", |event| {
+        matches!(event, Event::Open { .. })
+    })
+    .await;
+    let Event::Open { url, session } = open else {
+        unreachable!()
+    };
+    assert_eq!(url.as_str(), primary_url);
+    assert!(session.is_some(), "a heartwire server sends hello");
+    client.publish("room", json!("on primary")).unwrap();
+    wait_for(&mut events, within, "own message on the primary", |event| {
+        is_own_message(event, &json!("on primary"))
+    })
+    .await;
+    // RTT is measured from the client's own Pings, one ping interval in.
+    let rtt_deadline = tokio::time::Instant::now() + PING_INTERVAL * 3 + SLACK;
+    while client.rtt().is_none() {
+        assert!(
+            tokio::time::Instant::now() < rtt_deadline,
+            "no RTT measured"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let frozen_at = std::time::Instant::now();
+    proxy.freeze();
+    let (reconnecting, noticed_at) = wait_for(
+        &mut events,
+        within,
+        "reconnecting after the freeze",
+        |event| matches!(event, Event::Reconnecting { .. }),
+    )
+    .await;
+    let detected = noticed_at - frozen_at;
+    let bound = PING_INTERVAL + PING_TIMEOUT + SLACK;
+    assert!(
+        detected <= bound,
+        "frozen primary noticed after {detected:?}, bound {bound:?}"
+    );
+    let Event::Reconnecting { reason, delay, .. } = reconnecting else {
+        unreachable!()
+    };
+    assert_eq!(reason, "ping timeout");
+    assert!(delay <= CAP);
+
+    let (open, opened_at) = wait_for(&mut events, within, "open on the backup", |event| {
+        matches!(event, Event::Open { .. })
+    })
+    .await;
+    let Event::Open { url, .. } = open else {
+        unreachable!()
+    };
+    assert_eq!(url.as_str(), backup_url, "fails over to the backup");
+    assert!(opened_at - noticed_at <= CAP + SLACK);
+    // The subscription was restored: the client's own publish comes back.
+    client.publish("room", json!("on backup")).unwrap();
+    wait_for(&mut events, within, "own message on the backup", |event| {
+        is_own_message(event, &json!("on backup"))
+    })
+    .await;
+
+    // The primary answers again: the client goes back to it.
+    proxy.thaw();
+    let (open, back_at) = wait_for(&mut events, within, "fail-back to the primary", |event| {
+        matches!(event, Event::Open { .. })
+    })
+    .await;
+    let Event::Open { url, .. } = open else {
+        unreachable!()
+    };
+    assert_eq!(url.as_str(), primary_url, "fails back to the primary");
+    let fail_back_bound = FAIL_BACK_AFTER + SLACK;
+    assert!(
+        back_at - noticed_at <= fail_back_bound,
+        "fail-back after {:?}, bound {fail_back_bound:?}",
+        back_at - noticed_at
+    );
+    client.publish("room", json!("back on primary")).unwrap();
+    wait_for(
+        &mut events,
+        within,
+        "own message after fail-back",
+        |event| is_own_message(event, &json!("back on primary")),
+    )
+    .await;
+
+    client.close();
+    wait_for(&mut events, within, "closed", |event| {
+        matches!(event, Event::Closed { .. })
+    })
+    .await;
+    stop.cancel();
+}

@@ -1,0 +1,197 @@
+//! `/ws`: the native protocol of JSON envelopes (docs/PROTOCOL.md).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
+use heartwire_core::{Error, ErrorCode};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::{Endpoint, Session};
+use crate::broker::{Payload, PublishRequest, SubscribeRequest};
+use crate::mailbox::{Outbound, session_name};
+use crate::metrics::Endpoint as EndpointKind;
+
+/// The native endpoint: its subscriptions, to release them at the end.
+#[derive(Default)]
+pub(crate) struct Native {
+    subscriptions: Vec<Arc<str>>,
+}
+
+fn frame(frame: &ServerFrame) -> Message {
+    Message::Text(Utf8Bytes::from(frame.encode()))
+}
+
+fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Message {
+    frame(&ServerFrame::Error {
+        code,
+        reason: reason.into(),
+        id,
+    })
+}
+
+impl Native {
+    fn subscribe(&mut self, channel: String, since: Option<Position>, session: &mut Session) {
+        let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
+            Some(held) => held.clone(),
+            None if self.subscriptions.len() >= session.server.config.max_subscriptions => {
+                let limit = session.server.config.max_subscriptions;
+                let reason = format!(
+                    "cannot subscribe to {channel}: this connection already holds {limit} subscriptions"
+                );
+                session.reply(error(ErrorCode::TooManySubscriptions, reason, None));
+                return;
+            }
+            None => {
+                let channel = Arc::from(channel);
+                self.subscriptions.push(Arc::clone(&channel));
+                channel
+            }
+        };
+        let presence = session.server.config.has_presence(&channel);
+        session.server.broker.subscribe(SubscribeRequest {
+            channel,
+            subscriber: session.mailbox.clone(),
+            with_retained: false,
+            since,
+            presence,
+        });
+    }
+
+    fn presence(&mut self, channel: String, session: &mut Session) {
+        if session.server.config.has_presence(&channel) {
+            let channel = Arc::from(channel);
+            session
+                .server
+                .broker
+                .presence(channel, session.mailbox.clone());
+        } else {
+            let reason = format!("the server does not track who is subscribed to {channel}");
+            session.reply(error(ErrorCode::PresenceOff, reason, None));
+        }
+    }
+
+    fn unsubscribe(&mut self, channel: String, session: &mut Session) {
+        self.subscriptions.retain(|held| **held != *channel);
+        session
+            .server
+            .broker
+            .unsubscribe(&channel, session.mailbox.id());
+        session.reply(frame(&ServerFrame::Unsubscribed { channel }));
+    }
+
+    fn publish(
+        &mut self,
+        channel: String,
+        data: serde_json::Value,
+        id: Option<String>,
+        session: &mut Session,
+    ) {
+        let data =
+            serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
+        session.server.broker.publish(PublishRequest {
+            channel: Arc::from(channel),
+            payload: Payload::Json(data),
+            retain: false,
+            origin: Some(session.mailbox.clone()),
+            ack_id: id,
+        });
+    }
+}
+
+impl Endpoint for Native {
+    const KIND: EndpointKind = EndpointKind::Native;
+
+    fn on_open(&mut self, session: &mut Session) {
+        let config = &session.server.config;
+        let hello = ServerFrame::Hello {
+            session: session_name(session.mailbox.id()),
+            ping_interval_ms: duration_ms(config.ping_interval),
+            ping_timeout_ms: duration_ms(config.ping_timeout),
+            server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
+        };
+        session.reply(frame(&hello));
+    }
+
+    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session) {
+        match ClientFrame::parse(&text) {
+            Ok(ClientFrame::Ping { echo }) => {
+                session.server.metrics.client_heartbeats.increment(1);
+                session.reply(frame(&ServerFrame::Pong { echo }));
+            }
+            Ok(ClientFrame::Subscribe { channel, since }) => {
+                self.subscribe(channel, since, session)
+            }
+            Ok(ClientFrame::Unsubscribe { channel }) => self.unsubscribe(channel, session),
+            Ok(ClientFrame::Presence { channel }) => self.presence(channel, session),
+            Ok(ClientFrame::Publish { channel, data, id }) => {
+                self.publish(channel, data, id, session)
+            }
+            Err(Error::Request { code, reason }) => session.reply(error(code, reason, None)),
+        }
+    }
+
+    fn on_binary(&mut self, _data: Bytes, session: &mut Session) {
+        session.reply(error(
+            ErrorCode::Unsupported,
+            "binary frames are not accepted on /ws; send JSON text",
+            None,
+        ));
+    }
+
+    fn on_outbound(&mut self, item: Outbound, _session: &Session) -> Option<Message> {
+        Some(match item {
+            Outbound::Message(message) => Message::Text(message.native_frame()),
+            Outbound::Subscribed {
+                channel,
+                seq,
+                epoch,
+                recovered,
+            } => frame(&ServerFrame::Subscribed {
+                channel: channel.to_string(),
+                seq,
+                epoch: epoch.to_string(),
+                recovered,
+            }),
+            Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
+            Outbound::Presence { channel, members } => frame(&ServerFrame::Presence {
+                channel: channel.to_string(),
+                members: members.into_iter().map(session_name).collect(),
+            }),
+            Outbound::PresenceChange {
+                channel,
+                session,
+                joined,
+            } => {
+                let (channel, session) = (channel.to_string(), session_name(session));
+                frame(&if joined {
+                    ServerFrame::Join { channel, session }
+                } else {
+                    ServerFrame::Leave { channel, session }
+                })
+            }
+            Outbound::Error { code, reason, id } => error(code, reason, id),
+        })
+    }
+
+    fn on_shutdown(&mut self, reconnect_after_ms: u64) -> Option<Message> {
+        let reason = "server restarting".to_owned();
+        Some(frame(&ServerFrame::Reconnect {
+            after_ms: reconnect_after_ms,
+            reason,
+        }))
+    }
+
+    fn on_close(&mut self, session: &mut Session) {
+        for channel in self.subscriptions.drain(..) {
+            session
+                .server
+                .broker
+                .unsubscribe(&channel, session.mailbox.id());
+        }
+    }
+}
+
+fn duration_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

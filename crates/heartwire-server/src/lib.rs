@@ -1,0 +1,122 @@
+//! The heartwire server, behind `heartwire serve`: it pings clients, reaps the dead,
+//! fans channel messages out (in this process, or across nodes through Redis), and
+//! speaks the heartbeat conventions of existing clients.
+//!
+//! The rules of liveness live in the sans-IO crate [`heartwire_core`]; this crate
+//! drives them with real sockets and timers.
+//!
+//! How a connection flows through the files here:
+//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
+//! - [`routes`] maps paths to endpoints, and takes a [`registry`] slot before each
+//!   upgrade (HTTP 503 when the server is full);
+//! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
+//!   heartbeat conventions, limits, the close handshake;
+//! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`broker`] fans published messages out to subscribers' [`mailbox`]es;
+//! - [`metrics`] counts it all for `/metrics`.
+
+mod broker;
+mod config;
+mod connection;
+mod endpoint;
+mod error;
+mod listener;
+mod mailbox;
+mod metrics;
+mod registry;
+mod routes;
+mod state;
+mod websocket;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use broker::{
+    Broker, BrokerHealth, MemoryBroker, Payload, Publication, PublishRequest, RedisBroker,
+    RedisConfig, Retention, SubscribeRequest,
+};
+pub use config::{HeartbeatReply, ServerConfig};
+pub use error::Error;
+pub use mailbox::{ConnectionId, Mailbox, Outbound, session_name};
+
+use metrics::ServerMetrics;
+use registry::Registry;
+use state::ServerState;
+
+/// A bound, not yet running, heartwire server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<ServerState>,
+}
+
+impl Server {
+    /// Binds `config.listen` with the in-process broker.
+    pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
+        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        Self::bind_with_broker(config, broker).await
+    }
+
+    /// Binds `config.listen`, fanning messages out through `broker`.
+    pub async fn bind_with_broker(
+        config: ServerConfig,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let state = Arc::new(ServerState {
+            config,
+            broker,
+            metrics: ServerMetrics::new(),
+            registry: Registry::default(),
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection with 1012 and a
+    /// reconnect hint spread over `shutdown_spread`, and waits up to `close_timeout`
+    /// (plus a second for the last writes) for them to finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self { listener, state } = self;
+        let config = &state.config;
+        tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
+        let router = routes::router(state.clone());
+        let serve = listener::serve(listener, router, config.handshake_timeout, shutdown);
+        tokio::select! {
+            () = serve => {}
+            never = state.metrics.keep_up() => match never {},
+        }
+
+        let open = state.registry.len();
+        tracing::info!(open, "shutting down: closing connections with 1012");
+        state.registry.drain(config.shutdown_spread);
+        let grace = config.close_timeout + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(grace, state.registry.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = state.registry.len(),
+                "connections still open after the close timeout"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Redis going away under running nodes: they stay up for their own connections,
+//! say "degraded", refuse publishes with `unavailable`, reconnect by themselves,
+//! resubscribe, and catch up from the stream or report that they could not.
+
+use std::time::Duration;
+
+use heartwire_core::ErrorCode;
+use heartwire_core::protocol::{ClientFrame, ServerFrame};
+use heartwire_server::ServerConfig;
+use heartwire_testkit::redis::{TestRedis, node};
+use heartwire_testkit::{
+    Socket, TestServer, connect_native, http_get, next_frame, send, subscribe, wait_for_health,
+};
+use serde_json::json;
+
+/// Detecting the loss takes at most a failed PING (1 s apart, 1 s to answer), 2 s;
+/// coming back takes at most the backoff's 5 s cap plus a connection attempt. Slack
+/// on top of both.
+const DETECT_BOUND: Duration = Duration::from_secs(4);
+const RECOVER_BOUND: Duration = Duration::from_secs(9);
+
+async fn publish(socket: &mut Socket, data: serde_json::Value, id: &str) -> ServerFrame {
+    send(
+        socket,
+        &ClientFrame::Publish {
+            channel: "stream".into(),
+            data,
+            id: Some(id.into()),
+        },
+    )
+    .await;
+    loop {
+        match next_frame(socket).await {
+            ServerFrame::Message { .. } => continue,
+            answer => return answer,
+        }
+    }
+}
+
+async fn health(server: &TestServer) -> serde_json::Value {
+    serde_json::from_str(&http_get(server.addr, "/healthz").await).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_degrades_the_nodes_which_recover_by_themselves() {
+    let mut redis = TestRedis::start();
+    let a = node(&redis, ServerConfig::default()).await;
+    let b = node(&redis, ServerConfig::default()).await;
+    let (mut reader, _) = connect_native(&b).await;
+    send(
+        &mut reader,
+        &ClientFrame::Subscribe {
+            channel: "stream".into(),
+            since: None,
+        },
+    )
+    .await;
+    let ServerFrame::Subscribed { epoch: before, .. } = next_frame(&mut reader).await else {
+        panic!("expected subscribed")
+    };
+    let (mut writer, _) = connect_native(&a).await;
+    for n in 1..=5u64 {
+        let answer = publish(&mut writer, json!(n), &format!("w{n}")).await;
+        assert!(
+            matches!(answer, ServerFrame::Ack { seq, .. } if seq == n),
+            "{answer:?}"
+        );
+    }
+    for n in 1..=5u64 {
+        assert!(
+            matches!(next_frame(&mut reader).await, ServerFrame::Message { seq, .. } if seq == n)
+        );
+    }
+
+    redis.kill();
+    for server in [&a, &b] {
+        let took = wait_for_health(server, "degraded").await;
+        assert!(took <= DETECT_BOUND, "degraded after {took:?}");
+        assert_eq!(server.metric("heartwire_broker_up").await, 0.0);
+    }
+    println!("both nodes degraded");
+    // A publish now is refused with its id, never dropped in silence.
+    match publish(&mut writer, json!("during"), "during").await {
+        ServerFrame::Error { code, id, reason } => {
+            assert_eq!(
+                (code, id.as_deref()),
+                (ErrorCode::Unavailable, Some("during"))
+            );
+            println!("publish during the outage refused: {reason}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+
+    redis.relaunch();
+    for server in [&a, &b] {
+        let took = wait_for_health(server, "ok").await;
+        assert!(took <= RECOVER_BOUND, "ok again after {took:?}");
+        println!(
+            "node ok again after {took:?}; /healthz {}",
+            health(server).await
+        );
+        assert_eq!(server.metric("heartwire_broker_up").await, 1.0);
+        assert!(server.metric("heartwire_broker_reconnects_total").await >= 1.0);
+    }
+    // The new Redis is empty: the subscriber is told its position is gone, on the
+    // connection it kept all along.
+    match next_frame(&mut reader).await {
+        ServerFrame::Subscribed {
+            epoch,
+            seq,
+            recovered,
+            ..
+        } => {
+            assert_ne!(epoch, before);
+            assert_eq!((seq, recovered), (0, Some(false)));
+        }
+        other => panic!("expected a new subscribed, got {other:?}"),
+    }
+    // The client sends its refused publish again; it reaches the other node.
+    let answer = publish(&mut writer, json!("during"), "during").await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Ack {
+                seq: 1,
+                duplicate: false,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(
+        next_frame(&mut reader).await,
+        ServerFrame::Message {
+            channel: "stream".into(),
+            seq: 1,
+            data: json!("during")
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_pubsub_connection_is_caught_up_from_the_stream() {
+    let redis = TestRedis::start();
+    let a = node(&redis, ServerConfig::default()).await;
+    let b = node(&redis, ServerConfig::default()).await;
+    let (mut reader, _) = connect_native(&b).await;
+    subscribe(&mut reader, "stream").await;
+    let (mut writer, _) = connect_native(&a).await;
+    const TOTAL: u64 = 40;
+    for n in 1..=TOTAL {
+        if n == 10 {
+            // Redis keeps its data; every node's pub/sub connection is cut.
+            let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+            println!("pub/sub connections killed: {}", killed.trim());
+        }
+        let answer = publish(&mut writer, json!(n), &format!("w{n}")).await;
+        if let ServerFrame::Error {
+            code: ErrorCode::Unavailable,
+            ..
+        } = answer
+        {
+            // Node A noticed first: the client sends it again once A is back.
+            wait_for_health(&a, "ok").await;
+            let again = publish(&mut writer, json!(n), &format!("w{n}")).await;
+            assert!(matches!(again, ServerFrame::Ack { .. }), "{again:?}");
+        }
+    }
+    for n in 1..=TOTAL {
+        assert_eq!(
+            next_frame(&mut reader).await,
+            ServerFrame::Message {
+                channel: "stream".into(),
+                seq: n,
+                data: json!(n)
+            },
+            "exactly once, in order, across the cut"
+        );
+    }
+    wait_for_health(&b, "ok").await;
+    assert!(b.metric("heartwire_broker_reconnects_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_is_found_by_the_probe() {
+    let redis = TestRedis::start();
+    let server = node(&redis, ServerConfig::default()).await;
+    let (mut reader, _) = connect_native(&server).await;
+    subscribe(&mut reader, "stream").await;
+    // Frozen: the kernel keeps the connections open, nothing answers.
+    redis.signal("STOP");
+    let took = wait_for_health(&server, "degraded").await;
+    println!("frozen Redis noticed after {took:?}");
+    assert!(took <= DETECT_BOUND, "degraded after {took:?}");
+    redis.signal("CONT");
+    let took = wait_for_health(&server, "ok").await;
+    println!("ok again {took:?} after Redis thawed");
+    assert!(took <= RECOVER_BOUND, "ok again after {took:?}");
+    // Nothing was lost (Redis kept its data): the subscription works on.
+    let (mut writer, _) = connect_native(&server).await;
+    let answer = publish(&mut writer, json!("after"), "after").await;
+    assert!(
+        matches!(answer, ServerFrame::Ack { seq: 1, .. }),
+        "{answer:?}"
+    );
+    assert_eq!(
+        next_frame(&mut reader).await,
+        ServerFrame::Message {
+            channel: "stream".into(),
+            seq: 1,
+            data: json!("after")
+        }
+    );
+}

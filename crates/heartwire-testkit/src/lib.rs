@@ -1,0 +1,262 @@
+//! What heartwire's integration tests share: an in-process server on a free loopback
+//! port, WebSocket clients with bounded waits, and a `/metrics` reader.
+//!
+//! - [`client`]: waiting on a client's events, and a proxy that can freeze a path;
+//! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
+//! - [`redis`]: `redis-server` processes and nodes on the Redis broker.
+
+pub mod client;
+pub mod peer;
+pub mod redis;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use heartwire_core::protocol::{ClientFrame, ServerFrame};
+use heartwire_server::{Broker, MemoryBroker, Server, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// The longest any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A WebSocket client of the tests.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A server running in this process until dropped or shut down.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
+    pub async fn start(config: ServerConfig) -> Self {
+        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        Self::start_with_broker(config, broker).await
+    }
+
+    /// Starts a server on 127.0.0.1 that fans out through `broker`.
+    pub async fn start_with_broker(config: ServerConfig, broker: Arc<dyn Broker>) -> Self {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..config
+        };
+        let server = Server::bind_with_broker(config, broker)
+            .await
+            .expect("bind a loopback port");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// The `ws://` URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn shut_down(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(PATIENCE * 2, self.task.take().unwrap())
+            .await
+            .expect("server stops in time")
+            .expect("server task does not panic");
+    }
+
+    /// The value of one Prometheus series, e.g. `heartwire_disconnects_total{reason="ping_timeout"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let body = http_get(self.addr, "/metrics").await;
+        body.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls a metric until it reaches `at_least`, failing after [`PATIENCE`].
+    pub async fn wait_for_metric(&self, series: &str, at_least: f64) -> f64 {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let value = self.metric(series).await;
+            if value >= at_least {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {value}, wanted {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `/healthz` until its `status` is `word`, failing after [`PATIENCE`]; returns
+/// how long it took.
+pub async fn wait_for_health(server: &TestServer, word: &str) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let body = http_get(server.addr, "/healthz").await;
+        let health: serde_json::Value = serde_json::from_str(&body).expect("/healthz is JSON");
+        if health["status"] == word {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "/healthz stayed {health}, wanted {word}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config with short heartbeat intervals for tests.
+pub fn fast_config(ping_interval_ms: u64, ping_timeout_ms: u64) -> ServerConfig {
+    ServerConfig {
+        ping_interval: Duration::from_millis(ping_interval_ms),
+        ping_timeout: Duration::from_millis(ping_timeout_ms),
+        close_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    }
+}
+
+/// A plain HTTP/1.0 GET, returning the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let response = http_request(addr, &format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")).await;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// Sends raw request bytes and returns the whole response.
+pub async fn http_request(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Opens a WebSocket to `url`, failing the test after [`PATIENCE`].
+pub async fn connect(url: &str) -> Socket {
+    let (socket, _) = tokio::time::timeout(PATIENCE, connect_async(url))
+        .await
+        .expect("connect in time")
+        .unwrap_or_else(|err| panic!("connect to {url}: {err}"));
+    socket
+}
+
+/// Connects to `/ws` and reads the hello.
+pub async fn connect_native(server: &TestServer) -> (Socket, String) {
+    let mut socket = connect(&server.url("/ws")).await;
+    match next_frame(&mut socket).await {
+        ServerFrame::Hello { session, .. } => (socket, session),
+        other => panic!("expected hello, got {other:?}"),
+    }
+}
+
+/// The next data message (control frames are skipped), failing after [`PATIENCE`].
+pub async fn next_message(socket: &mut Socket) -> Message {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("socket still open")
+            .expect("no transport error");
+        if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+/// The next text frame, skipping Pings and Pongs.
+pub async fn next_text(socket: &mut Socket) -> String {
+    match next_message(socket).await {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// The next text frame, parsed as a native envelope.
+pub async fn next_frame(socket: &mut Socket) -> ServerFrame {
+    let text = next_text(socket).await;
+    ServerFrame::parse(&text).unwrap_or_else(|err| panic!("bad frame {text}: {err}"))
+}
+
+/// Sends a native envelope.
+pub async fn send(socket: &mut Socket, frame: &ClientFrame) {
+    socket.send(Message::text(frame.encode())).await.unwrap();
+}
+
+/// Subscribes to `channel` and waits for the `subscribed` answer.
+pub async fn subscribe(socket: &mut Socket, channel: &str) {
+    send(
+        socket,
+        &ClientFrame::Subscribe {
+            channel: channel.into(),
+            since: None,
+        },
+    )
+    .await;
+    match next_frame(socket).await {
+        ServerFrame::Subscribed { channel: got, .. } if got == channel => {}
+        other => panic!("expected subscribed to {channel}, got {other:?}"),
+    }
+}
+
+/// Reads until the server's close frame, finishes the close handshake, and returns
+/// the frame's code and reason.
+pub async fn expect_close(socket: &mut Socket) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let closed = match tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => (frame.code.into(), frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) => (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("transport error before the close frame: {err}"),
+            None => panic!("socket ended without a close frame"),
+        };
+        // Reading on sends the answering close frame and sees the server hang up.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(deadline, socket.next()).await {}
+        return closed;
+    }
+}
