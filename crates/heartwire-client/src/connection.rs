@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use heartwire_core::liveness::{Action, Liveness, LivenessConfig};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_core::{Delay, DisconnectReason, Endpoints, ErrorCode};
+use heartwire_core::{Delay, DisconnectReason, ErrorCode, Failover};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -70,7 +70,7 @@ pub(crate) struct Connection<'a> {
     pub(crate) config: &'a ClientConfig,
     pub(crate) shared: &'a Shared,
     pub(crate) events: &'a mpsc::Sender<Event>,
-    pub(crate) endpoints: &'a mut Endpoints,
+    pub(crate) endpoints: &'a mut Failover,
     pub(crate) unacked: &'a mut Unacked,
     pub(crate) positions: &'a mut Positions,
     pub(crate) index: usize,

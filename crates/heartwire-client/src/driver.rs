@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use heartwire_core::reconnect::{self, Retry};
-use heartwire_core::{Backoff, DisconnectReason, Endpoints};
+use heartwire_core::{Backoff, DisconnectReason, Failover};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
@@ -32,7 +32,7 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
         None => SmallRng::from_os_rng(),
     };
     let mut backoff = Backoff::new(config.backoff);
-    let mut endpoints = Endpoints::new(config.endpoints.len(), config.fail_back_after);
+    let mut endpoints = Failover::new(config.endpoints.len(), config.fail_back_after);
     let mut unacked = Unacked::default();
     let mut positions = Positions::default();
     let mut switch_to: Option<(usize, Socket)> = None;

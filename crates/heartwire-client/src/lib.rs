@@ -10,7 +10,7 @@
 //!   otherwise the configured ones apply, so any RFC 6455 server works.
 //! - Reconnects follow [`heartwire_core::reconnect`] (which closes mean "do not come
 //!   back", which carry a retry hint) and [`heartwire_core::backoff`] (full jitter).
-//! - Fail-over and fail-back follow [`heartwire_core::endpoints`].
+//! - Fail-over and fail-back follow [`heartwire_core::failover`].
 //! - What the caller sends while disconnected waits in a bounded outbox and goes out
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
 //!   unique to this client and are sent again, with it, after a reconnect until

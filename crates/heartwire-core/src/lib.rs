@@ -11,20 +11,20 @@
 //! - [`protocol`]: the JSON envelopes of the native `/ws` endpoint.
 //! - [`backoff`]: the reconnect policy of clients (full-jitter delays, limits).
 //! - [`reconnect`]: whether a client comes back after a close, and when.
-//! - [`endpoints`]: fail-over and fail-back between a primary and its backups.
+//! - [`failover`]: fail-over and fail-back between a primary server and its backups.
 //! - [`error`]: this crate's error type and the protocol's error codes.
 
 pub mod backoff;
-pub mod endpoints;
 pub mod error;
+pub mod failover;
 pub mod liveness;
 pub mod protocol;
 pub mod reason;
 pub mod reconnect;
 
 pub use backoff::{Backoff, BackoffConfig, Delay};
-pub use endpoints::Endpoints;
 pub use error::{Error, ErrorCode};
+pub use failover::Failover;
 pub use liveness::{Action, Liveness, LivenessConfig};
 pub use reason::{DisconnectReason, close_code};
 pub use reconnect::Retry;

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
-use std::task::{Context, Poll, ready};
+use std::task::{self, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -32,7 +32,7 @@ use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::endpoint::{Endpoint, Session};
+use super::endpoint::{Context, Endpoint};
 use super::mailbox::Signal;
 use super::registry::Slot;
 use super::websocket::Socket;
@@ -61,7 +61,7 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
             reading: true,
             endpoint,
             liveness,
-            session: Session {
+            context: Context {
                 server,
                 mailbox,
                 replies: VecDeque::new(),
@@ -70,7 +70,7 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
         },
     };
     let handler = &mut connection.handler;
-    handler.endpoint.on_open(&mut handler.session);
+    handler.endpoint.on_open(&mut handler.context);
     ConnectionTask {
         connection,
         _slot: slot,
@@ -89,12 +89,12 @@ pub(crate) struct ConnectionTask<E> {
 impl<E: Endpoint> Future for ConnectionTask<E> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
         let reason = ready!(self.connection.poll_drive(cx));
         let handler = &mut self.connection.handler;
-        handler.endpoint.on_close(&mut handler.session);
-        handler.session.server.metrics.disconnected(&reason);
-        let id = handler.session.mailbox.id();
+        handler.endpoint.on_close(&mut handler.context);
+        handler.context.server.metrics.disconnected(&reason);
+        let id = handler.context.mailbox.id();
         tracing::debug!(connection = id, %reason, "connection ended");
         // The task drops its future now, and with it the slot.
         Poll::Ready(())
@@ -126,14 +126,14 @@ struct Handler<E> {
     reading: bool,
     endpoint: E,
     liveness: Liveness,
-    session: Session,
+    context: Context,
     /// Set once the liveness machine has said `Drop`.
     ended: Option<DisconnectReason>,
 }
 
 impl<E: Endpoint> Connection<E> {
-    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
-        self.handler.session.mailbox.register(cx);
+    fn poll_drive(&mut self, cx: &mut task::Context<'_>) -> Poll<DisconnectReason> {
+        self.handler.context.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
             let reading = self.poll_read(cx, now);
@@ -160,7 +160,7 @@ impl<E: Endpoint> Connection<E> {
             match reading {
                 Reading::OutOfBudget => break,
                 // The replies that paused reading are written: read on.
-                Reading::Paused if self.handler.session.replies.len() < REPLY_HIGH_WATER => {
+                Reading::Paused if self.handler.context.replies.len() < REPLY_HIGH_WATER => {
                     continue;
                 }
                 Reading::Paused | Reading::Idle => {}
@@ -168,9 +168,9 @@ impl<E: Endpoint> Connection<E> {
             if !write_budget_left {
                 break;
             }
-            if self.handler.session.replies.is_empty() {
+            if self.handler.context.replies.is_empty() {
                 // An idle connection keeps no reply queue.
-                self.handler.session.replies = VecDeque::new();
+                self.handler.context.replies = VecDeque::new();
             }
             return Poll::Pending;
         }
@@ -183,18 +183,18 @@ impl<E: Endpoint> Connection<E> {
 
     /// Reads what the socket holds, until it has nothing more, too many replies wait,
     /// or the read budget runs out.
-    fn poll_read(&mut self, cx: &mut Context<'_>, now: Instant) -> Reading {
+    fn poll_read(&mut self, cx: &mut task::Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
         for _ in 0..READ_BUDGET {
             if !handler.reading || handler.liveness.is_over() {
                 return Reading::Idle;
             }
-            if handler.session.replies.len() >= REPLY_HIGH_WATER {
+            if handler.context.replies.len() >= REPLY_HIGH_WATER {
                 return Reading::Paused;
             }
             let on_message = &mut |message| {
                 handler.on_message(message, now);
-                if handler.session.replies.len() >= REPLY_HIGH_WATER {
+                if handler.context.replies.len() >= REPLY_HIGH_WATER {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -222,7 +222,7 @@ impl<E: Endpoint> Connection<E> {
 
     /// Hands replies, then mailbox items, to the socket in batches while the kernel
     /// takes them. Returns `false` when the write budget ran out.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_write(&mut self, cx: &mut task::Context<'_>) -> bool {
         let handler = &mut self.handler;
         let mut budget_left = false;
         for _ in 0..WRITE_BUDGET {
@@ -234,7 +234,7 @@ impl<E: Endpoint> Connection<E> {
                 }
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(reason)) => {
-                    handler.session.replies.clear();
+                    handler.context.replies.clear();
                     handler.liveness.handle_transport_end(reason);
                     budget_left = true;
                     break;
@@ -246,7 +246,7 @@ impl<E: Endpoint> Connection<E> {
             }
         }
         // A close after a read error cannot be answered: once it is out, we are done.
-        let written = handler.session.replies.is_empty() && !self.socket.has_unsent();
+        let written = handler.context.replies.is_empty() && !self.socket.has_unsent();
         if !handler.reading && handler.liveness.is_closing() && written {
             handler
                 .liveness
@@ -260,7 +260,7 @@ impl<E: Endpoint> Connection<E> {
 
     /// Sets the timer to the liveness deadline and polls it. Returns `false` when it
     /// has already fired, so the caller goes round again.
-    fn arm_timer(&mut self, cx: &mut Context<'_>) -> bool {
+    fn arm_timer(&mut self, cx: &mut task::Context<'_>) -> bool {
         let Some(deadline) = self.handler.liveness.poll_timeout() else {
             return true;
         };
@@ -278,12 +278,12 @@ impl<E: Endpoint> Connection<E> {
 
 impl<E: Endpoint> Handler<E> {
     fn on_message(&mut self, message: Message, now: Instant) {
-        let metrics = &self.session.server.metrics;
+        let metrics = &self.context.server.metrics;
         match message {
             Message::Text(text) => {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
-                let config = &self.session.server.config;
+                let config = &self.context.server.config;
                 if config.heartbeat_text.as_deref() == Some(text.as_str()) {
                     metrics.client_heartbeats.increment(1);
                 } else if let Some(rule) = config
@@ -293,19 +293,19 @@ impl<E: Endpoint> Handler<E> {
                 {
                     metrics.client_heartbeats.increment(1);
                     let reply = Message::Text(Utf8Bytes::from(rule.outbound.as_str()));
-                    self.session.reply(reply);
+                    self.context.reply(reply);
                 } else {
-                    self.endpoint.on_text(text, &mut self.session);
+                    self.endpoint.on_text(text, &mut self.context);
                 }
             }
             Message::Binary(data) => {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
-                self.endpoint.on_binary(data, &mut self.session);
+                self.endpoint.on_binary(data, &mut self.context);
             }
             Message::Ping(payload) => {
                 self.liveness.handle_frame(now);
-                self.session.reply(Message::Pong(payload));
+                self.context.reply(Message::Pong(payload));
             }
             Message::Pong(payload) => {
                 metrics.pongs_received.increment(1);
@@ -326,7 +326,7 @@ impl<E: Endpoint> Handler<E> {
                         code: frame.code,
                         reason: Utf8Bytes::default(),
                     });
-                    self.session.reply(Message::Close(echo));
+                    self.context.reply(Message::Close(echo));
                 }
             }
             // The reader never yields raw frames.
@@ -338,14 +338,14 @@ impl<E: Endpoint> Handler<E> {
         if self.liveness.is_closing() || self.liveness.is_over() {
             return;
         }
-        match self.session.mailbox.signal() {
+        match self.context.mailbox.signal() {
             None => {}
             Some(Signal::SlowConsumer) => {
                 self.start_close(DisconnectReason::SlowConsumer, None, now)
             }
             Some(Signal::Shutdown { reconnect_after_ms }) => {
                 if let Some(hint) = self.endpoint.on_shutdown(reconnect_after_ms) {
-                    self.session.reply(hint);
+                    self.context.reply(hint);
                 }
                 let text = format!("server restarting; retry after {reconnect_after_ms} ms");
                 self.start_close(DisconnectReason::ServerShutdown, Some(text), now);
@@ -365,31 +365,31 @@ impl<E: Endpoint> Handler<E> {
         let text = truncate_utf8(&text, 123);
         if reason == DisconnectReason::SlowConsumer {
             // What the client did not read is dropped, not kept for it.
-            self.session.replies.clear();
+            self.context.replies.clear();
         }
         let frame = CloseFrame {
             code: code.into(),
             reason: Utf8Bytes::from(text),
         };
-        self.session.reply(Message::Close(Some(frame)));
+        self.context.reply(Message::Close(Some(frame)));
         self.liveness.handle_close_sent(now, reason);
     }
 
     fn take_actions(&mut self) {
-        let metrics = &self.session.server.metrics;
+        let metrics = &self.context.server.metrics;
         while let Some(action) = self.liveness.poll_action() {
             match action {
                 Action::SendPing(payload) => {
                     metrics.pings_sent.increment(1);
-                    self.session
+                    self.context
                         .replies
                         .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
                 }
                 Action::SendHeartbeat => {
-                    if let Some(text) = &self.session.server.config.heartbeat_text {
+                    if let Some(text) = &self.context.server.config.heartbeat_text {
                         metrics.heartbeat_texts_sent.increment(1);
                         let beat = Message::Text(Utf8Bytes::from(text.as_str()));
-                        self.session.replies.push_back(beat);
+                        self.context.replies.push_back(beat);
                     }
                 }
                 Action::SendClose { code, reason } => {
@@ -397,7 +397,7 @@ impl<E: Endpoint> Handler<E> {
                         code: code.into(),
                         reason: Utf8Bytes::from_static(reason),
                     };
-                    self.session.replies.push_back(Message::Close(Some(frame)));
+                    self.context.replies.push_back(Message::Close(Some(frame)));
                 }
                 Action::Drop(reason) => self.ended = Some(reason),
             }
@@ -409,12 +409,12 @@ impl<E: Endpoint> Handler<E> {
     fn gather(&mut self, socket: &mut Socket) -> usize {
         let mut gathered = 0;
         while socket.wants_more() {
-            let message = if let Some(reply) = self.session.replies.pop_front() {
+            let message = if let Some(reply) = self.context.replies.pop_front() {
                 reply
             } else if self.liveness.is_closing() || self.liveness.is_over() {
                 break;
-            } else if let Some(item) = self.session.mailbox.take() {
-                match self.endpoint.on_outbound(item, &self.session) {
+            } else if let Some(item) = self.context.mailbox.take() {
+                match self.endpoint.on_outbound(item, &self.context) {
                     Some(message) => message,
                     None => continue,
                 }
@@ -422,7 +422,7 @@ impl<E: Endpoint> Handler<E> {
                 break;
             };
             if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                self.session
+                self.context
                     .server
                     .metrics
                     .endpoint(E::KIND)

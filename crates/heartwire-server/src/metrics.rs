@@ -14,31 +14,9 @@ use std::time::Duration;
 use heartwire_core::DisconnectReason;
 
 use super::broker::BrokerHealth;
+use super::endpoint::EndpointKind;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
-
-/// The endpoints connections are counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// `/ws`
-    Native,
-    /// `/ws/{facility}`
-    Ws4Redis,
-    /// `/echo`
-    Echo,
-}
-
-impl Endpoint {
-    const ALL: [Endpoint; 3] = [Endpoint::Native, Endpoint::Ws4Redis, Endpoint::Echo];
-
-    fn label(self) -> &'static str {
-        match self {
-            Endpoint::Native => "native",
-            Endpoint::Ws4Redis => "ws4redis",
-            Endpoint::Echo => "echo",
-        }
-    }
-}
 
 /// Counters of one endpoint.
 #[derive(Debug)]
@@ -146,7 +124,7 @@ impl ServerMetrics {
         let counter = |name: &'static str, labels: Vec<Label>| {
             recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
         };
-        let endpoints = Endpoint::ALL.map(|endpoint| {
+        let endpoints = EndpointKind::ALL.map(|endpoint| {
             let labels = || vec![Label::new("endpoint", endpoint.label())];
             EndpointMetrics {
                 open: recorder.register_gauge(
@@ -187,7 +165,7 @@ impl ServerMetrics {
         }
     }
 
-    pub(crate) fn endpoint(&self, endpoint: Endpoint) -> &EndpointMetrics {
+    pub(crate) fn endpoint(&self, endpoint: EndpointKind) -> &EndpointMetrics {
         &self.endpoints[endpoint as usize]
     }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Notify;
 
+use super::endpoint::EndpointKind;
 use super::mailbox::{ConnectionId, Mailbox};
-use super::metrics::Endpoint;
 use super::state::ServerState;
 
 /// Open connections of one server.
@@ -94,7 +94,7 @@ impl Registry {
 /// A connection's place in the server, given back on drop.
 pub(crate) struct Slot {
     server: Arc<ServerState>,
-    opened: Option<(ConnectionId, Endpoint)>,
+    opened: Option<(ConnectionId, EndpointKind)>,
 }
 
 impl Slot {
@@ -103,7 +103,7 @@ impl Slot {
     }
 
     /// The upgrade is done: registers the connection and returns its mailbox.
-    pub(crate) fn open(&mut self, endpoint: Endpoint) -> Arc<Mailbox> {
+    pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
         let id = rand::random();
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.outbound_queue));
         let registry = &self.server.registry;

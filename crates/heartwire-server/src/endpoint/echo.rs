@@ -3,9 +3,8 @@
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Endpoint, Session};
+use super::{Context, Endpoint, EndpointKind};
 use crate::mailbox::Outbound;
-use crate::metrics::Endpoint as EndpointKind;
 
 /// The echo endpoint.
 pub(crate) struct Echo;
@@ -13,19 +12,19 @@ pub(crate) struct Echo;
 impl Endpoint for Echo {
     const KIND: EndpointKind = EndpointKind::Echo;
 
-    fn on_open(&mut self, _session: &mut Session) {}
+    fn on_open(&mut self, _context: &mut Context) {}
 
-    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session) {
-        session.reply(Message::Text(text));
+    fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
+        context.reply(Message::Text(text));
     }
 
-    fn on_binary(&mut self, data: Bytes, session: &mut Session) {
-        session.reply(Message::Binary(data));
+    fn on_binary(&mut self, data: Bytes, context: &mut Context) {
+        context.reply(Message::Binary(data));
     }
 
-    fn on_outbound(&mut self, _item: Outbound, _session: &Session) -> Option<Message> {
+    fn on_outbound(&mut self, _item: Outbound, _context: &Context) -> Option<Message> {
         None
     }
 
-    fn on_close(&mut self, _session: &mut Session) {}
+    fn on_close(&mut self, _context: &mut Context) {}
 }

@@ -6,6 +6,7 @@
 //! its protocol alone.
 
 pub(crate) mod echo;
+mod kind;
 pub(crate) mod native;
 pub(crate) mod ws4redis;
 
@@ -16,8 +17,9 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::mailbox::{Mailbox, Outbound};
-use super::metrics::Endpoint as EndpointKind;
 use super::state::ServerState;
+
+pub(crate) use kind::EndpointKind;
 
 /// One endpoint's protocol. See the [module docs](self).
 pub(crate) trait Endpoint: Send + Unpin + 'static {
@@ -28,16 +30,16 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     const SENDS_HEARTBEAT_TEXT: bool = false;
 
     /// The connection is open: send greetings, subscribe.
-    fn on_open(&mut self, session: &mut Session);
+    fn on_open(&mut self, context: &mut Context);
 
     /// A text frame arrived (heartbeat conventions are already handled).
-    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session);
+    fn on_text(&mut self, text: Utf8Bytes, context: &mut Context);
 
     /// A binary frame arrived.
-    fn on_binary(&mut self, data: Bytes, session: &mut Session);
+    fn on_binary(&mut self, data: Bytes, context: &mut Context);
 
     /// Turns an item of the mailbox into a frame, or skips it.
-    fn on_outbound(&mut self, item: Outbound, session: &Session) -> Option<Message>;
+    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message>;
 
     /// The frame to send before the close at shutdown, if this endpoint has one.
     fn on_shutdown(&mut self, _reconnect_after_ms: u64) -> Option<Message> {
@@ -45,12 +47,12 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     }
 
     /// The connection is over: release what it holds in the broker.
-    fn on_close(&mut self, session: &mut Session);
+    fn on_close(&mut self, context: &mut Context);
 }
 
 /// What an endpoint may use while handling a frame: the server, the connection's
 /// mailbox, and the queue of replies the driver writes ahead of mailbox items.
-pub(crate) struct Session {
+pub(crate) struct Context {
     /// Configuration, broker and metrics of the server.
     pub(crate) server: Arc<ServerState>,
     /// This connection's mailbox: broker results come back here.
@@ -58,7 +60,7 @@ pub(crate) struct Session {
     pub(crate) replies: VecDeque<Message>,
 }
 
-impl Session {
+impl Context {
     /// Queues a frame to send back, ahead of mailbox items.
     pub(crate) fn reply(&mut self, message: Message) {
         self.replies.push_back(message);

@@ -7,10 +7,9 @@ use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Endpoint, Session};
+use super::{Context, Endpoint, EndpointKind};
 use crate::broker::{Payload, PublishRequest, SubscribeRequest};
 use crate::mailbox::{Outbound, session_name};
-use crate::metrics::Endpoint as EndpointKind;
 
 /// The native endpoint: its subscriptions, to release them at the end.
 #[derive(Default)]
@@ -31,15 +30,15 @@ fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Mess
 }
 
 impl Native {
-    fn subscribe(&mut self, channel: String, since: Option<Position>, session: &mut Session) {
+    fn subscribe(&mut self, channel: String, since: Option<Position>, context: &mut Context) {
         let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
             Some(held) => held.clone(),
-            None if self.subscriptions.len() >= session.server.config.max_subscriptions => {
-                let limit = session.server.config.max_subscriptions;
+            None if self.subscriptions.len() >= context.server.config.max_subscriptions => {
+                let limit = context.server.config.max_subscriptions;
                 let reason = format!(
                     "cannot subscribe to {channel}: this connection already holds {limit} subscriptions"
                 );
-                session.reply(error(ErrorCode::TooManySubscriptions, reason, None));
+                context.reply(error(ErrorCode::TooManySubscriptions, reason, None));
                 return;
             }
             None => {
@@ -48,36 +47,36 @@ impl Native {
                 channel
             }
         };
-        let presence = session.server.config.has_presence(&channel);
-        session.server.broker.subscribe(SubscribeRequest {
+        let presence = context.server.config.has_presence(&channel);
+        context.server.broker.subscribe(SubscribeRequest {
             channel,
-            subscriber: session.mailbox.clone(),
+            subscriber: context.mailbox.clone(),
             with_retained: false,
             since,
             presence,
         });
     }
 
-    fn presence(&mut self, channel: String, session: &mut Session) {
-        if session.server.config.has_presence(&channel) {
+    fn presence(&mut self, channel: String, context: &mut Context) {
+        if context.server.config.has_presence(&channel) {
             let channel = Arc::from(channel);
-            session
+            context
                 .server
                 .broker
-                .presence(channel, session.mailbox.clone());
+                .presence(channel, context.mailbox.clone());
         } else {
             let reason = format!("the server does not track who is subscribed to {channel}");
-            session.reply(error(ErrorCode::PresenceOff, reason, None));
+            context.reply(error(ErrorCode::PresenceOff, reason, None));
         }
     }
 
-    fn unsubscribe(&mut self, channel: String, session: &mut Session) {
+    fn unsubscribe(&mut self, channel: String, context: &mut Context) {
         self.subscriptions.retain(|held| **held != *channel);
-        session
+        context
             .server
             .broker
-            .unsubscribe(&channel, session.mailbox.id());
-        session.reply(frame(&ServerFrame::Unsubscribed { channel }));
+            .unsubscribe(&channel, context.mailbox.id());
+        context.reply(frame(&ServerFrame::Unsubscribed { channel }));
     }
 
     fn publish(
@@ -85,15 +84,15 @@ impl Native {
         channel: String,
         data: serde_json::Value,
         id: Option<String>,
-        session: &mut Session,
+        context: &mut Context,
     ) {
         let data =
             serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
-        session.server.broker.publish(PublishRequest {
+        context.server.broker.publish(PublishRequest {
             channel: Arc::from(channel),
             payload: Payload::Json(data),
             retain: false,
-            origin: Some(session.mailbox.clone()),
+            origin: Some(context.mailbox.clone()),
             ack_id: id,
         });
     }
@@ -102,44 +101,44 @@ impl Native {
 impl Endpoint for Native {
     const KIND: EndpointKind = EndpointKind::Native;
 
-    fn on_open(&mut self, session: &mut Session) {
-        let config = &session.server.config;
+    fn on_open(&mut self, context: &mut Context) {
+        let config = &context.server.config;
         let hello = ServerFrame::Hello {
-            session: session_name(session.mailbox.id()),
+            session: session_name(context.mailbox.id()),
             ping_interval_ms: duration_ms(config.ping_interval),
             ping_timeout_ms: duration_ms(config.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
         };
-        session.reply(frame(&hello));
+        context.reply(frame(&hello));
     }
 
-    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session) {
+    fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
         match ClientFrame::parse(&text) {
             Ok(ClientFrame::Ping { echo }) => {
-                session.server.metrics.client_heartbeats.increment(1);
-                session.reply(frame(&ServerFrame::Pong { echo }));
+                context.server.metrics.client_heartbeats.increment(1);
+                context.reply(frame(&ServerFrame::Pong { echo }));
             }
             Ok(ClientFrame::Subscribe { channel, since }) => {
-                self.subscribe(channel, since, session)
+                self.subscribe(channel, since, context)
             }
-            Ok(ClientFrame::Unsubscribe { channel }) => self.unsubscribe(channel, session),
-            Ok(ClientFrame::Presence { channel }) => self.presence(channel, session),
+            Ok(ClientFrame::Unsubscribe { channel }) => self.unsubscribe(channel, context),
+            Ok(ClientFrame::Presence { channel }) => self.presence(channel, context),
             Ok(ClientFrame::Publish { channel, data, id }) => {
-                self.publish(channel, data, id, session)
+                self.publish(channel, data, id, context)
             }
-            Err(Error::Request { code, reason }) => session.reply(error(code, reason, None)),
+            Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
         }
     }
 
-    fn on_binary(&mut self, _data: Bytes, session: &mut Session) {
-        session.reply(error(
+    fn on_binary(&mut self, _data: Bytes, context: &mut Context) {
+        context.reply(error(
             ErrorCode::Unsupported,
             "binary frames are not accepted on /ws; send JSON text",
             None,
         ));
     }
 
-    fn on_outbound(&mut self, item: Outbound, _session: &Session) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, _context: &Context) -> Option<Message> {
         Some(match item {
             Outbound::Message(message) => Message::Text(message.native_frame()),
             Outbound::Subscribed {
@@ -182,12 +181,12 @@ impl Endpoint for Native {
         }))
     }
 
-    fn on_close(&mut self, session: &mut Session) {
+    fn on_close(&mut self, context: &mut Context) {
         for channel in self.subscriptions.drain(..) {
-            session
+            context
                 .server
                 .broker
-                .unsubscribe(&channel, session.mailbox.id());
+                .unsubscribe(&channel, context.mailbox.id());
         }
     }
 }

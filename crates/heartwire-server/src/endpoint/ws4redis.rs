@@ -11,10 +11,9 @@ use bytes::Bytes;
 use heartwire_core::protocol::validate_channel;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Endpoint, Session};
+use super::{Context, Endpoint, EndpointKind};
 use crate::broker::{Payload, PublishRequest, SubscribeRequest};
 use crate::mailbox::Outbound;
-use crate::metrics::Endpoint as EndpointKind;
 
 /// A ws4redis socket: its facility's channel and the flags of its URL.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,37 +65,37 @@ impl Endpoint for Ws4Redis {
     const KIND: EndpointKind = EndpointKind::Ws4Redis;
     const SENDS_HEARTBEAT_TEXT: bool = true;
 
-    fn on_open(&mut self, session: &mut Session) {
+    fn on_open(&mut self, context: &mut Context) {
         if self.subscribe {
-            session.server.broker.subscribe(SubscribeRequest {
+            context.server.broker.subscribe(SubscribeRequest {
                 channel: self.channel.clone(),
-                subscriber: session.mailbox.clone(),
+                subscriber: context.mailbox.clone(),
                 with_retained: true,
                 since: None,
-                presence: session.server.config.has_presence(&self.channel),
+                presence: context.server.config.has_presence(&self.channel),
             });
         }
     }
 
-    fn on_text(&mut self, text: Utf8Bytes, session: &mut Session) {
+    fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
         // Without publish-broadcast the text goes nowhere, as in django-websocket-redis.
         if self.publish {
-            session.server.broker.publish(PublishRequest {
+            context.server.broker.publish(PublishRequest {
                 channel: self.channel.clone(),
                 payload: Payload::Text(text.as_str().into()),
                 retain: true,
-                origin: Some(session.mailbox.clone()),
+                origin: Some(context.mailbox.clone()),
                 ack_id: None,
             });
         }
     }
 
-    fn on_binary(&mut self, _data: Bytes, _session: &mut Session) {}
+    fn on_binary(&mut self, _data: Bytes, _context: &mut Context) {}
 
-    fn on_outbound(&mut self, item: Outbound, session: &Session) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message> {
         match item {
             Outbound::Message(message)
-                if self.echo || message.origin != Some(session.mailbox.id()) =>
+                if self.echo || message.origin != Some(context.mailbox.id()) =>
             {
                 Some(Message::Text(message.text_frame()))
             }
@@ -104,12 +103,12 @@ impl Endpoint for Ws4Redis {
         }
     }
 
-    fn on_close(&mut self, session: &mut Session) {
+    fn on_close(&mut self, context: &mut Context) {
         if self.subscribe {
-            session
+            context
                 .server
                 .broker
-                .unsubscribe(&self.channel, session.mailbox.id());
+                .unsubscribe(&self.channel, context.mailbox.id());
         }
     }
 }

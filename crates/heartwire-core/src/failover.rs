@@ -1,23 +1,23 @@
-//! Which endpoint a client tries next: fail-over down the list, fail-back up it.
+//! Which server a client tries next: fail-over down the list, fail-back up it.
 //!
-//! The endpoints are ordered by preference: the primary first, then the backups.
-//! [`Endpoints`] keeps each one's [`Health`] and, with an explicit `now`, answers two
+//! The servers are ordered by preference: the primary first, then the backups.
+//! [`Failover`] keeps each one's [`Health`] and, with an explicit `now`, answers two
 //! questions:
 //!
-//! - [`Endpoints::pick`]: where the next attempt goes. The first endpoint that has
+//! - [`Failover::pick`]: where the next attempt goes. The first server that has
 //!   not failed since it last worked, or whose last failure is older than
-//!   `retry_failed_after`; when every endpoint failed recently, the one that failed
+//!   `retry_failed_after`; when every server failed recently, the one that failed
 //!   longest ago, so the client walks the list instead of hammering one server.
-//! - [`Endpoints::fail_back_due`]: while connected to a backup, when a preferred
-//!   endpoint is worth probing again, so the client returns to the primary once it is
+//! - [`Failover::fail_back_due`]: while connected to a backup, when a preferred
+//!   server is worth probing again, so the client returns to the primary once it is
 //!   back.
 //!
-//! An endpoint that can never work (it refused the WebSocket handshake for good) is
+//! A server that can never work (it refused the WebSocket handshake for good) is
 //! never picked again.
 
 use std::time::{Duration, Instant};
 
-/// What the client knows about one endpoint.
+/// What the client knows about one server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
     /// Attempts or connections that failed since it last worked.
@@ -30,15 +30,15 @@ pub struct Health {
     pub refused: bool,
 }
 
-/// The endpoints of one client and their health. See the [module docs](self).
+/// The servers of one client and their health. See the [module docs](self).
 #[derive(Debug, Clone)]
-pub struct Endpoints {
+pub struct Failover {
     health: Vec<Health>,
     retry_failed_after: Duration,
 }
 
-impl Endpoints {
-    /// `count` endpoints, in order of preference; a failed one is tried again first
+impl Failover {
+    /// `count` servers, in order of preference; a failed one is tried again first
     /// once `retry_failed_after` has passed since its failure.
     pub fn new(count: usize, retry_failed_after: Duration) -> Self {
         Self {
@@ -47,12 +47,12 @@ impl Endpoints {
         }
     }
 
-    /// The health of endpoint `index`.
+    /// The health of server `index`.
     pub fn health(&self, index: usize) -> &Health {
         &self.health[index]
     }
 
-    /// Where the next attempt goes, or `None` when no endpoint can ever work.
+    /// Where the next attempt goes, or `None` when no server can ever work.
     pub fn pick(&self, now: Instant) -> Option<usize> {
         let usable = || {
             self.health
@@ -66,7 +66,7 @@ impl Endpoints {
             .map(|(index, _)| index)
     }
 
-    /// When an endpoint preferred to `current` will be worth probing (`now` if one
+    /// When a server preferred to `current` will be worth probing (`now` if one
     /// already is), if any.
     pub fn fail_back_due(&self, current: usize, now: Instant) -> Option<Instant> {
         self.health[..current]
@@ -80,7 +80,7 @@ impl Endpoints {
             .min()
     }
 
-    /// The preferred endpoint to probe at `now` while connected to `current`.
+    /// The preferred server to probe at `now` while connected to `current`.
     pub fn fail_back_candidate(&self, current: usize, now: Instant) -> Option<usize> {
         self.health[..current]
             .iter()
@@ -127,72 +127,69 @@ mod tests {
 
     #[test]
     fn primary_first() {
-        let endpoints = Endpoints::new(3, RETRY);
-        assert_eq!(endpoints.pick(Instant::now()), Some(0));
+        let servers = Failover::new(3, RETRY);
+        assert_eq!(servers.pick(Instant::now()), Some(0));
     }
 
     #[test]
     fn fails_over_down_the_list() {
         let t0 = Instant::now();
-        let mut endpoints = Endpoints::new(3, RETRY);
-        endpoints.handle_failure(0, t0);
-        assert_eq!(endpoints.pick(t0), Some(1));
-        endpoints.handle_failure(1, t0 + Duration::from_secs(1));
-        assert_eq!(endpoints.pick(t0 + Duration::from_secs(1)), Some(2));
+        let mut servers = Failover::new(3, RETRY);
+        servers.handle_failure(0, t0);
+        assert_eq!(servers.pick(t0), Some(1));
+        servers.handle_failure(1, t0 + Duration::from_secs(1));
+        assert_eq!(servers.pick(t0 + Duration::from_secs(1)), Some(2));
         // All failed recently: the one that failed longest ago.
-        endpoints.handle_failure(2, t0 + Duration::from_secs(2));
-        assert_eq!(endpoints.pick(t0 + Duration::from_secs(2)), Some(0));
-        assert_eq!(endpoints.health(2).consecutive_failures, 1);
+        servers.handle_failure(2, t0 + Duration::from_secs(2));
+        assert_eq!(servers.pick(t0 + Duration::from_secs(2)), Some(0));
+        assert_eq!(servers.health(2).consecutive_failures, 1);
     }
 
     #[test]
     fn a_failed_primary_is_tried_again_after_the_retry_period() {
         let t0 = Instant::now();
-        let mut endpoints = Endpoints::new(2, RETRY);
-        endpoints.handle_failure(0, t0);
-        endpoints.handle_success(1);
-        assert_eq!(
-            endpoints.pick(t0 + RETRY - Duration::from_millis(1)),
-            Some(1)
-        );
-        assert_eq!(endpoints.pick(t0 + RETRY), Some(0));
+        let mut servers = Failover::new(2, RETRY);
+        servers.handle_failure(0, t0);
+        servers.handle_success(1);
+        assert_eq!(servers.pick(t0 + RETRY - Duration::from_millis(1)), Some(1));
+        assert_eq!(servers.pick(t0 + RETRY), Some(0));
     }
 
     #[test]
     fn fail_back_is_due_when_the_primary_may_be_back() {
         let t0 = Instant::now();
-        let mut endpoints = Endpoints::new(2, RETRY);
-        endpoints.handle_failure(0, t0);
-        endpoints.handle_success(1);
-        assert_eq!(endpoints.fail_back_due(1, t0), Some(t0 + RETRY));
-        assert_eq!(endpoints.fail_back_due(0, t0), None);
+        let mut servers = Failover::new(2, RETRY);
+        servers.handle_failure(0, t0);
+        servers.handle_success(1);
+        assert_eq!(servers.fail_back_due(1, t0), Some(t0 + RETRY));
+        assert_eq!(servers.fail_back_due(0, t0), None);
         assert_eq!(
-            endpoints.fail_back_candidate(1, t0 + RETRY / 2),
+            servers.fail_back_candidate(1, t0 + RETRY / 2),
             None,
             "too early"
         );
-        assert_eq!(endpoints.fail_back_candidate(1, t0 + RETRY), Some(0));
+        assert_eq!(servers.fail_back_candidate(1, t0 + RETRY), Some(0));
         // A failed probe pushes the next one out by another period.
-        endpoints.handle_failure(0, t0 + RETRY);
-        assert_eq!(endpoints.fail_back_due(1, t0), Some(t0 + RETRY * 2));
+        servers.handle_failure(0, t0 + RETRY);
+        assert_eq!(servers.fail_back_due(1, t0), Some(t0 + RETRY * 2));
     }
 
     #[test]
     fn refused_endpoints_are_never_picked() {
         let t0 = Instant::now();
-        let mut endpoints = Endpoints::new(2, RETRY);
-        endpoints.handle_refused(0, t0);
-        assert_eq!(endpoints.pick(t0 + RETRY * 10), Some(1));
-        assert_eq!(endpoints.fail_back_due(1, t0), None);
-        endpoints.handle_refused(1, t0);
-        assert_eq!(endpoints.pick(t0), None);
+        let mut servers = Failover::new(2, RETRY);
+        servers.handle_refused(0, t0);
+        assert_eq!(servers.pick(t0 + RETRY * 10), Some(1));
+        assert_eq!(servers.fail_back_due(1, t0), None);
+        servers.handle_refused(1, t0);
+        assert_eq!(servers.pick(t0), None);
     }
 
     #[test]
     fn rtt_is_kept_per_endpoint() {
-        let mut endpoints = Endpoints::new(2, RETRY);
-        endpoints.handle_rtt(1, Duration::from_millis(3));
-        assert_eq!(endpoints.health(1).last_rtt, Some(Duration::from_millis(3)));
-        assert_eq!(endpoints.health(0).last_rtt, None);
+        let mut servers = Failover::new(2, RETRY);
+        servers.handle_rtt(1, Duration::from_millis(3));
+        assert_eq!(servers.health(1).last_rtt, Some(Duration::from_millis(3)));
+        assert_eq!(servers.health(0).last_rtt, None);
     }
 }
