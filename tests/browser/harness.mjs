@@ -3,7 +3,7 @@
  * Debian's Chromium driven by playwright-core with a fresh profile.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -131,6 +131,32 @@ const CHROMIUM_ARGS = [
  */
 export const KEEP_FROZEN_PAGES_WEBSOCKETS = '--disable-blink-features=DisconnectWebSocketOnBFCache';
 
+/** Sends SIGKILL to every process of group `pgid`; a group already gone is fine. */
+function killGroup(pgid) {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch (error) {
+    if (error.code !== 'ESRCH') throw error;
+  }
+}
+
+/** Whether a process of group `pgid` is still running (zombies hold no files and count as gone). */
+async function groupHasLiveProcess(pgid) {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // it ended while we looked
+    }
+    // Fields after the command name, which ends with the last ')': state, ppid, pgrp, …
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') return true;
+  }
+  return false;
+}
+
 /**
  * Starts Chromium with a fresh profile and connects playwright-core to it over CDP.
  *
@@ -139,11 +165,17 @@ export const KEEP_FROZEN_PAGES_WEBSOCKETS = '--disable-blink-features=Disconnect
  * `noDefaults` leaves the default context as Chromium made it. `extraArgs` are added to the
  * command line. Returns the default context and a function that closes the browser and
  * removes the profile.
+ *
+ * Chromium runs in a process group of its own: its helpers (zygotes, GPU, network and storage
+ * services, renderers) share it, and the storage service may still be writing into the
+ * profile after the main process is gone. Closing kills the whole group and waits until none
+ * of its processes is left before the profile is removed.
  */
 export async function launchBrowser({ extraArgs = [] } = {}) {
   const profile = await mkdtemp(join(tmpdir(), 'heartwire-chromium-'));
   const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, ...extraArgs, `--user-data-dir=${profile}`, 'about:blank'], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
   });
   let stderr = '';
   child.stderr.on('data', (chunk) => { stderr += chunk; });
@@ -161,8 +193,9 @@ export async function launchBrowser({ extraArgs = [] } = {}) {
   const [context] = browser.contexts();
   const close = async () => {
     await browser.close();
-    if (child.exitCode === null) child.kill('SIGKILL');
+    killGroup(child.pid);
     await exited;
+    await waitUntil(async () => !(await groupHasLiveProcess(child.pid)), 20_000, 'chromium\'s processes to end');
     await rm(profile, { recursive: true, force: true });
   };
   return { context, close };
