@@ -276,7 +276,11 @@ pub fn session_name(id: u64) -> String {
 
 /// Reads a session id written by [`session_name`]; `None` for anything else.
 pub fn parse_session_name(name: &str) -> Option<u64> {
-    if name.len() != 16 || !name.bytes().all(|digit| matches!(digit, b'0'..=b'9' | b'a'..=b'f')) {
+    if name.len() != 16
+        || !name
+            .bytes()
+            .all(|digit| matches!(digit, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
     u64::from_str_radix(name, 16).ok()
@@ -476,7 +480,13 @@ mod tests {
         for id in [0, 0xa1, u64::MAX] {
             assert_eq!(parse_session_name(&session_name(id)), Some(id));
         }
-        for other in ["a1", "+0000000000000a1", "00000000000000A1", "0000000000000a1g", ""] {
+        for other in [
+            "a1",
+            "+0000000000000a1",
+            "00000000000000A1",
+            "0000000000000a1g",
+            "",
+        ] {
             assert_eq!(parse_session_name(other), None, "{other:?}");
         }
     }

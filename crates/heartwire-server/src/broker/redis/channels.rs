@@ -8,9 +8,10 @@
 //! the snapshot, and becomes a live subscriber. Nothing is missed (the Redis
 //! subscription was in place before the snapshot was read) and nothing comes twice.
 //!
-//! After Redis comes back, each channel is *resynced*: live messages are held, the
+//! After Redis comes back, each channel is *resynced*: live messages wait in a
+//! backlog, the
 //! stream is read from the last `seq` this node delivered, the missed messages are
-//! delivered, then the held ones. If the channel's epoch changed (Redis lost its
+//! delivered, then the backlog. If the channel's epoch changed (Redis lost its
 //! data), each subscriber is told so with a new `subscribed` frame, `recovered: false`.
 //!
 //! Messages that other software publishes raw on a django-websocket-redis channel have
@@ -22,10 +23,10 @@ use std::sync::Arc;
 use heartwire_core::protocol::Position;
 
 use super::names::{ChannelNames, is_ws4redis};
-use super::presence::PresenceEvent;
-use super::scripts::{Envelope, Snapshot};
-use crate::broker::{Payload, Publication};
-use crate::mailbox::{ConnectionId, Mailbox, Outbound};
+use super::replies::{Envelope, PresenceEvent, Snapshot};
+use crate::id::ConnectionId;
+use crate::mailbox::{Mailbox, Outbound};
+use crate::publication::{Payload, Publication};
 
 /// A channel to resync, with the position this node delivered up to.
 pub(super) type ToResync = (Arc<str>, Option<Position>);
@@ -49,8 +50,8 @@ struct LocalChannel {
     joining: HashMap<ConnectionId, Vec<Live>>,
     /// The epoch and latest `seq` delivered here.
     position: Option<(Arc<str>, u64)>,
-    /// Live messages held while the channel resyncs.
-    held: Option<Vec<Live>>,
+    /// Live messages that arrive while the channel resyncs, delivered after it.
+    resync_backlog: Option<Vec<Live>>,
     /// Raw copies of heartwire's own messages still to come on the raw channel.
     twins: u32,
     /// Whether the channel's members are tracked.
@@ -108,8 +109,8 @@ impl LocalChannel {
     }
 
     fn receive(&mut self, live: Live) {
-        match &mut self.held {
-            Some(held) => held.push(live),
+        match &mut self.resync_backlog {
+            Some(backlog) => backlog.push(live),
             None => self.deliver(live),
         }
     }
@@ -209,7 +210,7 @@ impl Channels {
                 live: HashMap::new(),
                 joining: HashMap::new(),
                 position: None,
-                held: None,
+                resync_backlog: None,
                 twins: 0,
                 presence,
                 members: HashSet::new(),
@@ -359,16 +360,16 @@ impl Channels {
         self.generation
     }
 
-    /// Holds live messages of every channel until it is resynced; returns the
-    /// reconnect's number and what to resync: each channel with the position this
-    /// node delivered up to.
-    pub(super) fn hold_all(&mut self) -> (u64, Vec<ToResync>) {
+    /// Starts the resync of every channel after a reconnect: their live messages
+    /// wait in a backlog until each is resynced. Returns the reconnect's number and
+    /// what to resync: each channel with the position this node delivered up to.
+    pub(super) fn begin_resync(&mut self) -> (u64, Vec<ToResync>) {
         self.generation += 1;
         let channels = self
             .by_name
             .iter_mut()
             .map(|(name, local)| {
-                local.held.get_or_insert_with(Vec::new);
+                local.resync_backlog.get_or_insert_with(Vec::new);
                 local.twins = 0;
                 let position = local.position.as_ref().map(|(epoch, seq)| Position {
                     epoch: epoch.to_string(),
@@ -381,7 +382,7 @@ impl Channels {
     }
 
     /// Ends the resync of reconnect `generation`: delivers what was missed (or tells
-    /// each subscriber its position is lost), then what was held. A resync of an
+    /// each subscriber its position is lost), then the backlog. A resync of an
     /// older reconnect changes nothing.
     pub(super) fn finish_resync(&mut self, channel: &str, generation: u64, snapshot: Snapshot) {
         if generation != self.generation {
@@ -411,7 +412,7 @@ impl Channels {
                 local.position = Some((snapshot.epoch, snapshot.seq));
             }
         }
-        for live in local.held.take().unwrap_or_default() {
+        for live in local.resync_backlog.take().unwrap_or_default() {
             local.deliver(live);
         }
     }
@@ -556,7 +557,7 @@ mod tests {
         let mut channels = Channels::new(String::new());
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
-        let (generation, resync) = channels.hold_all();
+        let (generation, resync) = channels.begin_resync();
         assert_eq!(resync[0].1.as_ref().map(|position| position.seq), Some(1));
         // 2 and 3 were missed while disconnected; 3 and 4 come live meanwhile.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
@@ -571,8 +572,8 @@ mod tests {
             ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4"]
         );
 
-        let (stale, _) = channels.hold_all();
-        let (generation, _) = channels.hold_all();
+        let (stale, _) = channels.begin_resync();
+        let (generation, _) = channels.begin_resync();
         // The resync of the older reconnect gives way.
         channels.finish_resync(&channel(), stale, snapshot("x", 9, Some(false), &[]));
         channels.finish_resync(&channel(), generation, snapshot("f", 0, Some(false), &[]));
