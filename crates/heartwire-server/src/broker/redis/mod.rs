@@ -10,7 +10,8 @@
 //! - [`scripts`]: every Lua script, each one channel operation in one atomic step;
 //! - [`commands`]: the script calls and commands, built from plain values;
 //! - [`replies`]: what Redis sends back (script replies, envelopes, presence events);
-//! - [`channels`]: this node's subscribers and the ordering rules (join, resync);
+//! - [`channels`] and [`local_channel`]: this node's subscribers, and the ordering
+//!   rules (join, resync);
 //! - [`shared`]: what every task shares (connections, channels, whether Redis is up);
 //! - [`join_barrier`]: a connection's publishes wait behind its own joins, so it sees
 //!   its message;
@@ -23,6 +24,7 @@ mod channels;
 mod commands;
 mod join;
 mod join_barrier;
+mod local_channel;
 mod names;
 mod presence;
 mod publisher;
