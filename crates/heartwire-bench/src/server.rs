@@ -18,7 +18,6 @@ pub(crate) struct ServerProcess {
     child: Child,
     pid: u32,
     port: u16,
-    clock_ticks: f64,
 }
 
 impl ServerProcess {
@@ -54,12 +53,7 @@ impl ServerProcess {
             anyhow::ensure!(Instant::now() < deadline, "{command:?} never listened");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(Self {
-            child,
-            pid,
-            port,
-            clock_ticks: clock_ticks_per_second().await,
-        })
+        Ok(Self { child, pid, port })
     }
 
     /// Resident memory, in bytes.
@@ -74,23 +68,25 @@ impl ServerProcess {
         Ok(kib * 1024)
     }
 
-    /// User plus system CPU time used so far.
+    /// CPU time used so far by the server's threads, from the scheduler's run time
+    /// of each (`/proc/PID/task/*/schedstat`, in nanoseconds). utime and stime count
+    /// whole clock ticks (10 ms), more than a short window of heartbeats takes, so they
+    /// often measured none. A thread that ends takes its time with it; the servers
+    /// measured keep their threads for the whole window.
     pub(crate) fn cpu(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the command name, which ends with the last ')'.
-        let rest = stat.rsplit_once(')').context("odd /proc/PID/stat")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line; the rest starts at field 3.
-        let ticks: f64 = [11, 12]
-            .iter()
-            .map(|&i| {
-                fields
-                    .get(i)
-                    .and_then(|f| f.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            })
-            .sum();
-        Ok(Duration::from_secs_f64(ticks / self.clock_ticks))
+        let mut nanos: u64 = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid))? {
+            // A thread may end between the listing and the read.
+            let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+                continue;
+            };
+            nanos += stat
+                .split_whitespace()
+                .next()
+                .and_then(|run| run.parse::<u64>().ok())
+                .context("odd /proc/PID/task/TID/schedstat")?;
+        }
+        Ok(Duration::from_nanos(nanos))
     }
 
     /// The value of one line of heartwire's /metrics, e.g.
@@ -112,13 +108,4 @@ impl ServerProcess {
         self.child.kill().await?;
         Ok(())
     }
-}
-
-async fn clock_ticks_per_second() -> f64 {
-    let output = Command::new("getconf").arg("CLK_TCK").output().await;
-    output
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
 }

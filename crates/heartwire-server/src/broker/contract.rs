@@ -66,7 +66,11 @@ pub struct BrokerHealth {
     pub reconnects: u64,
 }
 
-/// Fans channel messages out to subscribed connections. See the [module docs](self).
+/// Fans channel messages out to subscribed connections.
+///
+/// Its methods never wait: results come back as [`Outbound`](crate::Outbound) items
+/// in the caller's [`Mailbox`](crate::Mailbox), so a broker that crosses the network
+/// answers the same way as the in-process one.
 pub trait Broker: Send + Sync + 'static {
     /// Adds the subscriber to the channel (with `presence`, as a member whose
     /// arrival every other subscriber learns). The broker then delivers
