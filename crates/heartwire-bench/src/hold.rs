@@ -28,7 +28,7 @@ const PROGRESS_EVERY: u32 = 100;
 const PING_ORDER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of `heartwire bench hold`.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct HoldArgs {
     /// The server's port on 127.0.0.1
     #[arg(long)]

@@ -26,13 +26,13 @@ mod server;
 mod wire;
 
 /// Options of `heartwire bench`.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
 }
 
-#[derive(clap::Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
     /// Start a server, run scenarios against it, append its figures to a file.
     Run(scenario::RunArgs),

@@ -20,7 +20,7 @@ const NODE_WS: &str = "node-ws";
 const FLOOR: &str = "tokio-tungstenite";
 
 /// Options of `heartwire bench report`.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct ReportArgs {
     /// The JSON-lines files that `bench run` appended to; repeatable. A figure in a later
     /// file replaces the same server's figure in an earlier one (a scenario run again)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use heartwire_client::{self as client, ClientConfig, ClosedReason, Event, Incoming};
+use heartwire_core::protocol::millis;
 use heartwire_core::{BackoffConfig, Delay};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -201,7 +202,7 @@ fn state_json(event: &Event, url: &str) -> Value {
             "state": "reconnecting",
             "url": url,
             "attempt": attempt,
-            "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "delay_ms": millis(*delay),
             "reason": reason,
         }),
         Event::Gap {

@@ -11,11 +11,11 @@
 //! error for the caller, never a silent drop.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,7 @@ impl Shared {
         if self.stop.is_cancelled() {
             return Err(Error::ClientClosed);
         }
-        let mut outbox = lock(&self.outbox);
+        let mut outbox = self.outbox.lock();
         if outbox.len() >= self.capacity {
             return Err(Error::OutboxFull {
                 capacity: self.capacity,
@@ -107,7 +107,7 @@ impl Shared {
     /// Puts messages that went out but were never confirmed back at the front, in
     /// their order. They were accepted once, so the capacity does not apply.
     pub(crate) fn requeue_front(&self, messages: impl DoubleEndedIterator<Item = Outgoing>) {
-        let mut outbox = lock(&self.outbox);
+        let mut outbox = self.outbox.lock();
         for message in messages.rev() {
             outbox.push_front(message);
         }
@@ -115,22 +115,22 @@ impl Shared {
 
     /// Takes the oldest queued message.
     pub(crate) fn pop(&self) -> Option<Outgoing> {
-        lock(&self.outbox).pop_front()
+        self.outbox.lock().pop_front()
     }
 
     /// Whether a message is waiting.
     pub(crate) fn has_queued(&self) -> bool {
-        !lock(&self.outbox).is_empty()
+        !self.outbox.lock().is_empty()
     }
 
     /// How many messages wait.
     pub(crate) fn queued_len(&self) -> usize {
-        lock(&self.outbox).len()
+        self.outbox.lock().len()
     }
 
     /// Adds a channel to the set subscribed on every connection.
     pub(crate) fn add_subscription(&self, channel: &str) {
-        let mut subscriptions = lock(&self.subscriptions);
+        let mut subscriptions = self.subscriptions.lock();
         if !subscriptions.iter().any(|known| known == channel) {
             subscriptions.push(channel.to_owned());
         }
@@ -138,29 +138,21 @@ impl Shared {
 
     /// Removes a channel from that set.
     pub(crate) fn remove_subscription(&self, channel: &str) {
-        lock(&self.subscriptions).retain(|known| known != channel);
+        self.subscriptions.lock().retain(|known| known != channel);
     }
 
     /// The channels subscribed on every connection, in the order they were added.
     pub(crate) fn subscriptions(&self) -> Vec<String> {
-        lock(&self.subscriptions).clone()
+        self.subscriptions.lock().clone()
     }
 
     pub(crate) fn set_rtt(&self, rtt: Duration) {
-        *lock(&self.rtt) = Some(rtt);
+        *self.rtt.lock() = Some(rtt);
     }
 
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        *lock(&self.rtt)
+        *self.rtt.lock()
     }
-}
-
-/// Locks a mutex; the data stays consistent even if a holder panicked, because every
-/// critical section here is a single collection operation.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -319,8 +319,9 @@ impl Liveness {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     ///
-    /// `None` once the connection has ended, or while actions wait in
-    /// [`poll_action`](Self::poll_action).
+    /// `None` once the connection is over: from the moment its last actions (a close
+    /// frame, the drop) wait in [`poll_action`](Self::poll_action), and after. While it
+    /// is open or closing there is always a deadline, even when actions wait.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Open => {
@@ -410,6 +411,24 @@ mod tests {
             [Action::SendPing(0u64.to_be_bytes())]
         );
         assert_eq!(machine.poll_timeout(), Some(t0 + INTERVAL + TIMEOUT));
+    }
+
+    #[test]
+    fn the_deadline_stays_while_a_ping_waits_and_goes_once_the_end_waits() {
+        let t0 = Instant::now();
+        let mut machine = Liveness::new(config(), t0);
+        machine.handle_timeout(t0 + INTERVAL);
+        // The Ping waits in poll_action; the deadline for its answer is already set.
+        assert_eq!(machine.poll_timeout(), Some(t0 + INTERVAL + TIMEOUT));
+        assert_eq!(
+            actions(&mut machine),
+            [Action::SendPing(0u64.to_be_bytes())]
+        );
+        machine.handle_timeout(t0 + INTERVAL + TIMEOUT);
+        // The close and the drop wait: nothing is left to time.
+        assert_eq!(machine.poll_timeout(), None);
+        assert_eq!(actions(&mut machine).len(), 2);
+        assert_eq!(machine.poll_timeout(), None);
     }
 
     #[test]

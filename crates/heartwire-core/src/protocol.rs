@@ -8,6 +8,8 @@
 //! so it is encoded once with [`encode_delivery`], which copies the publisher's JSON
 //! through without parsing it again.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -266,6 +268,30 @@ pub fn validate_channel(channel: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The text form of a session id, as in `hello`, `join`, `leave` and `presence`:
+/// 16 lowercase hex digits.
+pub fn session_name(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// Reads a session id written by [`session_name`]; `None` for anything else.
+pub fn parse_session_name(name: &str) -> Option<u64> {
+    if name.len() != 16
+        || !name
+            .bytes()
+            .all(|digit| matches!(digit, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    u64::from_str_radix(name, 16).ok()
+}
+
+/// A duration as the protocol's `_ms` fields carry it: whole milliseconds, at most
+/// `u64::MAX`.
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +472,29 @@ mod tests {
         for frame in frames {
             assert_eq!(ServerFrame::parse(&frame.encode()).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn session_names_are_sixteen_hex_digits_and_read_back() {
+        assert_eq!(session_name(0xa1), "00000000000000a1");
+        for id in [0, 0xa1, u64::MAX] {
+            assert_eq!(parse_session_name(&session_name(id)), Some(id));
+        }
+        for other in [
+            "a1",
+            "+0000000000000a1",
+            "00000000000000A1",
+            "0000000000000a1g",
+            "",
+        ] {
+            assert_eq!(parse_session_name(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn millis_truncate_and_saturate() {
+        assert_eq!(millis(Duration::from_micros(2_999)), 2);
+        assert_eq!(millis(Duration::from_secs(20)), 20_000);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
     }
 }

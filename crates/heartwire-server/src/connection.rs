@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::endpoint::{Context, Endpoint};
 use super::mailbox::Signal;
-use super::registry::Slot;
+use super::slot::Slot;
 use super::websocket::Socket;
 
 /// Replies that may wait to be written before reading pauses.

@@ -7,12 +7,12 @@
 //!
 //! How a connection flows through the files here:
 //! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
-//! - [`routes`] maps paths to endpoints, and takes a [`registry`] slot before each
-//!   upgrade (HTTP 503 when the server is full);
+//! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
+//!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
-//! - [`broker`] fans published messages out to subscribers' [`mailbox`]es;
+//! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
 
 mod broker;
@@ -20,11 +20,14 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod id;
 mod listener;
 mod mailbox;
 mod metrics;
+mod publication;
 mod registry;
 mod routes;
+mod slot;
 mod state;
 mod websocket;
 
@@ -35,12 +38,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, BrokerHealth, MemoryBroker, Payload, Publication, PublishRequest, RedisBroker,
-    RedisConfig, Retention, SubscribeRequest,
+    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, Retention,
+    SubscribeRequest,
 };
 pub use config::{HeartbeatReply, ServerConfig};
 pub use error::Error;
-pub use mailbox::{ConnectionId, Mailbox, Outbound, session_name};
+pub use id::ConnectionId;
+pub use mailbox::{Mailbox, Outbound};
+pub use publication::{Payload, Publication};
 
 use metrics::ServerMetrics;
 use registry::Registry;
@@ -50,6 +55,16 @@ use state::ServerState;
 pub struct Server {
     listener: TcpListener,
     state: Arc<ServerState>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("broker", &self.state.broker.name())
+            .field("connections", &self.state.registry.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {

@@ -8,21 +8,15 @@
 //! few words here.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Context;
 
 use futures_util::task::AtomicWaker;
 use heartwire_core::ErrorCode;
+use parking_lot::Mutex;
 
-use super::broker::Publication;
-
-/// Identifies a connection across the server (and, being random, across nodes).
-pub type ConnectionId = u64;
-
-/// A connection's session id on the wire, as in `hello`: 16 hex digits.
-pub fn session_name(id: ConnectionId) -> String {
-    format!("{id:016x}")
-}
+use crate::id::ConnectionId;
+use crate::publication::Publication;
 
 /// Something to be sent to one connection.
 #[derive(Debug, Clone)]
@@ -129,7 +123,7 @@ impl Mailbox {
     /// consumer instead. Returns whether the items were queued.
     pub fn deliver_all(&self, items: impl IntoIterator<Item = Outbound>) -> bool {
         let accepted = {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             if state.signal.is_some() {
                 false
             } else if state.queue.len() >= self.capacity {
@@ -147,7 +141,8 @@ impl Mailbox {
 
     /// Asks the connection to close because the server shuts down.
     pub(crate) fn shut_down(&self, reconnect_after_ms: u64) {
-        self.lock()
+        self.state
+            .lock()
             .signal
             .get_or_insert(Signal::Shutdown { reconnect_after_ms });
         self.waker.wake();
@@ -160,25 +155,18 @@ impl Mailbox {
 
     /// The pending signal, if any.
     pub(crate) fn signal(&self) -> Option<Signal> {
-        self.lock().signal
+        self.state.lock().signal
     }
 
     /// Takes the oldest queued item.
     pub(crate) fn take(&self) -> Option<Outbound> {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let item = state.queue.pop_front();
         if state.queue.is_empty() && state.queue.capacity() > 16 {
             // A burst is over: give its memory back.
             state.queue = VecDeque::new();
         }
         item
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across anything that can panic.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

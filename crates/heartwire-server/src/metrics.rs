@@ -12,11 +12,11 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use heartwire_core::DisconnectReason;
-
-use super::broker::BrokerHealth;
-use super::endpoint::EndpointKind;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+use crate::broker::BrokerHealth;
+use crate::endpoint::kind::EndpointKind;
 
 /// Counters of one endpoint.
 #[derive(Debug)]

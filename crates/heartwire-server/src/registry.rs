@@ -1,24 +1,26 @@
-//! The server's open connections: capacity, and reaching them all at shutdown.
+//! The server's open connections: how many slots are taken, and reaching every
+//! connection at shutdown.
 //!
-//! A [`Slot`] is taken before the WebSocket upgrade, so a full server answers HTTP 503
-//! instead of accepting a connection it cannot hold; the slot is given back when the
-//! connection's task ends, however it ends.
+//! A connection takes a slot (see [`crate::slot`]) before its WebSocket upgrade and
+//! registers its mailbox once upgraded; the registry counts the one and holds the
+//! other, so a full server is refused at the door and a draining one reaches all.
 
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use heartwire_core::protocol::millis;
+use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::endpoint::EndpointKind;
-use super::mailbox::{ConnectionId, Mailbox};
-use super::state::ServerState;
+use crate::id::ConnectionId;
+use crate::mailbox::Mailbox;
 
 /// Open connections of one server.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Registry {
     open: Mutex<HashMap<ConnectionId, Arc<Mailbox>>>,
     /// Slots taken: connections open or being upgraded.
@@ -28,26 +30,44 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Takes a slot for a new connection, unless the server is full or draining.
-    pub(crate) fn reserve(server: &Arc<ServerState>) -> Option<Slot> {
-        let registry = &server.registry;
-        if registry.draining.load(Ordering::Acquire) {
-            return None;
+    /// Takes a slot for a new connection, unless `max` are taken or the server is
+    /// draining. Each slot taken is given back with [`release`](Self::release).
+    pub(crate) fn take_slot(&self, max: usize) -> bool {
+        if self.draining.load(Ordering::Acquire) {
+            return false;
         }
-        let taken = registry.taken.fetch_add(1, Ordering::AcqRel);
-        if taken >= server.config.max_connections {
-            registry.release();
-            return None;
+        let taken = self.taken.fetch_add(1, Ordering::AcqRel);
+        if taken >= max {
+            self.release();
+            return false;
         }
-        Some(Slot {
-            server: server.clone(),
-            opened: None,
-        })
+        true
+    }
+
+    /// Gives a slot back.
+    pub(crate) fn release(&self) {
+        if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Registers an upgraded connection; one that arrives while the server drains
+    /// is asked to close at once.
+    pub(crate) fn register(&self, mailbox: Arc<Mailbox>) {
+        self.open.lock().insert(mailbox.id(), mailbox.clone());
+        if self.is_draining() {
+            mailbox.shut_down(0);
+        }
+    }
+
+    /// Forgets a connection that ended.
+    pub(crate) fn unregister(&self, id: ConnectionId) {
+        self.open.lock().remove(&id);
     }
 
     /// Open WebSocket connections.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.open.lock().len()
     }
 
     /// Whether shutdown has begun.
@@ -59,9 +79,9 @@ impl Registry {
     /// `[0, spread]`, and refuses new ones.
     pub(crate) fn drain(&self, spread: Duration) {
         self.draining.store(true, Ordering::Release);
-        let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+        let spread_ms = millis(spread);
         let mut rng = rand::rng();
-        for mailbox in self.lock().values() {
+        for mailbox in self.open.lock().values() {
             mailbox.shut_down(rng.random_range(0..=spread_ms));
         }
     }
@@ -77,55 +97,29 @@ impl Registry {
             notified.await;
         }
     }
-
-    fn release(&self) {
-        if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.drained.notify_waiters();
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, Arc<Mailbox>>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
-/// A connection's place in the server, given back on drop.
-pub(crate) struct Slot {
-    server: Arc<ServerState>,
-    opened: Option<(ConnectionId, EndpointKind)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Slot {
-    pub(crate) fn server(&self) -> &Arc<ServerState> {
-        &self.server
-    }
-
-    /// The upgrade is done: registers the connection and returns its mailbox.
-    pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
-        let id = rand::random();
-        let mailbox = Arc::new(Mailbox::new(id, self.server.config.outbound_queue));
-        let registry = &self.server.registry;
-        registry.lock().insert(id, mailbox.clone());
-        if registry.is_draining() {
-            mailbox.shut_down(0);
-        }
-        let metrics = self.server.metrics.endpoint(endpoint);
-        metrics.accepted.increment(1);
-        metrics.open.increment(1.0);
-        self.opened = Some((id, endpoint));
-        mailbox
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let registry = &self.server.registry;
-        if let Some((id, endpoint)) = self.opened {
-            registry.lock().remove(&id);
-            self.server.metrics.endpoint(endpoint).open.decrement(1.0);
-        }
+    #[test]
+    fn slots_stop_at_the_maximum_and_come_back() {
+        let registry = Registry::default();
+        assert!(registry.take_slot(2));
+        assert!(registry.take_slot(2));
+        assert!(!registry.take_slot(2));
         registry.release();
+        assert!(registry.take_slot(2));
+    }
+
+    #[test]
+    fn draining_refuses_slots_and_closes_late_arrivals() {
+        let registry = Registry::default();
+        registry.drain(Duration::ZERO);
+        assert!(!registry.take_slot(10));
+        let mailbox = Arc::new(Mailbox::new(7, 4));
+        registry.register(mailbox.clone());
+        assert!(mailbox.signal().is_some());
     }
 }

@@ -13,7 +13,7 @@ use super::endpoint::Endpoint;
 use super::endpoint::echo::Echo;
 use super::endpoint::native::Native;
 use super::endpoint::ws4redis::Ws4Redis;
-use super::registry::Registry;
+use super::slot::Slot;
 use super::state::ServerState;
 use super::websocket::Upgrade;
 
@@ -74,7 +74,7 @@ async fn ws4redis(
 /// Upgrades to a WebSocket driven by `endpoint`, or refuses with 503 when the server
 /// holds `max-connections` already or is shutting down.
 fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -> Response {
-    let Some(slot) = Registry::reserve(&state) else {
+    let Some(slot) = Slot::reserve(&state) else {
         state.metrics.rejected_at_capacity.increment(1);
         let reason = if state.registry.is_draining() {
             "server shutting down; retry later"

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::broker::Broker;
-use super::config::ServerConfig;
-use super::metrics::ServerMetrics;
-use super::registry::Registry;
+use crate::broker::Broker;
+use crate::config::ServerConfig;
+use crate::metrics::ServerMetrics;
+use crate::registry::Registry;
 
 /// The server-wide state handed to every request and connection.
 pub(crate) struct ServerState {

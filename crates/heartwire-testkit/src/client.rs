@@ -33,6 +33,7 @@ pub async fn wait_for(
 /// A TCP proxy in front of `target` whose existing connections can be frozen: bytes
 /// stop flowing both ways while the sockets stay open, as with a hung server or a
 /// dead path. New connections after [`Proxy::thaw`] flow again.
+#[derive(Debug)]
 pub struct Proxy {
     /// Where clients connect to reach the target through it.
     pub addr: SocketAddr,

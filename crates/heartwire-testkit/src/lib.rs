@@ -30,6 +30,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A server running in this process until dropped or shut down.
+#[derive(Debug)]
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,

@@ -24,6 +24,7 @@ pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &
 
 /// A node with the Redis broker on a runtime of its own, so that the test can kill
 /// it abruptly: its tasks stop without closing anything or telling Redis.
+#[derive(Debug)]
 pub struct IsolatedNode {
     /// Where the node listens.
     pub addr: std::net::SocketAddr,
@@ -92,6 +93,7 @@ pub async fn node(redis: &TestRedis, config: ServerConfig) -> TestServer {
 }
 
 /// A `redis-server` started by the test, killed when dropped.
+#[derive(Debug)]
 pub struct TestRedis {
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,

@@ -35,7 +35,7 @@ pub(crate) enum Scenario {
 }
 
 /// Options of `heartwire bench run`.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
     /// The server's name in the results, e.g. heartwire, node-ws
     #[arg(long)]

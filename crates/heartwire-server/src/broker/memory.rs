@@ -7,13 +7,16 @@
 //! later one starts a new epoch.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use heartwire_core::protocol::Position;
+use parking_lot::{Mutex, MutexGuard};
 
-use super::{Broker, Publication, PublishRequest, Retention, SubscribeRequest};
-use crate::mailbox::{ConnectionId, Mailbox, Outbound};
+use super::contract::{Broker, PublishRequest, Retention, SubscribeRequest};
+use crate::id::{ConnectionId, random_id};
+use crate::mailbox::{Mailbox, Outbound};
+use crate::publication::Publication;
 
 /// Operations between two sweeps of unused channels and expired publish ids.
 const SWEEP_EVERY: u32 = 1024;
@@ -37,7 +40,7 @@ struct Channel {
 impl Channel {
     fn new(now: Instant) -> Self {
         Self {
-            epoch: Arc::from(format!("{:016x}", rand::random::<u64>())),
+            epoch: Arc::from(random_id()),
             seq: 0,
             history: VecDeque::new(),
             touched: now,
@@ -170,9 +173,7 @@ impl MemoryBroker {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 }
 
@@ -301,7 +302,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::broker::Payload;
+    use crate::publication::Payload;
 
     fn retention() -> Retention {
         Retention {

@@ -6,7 +6,7 @@
 //! its protocol alone.
 
 pub(crate) mod echo;
-mod kind;
+pub(crate) mod kind;
 pub(crate) mod native;
 pub(crate) mod ws4redis;
 

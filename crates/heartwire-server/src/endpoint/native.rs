@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
+use heartwire_core::protocol::{ClientFrame, Position, ServerFrame, millis, session_name};
 use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind};
-use crate::broker::{Payload, PublishRequest, SubscribeRequest};
-use crate::mailbox::{Outbound, session_name};
+use crate::broker::{PublishRequest, SubscribeRequest};
+use crate::mailbox::Outbound;
+use crate::publication::Payload;
 
 /// The native endpoint: its subscriptions, to release them at the end.
 #[derive(Default)]
@@ -105,8 +106,8 @@ impl Endpoint for Native {
         let config = &context.server.config;
         let hello = ServerFrame::Hello {
             session: session_name(context.mailbox.id()),
-            ping_interval_ms: duration_ms(config.ping_interval),
-            ping_timeout_ms: duration_ms(config.ping_timeout),
+            ping_interval_ms: millis(config.ping_interval),
+            ping_timeout_ms: millis(config.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
         };
         context.reply(frame(&hello));
@@ -189,8 +190,4 @@ impl Endpoint for Native {
                 .unsubscribe(&channel, context.mailbox.id());
         }
     }
-}
-
-fn duration_ms(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -12,8 +12,9 @@ use heartwire_core::protocol::validate_channel;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind};
-use crate::broker::{Payload, PublishRequest, SubscribeRequest};
+use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::Outbound;
+use crate::publication::Payload;
 
 /// A ws4redis socket: its facility's channel and the flags of its URL.
 #[derive(Debug, PartialEq, Eq)]

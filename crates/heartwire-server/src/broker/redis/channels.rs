@@ -1,5 +1,7 @@
 //! This node's side of each channel: its local subscribers, and the ordering rules
-//! that make Redis pub/sub plus the stream exact.
+//! that make Redis pub/sub plus the stream exact. Each channel is a
+//! [`LocalChannel`]; this file finds it, by name or by Redis channel, and counts
+//! reconnects.
 //!
 //! A subscriber first *joins*: the node subscribes to the channel in Redis, then reads
 //! a snapshot (epoch, latest `seq`, missed messages). Live messages that arrive
@@ -8,112 +10,28 @@
 //! the snapshot, and becomes a live subscriber. Nothing is missed (the Redis
 //! subscription was in place before the snapshot was read) and nothing comes twice.
 //!
-//! After Redis comes back, each channel is *resynced*: live messages are held, the
-//! stream is read from the last `seq` this node delivered, the missed messages are
-//! delivered, then the held ones. If the channel's epoch changed (Redis lost its
-//! data), each subscriber is told so with a new `subscribed` frame, `recovered: false`.
+//! After Redis comes back, each channel is *resynced*: live messages wait in a
+//! backlog, the stream is read from the last `seq` this node delivered, the missed
+//! messages are delivered, then the backlog. If the channel's epoch changed (Redis
+//! lost its data), each subscriber is told so with a new `subscribed` frame,
+//! `recovered: false`.
 //!
 //! Messages that other software publishes raw on a django-websocket-redis channel have
 //! no `seq`; they are delivered live with `seq` 0 and are not in the history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
+use super::local_channel::LocalChannel;
 use super::names::{ChannelNames, is_ws4redis};
-use super::presence::PresenceEvent;
-use super::scripts::{Envelope, Snapshot};
-use crate::broker::{Payload, Publication};
-use crate::mailbox::{ConnectionId, Mailbox, Outbound};
+use super::replies::Snapshot;
+use crate::id::ConnectionId;
+use crate::mailbox::Mailbox;
 
 /// A channel to resync, with the position this node delivered up to.
 pub(super) type ToResync = (Arc<str>, Option<Position>);
-
-/// A live message with the epoch it was published in (none for a raw one).
-type Live = (Option<Arc<str>>, Arc<Publication>);
-
-#[derive(Debug)]
-struct Subscriber {
-    mailbox: Arc<Mailbox>,
-    /// Messages up to this `seq` reached it before it went live.
-    after: u64,
-}
-
-/// One channel as this node sees it.
-#[derive(Debug)]
-struct LocalChannel {
-    names: ChannelNames,
-    live: HashMap<ConnectionId, Subscriber>,
-    /// Joiners and the live messages buffered for them.
-    joining: HashMap<ConnectionId, Vec<Live>>,
-    /// The epoch and latest `seq` delivered here.
-    position: Option<(Arc<str>, u64)>,
-    /// Live messages held while the channel resyncs.
-    held: Option<Vec<Live>>,
-    /// Raw copies of heartwire's own messages still to come on the raw channel.
-    twins: u32,
-    /// Whether the channel's members are tracked.
-    presence: bool,
-    /// This node's members of the channel.
-    members: HashSet<ConnectionId>,
-}
-
-impl LocalChannel {
-    fn is_unused(&self) -> bool {
-        self.live.is_empty() && self.joining.is_empty()
-    }
-
-    fn deliver(&mut self, (epoch, message): Live) {
-        if let Some(epoch) = &epoch {
-            match &mut self.position {
-                Some((known, seq)) if known == epoch => {
-                    if message.seq <= *seq {
-                        return;
-                    }
-                    *seq = message.seq;
-                }
-                position => {
-                    // A new epoch: positions of the old one say nothing about it.
-                    *position = Some((epoch.clone(), message.seq));
-                    for subscriber in self.live.values_mut() {
-                        subscriber.after = 0;
-                    }
-                }
-            }
-        }
-        for subscriber in self.live.values() {
-            if epoch.is_none() || message.seq > subscriber.after {
-                // A full mailbox marks a slow consumer, which closes and leaves.
-                subscriber
-                    .mailbox
-                    .deliver(Outbound::Message(message.clone()));
-            }
-        }
-        for buffer in self.joining.values_mut() {
-            buffer.push((epoch.clone(), message.clone()));
-        }
-    }
-
-    fn announce(&self, channel: &Arc<str>, event: PresenceEvent) {
-        for (id, subscriber) in &self.live {
-            if *id != event.session {
-                subscriber.mailbox.deliver(Outbound::PresenceChange {
-                    channel: channel.clone(),
-                    session: event.session,
-                    joined: event.joined,
-                });
-            }
-        }
-    }
-
-    fn receive(&mut self, live: Live) {
-        match &mut self.held {
-            Some(held) => held.push(live),
-            None => self.deliver(live),
-        }
-    }
-}
 
 /// What leaving a channel left to do in Redis.
 #[derive(Debug, Default)]
@@ -158,7 +76,7 @@ impl Channels {
 
     /// The Redis pub/sub channels that carry `channel`'s messages (and its presence
     /// events, when tracked).
-    pub(super) fn pubsub_names(names: &ChannelNames, channel: &str, presence: bool) -> Vec<String> {
+    fn pubsub_names(names: &ChannelNames, channel: &str, presence: bool) -> Vec<String> {
         let mut list = vec![names.live.clone()];
         if is_ws4redis(channel) {
             list.push(names.raw.clone());
@@ -172,7 +90,7 @@ impl Channels {
     /// The Redis names of `channel`.
     pub(super) fn names(&self, channel: &str) -> ChannelNames {
         match self.by_name.get(channel) {
-            Some(local) => local.names.clone(),
+            Some(local) => local.names().clone(),
             None => ChannelNames::new(&self.prefix, channel),
         }
     }
@@ -185,37 +103,20 @@ impl Channels {
         presence: bool,
     ) -> Joining {
         if let Some(local) = self.by_name.get_mut(channel) {
-            let resume_from = local.live.remove(&subscriber).and_then(|_| {
-                let (epoch, seq) = local.position.as_ref()?;
-                Some(Position {
-                    epoch: epoch.to_string(),
-                    seq: *seq,
-                })
-            });
-            local.joining.insert(subscriber, Vec::new());
+            let resume_from = local.start_join(subscriber);
             return Joining {
-                pubsub: Self::pubsub_names(&local.names, channel, local.presence),
+                pubsub: Self::pubsub_names(local.names(), channel, local.tracks_presence()),
                 resume_from,
             };
         }
         let names = self.names(channel);
         let pubsub = Self::pubsub_names(&names, channel, presence);
-        let local = self.by_name.entry(channel.clone()).or_insert_with(|| {
-            for name in &pubsub {
-                self.by_redis.insert(name.clone(), channel.clone());
-            }
-            LocalChannel {
-                names,
-                live: HashMap::new(),
-                joining: HashMap::new(),
-                position: None,
-                held: None,
-                twins: 0,
-                presence,
-                members: HashSet::new(),
-            }
-        });
-        local.joining.insert(subscriber, Vec::new());
+        for name in &pubsub {
+            self.by_redis.insert(name.clone(), channel.clone());
+        }
+        let mut local = LocalChannel::new(names, presence);
+        local.start_join(subscriber);
+        self.by_name.insert(channel.clone(), local);
         Joining {
             pubsub,
             resume_from: None,
@@ -231,7 +132,7 @@ impl Channels {
     pub(super) fn is_joining(&self, channel: &str, subscriber: ConnectionId) -> bool {
         self.by_name
             .get(channel)
-            .is_some_and(|local| local.joining.contains_key(&subscriber))
+            .is_some_and(|local| local.is_joining(subscriber))
     }
 
     /// Ends a join with the snapshot read after the Redis subscription was in place.
@@ -242,77 +143,24 @@ impl Channels {
         mailbox: &Arc<Mailbox>,
         snapshot: Snapshot,
     ) -> bool {
-        let Some(local) = self.by_name.get_mut(channel) else {
-            return false;
-        };
-        let Some(buffered) = local.joining.remove(&mailbox.id()) else {
-            return false;
-        };
-        let Snapshot {
-            epoch,
-            seq,
-            recovered,
-            retained,
-            missed,
-        } = snapshot;
-        let confirmation = Outbound::Subscribed {
-            channel: channel.clone(),
-            seq,
-            epoch: epoch.clone(),
-            recovered,
-        };
-        let retained = retained.map(|text| {
-            Arc::new(Publication::new(
-                channel.clone(),
-                seq,
-                Payload::Text(text.into_boxed_str()),
-                None,
-            ))
-        });
-        let later = buffered.into_iter().filter_map(|(message_epoch, message)| {
-            let fresh = match &message_epoch {
-                Some(message_epoch) => *message_epoch != epoch || message.seq > seq,
-                None => true,
-            };
-            fresh.then_some(message)
-        });
-        let items = std::iter::once(confirmation)
-            .chain(retained.map(Outbound::Message))
-            .chain(missed.into_iter().map(Outbound::Message))
-            .chain(later.map(Outbound::Message));
-        if mailbox.deliver_all(items) {
-            // Everything this node delivered so far in the snapshot's epoch reached
-            // the joiner, from the snapshot or from its buffer.
-            let after = match &local.position {
-                Some((known, last)) if *known == epoch => (*last).max(seq),
-                _ => seq,
-            };
-            if local.position.is_none() {
-                local.position = Some((epoch, seq));
-            }
-            let subscriber = Subscriber {
-                mailbox: mailbox.clone(),
-                after,
-            };
-            local.live.insert(mailbox.id(), subscriber);
-            return local.presence && local.members.insert(mailbox.id());
-        }
-        false
+        self.by_name
+            .get_mut(channel)
+            .is_some_and(|local| local.finish_join(channel, mailbox, snapshot))
     }
 
     /// Whether `subscriber` is a member of `channel` on this node.
     pub(super) fn is_member(&self, channel: &str, subscriber: ConnectionId) -> bool {
         self.by_name
             .get(channel)
-            .is_some_and(|local| local.members.contains(&subscriber))
+            .is_some_and(|local| local.is_member(subscriber))
     }
 
     /// The channels with tracked members here, with this node's members of each.
     pub(super) fn memberships(&self) -> Vec<(ChannelNames, Vec<ConnectionId>)> {
         self.by_name
             .values()
-            .filter(|local| local.presence)
-            .map(|local| (local.names.clone(), local.members.iter().copied().collect()))
+            .filter(|local| local.tracks_presence())
+            .map(|local| (local.names().clone(), local.members()))
             .collect()
     }
 
@@ -321,20 +169,17 @@ impl Channels {
         let Some(local) = self.by_name.get_mut(channel) else {
             return Left::default();
         };
-        local.live.remove(&subscriber);
-        local.joining.remove(&subscriber);
-        let was_member = local.members.remove(&subscriber);
+        let was_member = local.leave(subscriber);
         if !local.is_unused() {
             return Left {
                 was_member,
                 unsubscribe: None,
             };
         }
-        let presence = local.presence;
         let Some(local) = self.by_name.remove(channel) else {
             return Left::default();
         };
-        let pubsub = Self::pubsub_names(&local.names, channel, presence);
+        let pubsub = Self::pubsub_names(local.names(), channel, local.tracks_presence());
         for name in &pubsub {
             self.by_redis.remove(name);
         }
@@ -359,60 +204,28 @@ impl Channels {
         self.generation
     }
 
-    /// Holds live messages of every channel until it is resynced; returns the
-    /// reconnect's number and what to resync: each channel with the position this
-    /// node delivered up to.
-    pub(super) fn hold_all(&mut self) -> (u64, Vec<ToResync>) {
+    /// Starts the resync of every channel after a reconnect: their live messages
+    /// wait in a backlog until each is resynced. Returns the reconnect's number and
+    /// what to resync: each channel with the position this node delivered up to.
+    pub(super) fn begin_resync(&mut self) -> (u64, Vec<ToResync>) {
         self.generation += 1;
         let channels = self
             .by_name
             .iter_mut()
-            .map(|(name, local)| {
-                local.held.get_or_insert_with(Vec::new);
-                local.twins = 0;
-                let position = local.position.as_ref().map(|(epoch, seq)| Position {
-                    epoch: epoch.to_string(),
-                    seq: *seq,
-                });
-                (name.clone(), position)
-            })
+            .map(|(name, local)| (name.clone(), local.begin_resync()))
             .collect();
         (self.generation, channels)
     }
 
     /// Ends the resync of reconnect `generation`: delivers what was missed (or tells
-    /// each subscriber its position is lost), then what was held. A resync of an
+    /// each subscriber its position is lost), then the backlog. A resync of an
     /// older reconnect changes nothing.
     pub(super) fn finish_resync(&mut self, channel: &str, generation: u64, snapshot: Snapshot) {
         if generation != self.generation {
             return;
         }
-        let Some(local) = self.by_name.get_mut(channel) else {
-            return;
-        };
-        {
-            if snapshot.recovered != Some(false) {
-                for message in snapshot.missed {
-                    local.deliver((Some(snapshot.epoch.clone()), message));
-                }
-                if local.position.is_none() {
-                    local.position = Some((snapshot.epoch, snapshot.seq));
-                }
-            } else {
-                for subscriber in local.live.values_mut() {
-                    subscriber.after = snapshot.seq;
-                    subscriber.mailbox.deliver(Outbound::Subscribed {
-                        channel: Arc::from(channel),
-                        seq: snapshot.seq,
-                        epoch: snapshot.epoch.clone(),
-                        recovered: Some(false),
-                    });
-                }
-                local.position = Some((snapshot.epoch, snapshot.seq));
-            }
-        }
-        for live in local.held.take().unwrap_or_default() {
-            local.deliver(live);
+        if let Some(local) = self.by_name.get_mut(channel) {
+            local.finish_resync(channel, snapshot);
         }
     }
 
@@ -421,36 +234,8 @@ impl Channels {
         let Some(channel) = self.by_redis.get(redis_channel) else {
             return;
         };
-        let Some(local) = self.by_name.get_mut(channel) else {
-            return;
-        };
-        if redis_channel == local.names.presence {
-            match PresenceEvent::parse(&text) {
-                Some(event) => local.announce(channel, event),
-                None => tracing::warn!(redis_channel, "dropping a malformed presence event"),
-            }
-        } else if redis_channel == local.names.live {
-            let Some((envelope, body_at)) =
-                Envelope::parse(&text).map(|(envelope, body)| (envelope, text.len() - body.len()))
-            else {
-                tracing::warn!(redis_channel, "dropping a malformed envelope");
-                return;
-            };
-            if envelope.raw_follows {
-                local.twins += 1;
-            }
-            // The body stays in the buffer it arrived in: the header is cut off in place.
-            let mut body = text;
-            body.replace_range(..body_at, "");
-            if let Some(message) = envelope.publication(channel.clone(), body) {
-                local.receive((Some(envelope.epoch), Arc::new(message)));
-            }
-        } else if local.twins > 0 {
-            // heartwire's own message, already delivered from its envelope.
-            local.twins -= 1;
-        } else {
-            let message = Publication::new(channel.clone(), 0, Payload::Text(text.into()), None);
-            local.receive((None, Arc::new(message)));
+        if let Some(local) = self.by_name.get_mut(channel) {
+            local.on_pubsub(channel, redis_channel, text);
         }
     }
 
@@ -458,7 +243,7 @@ impl Channels {
     pub(super) fn in_use(&self) -> Vec<ChannelNames> {
         self.by_name
             .values()
-            .map(|local| local.names.clone())
+            .map(|local| local.names().clone())
             .collect()
     }
 }
@@ -466,6 +251,8 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::Outbound;
+    use crate::publication::{Payload, Publication};
 
     const LIVE: &str = "hw:broadcast:chat#live";
     const RAW: &str = "broadcast:chat";
@@ -556,7 +343,7 @@ mod tests {
         let mut channels = Channels::new(String::new());
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
-        let (generation, resync) = channels.hold_all();
+        let (generation, resync) = channels.begin_resync();
         assert_eq!(resync[0].1.as_ref().map(|position| position.seq), Some(1));
         // 2 and 3 were missed while disconnected; 3 and 4 come live meanwhile.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
@@ -571,8 +358,8 @@ mod tests {
             ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4"]
         );
 
-        let (stale, _) = channels.hold_all();
-        let (generation, _) = channels.hold_all();
+        let (stale, _) = channels.begin_resync();
+        let (generation, _) = channels.begin_resync();
         // The resync of the older reconnect gives way.
         channels.finish_resync(&channel(), stale, snapshot("x", 9, Some(false), &[]));
         channels.finish_resync(&channel(), generation, snapshot("f", 0, Some(false), &[]));

@@ -60,7 +60,7 @@ impl ChannelNames {
 }
 
 /// The string put before every name: `WS4REDIS_PREFIX + ":"`, or nothing.
-pub(super) fn redis_prefix(prefix: &str) -> String {
+fn redis_prefix(prefix: &str) -> String {
     if prefix.is_empty() {
         String::new()
     } else {
@@ -68,9 +68,28 @@ pub(super) fn redis_prefix(prefix: &str) -> String {
     }
 }
 
-/// What every node's liveness key starts with; the node id follows.
-pub(super) fn node_key_prefix(prefix: &str) -> String {
-    format!("{}hw#node:", redis_prefix(prefix))
+/// This node among the nodes on one Redis: its id, and where nodes prove themselves
+/// alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NodeNames {
+    /// This node's id.
+    pub(super) id: String,
+    /// This node's liveness key.
+    pub(super) key: String,
+    /// What every node's liveness key starts with; the node id follows.
+    pub(super) key_prefix: String,
+}
+
+impl NodeNames {
+    /// The names of node `id` under `prefix` (`WS4REDIS_PREFIX`, without the colon).
+    pub(super) fn new(prefix: &str, id: String) -> Self {
+        let key_prefix = format!("{}hw#node:", redis_prefix(prefix));
+        Self {
+            key: format!("{key_prefix}{id}"),
+            id,
+            key_prefix,
+        }
+    }
 }
 
 /// Whether messages of `channel` are also published raw, for django-websocket-redis.
@@ -94,5 +113,24 @@ mod tests {
         assert_eq!(prefixed.publish_id("7"), "ws4redis:hw:broadcast:chat#id:7");
         assert!(is_ws4redis("broadcast:chat"));
         assert!(!is_ws4redis("room:1"));
+    }
+
+    #[test]
+    fn heartwires_own_keys_cannot_be_channels() {
+        let names = ChannelNames::new("", "room:1");
+        for own in [
+            &names.live,
+            &names.seq,
+            &names.epoch,
+            &names.stream,
+            &names.members,
+            &names.presence,
+        ] {
+            assert!(own.starts_with("hw:room:1#"), "{own}");
+        }
+        let node = NodeNames::new("ws4redis", "0123456789abcdef".into());
+        assert_eq!(node.key, "ws4redis:hw#node:0123456789abcdef");
+        assert!(node.key.starts_with(&node.key_prefix));
+        assert_eq!(NodeNames::new("", "n".into()).key, "hw#node:n");
     }
 }

@@ -1,25 +1,20 @@
-//! The Lua scripts that make each channel operation atomic across nodes, and the
-//! parsing of what they return.
+//! Every Lua script of the Redis broker. Each makes one channel operation atomic
+//! across nodes; each doc names its `KEYS` and `ARGV` in order, which
+//! [`commands`](super::commands) follows, and what it returns, which
+//! [`replies`](super::replies) reads.
 //!
 //! [`PUBLISH`] checks the publish id, takes the next `seq` (`INCR`), appends the
 //! message to the channel's stream (`XADD … MAXLEN cap 0-{seq}`), and publishes the
 //! envelope to every node, all in one step: every node sees a channel's messages in
 //! one `seq` order, and the history holds exactly what was published. [`SNAPSHOT`]
 //! reads a channel's epoch, latest `seq`, the messages after a position and the
-//! retained ws4redis value, also in one step.
-//!
-//! An envelope is `{seq} {epoch} {kind}{raw} {origin}\n{body}`: `kind` is `j` (JSON)
-//! or `t` (text), `raw` is `r` when the same message follows raw on the
-//! django-websocket-redis channel (else `-`), `origin` the publishing connection or
-//! `-`.
+//! retained ws4redis value, also in one step. [`TOUCH`] keeps a channel's history
+//! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`LIVE_MEMBERS`] keep a channel's
+//! members and announce their joins and leaves (see [`presence`](super::presence)).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use redis::Script;
-use serde_json::value::RawValue;
-
-use crate::broker::{Payload, Publication};
-use crate::mailbox::ConnectionId;
 
 /// Publishes one message. KEYS: seq, epoch, stream, publish id (or the seq key
 /// again when there is none), live channel, raw channel. ARGV: body, kind, origin,
@@ -126,195 +121,56 @@ return 0
     )
 });
 
-/// What the publish script answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Published {
-    /// The message's `seq` (the first one's, for a duplicate).
-    pub(super) seq: u64,
-    /// Whether the publish id had been seen: nothing was published.
-    pub(super) duplicate: bool,
-}
+/// Adds a member. KEYS: members, presence channel, node key. ARGV: session, node,
+/// node ttl in ms, members ttl in ms. Refreshes the node's liveness key, adds the
+/// member, and announces it (`j {session}`) when it is new.
+pub(super) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if added == 1 then redis.call('PUBLISH', KEYS[2], 'j ' .. ARGV[1]) end
+return added
+"#,
+    )
+});
 
-impl Published {
-    /// Reads the script's reply.
-    pub(super) fn parse(reply: &[String]) -> Option<Self> {
-        match reply {
-            [duplicate, seq, _epoch] => Some(Self {
-                seq: seq.parse().ok()?,
-                duplicate: duplicate == "1",
-            }),
-            _ => None,
-        }
-    }
-}
+/// Removes a member. KEYS: members, presence channel. ARGV: session. Announces the
+/// leave (`l {session}`) when it was there.
+pub(super) static REMOVE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 then redis.call('PUBLISH', KEYS[2], 'l ' .. ARGV[1]) end
+return removed
+"#,
+    )
+});
 
-/// What the snapshot script answered.
-#[derive(Debug)]
-pub(super) struct Snapshot {
-    /// The channel's epoch.
-    pub(super) epoch: Arc<str>,
-    /// The channel's latest `seq`.
-    pub(super) seq: u64,
-    /// Whether the messages after the asked position follow (`None`: none asked).
-    pub(super) recovered: Option<bool>,
-    /// The raw value kept for late ws4redis joiners.
-    pub(super) retained: Option<String>,
-    /// The messages after the asked position, in order.
-    pub(super) missed: Vec<Arc<Publication>>,
-}
-
-impl Snapshot {
-    /// Reads the script's reply for `channel`.
-    pub(super) fn parse(channel: &Arc<str>, reply: Vec<String>) -> Option<Self> {
-        let mut fields = reply.into_iter();
-        let epoch: Arc<str> = Arc::from(fields.next()?);
-        let seq = fields.next()?.parse().ok()?;
-        let recovered = match fields.next()?.as_str() {
-            "1" => Some(true),
-            "0" => Some(false),
-            _ => None,
-        };
-        let has_retained = fields.next()? == "1";
-        let retained = fields.next().filter(|_| has_retained);
-        let rest: Vec<String> = fields.collect();
-        let missed = rest
-            .chunks_exact(4)
-            .map(|entry| {
-                let [seq, kind, origin, body] = entry else {
-                    unreachable!("chunks_exact yields four")
-                };
-                let envelope = Envelope {
-                    seq: seq.parse().ok()?,
-                    epoch: epoch.clone(),
-                    kind: kind.chars().next()?,
-                    raw_follows: false,
-                    origin: origin.parse().ok(),
-                };
-                envelope.publication(channel.clone(), body.clone())
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self {
-            epoch,
-            seq,
-            recovered,
-            retained,
-            missed: missed.into_iter().map(Arc::new).collect(),
-        })
-    }
-}
-
-/// The header of a sequenced message between nodes. See the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Envelope {
-    /// The message's position.
-    pub(super) seq: u64,
-    /// The channel's epoch when it was published.
-    pub(super) epoch: Arc<str>,
-    /// `j` for JSON, `t` for text.
-    pub(super) kind: char,
-    /// The same message follows raw on the django-websocket-redis channel.
-    pub(super) raw_follows: bool,
-    /// The connection that published it.
-    pub(super) origin: Option<ConnectionId>,
-}
-
-impl Envelope {
-    /// Splits a pub/sub message into its envelope and body.
-    pub(super) fn parse(message: &str) -> Option<(Self, &str)> {
-        let (header, body) = message.split_once('\n')?;
-        let mut parts = header.split(' ');
-        let seq = parts.next()?.parse().ok()?;
-        let epoch = Arc::from(parts.next()?);
-        let mut flags = parts.next()?.chars();
-        let kind = flags.next()?;
-        let raw_follows = flags.next()? == 'r';
-        let origin = parts.next()?.parse().ok();
-        Some((
-            Self {
-                seq,
-                epoch,
-                kind,
-                raw_follows,
-                origin,
-            },
-            body,
-        ))
-    }
-
-    /// The message of `channel` this envelope describes, around `body`.
-    pub(super) fn publication(&self, channel: Arc<str>, body: String) -> Option<Publication> {
-        let payload = match self.kind {
-            'j' => Payload::Json(RawValue::from_string(body).ok()?),
-            't' => Payload::Text(body.into_boxed_str()),
-            _ => return None,
-        };
-        Some(Publication::new(channel, self.seq, payload, self.origin))
-    }
-}
-
-/// The kind letter and body sent for `payload`.
-pub(super) fn encode_payload(payload: &Payload) -> (&'static str, &str) {
-    match payload {
-        Payload::Json(data) => ("j", data.get()),
-        Payload::Text(text) => ("t", text),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelopes_split_into_header_and_body() {
-        let (envelope, body) = Envelope::parse("12 e1 jr 77\n{\"a\":\"x\\ny\"}").unwrap();
-        assert_eq!(
-            envelope,
-            Envelope {
-                seq: 12,
-                epoch: Arc::from("e1"),
-                kind: 'j',
-                raw_follows: true,
-                origin: Some(77),
-            }
-        );
-        assert_eq!(body, "{\"a\":\"x\\ny\"}");
-        let (plain, body) = Envelope::parse("1 e t- -\nline one\nline two").unwrap();
-        assert_eq!((plain.origin, plain.raw_follows), (None, false));
-        assert_eq!(body, "line one\nline two");
-        let message = plain.publication(Arc::from("c"), body.into()).unwrap();
-        assert_eq!(message.text_frame().as_str(), "line one\nline two");
-        assert!(Envelope::parse("no header").is_none());
-        assert!(Envelope::parse("x e j- -\n1").is_none());
-    }
-
-    #[test]
-    fn snapshots_carry_the_missed_messages() {
-        let reply = [
-            "e1", "5", "1", "1", "last", "4", "t", "-", "four", "5", "j", "9", "5",
-        ]
-        .map(String::from)
-        .to_vec();
-        let snapshot = Snapshot::parse(&Arc::from("c"), reply).unwrap();
-        assert_eq!((&*snapshot.epoch, snapshot.seq), ("e1", 5));
-        assert_eq!(snapshot.recovered, Some(true));
-        assert_eq!(snapshot.retained.as_deref(), Some("last"));
-        let seqs: Vec<_> = snapshot.missed.iter().map(|m| m.seq).collect();
-        assert_eq!(seqs, [4, 5]);
-        assert_eq!(snapshot.missed[1].origin, Some(9));
-        let nothing = ["e1", "0", "-1", "0", ""].map(String::from).to_vec();
-        let snapshot = Snapshot::parse(&Arc::from("c"), nothing).unwrap();
-        assert_eq!((snapshot.recovered, snapshot.retained), (None, None));
-    }
-
-    #[test]
-    fn publish_replies_name_duplicates() {
-        let reply = ["1", "4", "e"].map(String::from);
-        assert_eq!(
-            Published::parse(&reply),
-            Some(Published {
-                seq: 4,
-                duplicate: true
-            })
-        );
-    }
-}
+/// Reads the live members. KEYS: members, presence channel. ARGV: node key prefix,
+/// members ttl in ms. Removes (and announces the leave of) members whose node is gone; returns the
+/// sessions left. Node keys are read by name, so this needs a single Redis (no
+/// cluster).
+pub(super) static LIVE_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local all = redis.call('HGETALL', KEYS[1])
+local alive, members = {}, {}
+for i = 1, #all, 2 do
+    local session, node = all[i], all[i + 1]
+    if alive[node] == nil then
+        alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
+    end
+    if alive[node] then
+        table.insert(members, session)
+    else
+        redis.call('HDEL', KEYS[1], session)
+        redis.call('PUBLISH', KEYS[2], 'l ' .. session)
+    end
+end
+if #members > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return members
+"#,
+    )
+});

@@ -2,7 +2,7 @@
 //! connection), hands every message to [`Channels`](super::channels::Channels), and survives Redis.
 //!
 //! When the connection is lost the node is marked down (`/healthz` says "degraded",
-//! publishes are refused with `unavailable`), live messages of every channel are held,
+//! publishes are refused with `unavailable`), live messages of every channel wait,
 //! and the task reconnects with full-jitter backoff. Once back, it subscribes to every
 //! channel again and resyncs each from the stream (see [`super::channels`]), then
 //! marks the node up. A PING after [`PROBE_EVERY`] of silence finds a Redis that
@@ -19,10 +19,9 @@ use rand::SeedableRng;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Shared;
-
-/// How often the pub/sub connection is probed, and how long a probe may take.
-pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
+use super::presence::rejoin;
+use super::resync::resync;
+use super::shared::{PROBE_EVERY, Shared};
 
 /// A request to the pub/sub task.
 #[derive(Debug)]
@@ -50,8 +49,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
     let mut rng = rand::rngs::SmallRng::from_os_rng();
     let mut was_connected = false;
     loop {
-        let connected =
-            tokio::time::timeout(PROBE_EVERY * 2, shared.client.get_async_pubsub()).await;
+        let connected = tokio::time::timeout(PROBE_EVERY * 2, shared.open_pubsub()).await;
         let pubsub = match connected {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(err)) => {
@@ -72,7 +70,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         }
         backoff.handle_connected(Instant::now());
         let (mut sink, stream) = pubsub.split();
-        let (generation, resync) = shared.channels().hold_all();
+        let (generation, to_resync) = shared.channels().begin_resync();
         let names = shared.channels().all_pubsub_names();
         let mut subscribed: HashSet<String> = HashSet::new();
         if !names.is_empty() {
@@ -84,11 +82,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             subscribed.extend(names);
         }
         if was_connected {
-            shared
-                .reconnects
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.count_reconnect();
             tracing::info!(
-                channels = resync.len(),
+                channels = to_resync.len(),
                 "reconnected to Redis; resyncing channels"
             );
         }
@@ -96,13 +92,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         if let Err(err) = shared.refresh_node().await {
             tracing::warn!(%err, "cannot refresh the node's liveness key");
         }
-        tokio::spawn(super::presence::rejoin(shared.clone()));
-        for (channel, position) in resync {
-            tokio::spawn(super::resync(shared.clone(), channel, generation, position));
+        tokio::spawn(rejoin(shared.clone()));
+        for (channel, position) in to_resync {
+            tokio::spawn(resync(shared.clone(), channel, generation, position));
         }
-        shared.up.send_replace(true);
+        shared.set_up(true);
         let ended = serve(&shared, &mut sink, stream, &mut commands, &mut subscribed).await;
-        shared.up.send_replace(false);
+        shared.set_up(false);
         backoff.handle_disconnected(Instant::now());
         match ended {
             Ended::Lost(reason) => tracing::warn!(%reason, "lost the Redis pub/sub connection"),
@@ -115,10 +111,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
 /// the Redis that went away, and finds out (and reconnects) on its first command.
 async fn commands_answer(shared: &Shared) -> bool {
     for _ in 0..3 {
-        let mut connection = shared.commands.clone();
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(PROBE_EVERY, ping).await {
+        match tokio::time::timeout(PROBE_EVERY, shared.ping_commands()).await {
             Ok(Ok(_)) => return true,
             Ok(Err(err)) => tracing::debug!(%err, "command connection not back yet"),
             Err(_) => tracing::debug!("command connection did not answer in time"),

@@ -1,4 +1,4 @@
-//! Publishes held back while their connection is still joining a channel.
+//! A connection's publishes wait behind its own joins.
 //!
 //! A join (SUBSCRIBE, then a snapshot of the channel) runs beside the node's publish
 //! queue, so without this a connection that subscribes and then publishes could have
@@ -7,13 +7,14 @@
 //! finished; connections with no join under way go straight to the queue.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::refuse;
-use crate::broker::PublishRequest;
-use crate::mailbox::ConnectionId;
+use super::publisher::refuse;
+use crate::broker::contract::PublishRequest;
+use crate::id::ConnectionId;
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -23,12 +24,12 @@ struct Pending {
 
 /// The connections with joins under way, and what they published meanwhile.
 #[derive(Debug)]
-pub(super) struct Held {
+pub(super) struct JoinBarrier {
     pending: Mutex<HashMap<ConnectionId, Pending>>,
     queue: mpsc::Sender<PublishRequest>,
 }
 
-impl Held {
+impl JoinBarrier {
     pub(super) fn new(queue: mpsc::Sender<PublishRequest>) -> Arc<Self> {
         Arc::new(Self {
             pending: Mutex::default(),
@@ -39,16 +40,16 @@ impl Held {
     /// A join of `connection` starts; its publishes wait until the returned guard
     /// (and every other of its joins) is dropped.
     pub(super) fn join_started(self: &Arc<Self>, connection: ConnectionId) -> JoinGuard {
-        self.lock().entry(connection).or_default().joins += 1;
+        self.pending.lock().entry(connection).or_default().joins += 1;
         JoinGuard {
-            held: self.clone(),
+            barrier: self.clone(),
             connection,
         }
     }
 
     /// Queues `request`, behind the joins of its connection if any are under way.
     pub(super) fn publish(&self, request: PublishRequest) {
-        let mut pending = self.lock();
+        let mut pending = self.pending.lock();
         let origin = request.origin.as_ref().map(|mailbox| mailbox.id());
         match origin.and_then(|id| pending.get_mut(&id)) {
             Some(waiting) => waiting.publishes.push_back(request),
@@ -71,7 +72,7 @@ impl Held {
     }
 
     fn join_finished(&self, connection: ConnectionId) {
-        let mut pending = self.lock();
+        let mut pending = self.pending.lock();
         let Some(waiting) = pending.get_mut(&connection) else {
             return;
         };
@@ -88,32 +89,26 @@ impl Held {
             self.enqueue(request);
         }
     }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// Marks one join as under way until dropped, however the join ends.
 #[derive(Debug)]
 pub(super) struct JoinGuard {
-    held: Arc<Held>,
+    barrier: Arc<JoinBarrier>,
     connection: ConnectionId,
 }
 
 impl Drop for JoinGuard {
     fn drop(&mut self) {
-        self.held.join_finished(self.connection);
+        self.barrier.join_finished(self.connection);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Payload;
     use crate::mailbox::Mailbox;
+    use crate::publication::Payload;
 
     fn request(origin: &Arc<Mailbox>, text: &str) -> PublishRequest {
         PublishRequest {
@@ -137,19 +132,19 @@ mod tests {
     #[test]
     fn publishes_wait_for_every_join_of_their_connection_and_keep_their_order() {
         let (sender, mut receiver) = mpsc::channel(16);
-        let held = Held::new(sender);
+        let barrier = JoinBarrier::new(sender);
         let (joining, other) = (Arc::new(Mailbox::new(1, 8)), Arc::new(Mailbox::new(2, 8)));
-        let first = held.join_started(1);
-        let second = held.join_started(1);
-        held.publish(request(&joining, "a"));
-        held.publish(request(&other, "other"));
-        held.publish(request(&joining, "b"));
+        let first = barrier.join_started(1);
+        let second = barrier.join_started(1);
+        barrier.publish(request(&joining, "a"));
+        barrier.publish(request(&other, "other"));
+        barrier.publish(request(&joining, "b"));
         assert_eq!(queued(&mut receiver), ["other"]);
         drop(first);
         assert!(queued(&mut receiver).is_empty());
         drop(second);
         assert_eq!(queued(&mut receiver), ["a", "b"]);
-        held.publish(request(&joining, "c"));
+        barrier.publish(request(&joining, "c"));
         assert_eq!(queued(&mut receiver), ["c"]);
     }
 }

@@ -1,0 +1,106 @@
+//! What every broker promises the connections: the [`Broker`] trait, and the
+//! requests it takes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use heartwire_core::protocol::Position;
+
+use crate::id::ConnectionId;
+use crate::mailbox::Mailbox;
+use crate::publication::Payload;
+
+/// A request to publish.
+#[derive(Debug)]
+pub struct PublishRequest {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The body.
+    pub payload: Payload,
+    /// Keep this message as the channel's last, for late ws4redis joiners.
+    pub retain: bool,
+    /// The publishing connection: it receives the `ack` (when `ack_id` is set) or
+    /// the error.
+    pub origin: Option<Arc<Mailbox>>,
+    /// The id to acknowledge.
+    pub ack_id: Option<String>,
+}
+
+/// A request to subscribe.
+#[derive(Debug)]
+pub struct SubscribeRequest {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// The subscribing connection.
+    pub subscriber: Arc<Mailbox>,
+    /// Deliver the channel's retained message first, when one is fresh (ws4redis).
+    pub with_retained: bool,
+    /// Deliver first every message after this position, or say that it cannot.
+    pub since: Option<Position>,
+    /// The channel's members are tracked: others learn that this subscriber joined
+    /// and, when it unsubscribes, that it left.
+    pub presence: bool,
+}
+
+/// How much of each channel a broker keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a channel's last retained message is kept for late ws4redis joiners
+    /// (zero: not kept).
+    pub persist_for: Duration,
+    /// Messages kept per channel so that resuming clients miss nothing.
+    pub history_size: usize,
+    /// How long a channel without subscribers keeps its history and epoch.
+    pub history_ttl: Duration,
+    /// How long a publish id is remembered, so a publish sent again is not
+    /// published twice.
+    pub dedup_window: Duration,
+}
+
+/// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerHealth {
+    /// Messages reach other nodes (always true for a broker of one node).
+    pub up: bool,
+    /// Times the link was lost and made again.
+    pub reconnects: u64,
+}
+
+/// Fans channel messages out to subscribed connections.
+///
+/// Its methods never wait: results come back as [`Outbound`](crate::Outbound) items
+/// in the caller's [`Mailbox`](crate::Mailbox), so a broker that crosses the network
+/// answers the same way as the in-process one.
+pub trait Broker: Send + Sync + 'static {
+    /// Adds the subscriber to the channel (with `presence`, as a member whose
+    /// arrival every other subscriber learns). The broker then delivers
+    /// [`Outbound::Subscribed`](crate::mailbox::Outbound::Subscribed); then the
+    /// channel's retained message when asked for and fresh; then, when `since` was
+    /// given and the history covers it, every message after it; then every later
+    /// message, each exactly once and in `seq` order.
+    fn subscribe(&self, request: SubscribeRequest);
+
+    /// Removes the connection `subscriber` from `channel`. When it was a member
+    /// (subscribed with `presence`), every other subscriber learns that it left.
+    fn unsubscribe(&self, channel: &str, subscriber: ConnectionId);
+
+    /// Delivers [`Outbound::Presence`](crate::mailbox::Outbound::Presence) to `asker`:
+    /// the members of `channel`, on every node of this broker.
+    fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>);
+
+    /// Publishes a message to every subscriber of its channel, in one order for all.
+    /// A request whose `ack_id` was published on the channel within the dedup window
+    /// is not published again: its origin gets the first `seq`, marked duplicate.
+    fn publish(&self, request: PublishRequest);
+
+    /// A name for `/healthz` and logs, such as `memory`.
+    fn name(&self) -> &'static str;
+
+    /// The state of the link to other nodes; a broker of one node is always up.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth {
+            up: true,
+            reconnects: 0,
+        }
+    }
+}

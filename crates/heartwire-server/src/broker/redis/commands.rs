@@ -1,0 +1,345 @@
+//! The commands the broker sends to Redis, built from plain values: what each one
+//! carries can be read (and tested) without a Redis. Each script call lists its
+//! `KEYS` and `ARGV` in the order its Lua (in [`scripts`](super::scripts)) reads them.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use heartwire_core::protocol::{Position, millis, session_name};
+use redis::{Script, ScriptInvocation};
+
+use super::names::{ChannelNames, NodeNames, is_ws4redis};
+use super::scripts::{ADD_MEMBER, LIVE_MEMBERS, PUBLISH, REMOVE_MEMBER, SNAPSHOT, TOUCH};
+use crate::broker::contract::{PublishRequest, Retention};
+use crate::id::ConnectionId;
+use crate::publication::Payload;
+
+/// How long a node's members stay without a sign of life from it.
+pub(super) const NODE_TTL: Duration = Duration::from_secs(5);
+
+/// The shortest history expiry: Redis forgets a key with a zero expiry at once.
+const MIN_HISTORY_TTL_MS: u64 = 1000;
+
+/// One call of a Lua script, with its keys and arguments.
+pub(super) struct ScriptCall<'a> {
+    script: &'static Script,
+    keys: Vec<String>,
+    args: Vec<Cow<'a, str>>,
+}
+
+impl<'a> ScriptCall<'a> {
+    fn new(script: &'static Script) -> Self {
+        Self {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn key(mut self, key: &str) -> Self {
+        self.keys.push(key.to_owned());
+        self
+    }
+
+    fn arg(mut self, arg: impl Into<Cow<'a, str>>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    fn number(self, arg: u64) -> Self {
+        self.arg(arg.to_string())
+    }
+
+    fn flag(self, arg: bool) -> Self {
+        self.arg(if arg { "1" } else { "0" })
+    }
+
+    /// The script, to load it again when Redis lost it.
+    pub(super) fn script(&self) -> &'static Script {
+        self.script
+    }
+
+    /// The call as the Redis client sends it (`EVALSHA`, loading the script first
+    /// when Redis does not have it).
+    pub(super) fn invocation(&self) -> ScriptInvocation<'static> {
+        let mut invocation = self.script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg.as_ref());
+        }
+        invocation
+    }
+}
+
+/// How long a channel's history and epoch outlive its last use, in milliseconds.
+pub(super) fn history_ttl_ms(retention: &Retention) -> u64 {
+    millis(retention.history_ttl).max(MIN_HISTORY_TTL_MS)
+}
+
+/// The kind letter and body sent for `payload`.
+fn encode_payload(payload: &Payload) -> (&'static str, &str) {
+    match payload {
+        Payload::Json(data) => ("j", data.get()),
+        Payload::Text(text) => ("t", text),
+    }
+}
+
+/// Publishes `request` on the channel named by `names`; `fresh_epoch` starts the
+/// channel's epoch if it has none.
+pub(super) fn publish<'a>(
+    names: &ChannelNames,
+    request: &'a PublishRequest,
+    retention: &Retention,
+    fresh_epoch: String,
+) -> ScriptCall<'a> {
+    let (kind, body) = encode_payload(&request.payload);
+    let raw = if is_ws4redis(&request.channel) {
+        request.payload.raw_text()
+    } else {
+        Cow::Borrowed("")
+    };
+    let persist_secs = if request.retain {
+        retention.persist_for.as_secs()
+    } else {
+        0
+    };
+    let id_key = match &request.ack_id {
+        Some(id) => names.publish_id(id),
+        None => names.seq.clone(),
+    };
+    let origin = request
+        .origin
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |mailbox| mailbox.id().to_string());
+    ScriptCall::new(&PUBLISH)
+        .key(&names.seq)
+        .key(&names.epoch)
+        .key(&names.stream)
+        .key(&id_key)
+        .key(&names.live)
+        .key(&names.raw)
+        .arg(body)
+        .arg(kind)
+        .arg(origin)
+        .arg(raw)
+        .number(persist_secs)
+        .number(retention.history_size as u64)
+        .number(history_ttl_ms(retention))
+        .number(retention.dedup_window.as_secs().max(1))
+        .arg(fresh_epoch)
+        .flag(request.ack_id.is_some())
+}
+
+/// Reads the channel named by `names`: its epoch and latest `seq`, the messages after
+/// `since`, and its retained value when `with_retained`.
+pub(super) fn snapshot(
+    names: &ChannelNames,
+    since: Option<&Position>,
+    with_retained: bool,
+    retention: &Retention,
+    fresh_epoch: String,
+) -> ScriptCall<'static> {
+    ScriptCall::new(&SNAPSHOT)
+        .key(&names.seq)
+        .key(&names.epoch)
+        .key(&names.stream)
+        .key(&names.raw)
+        .arg(fresh_epoch)
+        .arg(since.map_or_else(String::new, |since| since.epoch.clone()))
+        .number(since.map_or(0, |since| since.seq))
+        .flag(with_retained)
+        .number(history_ttl_ms(retention))
+}
+
+/// Keeps the history of the channel named by `names` for another history ttl.
+pub(super) fn touch(names: &ChannelNames, retention: &Retention) -> ScriptCall<'static> {
+    ScriptCall::new(&TOUCH)
+        .key(&names.seq)
+        .key(&names.epoch)
+        .key(&names.stream)
+        .number(history_ttl_ms(retention))
+}
+
+/// Adds `session`, of `node`, to the members of the channel named by `names`.
+pub(super) fn add_member(
+    names: &ChannelNames,
+    session: ConnectionId,
+    node: &NodeNames,
+    retention: &Retention,
+) -> ScriptCall<'static> {
+    ScriptCall::new(&ADD_MEMBER)
+        .key(&names.members)
+        .key(&names.presence)
+        .key(&node.key)
+        .arg(session_name(session))
+        .arg(node.id.clone())
+        .number(millis(NODE_TTL))
+        .number(history_ttl_ms(retention))
+}
+
+/// Removes `session` from the members of the channel named by `names`.
+pub(super) fn remove_member(names: &ChannelNames, session: ConnectionId) -> ScriptCall<'static> {
+    ScriptCall::new(&REMOVE_MEMBER)
+        .key(&names.members)
+        .key(&names.presence)
+        .arg(session_name(session))
+}
+
+/// The live members of the channel named by `names`, after removing those of nodes
+/// whose liveness key (under `node.key_prefix`) is gone.
+pub(super) fn live_members(
+    names: &ChannelNames,
+    node: &NodeNames,
+    retention: &Retention,
+) -> ScriptCall<'static> {
+    ScriptCall::new(&LIVE_MEMBERS)
+        .key(&names.members)
+        .key(&names.presence)
+        .arg(node.key_prefix.clone())
+        .number(history_ttl_ms(retention))
+}
+
+/// Proves `node` alive for another [`NODE_TTL`].
+pub(super) fn refresh_node(node: &NodeNames) -> redis::Cmd {
+    let mut command = redis::cmd("SET");
+    command
+        .arg(&node.key)
+        .arg("1")
+        .arg("PX")
+        .arg(millis(NODE_TTL));
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mailbox::Mailbox;
+
+    fn retention() -> Retention {
+        Retention {
+            persist_for: Duration::from_secs(30),
+            history_size: 100,
+            history_ttl: Duration::from_millis(10),
+            dedup_window: Duration::from_millis(500),
+        }
+    }
+
+    fn request(channel: &str, retain: bool, ack_id: Option<&str>) -> PublishRequest {
+        PublishRequest {
+            channel: Arc::from(channel),
+            payload: Payload::Json(serde_json::value::to_raw_value("hi").unwrap()),
+            retain,
+            origin: Some(Arc::new(Mailbox::new(42, 8))),
+            ack_id: ack_id.map(str::to_owned),
+        }
+    }
+
+    fn args<'c>(call: &'c ScriptCall<'_>) -> Vec<&'c str> {
+        call.args.iter().map(AsRef::as_ref).collect()
+    }
+
+    #[test]
+    fn a_ws4redis_publish_with_an_id_is_deduplicated_published_raw_and_retained() {
+        let names = ChannelNames::new("", "broadcast:chat");
+        let request = request("broadcast:chat", true, Some("7"));
+        let call = publish(&names, &request, &retention(), "e1".into());
+        assert_eq!(
+            call.keys,
+            [
+                "hw:broadcast:chat#seq",
+                "hw:broadcast:chat#epoch",
+                "hw:broadcast:chat#stream",
+                "hw:broadcast:chat#id:7",
+                "hw:broadcast:chat#live",
+                "broadcast:chat",
+            ]
+        );
+        // A JSON string goes raw as its contents; the expiries have their floors.
+        assert_eq!(
+            args(&call),
+            [
+                "\"hi\"", "j", "42", "hi", "30", "100", "1000", "1", "e1", "1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plain_publish_without_an_id_is_neither_raw_nor_retained() {
+        let names = ChannelNames::new("", "room:1");
+        let mut request = request("room:1", true, None);
+        request.payload = Payload::Text("plain".into());
+        request.origin = None;
+        let call = publish(&names, &request, &retention(), "e1".into());
+        // Without an id, the seq key stands in for the id key.
+        assert_eq!(call.keys[3], names.seq);
+        assert_eq!(
+            args(&call),
+            ["plain", "t", "-", "", "30", "100", "1000", "1", "e1", "0"]
+        );
+        let not_retained = PublishRequest {
+            retain: false,
+            ..request
+        };
+        let call = publish(&names, &not_retained, &retention(), "e1".into());
+        assert_eq!(args(&call)[4], "0");
+    }
+
+    #[test]
+    fn a_snapshot_asks_for_a_position_only_when_given_one() {
+        let names = ChannelNames::new("", "room:1");
+        let none = snapshot(&names, None, false, &retention(), "e2".into());
+        assert_eq!(args(&none), ["e2", "", "0", "0", "1000"]);
+        let since = Position {
+            epoch: "e1".into(),
+            seq: 41,
+        };
+        let some = snapshot(&names, Some(&since), true, &retention(), "e2".into());
+        assert_eq!(args(&some), ["e2", "e1", "41", "1", "1000"]);
+        assert_eq!(some.keys.len(), 4);
+    }
+
+    #[test]
+    fn members_are_named_by_their_session_and_node() {
+        let names = ChannelNames::new("", "room:1");
+        let node = NodeNames::new("", "0123456789abcdef".into());
+        let add = add_member(&names, 0xa1, &node, &retention());
+        assert_eq!(
+            add.keys,
+            [
+                "hw:room:1#members",
+                "hw:room:1#presence",
+                "hw#node:0123456789abcdef"
+            ]
+        );
+        assert_eq!(
+            args(&add),
+            ["00000000000000a1", "0123456789abcdef", "5000", "1000"]
+        );
+        assert_eq!(args(&remove_member(&names, 0xa1)), ["00000000000000a1"]);
+        assert_eq!(
+            args(&live_members(&names, &node, &retention())),
+            ["hw#node:", "1000"]
+        );
+        let refresh: Vec<Vec<u8>> = refresh_node(&node)
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.to_vec(),
+                other => panic!("not a plain argument: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            refresh,
+            [
+                &b"SET"[..],
+                b"hw#node:0123456789abcdef",
+                b"1",
+                b"PX",
+                b"5000"
+            ]
+        );
+    }
+}
