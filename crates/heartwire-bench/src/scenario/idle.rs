@@ -2,9 +2,9 @@
 //!
 //! For each count: server RSS before and after the connections open (the delta over N
 //! is the user-space cost of a connection) and connects per second over every
-//! generator process. At the last count, the heartbeat cost: server CPU time
-//! (the scheduler's run time of its threads) over a window divided by the heartbeats answered in it, and the
-//! connections lost, which must be none.
+//! generator process. At the last count, the heartbeat cost: server CPU time (the
+//! scheduler's run time of its threads) over a window divided by the heartbeats
+//! answered in it, and the connections lost, which must be none.
 
 use std::time::Instant;
 
