@@ -99,8 +99,11 @@ class Lifecycle:
         return index
 
     def attempting(self) -> StateChange | None:
-        """The attempt on :attr:`url` starts."""
-        return self._move(State.RECONNECTING if self._ever_opened else State.CONNECTING)
+        """The attempt on :attr:`url` starts: ``reconnecting`` is announced again, now
+        without a delay."""
+        if self._ever_opened:
+            return self._move(State.RECONNECTING, force=True)
+        return self._move(State.CONNECTING)
 
     def attempt_failed(self, index: int, now: float, failure: AttemptFailure) -> Next:
         """An attempt on endpoint ``index`` failed at ``now``."""
