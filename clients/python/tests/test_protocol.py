@@ -4,10 +4,11 @@ a token goes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
-from heartwire import InvalidChannel, InvalidUrl, Join, Message, ServerError, TokenPlacement
+from heartwire import ClientConfig, InvalidChannel, InvalidConfig, InvalidUrl, Join, Message, ServerError, TokenPlacement
 from heartwire.auth import Credentials
 from heartwire.config import parse_endpoints
 from heartwire.protocol import (
@@ -112,3 +113,17 @@ def test_the_token_goes_where_it_was_asked_to(
     placement: TokenPlacement, url: str, token: str | None, target: str, headers: dict[str, str]
 ) -> None:
     assert Credentials(None, placement).handshake(url, token) == (target, headers)
+
+
+ZERO_SETTINGS: list[Callable[[], ClientConfig]] = [
+    lambda: ClientConfig(outbox_limit=0),
+    lambda: ClientConfig(queue_size=0),
+    lambda: ClientConfig(connect_timeout=0),
+    lambda: ClientConfig(publishes_in_flight=0),
+]
+
+
+@pytest.mark.parametrize("make", ZERO_SETTINGS)
+def test_settings_that_cannot_work_are_refused(make: Callable[[], ClientConfig]) -> None:
+    with pytest.raises(InvalidConfig):
+        make()

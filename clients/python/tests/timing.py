@@ -81,3 +81,36 @@ async def next_event(events: Stream[Event], seconds: float, kind: type[T], what:
         raise AssertionError(f"{what}: the client closed first")
 
     return await within(seconds, what, find())
+
+
+async def take(stream: Stream[T], count: int, seconds: float, what: str) -> list[T]:
+    """The next ``count`` items of ``stream`` within ``seconds``."""
+
+    async def collect() -> list[T]:
+        items: list[T] = []
+        async for item in stream:
+            items.append(item)
+            if len(items) == count:
+                return items
+        raise AssertionError(f"{what}: the stream ended after {items!r}")
+
+    return await within(seconds, what, collect())
+
+
+async def nothing_more(stream: Stream[T], seconds: float, what: str) -> None:
+    """Fails if ``stream`` yields anything within ``seconds``."""
+    try:
+        item = await asyncio.wait_for(stream.__anext__(), seconds)
+    except (asyncio.TimeoutError, StopAsyncIteration):
+        return
+    raise AssertionError(f"{what}: unexpected {item!r}")
+
+
+async def quiet(stream: Stream[T], seconds: float) -> list[T]:
+    """What ``stream`` yields until it stays quiet for ``seconds``."""
+    items: list[T] = []
+    while True:
+        try:
+            items.append(await asyncio.wait_for(stream.__anext__(), seconds))
+        except (asyncio.TimeoutError, StopAsyncIteration):
+            return items
