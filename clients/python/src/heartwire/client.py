@@ -23,8 +23,9 @@ from . import driver
 from .auth import Credentials, TokenProvider
 from .channels import Subscription
 from .config import ClientConfig, parse_endpoints
-from .events import Event, State, StateChange
+from .events import Event, State, StateChange, StopReason
 from .hub import Hub
+from .machine import Stop
 from .protocol import encode_subscribe, validate_channel
 from .streams import Stream
 
@@ -67,15 +68,18 @@ class Client:
     def start(self) -> None:
         """Starts connecting in the background (``async with`` does it, and so does the
         first subscribe, publish or presence request). Needs a running event loop."""
-        if self._task is None:
+        if self._task is None and not self._hub.stopping.is_set():
             self._task = asyncio.get_running_loop().create_task(driver.run(self._hub))
 
     async def close(self) -> None:
         """Closes the client for good: the connection closes with 1000, and publishes not
         yet acknowledged fail with :class:`~heartwire.errors.ClientClosed`."""
         self._hub.stopping.set()
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        if self._task is None:
+            if self._hub.stopped is None:
+                self._hub.shutdown(Stop(StopReason.BY_CALLER, "closed by the application"))
+            return
+        await asyncio.shield(self._task)
 
     # ---- what the application sees ---------------------------------------------------------
 
@@ -124,9 +128,9 @@ class Client:
         """Subscribes to ``channel`` now and on every later connection; returns once the
         server confirmed it (after the next connection when there is none)."""
         validate_channel(channel)
-        self.start()
         hub = self._hub
         hub.check_open()
+        self.start()
         subscription, first = hub.channels.add(channel)
         if not first:
             return subscription
@@ -146,6 +150,7 @@ class Client:
         at once; the future fails with :class:`~heartwire.errors.PublishRefused` when the
         server refuses it for good."""
         validate_channel(channel)
+        self._hub.check_open()
         self.start()
         return self._hub.publish(channel, data)
 
@@ -157,5 +162,6 @@ class Client:
         """The sessions subscribed to ``channel``, on every node; raises
         :class:`~heartwire.errors.PresenceOff` when the server tracks none for it."""
         validate_channel(channel)
+        self._hub.check_open()
         self.start()
         return await self._hub.presence(channel)

@@ -25,6 +25,9 @@ async def run(hub: Hub) -> None:
     stop = _BY_CALLER
     try:
         stop = await _loop(hub)
+    except Exception as error:
+        stop = Stop(StopReason.FAILED, f"the client's task failed: {error!r}")
+        raise
     finally:
         hub.shutdown(stop)
 

@@ -38,6 +38,8 @@ class StopReason(str, Enum):
     """Every endpoint refused the handshake in a way retrying cannot fix."""
     GAVE_UP = "gave_up"
     """The reconnect policy's ``max_attempts`` or ``max_elapsed`` was reached."""
+    FAILED = "failed"
+    """The client's own task failed; ``Client.close()`` raises its exception."""
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,6 @@ class Liveness:
         """Whether a probe has been unanswered for half of ``ping_timeout``."""
         return self._degraded
 
-    @property
-    def last_heard(self) -> float:
-        """When the server was last heard."""
-        return self._last_heard
-
     def handle_heard(self, now: float) -> bool:
         """Something arrived from the server. Returns ``True`` when that ends a degraded
         period."""

@@ -85,11 +85,6 @@ class Lifecycle:
         """The endpoint in use or being tried."""
         return self.urls[self._current]
 
-    @property
-    def current(self) -> int:
-        """The index of that endpoint."""
-        return self._current
-
     def begin_attempt(self, now: float) -> int | Stop:
         """Picks the endpoint of the next attempt."""
         index = self._failover.pick(now)
