@@ -118,6 +118,8 @@ async def _handshake(
         raise AttemptFailed(AttemptFailure(f"{url} cannot be used: {error}", True)) from None
     except OSError as error:
         raise AttemptFailed(AttemptFailure(f"cannot reach {url}: {error}")) from None
+    except Exception as error:  # anything else websockets may raise: worth another try
+        raise AttemptFailed(AttemptFailure(f"connecting to {url} failed: {error!r}")) from None
     assert isinstance(socket, Socket)
     try:
         return Opened(socket, await _hello(url, socket))
