@@ -1,80 +1,70 @@
 """The client reconnect rules of docs/PROTOCOL.md, table-driven: which closes mean "do not
-come back", which carry a retry hint, and what an HTTP refusal of the upgrade means."""
+come back", which carry a retry hint, and what an HTTP refusal of the upgrade means.
+
+The tables are the shared test vectors of every heartwire client,
+tests/vectors/reconnect.json at the repository's root, which the Rust rules and
+heartwire.js read too; the Python client's own cases (a ``reconnect`` frame's hint) follow.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import pytest
 
 from heartwire.reconnect import Rule, retry_hint, rule_for_close, rule_for_status
+from peers import REPO
 
-# (code, reason, hint from a `reconnect` frame in seconds, rule, delay in seconds)
-CLOSES: list[tuple[int, str, float | None, Rule, float | None]] = [
-    (1000, "", None, Rule.BACKOFF, None),
-    (1001, "going away", None, Rule.BACKOFF, None),
-    (1006, "", None, Rule.BACKOFF, None),
-    (1011, "ping timeout", None, Rule.BACKOFF, None),
-    (4000, "whatever", None, Rule.BACKOFF, None),
-    (4500, "", None, Rule.BACKOFF, None),
-    (1008, "slow consumer", None, Rule.BACKOFF, None),
-    (1008, "forbidden origin", None, Rule.NEVER, None),
-    (1008, "", None, Rule.NEVER, None),
-    (1002, "", None, Rule.NEVER, None),
-    (1003, "", None, Rule.NEVER, None),
-    (1007, "", None, Rule.NEVER, None),
-    (1009, "", None, Rule.NEVER, None),
-    (1010, "", None, Rule.NEVER, None),
-    (4401, "authentication failed", None, Rule.NEVER, None),
-    (4403, "forbidden", None, Rule.NEVER, None),
-    (1012, "server restarting; retry after 1500 ms", None, Rule.AFTER, 1.5),
-    (1013, "try again later; retry after 250 ms", None, Rule.AFTER, 0.25),
-    (1012, "going down", None, Rule.BACKOFF, None),
+VECTORS: dict[str, Any] = json.loads((REPO / "tests" / "vectors" / "reconnect.json").read_text())
+RULES = {"backoff": Rule.BACKOFF, "after": Rule.AFTER, "never": Rule.NEVER}
+
+
+def _after(case: dict[str, Any]) -> float | None:
+    after_ms = case.get("after_ms")
+    return None if after_ms is None else after_ms / 1000
+
+
+@pytest.mark.parametrize("case", VECTORS["close"], ids=lambda c: f"{c['code']}-{c['reason'] or 'no reason'}")
+def test_close_rules(case: dict[str, Any]) -> None:
+    retry = rule_for_close(case["code"], case["reason"])
+    assert (retry.rule, retry.after) == (RULES[case["retry"]], _after(case))
+
+
+@pytest.mark.parametrize("case", VECTORS["retry_hint"], ids=lambda c: c["reason"] or "empty")
+def test_retry_hints(case: dict[str, Any]) -> None:
+    assert retry_hint(case["reason"]) == _after(case)
+
+
+@pytest.mark.parametrize("case", VECTORS["handshake"], ids=lambda c: f"{c['status']}-{c.get('retry_after')}")
+def test_handshake_refusals(case: dict[str, Any]) -> None:
+    refusal = rule_for_status(case["status"], case.get("retry_after"))
+    expected = {
+        "backoff": (False, None),
+        "after": (False, _after(case)),
+        "drop_endpoint": (True, None),
+    }[case["retry"]]
+    assert (refusal.permanent, refusal.retry_after) == expected
+
+
+def test_the_vectors_cover_every_rule() -> None:
+    assert {case["retry"] for case in VECTORS["close"]} == set(RULES)
+    assert {case["retry"] for case in VECTORS["handshake"]} == {"backoff", "after", "drop_endpoint"}
+
+
+# The delay of a `reconnect` frame that came before the close: (code, reason, hint in
+# seconds, rule, delay in seconds).
+FRAME_HINTS: list[tuple[int, str, float, Rule, float | None]] = [
     (1012, "server restarting; retry after 1500 ms", 0.7, Rule.AFTER, 0.7),
     (1013, "", 0.0, Rule.AFTER, 0.0),
     # A hint means nothing on a close that is not a restart or an overload.
-    (1011, "retry after 100 ms", 0.3, Rule.BACKOFF, None),
+    (1011, "ping timeout", 0.3, Rule.BACKOFF, None),
     (4401, "", 0.3, Rule.NEVER, None),
 ]
 
 
-@pytest.mark.parametrize(("code", "reason", "hint", "rule", "after"), CLOSES)
-def test_close_rules(code: int, reason: str, hint: float | None, rule: Rule, after: float | None) -> None:
+@pytest.mark.parametrize(("code", "reason", "hint", "rule", "after"), FRAME_HINTS)
+def test_a_reconnect_frames_hint(code: int, reason: str, hint: float, rule: Rule, after: float | None) -> None:
     retry = rule_for_close(code, reason, hint)
     assert (retry.rule, retry.after) == (rule, after)
 
-
-HINTS: list[tuple[str, float | None]] = [
-    ("retry after 0 ms", 0.0),
-    ("server restarting; retry after 2300 ms", 2.3),
-    ("retry after 40ms", 0.04),
-    ("retry after soon", None),
-    ("no hint", None),
-    ("", None),
-]
-
-
-@pytest.mark.parametrize(("reason", "seconds"), HINTS)
-def test_retry_hints(reason: str, seconds: float | None) -> None:
-    assert retry_hint(reason) == seconds
-
-
-# (status, Retry-After header, permanent, retry after)
-STATUSES: list[tuple[int, str | None, bool, float | None]] = [
-    (503, "3", False, 3.0),
-    (503, None, False, None),
-    (502, None, False, None),
-    (500, "soon", False, None),
-    (429, "1", False, 1.0),
-    (408, None, False, None),
-    (200, None, True, None),
-    (400, None, True, None),
-    (401, None, True, None),
-    (403, None, True, None),
-    (404, "5", True, None),
-    (301, None, True, None),
-]
-
-
-@pytest.mark.parametrize(("status", "header", "permanent", "retry_after"), STATUSES)
-def test_handshake_refusals(status: int, header: str | None, permanent: bool, retry_after: float | None) -> None:
-    refusal = rule_for_status(status, header)
-    assert (refusal.permanent, refusal.retry_after) == (permanent, retry_after)

@@ -7,7 +7,7 @@ These are the client reconnect rules of docs/PROTOCOL.md, the same table that
   server cannot take), 1008 with any reason but ``slow consumer`` (policy), 4401
   (authentication failed) and 4403 (forbidden): do not come back;
 - 1012 and 1013: come back after the server's hint, ``after_ms`` of a ``reconnect`` frame
-  or ``retry after N ms`` in the close reason, else with backoff;
+  or ``retry after N ms`` at the end of the close reason, else with backoff;
 - every other close (1000, 1001, 1006, 1011, 1008 ``slow consumer``, …): backoff;
 - a handshake answered with HTTP 5xx, 408 or 429 is retried, after ``Retry-After`` when
   given; any other status means that endpoint can never work.
@@ -15,7 +15,6 @@ These are the client reconnect rules of docs/PROTOCOL.md, the same table that
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -30,7 +29,6 @@ SLOW_CONSUMER = "slow consumer"
 DO_NOT_COME_BACK = frozenset({1002, 1003, 1007, 1009, 1010, AUTH_FAILED, FORBIDDEN})
 _POLICY_VIOLATION = 1008
 _WITH_HINT = frozenset({1012, 1013})
-_HINT = re.compile(r"retry after (\d+) ?ms")
 
 
 class Rule(Enum):
@@ -71,10 +69,13 @@ def rule_for_close(code: int, reason: str, hint: float | None = None) -> Retry:
 
 
 def retry_hint(reason: str) -> float | None:
-    """The delay, in seconds, of a close reason such as
+    """The delay, in seconds, that a close reason names at its end, as in
     ``server restarting; retry after 1500 ms``."""
-    match = _HINT.search(reason)
-    return None if match is None else int(match.group(1)) / 1000
+    _, found, rest = reason.partition("retry after ")
+    if not found or not rest.endswith("ms"):
+        return None
+    number = rest[:-2].strip()
+    return int(number) / 1000 if number.isascii() and number.isdigit() else None
 
 
 @dataclass(frozen=True)
