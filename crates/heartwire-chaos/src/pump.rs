@@ -133,7 +133,7 @@ async fn write(
             Item::Reset if context.severed() => return Ended::Finished,
             Item::Reset => return Ended::Broken,
         };
-        tokio::time::sleep_until(due.into()).await;
+        wait_until(due).await;
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             if context.severed() {
@@ -145,7 +145,7 @@ async fn write(
                 Some(rate) => {
                     let piece = &rest[..pace_quantum(rate, READ_BUFFER).min(rest.len())];
                     let sent_at = pacer.sent_at(Instant::now(), piece.len(), rate);
-                    tokio::time::sleep_until(sent_at.into()).await;
+                    wait_until(sent_at).await;
                     if context.severed() {
                         continue;
                     }
@@ -164,4 +164,12 @@ async fn write(
         }
     }
     Ended::Finished
+}
+
+/// Sleeps until `at`, without a trip through the timer when it has passed already
+/// (the timer fires on its next tick, up to a millisecond late).
+async fn wait_until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at.into()).await;
+    }
 }
