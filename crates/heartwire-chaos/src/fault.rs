@@ -124,7 +124,7 @@ impl Fault {
             if let Some(unknown) = given.keys().find(|field| !known.contains_key(*field)) {
                 let fields: Vec<&str> = known.keys().map(String::as_str).collect();
                 return Err(Error::InvalidFault(format!(
-                    "unknown field `{unknown}`; {} takes {}",
+                    "unknown field `{unknown}`; the fields of {} are: {}",
                     known["kind"],
                     fields.join(", ")
                 )));
