@@ -63,6 +63,21 @@ pub(crate) enum Scenario {
     Restart,
 }
 
+impl Scenario {
+    /// The name on the command line and in the table.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Scenario::Pings => "pings",
+            Scenario::Latency => "latency",
+            Scenario::Blackhole => "blackhole",
+            Scenario::BlackholeUp => "blackhole-up",
+            Scenario::Reset => "reset",
+            Scenario::IdleCut => "idle-cut",
+            Scenario::Restart => "restart",
+        }
+    }
+}
+
 /// Options of `heartwire chaos check`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
@@ -198,6 +213,7 @@ async fn check(args: &CheckArgs) -> Result<Report, Error> {
     let proxy = Proxy::bind(args.listen, upstream).await?;
     let mut proxied = url.clone();
     let through = proxy.local_addr();
+    // Neither fails on a ws:// URL with a host, which `target` made sure of.
     let _ = proxied.set_ip_host(through.ip());
     let _ = proxied.set_port(Some(through.port()));
 
@@ -258,16 +274,16 @@ async fn check(args: &CheckArgs) -> Result<Report, Error> {
         cx.server.name,
         scenarios
             .iter()
-            .map(|scenario| name(*scenario))
+            .map(|scenario| scenario.name())
             .collect::<Vec<_>>()
             .join(", "),
         show_time(scenarios.iter().map(|s| expected_time(&cx, *s)).sum()),
     );
     let mut rows = Vec::new();
     for scenario in scenarios {
-        eprintln!("running {}", name(scenario));
+        eprintln!("running {}", scenario.name());
         if !cx.client.wait_open(cx.reopen_within()).await {
-            rows.push(cx.not_back(name(scenario)));
+            rows.push(cx.not_back(scenario.name()));
             continue;
         }
         rows.extend(match scenario {
@@ -336,18 +352,6 @@ fn target(text: &str) -> Result<(Url, String), Error> {
     let port = url.port_or_known_default().unwrap_or(80);
     let upstream = format!("{host}:{port}");
     Ok((url, upstream))
-}
-
-fn name(scenario: Scenario) -> &'static str {
-    match scenario {
-        Scenario::Pings => "pings",
-        Scenario::Latency => "latency",
-        Scenario::Blackhole => "blackhole",
-        Scenario::BlackholeUp => "blackhole-up",
-        Scenario::Reset => "reset",
-        Scenario::IdleCut => "idle-cut",
-        Scenario::Restart => "restart",
-    }
 }
 
 /// How long a scenario takes when nothing fails.

@@ -7,10 +7,10 @@ use std::ops::RangeInclusive;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::path::is_down;
 use super::scripted::Change;
 use super::verdict::{Figure, Row, show_time};
+use super::{Context, Scenario};
 use crate::fault::{Direction, Fault};
 
 /// How long the stream runs before a fault, and again once the client is back.
@@ -24,12 +24,12 @@ pub(super) const STREAM_AROUND: Duration = Duration::from_secs(1);
 pub(super) async fn blackhole(cx: &mut Context, direction: Direction) -> Vec<Row> {
     let (name, check, note) = match direction {
         Direction::Up => (
-            "blackhole-up",
+            Scenario::BlackholeUp.name(),
             "the server notices a client gone silent (its close comes down)",
             None,
         ),
         Direction::Down | Direction::Both => (
-            "blackhole",
+            Scenario::Blackhole.name(),
             "the client notices a dead path",
             Some(
                 "the server notices too, after its own ping interval and timeout; that shows \
@@ -61,7 +61,7 @@ pub(super) async fn blackhole(cx: &mut Context, direction: Direction) -> Vec<Row
 
 /// Both sockets of the connection are reset (RST) at once; new connections pass.
 pub(super) async fn reset(cx: &mut Context) -> Vec<Row> {
-    const NAME: &str = "reset";
+    const NAME: &str = Scenario::Reset.name();
     let first = cx.client.start_publishing();
     tokio::time::sleep(STREAM_AROUND).await;
     let started = Instant::now();
@@ -98,7 +98,7 @@ pub(super) async fn reset(cx: &mut Context) -> Vec<Row> {
 
 /// `--restart-command` restarts the server while the stream runs.
 pub(super) async fn restart(cx: &mut Context, command: &str) -> Vec<Row> {
-    const NAME: &str = "restart";
+    const NAME: &str = Scenario::Restart.name();
     let within = cx.settings.restart_within;
     let first = cx.client.start_publishing();
     tokio::time::sleep(STREAM_AROUND).await;

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::probe;
 use super::scripted::Change;
 use super::verdict::{Bound, Figure, Row, Verdict, show_time};
+use super::{Context, Scenario};
 use crate::fault::{Direction, Fault};
 
 /// How long the stream runs under latency, to collect round trips.
@@ -18,7 +18,7 @@ const POLL: Duration = Duration::from_millis(25);
 /// A Ping of ours is answered through the path, and the server's Ping reaches a
 /// silent client.
 pub(super) async fn pings(cx: &mut Context) -> Vec<Row> {
-    const NAME: &str = "pings";
+    const NAME: &str = Scenario::Pings.name();
     let (interval, timeout, tolerance) = (
         cx.server.ping_interval,
         cx.server.ping_timeout,
@@ -61,7 +61,7 @@ pub(super) async fn pings(cx: &mut Context) -> Vec<Row> {
 /// Messages and heartbeats cross a slow path: the round trips seen, and no false
 /// death while streaming or while quiet.
 pub(super) async fn latency(cx: &mut Context) -> Vec<Row> {
-    const NAME: &str = "latency";
+    const NAME: &str = Scenario::Latency.name();
     let (delay, jitter) = (cx.settings.latency, cx.settings.jitter);
     let started = Instant::now();
     cx.proxy.set(Fault::Latency {
@@ -120,7 +120,7 @@ pub(super) async fn latency(cx: &mut Context) -> Vec<Row> {
 /// The path closes connections quiet for `--idle-cut`: the heartbeat must keep it
 /// busy. The figure is the longest silence seen on the client's connection.
 pub(super) async fn idle_cut(cx: &mut Context) -> Vec<Row> {
-    const NAME: &str = "idle-cut";
+    const NAME: &str = Scenario::IdleCut.name();
     let after = cx.settings.idle_cut;
     // The client's connection is the newest one through the proxy.
     let Some(watched) = cx.proxy.connections().iter().map(|c| c.id).max() else {
