@@ -1,4 +1,4 @@
-//! `heartwire`: one command for the server, the client and the benchmarks.
+//! `heartwire`: one command for the server, the client, the benchmarks and the fault kit.
 
 use std::process::ExitCode;
 
@@ -25,6 +25,8 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
     Bench(heartwire_bench::BenchArgs),
+    /// Faults on demand: a TCP fault proxy, and a check of a server through it.
+    Chaos(heartwire_chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
         Command::Bench(args) => heartwire_bench::run(args),
+        Command::Chaos(args) => heartwire_chaos::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ use heartwire_client::{self as client, Client, ClientConfig, Event, Events, Inco
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
 use heartwire_server::{RedisBroker, RedisConfig, ServerConfig};
-use heartwire_testkit::client::Proxy;
+use heartwire_testkit::client::{Direction, Fault, Proxy, proxy_to};
 use heartwire_testkit::redis::TestRedis;
 use heartwire_testkit::{
     Socket, TestServer, connect_native, next_frame, send, subscribe, wait_for_health,
@@ -71,7 +71,7 @@ impl Cluster {
     async fn start() -> Self {
         let redis = TestRedis::start();
         let doomed = node(&redis).await;
-        let proxy = Proxy::start(doomed.addr).await;
+        let proxy = proxy_to(doomed.addr).await;
         let backup = node(&redis).await;
         let third = node(&redis).await;
         Self {
@@ -85,7 +85,7 @@ impl Cluster {
 
     /// A client of the doomed node, with the backup as its second endpoint.
     fn client(&self, configure: impl FnOnce(&mut ClientConfig)) -> (Client, Events) {
-        let primary = format!("ws://{}/ws", self.proxy.addr);
+        let primary = format!("ws://{}/ws", self.proxy.local_addr());
         let mut config = ClientConfig::new([primary, self.backup.url("/ws")]).unwrap();
         config.backoff = BackoffConfig {
             delay: Delay::Exponential {
@@ -104,7 +104,9 @@ impl Cluster {
 
     /// The client's node dies: not a byte more either way, and its server stops.
     fn kill_doomed(&mut self) -> Instant {
-        self.proxy.freeze();
+        self.proxy.set(Fault::Blackhole {
+            direction: Direction::Both,
+        });
         drop(self.doomed.take());
         Instant::now()
     }

@@ -1,7 +1,7 @@
 //! What heartwire's integration tests share: an in-process server on a free loopback
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
-//! - [`client`]: waiting on a client's events, and a proxy that can freeze a path;
+//! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker.
 
