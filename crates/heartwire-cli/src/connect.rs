@@ -14,9 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// Options of `heartwire connect`.
 #[derive(clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// The primary endpoint, e.g. ws://127.0.0.1:8080/ws
+    /// The primary server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
-    /// A backup endpoint, tried in order when the primary fails; repeatable. The
+    /// A backup server's URL, tried in order when the primary fails; repeatable. The
     /// client returns to the primary once it answers again.
     #[arg(long = "backup", value_name = "URL")]
     backups: Vec<String>,
@@ -144,7 +144,7 @@ fn publishable(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()))
 }
 
-/// Messages to stdout, state changes to stderr; `url` is the endpoint of the latest
+/// Messages to stdout, state changes to stderr; `url` is the server of the latest
 /// attempt.
 fn report(event: &Event, url: &str, json: bool) {
     match event {
@@ -184,7 +184,7 @@ fn report(event: &Event, url: &str, json: bool) {
     }
 }
 
-/// A state change as one JSON object; `url` is the endpoint of the latest attempt.
+/// A state change as one JSON object; `url` is the server of the latest attempt.
 fn state_json(event: &Event, url: &str) -> Value {
     match event {
         Event::Connecting { attempt, .. } => {
