@@ -20,7 +20,7 @@ use heartwire_core::protocol::{Position, encode_delivery};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use memory::MemoryBroker;
+pub use memory::{Clock, MemoryBroker, SystemClock};
 pub use redis::{RedisBroker, RedisConfig};
 
 use super::mailbox::{ConnectionId, Mailbox};
