@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::attempt::{self, AttemptError, Socket};
 use super::config::ClientConfig;
 use super::event::Event;
+use super::outbox::Outbox;
 use super::state::ClientState;
 
 /// Frames that may wait for the writer task.
@@ -78,6 +79,9 @@ impl Connection<'_> {
         let mut preferred: Option<Socket> = None;
         let mut closing = false;
         loop {
+            // Frames first: what the machine sends on opening (the subscriptions) is on
+            // its way before the caller hears `Open`.
+            write_while_room(machine, writer, &mut outbox);
             while let Some(event) = machine.poll_event() {
                 if !self.emit(event).await {
                     return Outcome::CallerGone;
@@ -92,11 +96,7 @@ impl Connection<'_> {
             }
             if let Some(end) = machine.poll_end() {
                 // The last frames (a close) go out as far as the writer has room.
-                while let Some(frame) = machine.poll_transmit(Instant::now(), &mut outbox) {
-                    if let Some(message) = to_message(frame) {
-                        let _ = writer.try_send(message);
-                    }
-                }
+                write_while_room(machine, writer, &mut outbox);
                 return match end {
                     End::Closed {
                         reason,
@@ -116,12 +116,9 @@ impl Connection<'_> {
             tokio::select! {
                 biased;
                 frame = stream.next() => match frame {
-                    Some(Ok(message)) => {
-                        if let Some(frame) = to_frame(message) {
-                            machine.handle_frame(Instant::now(), frame);
-                        }
+                    Some(frame) => {
+                        handle_read(machine, frame);
                     }
-                    Some(Err(err)) => machine.handle_transport_end(transport_reason(err)),
                     None => machine.handle_transport_end(DisconnectReason::Transport(
                         "the server closed the TCP connection".into(),
                     )),
@@ -135,6 +132,7 @@ impl Connection<'_> {
                     closing = true;
                     machine.handle_close(Instant::now(), &mut outbox);
                 }
+                // The writer was full: wait for room.
                 permit = writer.reserve(), if can_write => match permit {
                     Ok(permit) => {
                         let frame = machine.poll_transmit(Instant::now(), &mut outbox);
@@ -150,16 +148,8 @@ impl Connection<'_> {
                 () = sleep_until(wake) => {
                     // Read what the socket already holds before judging silence.
                     while let Some(Some(frame)) = stream.next().now_or_never() {
-                        match frame {
-                            Ok(message) => {
-                                if let Some(frame) = to_frame(message) {
-                                    machine.handle_frame(Instant::now(), frame);
-                                }
-                            }
-                            Err(err) => {
-                                machine.handle_transport_end(transport_reason(err));
-                                break;
-                            }
+                        if !handle_read(machine, frame) {
+                            break;
                         }
                     }
                     machine.handle_timeout(Instant::now());
@@ -193,6 +183,38 @@ impl Connection<'_> {
             }
         };
         self.events.send(event).await.is_ok()
+    }
+}
+
+/// Hands what the socket yielded to the machine; `false` when reading is over.
+fn handle_read(machine: &mut ClientConnection, read: Result<Message, tungstenite::Error>) -> bool {
+    match read {
+        Ok(message) => {
+            if let Some(frame) = to_frame(message) {
+                machine.handle_frame(Instant::now(), frame);
+            }
+            true
+        }
+        Err(err) => {
+            machine.handle_transport_end(transport_reason(err));
+            false
+        }
+    }
+}
+
+/// Hands the machine's frames to the writer while it has room.
+fn write_while_room(
+    machine: &mut ClientConnection,
+    writer: &mpsc::Sender<Message>,
+    outbox: &mut &Outbox,
+) {
+    while let Ok(permit) = writer.try_reserve() {
+        let Some(frame) = machine.poll_transmit(Instant::now(), outbox) else {
+            return;
+        };
+        if let Some(message) = to_message(frame) {
+            permit.send(message);
+        }
     }
 }
 
