@@ -33,6 +33,7 @@ use super::state::ClientState;
 const WRITE_QUEUE: usize = 64;
 
 /// How a connection ended.
+#[derive(Debug)]
 pub(crate) enum Outcome {
     /// It ended for `reason`; `retry_after` is the server's hint, if it gave one.
     Ended {
@@ -48,6 +49,7 @@ pub(crate) enum Outcome {
 type Probe = Pin<Box<dyn Future<Output = Result<Socket, AttemptError>> + Send>>;
 
 /// What one connection works with besides its machine.
+#[derive(Debug)]
 pub(crate) struct Connection<'a> {
     pub(crate) config: &'a ClientConfig,
     pub(crate) state: &'a ClientState,

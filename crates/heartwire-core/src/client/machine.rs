@@ -1,21 +1,21 @@
-//! The machine of one client connection: [`ClientConnection`], and [`Carried`], what
-//! it hands on to the next connection. The contract is in the [module docs](super).
+//! The machine of one client connection, [`ClientConnection`]: its state, what it is
+//! fed and what it hands out. The contract is in the [module docs](super); what it
+//! does with a heartwire server's envelopes is in `envelopes`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::carried::Carried;
 use super::event::{Event, Incoming};
 use super::frame::Frame;
-use super::outgoing::{Outbox, Outgoing, Publish};
-use super::positions::{Delivery, Gap, Positions};
-use super::unacked::Unacked;
-use crate::error::ErrorCode;
-use crate::failover::Failover;
+use super::outgoing::{Outbox, Outgoing};
 use crate::liveness::{Action, Liveness, LivenessConfig};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::reason::DisconnectReason;
+
+mod envelopes;
 
 /// How long a new connection waits for a heartwire `hello` before it treats the
 /// server as a plain WebSocket server.
@@ -54,39 +54,6 @@ impl ConnectionConfig {
             close_timeout: self.close_timeout,
             heartbeat_interval: None,
         }
-    }
-}
-
-/// What one connection hands on to the next: the servers' health, the position in
-/// each channel, and the publishes not yet acknowledged.
-#[derive(Debug)]
-pub struct Carried {
-    failover: Failover,
-    positions: Positions,
-    unacked: Unacked,
-    /// Publishes to send again, oldest first, before anything from the outbox.
-    resend: VecDeque<Publish>,
-}
-
-impl Carried {
-    /// A client's state before its first connection.
-    pub fn new(failover: Failover) -> Self {
-        Self {
-            failover,
-            positions: Positions::default(),
-            unacked: Unacked::default(),
-            resend: VecDeque::new(),
-        }
-    }
-
-    /// The servers' health, for picking where the next attempt goes.
-    pub fn failover(&self) -> &Failover {
-        &self.failover
-    }
-
-    /// The servers' health, to record how an attempt went.
-    pub fn failover_mut(&mut self) -> &mut Failover {
-        &mut self.failover
     }
 }
 
@@ -190,11 +157,6 @@ impl ClientConnection {
             end: None,
             over: false,
         }
-    }
-
-    /// The server this connection is to.
-    pub fn server(&self) -> usize {
-        self.server
     }
 
     /// What this connection hands on to the next one.
@@ -424,51 +386,7 @@ impl ClientConnection {
             self.events.push_back(Event::Message(Incoming::Text(text)));
             return;
         }
-        match parsed {
-            Some(ServerFrame::Message { channel, seq, data }) => {
-                match self.carried.positions.handle_message(&channel, seq) {
-                    Delivery::Duplicate => {}
-                    Delivery::Deliver => self.deliver(channel, seq, data),
-                    Delivery::AfterGap(gap) => {
-                        self.gap(&channel, gap);
-                        self.deliver(channel, seq, data);
-                    }
-                }
-            }
-            Some(ServerFrame::Subscribed {
-                channel,
-                seq,
-                epoch,
-                recovered,
-            }) => {
-                let positions = &mut self.carried.positions;
-                if let Some(gap) = positions.handle_subscribed(&channel, seq, &epoch, recovered) {
-                    self.gap(&channel, gap);
-                }
-            }
-            // A duplicate was published once already: acknowledged all the same.
-            Some(ServerFrame::Ack { id, .. }) => self.carried.unacked.ack(&id),
-            Some(ServerFrame::Error {
-                code: ErrorCode::Unavailable,
-                id: Some(id),
-                ..
-            }) => self.retry_later(now, &id),
-            Some(ServerFrame::Error { id: Some(id), .. }) => {
-                // Refused for good (not for want of a broker): sending it again would
-                // be refused again. The caller hears of it as it is.
-                self.carried.unacked.ack(&id);
-                self.events.push_back(Event::Message(Incoming::Text(text)));
-            }
-            Some(ServerFrame::Reconnect { after_ms, .. }) => {
-                self.retry_after = Some(Duration::from_millis(after_ms));
-            }
-            Some(
-                ServerFrame::Pong { .. }
-                | ServerFrame::Unsubscribed { .. }
-                | ServerFrame::Hello { .. },
-            ) => {}
-            _ => self.events.push_back(Event::Message(Incoming::Text(text))),
-        }
+        self.handle_envelope(now, text, parsed);
     }
 
     /// Leaves `Mode::Unknown` for `to`: the connection is open and, on a heartwire
@@ -488,63 +406,6 @@ impl ClientConnection {
         self.events.push_back(Event::Open {
             server: self.server,
             session,
-        });
-    }
-
-    /// The frame for a queued message, or `None` when it means nothing to this server.
-    fn encode(&mut self, message: Outgoing) -> Option<Frame> {
-        let native = self.mode == Mode::Native;
-        match message {
-            Outgoing::Text(text) => Some(Frame::Text(text)),
-            Outgoing::Binary(data) => Some(Frame::Binary(data)),
-            Outgoing::Publish(publish) if native => {
-                let frame = ClientFrame::Publish {
-                    channel: publish.channel.clone(),
-                    data: publish.data.clone(),
-                    id: Some(publish.id.clone()),
-                };
-                self.carried.unacked.add(publish);
-                Some(Frame::Text(frame.encode()))
-            }
-            Outgoing::Subscribe(channel) if native => {
-                let since = self.carried.positions.since(&channel);
-                Some(Frame::Text(
-                    ClientFrame::Subscribe { channel, since }.encode(),
-                ))
-            }
-            Outgoing::Unsubscribe(channel) if native => {
-                self.carried.positions.forget(&channel);
-                Some(Frame::Text(ClientFrame::Unsubscribe { channel }.encode()))
-            }
-            // Envelopes mean nothing to a server that is not heartwire.
-            Outgoing::Publish(_) | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_) => None,
-        }
-    }
-
-    /// The server could not take publish `id` for want of a broker: it and every
-    /// publish sent after it go out again first, in order and with their ids, after
-    /// one first-retry window in which the outbox waits.
-    fn retry_later(&mut self, now: Instant, id: &str) {
-        let mut again = self.carried.unacked.take_from(id);
-        if again.is_empty() {
-            return;
-        }
-        again.append(&mut self.carried.resend);
-        self.carried.resend = again;
-        self.hold_until = Some(now + self.config.unavailable_hold);
-    }
-
-    fn deliver(&mut self, channel: String, seq: u64, data: serde_json::Value) {
-        let message = Incoming::Channel { channel, seq, data };
-        self.events.push_back(Event::Message(message));
-    }
-
-    fn gap(&mut self, channel: &str, gap: Gap) {
-        self.events.push_back(Event::Gap {
-            channel: channel.to_owned(),
-            from_seq: gap.from_seq,
-            to_seq: gap.to_seq,
-            reason: gap.reason,
         });
     }
 
@@ -585,7 +446,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::client::GapReason;
+    use crate::client::{GapReason, Publish};
+    use crate::failover::Failover;
     use crate::protocol::Position;
 
     const INTERVAL: Duration = Duration::from_secs(20);

@@ -46,10 +46,13 @@
 //!   is probed when [`Failover`](crate::Failover) says it is due; a probe that
 //!   succeeds ends this connection with [`End::Switch`] after a close 1001.
 //!
-//! Files: `machine` (the machine), `positions` (per-channel positions and gaps),
-//! `unacked` (publishes awaiting their ack), `outgoing` (what the caller sends),
-//! `frame` and `event` (what crosses the wire, what the application hears).
+//! Files: `machine` (the machine) and `machine/envelopes` (its dealings with a
+//! heartwire server's JSON envelopes), `carried` (what one connection hands on to the
+//! next), `positions` (per-channel positions and gaps), `unacked` (publishes awaiting
+//! their ack), `outgoing` (what the caller sends), `frame` and `event` (what crosses
+//! the wire, what the application hears).
 
+mod carried;
 mod event;
 mod frame;
 mod machine;
@@ -57,9 +60,8 @@ mod outgoing;
 mod positions;
 mod unacked;
 
+pub use carried::Carried;
 pub use event::{Event, GapReason, Incoming};
 pub use frame::Frame;
-pub use machine::{
-    Carried, ClientConnection, ConnectionConfig, End, HELLO_WAIT, PUBLISHES_IN_FLIGHT,
-};
+pub use machine::{ClientConnection, ConnectionConfig, End, HELLO_WAIT, PUBLISHES_IN_FLIGHT};
 pub use outgoing::{Outbox, Outgoing, Publish};
