@@ -61,9 +61,11 @@ fn client_of(url: &str) -> (Client, Events) {
     client::connect(config).unwrap()
 }
 
-async fn wait_open(events: &mut Events) {
-    wait_for(events, PATIENCE, "open", |event| {
-        matches!(event, Event::Open { .. })
+/// Waits until the server confirmed the stream's subscription, so that what is
+/// published from other connections from now on reaches the client.
+async fn wait_subscribed(events: &mut Events) {
+    wait_for(events, PATIENCE, "subscribed", |event| {
+        matches!(event, Event::Subscribed { .. })
     })
     .await;
 }
@@ -134,11 +136,11 @@ async fn a_stream_published_across_a_cut_is_seen_once_and_in_order() {
     let server = start_server(ServerConfig::default().history_size).await;
     let proxy = proxy_to(server.addr).await;
     let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
-    wait_open(&mut events).await;
+    wait_subscribed(&mut events).await;
 
     // A publisher straight to the server keeps publishing one number every EVERY.
     let (publisher, mut publisher_events) = client_of(&server.url("/ws"));
-    wait_open(&mut publisher_events).await;
+    wait_subscribed(&mut publisher_events).await;
     let stream = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         for n in 1..=TOTAL {
@@ -174,7 +176,7 @@ async fn a_gap_the_history_cannot_fill_reaches_the_application() {
     let server = start_server(HISTORY).await;
     let proxy = proxy_to(server.addr).await;
     let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
-    wait_open(&mut events).await;
+    wait_subscribed(&mut events).await;
     publish_acked(&server, 1..=1).await;
     assert_eq!(collect_numbers(&mut events, 1, PATIENCE).await.0, [1]);
 
@@ -222,7 +224,7 @@ async fn publishes_across_a_cut_are_published_once_and_in_order() {
     heartwire_testkit::subscribe(&mut subscriber, CHANNEL).await;
     let proxy = proxy_to(server.addr).await;
     let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
-    wait_open(&mut events).await;
+    wait_subscribed(&mut events).await;
 
     // Half go out and the cut falls among them: some reach the server with their
     // ack lost, some are swallowed. The other half wait while disconnected.

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, Retention,
-    SubscribeRequest,
+    Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, Retention,
+    SubscribeRequest, SystemClock,
 };
 pub use config::{HeartbeatReply, ServerConfig};
 pub use error::Error;

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use heartwire_client::ClientConfig;
 use heartwire_core::{BackoffConfig, Delay};
-use rand::Rng;
 use url::Url;
 
 use crate::Error;
@@ -242,7 +241,7 @@ async fn check(args: &CheckArgs) -> Result<Report, Error> {
     let channel = args
         .channel
         .clone()
-        .unwrap_or_else(|| format!("chaos-check:{:016x}", rand::rng().random::<u64>()));
+        .unwrap_or_else(|| format!("chaos-check:{}", heartwire_core::protocol::random_id()));
     let client = Scripted::start(config, &channel, args.rate)?;
     let mut cx = Context {
         proxy,

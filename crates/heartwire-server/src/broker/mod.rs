@@ -18,5 +18,5 @@ mod memory;
 mod redis;
 
 pub use contract::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
-pub use memory::MemoryBroker;
+pub use memory::{Clock, MemoryBroker, SystemClock};
 pub use redis::{RedisBroker, RedisConfig};
