@@ -35,7 +35,7 @@ impl Registry {
             return None;
         }
         let taken = registry.taken.fetch_add(1, Ordering::AcqRel);
-        if taken >= server.config.max_connections {
+        if taken >= server.config.limits.max_connections {
             registry.release();
             return None;
         }
@@ -105,7 +105,7 @@ impl Slot {
     /// The upgrade is done: registers the connection and returns its mailbox.
     pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
         let id = rand::random();
-        let mailbox = Arc::new(Mailbox::new(id, self.server.config.outbound_queue));
+        let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
         let registry = &self.server.registry;
         registry.lock().insert(id, mailbox.clone());
         if registry.is_draining() {
