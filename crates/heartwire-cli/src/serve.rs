@@ -14,9 +14,9 @@ use heartwire_server::{RedisBroker, Server, ServerConfig};
 /// Options of `heartwire serve`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
-    /// TOML file with any of the options below, each spelled as its flag without the
-    /// dashes in front (e.g. ping-interval = "5s"), or inside a table named after the
-    /// flag's first word (e.g. [redis] prefix = "x"); see docs/CONFIG.md
+    /// TOML file with any of the options below: a key is a flag without its dashes
+    /// (ping-interval = "5s"), and a table puts its name in front of its keys ([redis]
+    /// prefix = "x" is --redis-prefix x); see docs/CONFIG.md
     #[arg(long, env = "HEARTWIRE_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
@@ -67,6 +67,9 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+#[cfg(test)]
+mod docs;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -329,6 +329,12 @@ impl FileLayer {
         Ok(())
     }
 
+    /// Whether the file gives a value to the argument `id`.
+    #[cfg(test)]
+    pub(crate) fn sets(&self, id: &clap::Id) -> bool {
+        self.defaults.iter().any(|(given, _, _)| given == id)
+    }
+
     /// Makes the file's values the defaults of the arguments of `options`.
     fn install(&self, mut options: Command) -> Command {
         for (id, values, _) in &self.defaults {
