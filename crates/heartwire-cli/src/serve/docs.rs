@@ -110,7 +110,7 @@ fn the_table_of_options_is_the_commands() {
     );
 }
 
-/// The text of the first ```toml block after `heading` in docs/CONFIG.md.
+/// The text of the ```toml block under "A complete example" in docs/CONFIG.md.
 fn example_file() -> String {
     let (_, text) = config_md();
     let from = text
