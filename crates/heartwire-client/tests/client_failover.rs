@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use heartwire_client::{self as client, ClientConfig, Event, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::{Server, ServerConfig};
+use heartwire_server::{LivenessTiming, Server, ServerConfig};
 use heartwire_testkit::client::{Direction, Fault, proxy_to, wait_for};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -23,9 +23,11 @@ const SLACK: Duration = Duration::from_millis(400);
 async fn start_server(stop: &CancellationToken) -> SocketAddr {
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
         ..ServerConfig::default()
     })
     .await

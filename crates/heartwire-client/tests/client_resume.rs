@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use heartwire_client::{self as client, Client, ClientConfig, Event, Events, GapReason, Incoming};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::ServerConfig;
+use heartwire_server::{LivenessTiming, Retention, ServerConfig};
 use heartwire_testkit::client::{Direction, Fault, proxy_to, wait_for};
 use heartwire_testkit::{PATIENCE, Socket, TestServer, connect_native, next_frame, send};
 use serde_json::json;
@@ -36,10 +36,15 @@ const CHANNEL: &str = "stream";
 
 async fn start_server(history_size: usize) -> TestServer {
     TestServer::start(ServerConfig {
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
-        history_size,
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
+        retention: Retention {
+            history_size,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     })
     .await
@@ -133,7 +138,7 @@ async fn subscriber_numbers(socket: &mut Socket, count: usize, within: Duration)
 async fn a_stream_published_across_a_cut_is_seen_once_and_in_order() {
     const TOTAL: u64 = 1000;
     const EVERY: Duration = Duration::from_millis(2);
-    let server = start_server(ServerConfig::default().history_size).await;
+    let server = start_server(ServerConfig::default().retention.history_size).await;
     let proxy = proxy_to(server.addr).await;
     let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
     wait_subscribed(&mut events).await;
@@ -219,7 +224,7 @@ async fn a_gap_the_history_cannot_fill_reaches_the_application() {
 async fn publishes_across_a_cut_are_published_once_and_in_order() {
     const TOTAL: u64 = 200;
     const BEFORE_CUT: u64 = 100;
-    let server = start_server(ServerConfig::default().history_size).await;
+    let server = start_server(ServerConfig::default().retention.history_size).await;
     let (mut subscriber, _) = connect_native(&server).await;
     heartwire_testkit::subscribe(&mut subscriber, CHANNEL).await;
     let proxy = proxy_to(server.addr).await;

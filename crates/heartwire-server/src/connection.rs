@@ -306,9 +306,10 @@ impl<E: Endpoint> Handler<E> {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
                 let config = &self.context.server.config;
-                if config.heartbeat_text.as_deref() == Some(text.as_str()) {
+                if config.heartbeats.heartbeat_text.as_deref() == Some(text.as_str()) {
                     metrics.client_heartbeats.increment(1);
                 } else if let Some(rule) = config
+                    .heartbeats
                     .heartbeat_replies
                     .iter()
                     .find(|rule| rule.inbound == text.as_str())
@@ -408,7 +409,7 @@ impl<E: Endpoint> Handler<E> {
                         .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
                 }
                 Action::SendHeartbeat => {
-                    if let Some(text) = &self.context.server.config.heartbeat_text {
+                    if let Some(text) = &self.context.server.config.heartbeats.heartbeat_text {
                         metrics.heartbeat_texts_sent.increment(1);
                         let beat = Message::Text(Utf8Bytes::from(text.as_str()));
                         self.context.replies.push_back(beat);

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use heartwire_client::{self as client, Client, ClientConfig, Event, Events, Incoming};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::{RedisBroker, RedisConfig, ServerConfig};
+use heartwire_server::{LivenessTiming, RedisBroker, RedisConfig, Retention, ServerConfig};
 use heartwire_testkit::client::{Direction, Fault, Proxy, proxy_to};
 use heartwire_testkit::redis::TestRedis;
 use heartwire_testkit::{
@@ -42,17 +42,22 @@ const WINDOW: u64 = 100;
 /// while it fails over can always be replayed.
 async fn node(redis: &TestRedis) -> TestServer {
     let config = ServerConfig {
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
-        history_size: TOTAL as usize,
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
+        retention: Retention {
+            history_size: TOTAL as usize,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let redis_config = RedisConfig {
         url: redis.url(),
         prefix: String::new(),
     };
-    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server

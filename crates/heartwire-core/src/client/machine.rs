@@ -783,7 +783,15 @@ mod tests {
         let heard = events(&mut machine);
         assert_eq!(delivered(&heard), [3, 6, 0, 7]);
         assert_eq!(
-            heard[1],
+            heard[0],
+            Event::Subscribed {
+                channel: "c".into(),
+                seq: 2,
+                recovered: None
+            }
+        );
+        assert_eq!(
+            heard[2],
             Event::Gap {
                 channel: "c".into(),
                 from_seq: 4,
@@ -804,11 +812,21 @@ mod tests {
                     to_seq: 20,
                     reason: GapReason::HistoryTooShort
                 },
+                Event::Subscribed {
+                    channel: "c".into(),
+                    seq: 20,
+                    recovered: Some(false)
+                },
                 Event::Gap {
                     channel: "c".into(),
                     from_seq: 1,
                     to_seq: 0,
                     reason: GapReason::EpochChanged
+                },
+                Event::Subscribed {
+                    channel: "c".into(),
+                    seq: 0,
+                    recovered: Some(false)
                 },
             ]
         );

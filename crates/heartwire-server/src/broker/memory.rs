@@ -16,7 +16,8 @@ use std::time::Instant;
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::contract::{Broker, PublishRequest, Retention, SubscribeRequest};
+use super::contract::{Broker, PublishRequest, SubscribeRequest};
+use crate::config::Retention;
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Outbound};
 use crate::publication::Publication;

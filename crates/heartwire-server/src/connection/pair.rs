@@ -69,7 +69,7 @@ impl Server {
     fn new(now: Instant) -> Self {
         let config = ServerConfig::default();
         let clock = HandClock(Arc::new(Mutex::new(now)));
-        let broker = Arc::new(MemoryBroker::with_clock(config.retention(), clock.clone()));
+        let broker = Arc::new(MemoryBroker::with_clock(config.retention, clock.clone()));
         let state = Arc::new(ServerState {
             config,
             broker,
@@ -375,10 +375,17 @@ fn a_hello_makes_the_client_native_then_it_subscribes_publishes_and_is_acked() {
     let session = session_name(pair.handler.context.mailbox.id());
     assert_eq!(
         pair.events,
-        [Event::Open {
-            server: 0,
-            session: Some(session)
-        }]
+        [
+            Event::Open {
+                server: 0,
+                session: Some(session)
+            },
+            Event::Subscribed {
+                channel: CHANNEL.into(),
+                seq: 0,
+                recovered: None
+            }
+        ]
     );
     assert_eq!(
         pair.client_texts(),
