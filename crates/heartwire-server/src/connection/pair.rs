@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{FrameSink, Handler};
+use super::handler::{FrameSink, Handler};
 use crate::broker::{Clock, MemoryBroker, PublishRequest};
 use crate::config::ServerConfig;
 use crate::endpoint::Endpoint;
