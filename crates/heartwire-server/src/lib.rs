@@ -14,6 +14,12 @@
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
+//!
+//! Around them: [`config`] declares every option once (its flag, variable, file key,
+//! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
+//! buffer while a connection is idle; [`state`] is what every connection shares;
+//! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
+//! error type.
 
 mod broker;
 mod config;
