@@ -53,6 +53,15 @@ const CLOSE_DEAD = 4000;
 /** The close code this client uses when it leaves a fallback URL for the primary. */
 const CLOSE_FAILBACK = 4001;
 
+/** Close 1012: the server restarts, and asked its clients to come back. */
+const CLOSE_SERVICE_RESTART = 1012;
+
+/** What precedes the delay in a close reason that carries a retry hint. */
+const RETRY_AFTER = 'retry after ';
+
+/** Pings whose pong may still measure a round trip, at most (older ones are forgotten). */
+const MEASURING_AT_MOST = 8;
+
 /**
  * @typedef {object} HeartwireOptions
  * @property {() => (string|null|undefined|Promise<string|null|undefined>)} [token]
@@ -70,6 +79,8 @@ const CLOSE_FAILBACK = 4001;
  * @property {number} [outboxLimit=1024] How many published messages may wait for their ack.
  * @property {number} [lateTimerMs=250] A timer that fires this much later than asked was
  *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
+ * @property {number} [rttIntervalMs=30000] A connection too busy to fall silent is sent a
+ *   probe this long after the last round-trip sample, so {@link Heartwire#rtt} stays current.
  * @property {typeof WebSocket} [WebSocket] The WebSocket class (default: the browser's).
  * @property {() => number} [now] Milliseconds since the epoch (default: `Date.now`).
  * @property {() => number} [random] Uniform in [0, 1) (default: `Math.random`).
@@ -98,29 +109,41 @@ export function fullJitterDelay(attempt, { baseMs, capMs }, random) {
 }
 
 /**
- * The retry delay a server put in a close reason, as in
+ * The retry delay a server put at the end of a close reason, as in
  * `server restarting; retry after 2300 ms`, or `null`.
  *
  * @param {string} reason
  * @returns {number|null}
  */
 export function retryHintFromReason(reason) {
-  const match = /retry after (\d+) ?ms/.exec(reason || '');
-  return match ? Number(match[1]) : null;
+  const text = String(reason ?? '');
+  const at = text.indexOf(RETRY_AFTER);
+  if (at === -1 || !text.endsWith('ms')) return null;
+  const number = text.slice(at + RETRY_AFTER.length, -2).trim();
+  return /^\d+$/.test(number) && Number.isSafeInteger(Number(number)) ? Number(number) : null;
 }
 
 /**
- * What to do after a close code: retry with backoff, retry after the server's hint, or stop.
+ * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'never'}} ReconnectRule
+ */
+
+/**
+ * What a client does after the server closed with `code` and `reason` (docs/PROTOCOL.md,
+ * "Client reconnect rules"): reconnect with backoff, reconnect after the delay the reason
+ * names, or never.
  *
  * @param {number} code
  * @param {string} reason
- * @returns {'backoff'|'hint'|'stop'}
+ * @returns {ReconnectRule}
  */
-export function closeDisposition(code, reason) {
-  if (FATAL_CLOSE_CODES.has(code)) return 'stop';
-  if (code === 1008) return reason === SLOW_CONSUMER_REASON ? 'backoff' : 'stop';
-  if (code === 1012 || code === 1013) return 'hint';
-  return 'backoff';
+export function reconnectRule(code, reason) {
+  if (FATAL_CLOSE_CODES.has(code)) return { retry: 'never' };
+  if (code === 1008 && reason !== SLOW_CONSUMER_REASON) return { retry: 'never' };
+  if (code === 1012 || code === 1013) {
+    const afterMs = retryHintFromReason(reason);
+    if (afterMs !== null) return { retry: 'after', afterMs };
+  }
+  return { retry: 'backoff' };
 }
 
 /** An event of a {@link Heartwire}; its fields depend on its type (see the class docs). */
@@ -170,16 +193,21 @@ export class Heartwire extends EventTarget {
   /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
   /** @type {number|null} */ #nextAttemptAt = null;
   /** Pending timer handles by purpose; at most one of each. */
-  #timers = { reconnect: null, connect: null, failback: null, liveness: null, retry: null };
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null };
   /** @type {WebSocket|null} */ #failbackProbe = null;
 
   // Liveness.
   #idleMs = 20000;
   #probeTimeoutMs = 20000;
   /** @type {number|null} */ #lastHeardAt = null;
-  /** @type {{t: number, sentAt: number, urgent: boolean}|null} */ #probe = null;
+  /** @type {{sentAt: number, urgent: boolean}|null} the probe no frame has answered yet */
+  #probe = null;
   #offline = false;
   /** @type {number|null} */ #rtt = null;
+  /** @type {number|null} when the last round-trip sample was taken */ #lastSampleAt = null;
+  /** @type {number|null} when the last probe sent only to measure went out */ #lastMeasureAt = null;
+  /** @type {Set<number>} the `t` of each ping on this socket whose pong has not come */
+  #measuring = new Set();
   /** @type {string|null} */ #session = null;
 
   // Channels and the outbox.
@@ -213,6 +241,7 @@ export class Heartwire extends EventTarget {
       failbackMs: 30000,
       outboxLimit: 1024,
       lateTimerMs: 250,
+      rttIntervalMs: 30000,
       WebSocket: globalThis.WebSocket,
       now: () => Date.now(),
       random: Math.random,
@@ -238,6 +267,18 @@ export class Heartwire extends EventTarget {
 
   /** @returns {number|null} when a frame last arrived from the server (ms since the epoch) */
   get lastHeardAt() { return this.#lastHeardAt; }
+
+  /**
+   * @returns {number|null} when the client will probe the server if nothing arrives before
+   *   (ms since the epoch); when a probe is out, the time it was sent; `null` while not connected.
+   *   Browsers answer the server's protocol Pings without telling the page, so a healthy quiet
+   *   connection is heard from only when the client probes it.
+   */
+  get nextCheckAt() {
+    if (!this.#isConnected()) return null;
+    if (this.#probe) return this.#probe.sentAt;
+    return (this.#lastHeardAt ?? this.#openedAt) + this.#idleMs;
+  }
 
   /** @returns {string|null} the server's session id of the current connection */
   get session() { return this.#session; }
@@ -391,12 +432,14 @@ export class Heartwire extends EventTarget {
     this.#everOpened = true;
     this.#serverHintMs = null;
     this.#probe = null;
+    this.#measuring.clear();
     for (const channel of this.#handlers.keys()) this.#write(this.#subscribeFrame(channel));
     this.#writeOutboxFrom(0);
     this.#setState(this.#offline ? 'degraded' : 'open');
     this.#emit('open', { url: this.url, session: this.#session });
     // A first probe measures the round trip at once.
     this.#sendProbe(false);
+    this.#armMeasure();
     this.#scheduleFailback();
   }
 
@@ -417,9 +460,13 @@ export class Heartwire extends EventTarget {
       this.#onHello(frame);
       return;
     }
+    // A pong measures the round trip of its own ping, whatever arrived before it.
+    if (frame.op === 'pong' && this.#measuring.delete(frame.t)) {
+      this.#rtt = Math.max(0, now - frame.t);
+      this.#lastSampleAt = now;
+    }
     // Any frame proves the server alive: an outstanding probe is answered.
     if (this.#probe) {
-      if (frame.op === 'pong' && frame.t === this.#probe.t) this.#rtt = now - this.#probe.t;
       this.#probe = null;
       if (this.#state === 'degraded' && !this.#offline) this.#setState('open');
     }
@@ -530,10 +577,45 @@ export class Heartwire extends EventTarget {
    * online) that goes unanswered reconnects at once instead of after a backoff delay.
    */
   #sendProbe(urgent) {
-    const t = this.#options.now();
-    this.#probe = { t, sentAt: t, urgent: urgent || (this.#probe?.urgent ?? false) };
-    this.#write({ op: 'ping', t });
+    const sentAt = this.#writePing();
+    this.#probe = { sentAt, urgent: urgent || (this.#probe?.urgent ?? false) };
     this.#armLiveness();
+  }
+
+  /** Writes `{"op":"ping","t":now}` and remembers `t` until its pong; returns `t`. */
+  #writePing() {
+    const t = this.#options.now();
+    this.#measuring.add(t);
+    if (this.#measuring.size > MEASURING_AT_MOST) this.#measuring.delete(this.#measuring.values().next().value);
+    this.#write({ op: 'ping', t });
+    return t;
+  }
+
+  /**
+   * Arms the timer that keeps {@link Heartwire#rtt} current on a connection too busy to be
+   * probed for liveness: `rttIntervalMs` after the last sample (or measuring probe).
+   */
+  #armMeasure() {
+    this.#clearTimer('measure');
+    if (!this.#isConnected()) return;
+    const now = this.#options.now();
+    const since = Math.max(this.#lastSampleAt ?? now, this.#lastMeasureAt ?? -Infinity);
+    const due = since + this.#options.rttIntervalMs;
+    this.#startTimer('measure', Math.max(0, due - now), () => this.#onMeasureTimer(due));
+  }
+
+  #onMeasureTimer(due) {
+    if (!this.#isConnected()) return;
+    // A pong still out after the page slept would measure the sleep.
+    if (this.#timerWasLate(due)) this.#measuring.clear();
+    const now = this.#options.now();
+    const stale = this.#lastSampleAt === null || now - this.#lastSampleAt >= this.#options.rttIntervalMs;
+    // A liveness probe out now measures as well.
+    if (stale && this.#probe === null) {
+      this.#writePing();
+      this.#lastMeasureAt = now;
+    }
+    this.#armMeasure();
   }
 
   /** Arms the one liveness timer for the next thing to check. */
@@ -558,7 +640,8 @@ export class Heartwire extends EventTarget {
     const now = this.#options.now();
     if (this.#timerWasLate(due)) {
       // The page was frozen, throttled or asleep: what the deadline measured is not the
-      // server's silence. Ask the server again, now.
+      // server's silence, and a pong still out would measure the sleep. Ask again, now.
+      this.#measuring.clear();
       this.#sendProbe(false);
       return;
     }
@@ -598,7 +681,8 @@ export class Heartwire extends EventTarget {
     // check (a browser may drop the sockets of a page it froze, and the page learns of it
     // as it resumes), so the client reconnects at once, as after a failed wake-up probe.
     // A close that asks for a wait or that is final keeps its own meaning.
-    const wakingUp = this.#probe?.urgent === true && closeDisposition(code, reason) === 'backoff';
+    const wakingUp = this.#probe?.urgent === true && this.#serverHintMs === null
+      && reconnectRule(code, reason).retry === 'backoff';
     this.#connectionLost(code, reason, wasClean, wakingUp ? 0 : null);
   }
 
@@ -626,13 +710,22 @@ export class Heartwire extends EventTarget {
   }
 
   #afterClose(code, reason, wasClean, delayMs) {
-    const disposition = closeDisposition(code, reason);
+    const rule = reconnectRule(code, reason);
     let delay = delayMs;
-    if (disposition === 'stop') {
+    if (rule.retry === 'never') {
       delay = null;
     } else if (delay === null) {
-      const hint = disposition === 'hint' ? this.#serverHintMs ?? retryHintFromReason(reason) : null;
-      delay = this.#nextDelay(hint);
+      // A `reconnect` frame's delay wins over the close reason's, as in the Rust client.
+      const hint = this.#serverHintMs ?? (rule.retry === 'after' ? rule.afterMs : null);
+      if (hint !== null && (this.#serverHintMs !== null || code === CLOSE_SERVICE_RESTART)) {
+        // The server restarts and asked its clients back: not a failure of this client,
+        // so the streak starts again and the next real failure waits the first window.
+        this.#attempt = 0;
+        this.#streakStartedAt = null;
+        delay = hint;
+      } else {
+        delay = this.#nextDelay(hint);
+      }
     }
     this.#serverHintMs = null;
     this.#session = null;
@@ -784,6 +877,8 @@ export class Heartwire extends EventTarget {
 
   #stopConnectionTimers() {
     this.#clearTimer('liveness');
+    this.#clearTimer('measure');
+    this.#measuring.clear();
     this.#clearTimer('connect');
     this.#clearTimer('failback');
     this.#clearTimer('retry');
@@ -804,7 +899,7 @@ export class Heartwire extends EventTarget {
 
   /**
    * Runs `fn` after `ms` as the timer of `purpose`, replacing the one it had.
-   * @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose
+   * @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose
    */
   #startTimer(purpose, ms, fn) {
     this.#clearTimer(purpose);
@@ -814,7 +909,7 @@ export class Heartwire extends EventTarget {
     }, ms);
   }
 
-  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose */
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose */
   #clearTimer(purpose) {
     if (this.#timers[purpose] === null) return;
     this.#options.clearTimeout(this.#timers[purpose]);

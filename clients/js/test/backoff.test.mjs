@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fullJitterDelay, closeDisposition, retryHintFromReason } from '../heartwire.js';
+import { fullJitterDelay, reconnectRule, retryHintFromReason } from '../heartwire.js';
 import { seededRandom } from './fakes.mjs';
 
 const policy = { baseMs: 500, capMs: 30_000 };
@@ -33,12 +33,12 @@ test('the extremes of random() give the bounds of the window', () => {
 });
 
 test('close codes: retry, follow the hint, or stop', () => {
-  for (const code of [1000, 1001, 1006, 1011, 4000]) assert.equal(closeDisposition(code, ''), 'backoff', code);
-  assert.equal(closeDisposition(1008, 'slow consumer'), 'backoff');
-  assert.equal(closeDisposition(1008, 'forbidden origin'), 'stop');
-  for (const code of [1002, 1007, 1009, 4401, 4403]) assert.equal(closeDisposition(code, ''), 'stop', code);
-  assert.equal(closeDisposition(1012, ''), 'hint');
-  assert.equal(closeDisposition(1013, ''), 'hint');
+  for (const code of [1000, 1001, 1006, 1011, 4000]) assert.deepEqual(reconnectRule(code, ''), { retry: 'backoff' }, code);
+  assert.deepEqual(reconnectRule(1008, 'slow consumer'), { retry: 'backoff' });
+  assert.deepEqual(reconnectRule(1008, 'forbidden origin'), { retry: 'never' });
+  for (const code of [1002, 1007, 1009, 4401, 4403]) assert.deepEqual(reconnectRule(code, ''), { retry: 'never' }, code);
+  assert.deepEqual(reconnectRule(1012, 'server restarting; retry after 2300 ms'), { retry: 'after', afterMs: 2300 });
+  assert.deepEqual(reconnectRule(1013, 'going down'), { retry: 'backoff' });
 });
 
 test('the retry hint is read from the close reason', () => {
