@@ -35,6 +35,10 @@ export interface HeartwireOptions {
   lateTimerMs?: number;
   /** A busy connection is probed this long after the last round-trip sample (30000). */
   rttIntervalMs?: number;
+  /** Where positions and unacknowledged publishes wait while the page is hidden (`sessionStorage`; `null` keeps nothing). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
+  /** The key in `storage` (`heartwire:` and the URLs). */
+  storageKey?: string;
   /** The WebSocket class (the browser's). */
   WebSocket?: typeof WebSocket;
   /** Milliseconds since the epoch (`Date.now`). */
@@ -136,8 +140,10 @@ export class Heartwire extends EventTarget {
   readonly session: string | null;
   /** The URL in use or being tried. */
   readonly url: string;
-  /** Messages waiting to be sent or acknowledged. */
+  /** Messages this page published that wait to be sent or acknowledged. */
   readonly outboxSize: number;
+  /** Those messages, oldest first; after a reload, those the page before it left. */
+  readonly outbox: ReadonlyArray<{ readonly id: string; readonly channel: string; readonly data: unknown }>;
 
   /**
    * Publishes `data` (any value `JSON.stringify` takes) on `channel`; resolves with its `seq` once the server accepted it.

@@ -10,7 +10,10 @@
  * resubscribes with them as `since` so the server replays what was missed, drops messages it
  * delivered already, and reports a `gap` when messages cannot be recovered. Each publish
  * carries an id unique to this client (a random 64-bit prefix and a counter) and keeps it
- * when sent again, so the server publishes it once.
+ * when sent again, so the server publishes it once. Positions and unacknowledged publishes
+ * are kept in `sessionStorage` while the page is hidden, so a reload resumes where the page
+ * was; on `pagehide` the client closes its socket (the server frees it at once) and a page
+ * restored from the back/forward cache reconnects at once.
  *
  * ```js
  * import { Heartwire } from '/heartwire.js';
@@ -20,6 +23,11 @@
  * hw.send('room:lobby', { name: 'ada', text: 'hi' });
  * ```
  *
+ * The file's parts, in order: the public helpers and {@link Heartwire} (what a page uses);
+ * `Positions` (where each channel stands); `Connection` (one socket: liveness, reconnects,
+ * fail-back, the outbox); `DirectLink` (a page with its own connection) and what it keeps in
+ * storage. They are one file because the server serves one file, `/heartwire.js`, and nothing
+ * is built.
  * See docs/BROWSER.md for the behaviour table and the reasons behind it.
  *
  * @module heartwire
@@ -37,30 +45,6 @@
  *   way that retrying cannot fix, or the reconnect policy gave up.
  * @typedef {'connecting'|'open'|'degraded'|'reconnecting'|'closed'} HeartwireState
  */
-
-/** Close codes after which retrying cannot help: the client or its credentials must change. */
-const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
-
-/** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
-const SLOW_CONSUMER_REASON = 'slow consumer';
-
-/** Channel names the server accepts (docs/PROTOCOL.md, "Channel names"). */
-const CHANNEL_NAME = /^[A-Za-z0-9_.:@/-]{1,128}$/;
-
-/** The close code this client uses when it drops a connection it found dead. */
-const CLOSE_DEAD = 4000;
-
-/** The close code this client uses when it leaves a fallback URL for the primary. */
-const CLOSE_FAILBACK = 4001;
-
-/** Close 1012: the server restarts, and asked its clients to come back. */
-const CLOSE_SERVICE_RESTART = 1012;
-
-/** What precedes the delay in a close reason that carries a retry hint. */
-const RETRY_AFTER = 'retry after ';
-
-/** Pings whose pong may still measure a round trip, at most (older ones are forgotten). */
-const MEASURING_AT_MOST = 8;
 
 /**
  * @typedef {object} HeartwireOptions
@@ -81,16 +65,54 @@ const MEASURING_AT_MOST = 8;
  *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
  * @property {number} [rttIntervalMs=30000] A connection too busy to fall silent is sent a
  *   probe this long after the last round-trip sample, so {@link Heartwire#rtt} stays current.
+ * @property {Pick<Storage, 'getItem'|'setItem'|'removeItem'>|null} [storage] Where positions
+ *   and unacknowledged publishes wait while the page is hidden (default: `sessionStorage`;
+ *   `null` keeps nothing).
+ * @property {string} [storageKey] The key in `storage` (default: `heartwire:` and the URLs).
  * @property {typeof WebSocket} [WebSocket] The WebSocket class (default: the browser's).
  * @property {() => number} [now] Milliseconds since the epoch (default: `Date.now`).
  * @property {() => number} [random] Uniform in [0, 1) (default: `Math.random`).
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
- * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`
+ * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`, `pagehide`
  *   (default: `globalThis.window`; `null` to ignore them).
  * @property {(EventTarget & {visibilityState?: string})|null} [document] Source of
- *   `visibilitychange` and `resume` (default: `globalThis.document`; `null` to ignore them).
+ *   `visibilitychange`, `freeze` and `resume` (default: `globalThis.document`; `null` to
+ *   ignore them).
  */
+
+/** Close codes after which retrying cannot help: the client or its credentials must change. */
+const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
+
+/** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
+const SLOW_CONSUMER_REASON = 'slow consumer';
+
+/** Channel names the server accepts (docs/PROTOCOL.md, "Channel names"). */
+const CHANNEL_NAME = /^[A-Za-z0-9_.:@/-]{1,128}$/;
+
+/**
+ * The close code of a page that leaves: the server reads it as "left", not "died". (Browsers
+ * let a page send only 1000 and 3000–4999; 1001 is the browser's own when it unloads a page.)
+ */
+const CLOSE_LEFT = 1000;
+
+/** The close code this client uses when it drops a connection it found dead. */
+const CLOSE_DEAD = 4000;
+
+/** The close code this client uses when it leaves a fallback URL for the primary. */
+const CLOSE_FAILBACK = 4001;
+
+/** Close 1012: the server restarts, and asked its clients to come back. */
+const CLOSE_SERVICE_RESTART = 1012;
+
+/** What precedes the delay in a close reason that carries a retry hint. */
+const RETRY_AFTER = 'retry after ';
+
+/** Pings whose pong may still measure a round trip, at most (older ones are forgotten). */
+const MEASURING_AT_MOST = 8;
+
+/** The version of what the client keeps in storage. */
+const SAVED_STATE_VERSION = 1;
 
 /**
  * The delay before the `attempt`-th attempt of a streak (counted from 1): uniform in
@@ -159,6 +181,13 @@ export class HeartwireEvent extends Event {
 }
 
 /**
+ * What a page's link to its connection tells the page.
+ * @typedef {object} Page
+ * @property {(type: string, fields: object) => void} emit dispatches an event
+ * @property {(channel: string, seq: number, data: any) => void} deliver a message, once
+ */
+
+/**
  * A WebSocket to a heartwire server that stays connected.
  *
  * Events (listen with `addEventListener`):
@@ -179,12 +208,274 @@ export class HeartwireEvent extends Event {
  *   for any other reason leaves the outbox and its promise rejects.
  */
 export class Heartwire extends EventTarget {
+  /** @type {Map<string, Set<Function>>} */ #handlers = new Map();
+  /** @type {DirectLink} */ #link;
+
+  /**
+   * @param {string|string[]} urlOrUrls The `/ws` URL, or several: the first is the primary,
+   *   the others are tried in turn when it fails.
+   * @param {HeartwireOptions} [options]
+   */
+  constructor(urlOrUrls, options = {}) {
+    super();
+    const urls = Array.isArray(urlOrUrls) ? [...urlOrUrls] : [urlOrUrls];
+    if (urls.length === 0) throw new TypeError('Heartwire needs at least one URL');
+    const settings = withDefaults(urls, options);
+    /** @type {Page} */
+    const page = {
+      emit: (type, fields) => this.dispatchEvent(new HeartwireEvent(type, fields)),
+      deliver: (channel, seq, data) => this.#deliver(channel, seq, data),
+    };
+    this.#link = new DirectLink(urls, settings, page);
+  }
+
+  /** @returns {HeartwireState} */
+  get state() { return this.#link.state; }
+
+  /** @returns {number|null} the last probe's round-trip time in ms, `null` before the first */
+  get rtt() { return this.#link.rtt; }
+
+  /** @returns {number|null} when the next attempt starts (ms since the epoch), while waiting */
+  get nextAttemptAt() { return this.#link.nextAttemptAt; }
+
+  /** @returns {number|null} when a frame last arrived from the server (ms since the epoch) */
+  get lastHeardAt() { return this.#link.lastHeardAt; }
+
+  /**
+   * @returns {number|null} when the client will probe the server if nothing arrives before
+   *   (ms since the epoch); when a probe is out, the time it was sent; `null` while not connected.
+   *   Browsers answer the server's protocol Pings without telling the page, so a healthy quiet
+   *   connection is heard from only when the client probes it.
+   */
+  get nextCheckAt() { return this.#link.nextCheckAt; }
+
+  /** @returns {string|null} the server's session id of the current connection */
+  get session() { return this.#link.session; }
+
+  /** @returns {string} the URL in use or being tried */
+  get url() { return this.#link.url; }
+
+  /** @returns {number} messages this page published that wait to be sent or acknowledged */
+  get outboxSize() { return this.#link.outboxSize; }
+
+  /**
+   * @returns {{id: string, channel: string, data: any}[]} the messages this page published
+   *   that wait for their ack, oldest first; after a reload, those the page before it left
+   */
+  get outbox() {
+    return this.#link.outboxEntries().map(({ id, channel, data }) => ({ id, channel, data }));
+  }
+
+  /**
+   * Publishes `data` on `channel`. The message waits in the outbox until the server
+   * acknowledges it; if the connection drops first, it is sent again, in order, after the
+   * reconnect, with the same id: the server publishes it once even if the first copy
+   * reached it (within its deduplication window, 120 s by default).
+   *
+   * @param {string} channel
+   * @param {any} data any JSON value
+   * @returns {Promise<number>} the message's `seq` once the server accepted it; rejects if
+   *   the client closes for good first, or the server refuses the message for good.
+   * @throws {Error} when the outbox is full or the client is closed.
+   * @throws {TypeError} when the channel name is invalid.
+   */
+  send(channel, data) {
+    checkChannel(channel);
+    return this.#link.send(channel, data);
+  }
+
+  /**
+   * Calls `handler(data, {channel, seq})` for every message on `channel`, across reconnects.
+   *
+   * @param {string} channel
+   * @param {(data: any, meta: {channel: string, seq: number}) => void} handler
+   * @returns {() => void} stops this handler; the channel is left when its last handler stops.
+   */
+  subscribe(channel, handler) {
+    checkChannel(channel);
+    let handlers = this.#handlers.get(channel);
+    if (!handlers) {
+      handlers = new Set();
+      this.#handlers.set(channel, handlers);
+      this.#link.join(channel);
+    }
+    handlers.add(handler);
+    return () => {
+      if (!handlers.delete(handler) || handlers.size > 0) return;
+      this.#handlers.delete(channel);
+      this.#link.leave(channel);
+    };
+  }
+
+  /**
+   * Closes the connection for good: no reconnect follows, and messages still in the outbox
+   * are rejected.
+   *
+   * @param {number} [code=1000]
+   * @param {string} [reason='']
+   */
+  close(code = 1000, reason = '') {
+    this.#link.close(code, reason);
+  }
+
+  /**
+   * Checks the connection now: sends a probe and, if it goes unanswered, reconnects at once
+   * instead of waiting out the backoff. While waiting to reconnect, attempts at once.
+   * Called by the page lifecycle events; pages may call it when they have their own reason
+   * to doubt the connection.
+   */
+  check() {
+    this.#link.check();
+  }
+
+  #deliver(channel, seq, data) {
+    this.dispatchEvent(new HeartwireEvent('message', { channel, seq, data }));
+    for (const handler of this.#handlers.get(channel) ?? []) {
+      try {
+        handler(data, { channel, seq });
+      } catch (error) {
+        reportError(error);
+      }
+    }
+  }
+}
+
+/** The options with their defaults filled in. */
+function withDefaults(urls, options) {
+  return {
+    token: null,
+    backoffBaseMs: 500,
+    backoffCapMs: 20000,
+    healthyAfterMs: 30000,
+    maxAttempts: Infinity,
+    maxElapsedMs: Infinity,
+    connectTimeoutMs: 10000,
+    failbackMs: 30000,
+    outboxLimit: 1024,
+    lateTimerMs: 250,
+    rttIntervalMs: 30000,
+    storage: defaultStorage(),
+    storageKey: `heartwire:${urls.join(' ')}`,
+    WebSocket: globalThis.WebSocket,
+    now: () => Date.now(),
+    random: Math.random,
+    setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+    clearTimeout: (handle) => globalThis.clearTimeout(handle),
+    window: globalThis.window ?? null,
+    document: globalThis.document ?? null,
+    ...options,
+  };
+}
+
+/** `sessionStorage`, where the page has one and may use it (a sandboxed frame may not). */
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+// ---- positions ------------------------------------------------------------------------------
+
+/**
+ * Where each channel stands for a page: the epoch and the last `seq` delivered. Decides which
+ * messages are delivered (each once, in order) and which gaps the page hears of.
+ */
+class Positions {
+  /** @type {Map<string, {epoch: string, seq: number}>} */ #known = new Map();
+
+  /** @returns {{epoch: string, seq: number}|undefined} */
+  get(channel) { return this.#known.get(channel); }
+
+  set(channel, epoch, seq) { this.#known.set(channel, { epoch: String(epoch), seq }); }
+
+  delete(channel) { this.#known.delete(channel); }
+
+  /** @returns {[string, string, number][]} every position, as kept in storage */
+  list() { return [...this.#known].map(([channel, { epoch, seq }]) => [channel, epoch, seq]); }
+
+  /** Takes positions back from {@link Positions#list}'s form. */
+  restore(list) {
+    for (const [channel, epoch, seq] of list) this.set(channel, epoch, seq);
+  }
+
+  /** The `subscribe` frame of `channel`, with the position to resume from when known. */
+  subscribeFrame(channel) {
+    const known = this.#known.get(channel);
+    if (!known) return { op: 'subscribe', channel };
+    return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
+  }
+
+  /**
+   * Takes in where the server stands in a channel. After `recovered: true` the missed
+   * messages follow and the position stays; otherwise they cannot, and the returned gap
+   * tells the page; the position becomes the server's.
+   * @returns {object|null} the gap, if any
+   */
+  subscribed({ channel, seq, epoch, recovered }) {
+    if (!Number.isFinite(seq)) return null;
+    const known = this.#known.get(channel);
+    const fresh = { epoch: String(epoch ?? ''), seq };
+    if (!known) {
+      this.#known.set(channel, fresh);
+      return null;
+    }
+    let gap = null;
+    if (known.epoch !== fresh.epoch) {
+      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
+    } else if (recovered === false) {
+      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
+    }
+    if (gap !== null) this.#known.set(channel, fresh);
+    return gap;
+  }
+
+  /**
+   * Whether message `seq` of `channel` is delivered: not when it was delivered already (a
+   * replay overlapping what arrived before the cut). A message past the next expected one is
+   * delivered with the gap before it. `seq` 0 (published into Redis by other software,
+   * outside the channel's order) is always delivered.
+   * @returns {{deliver: boolean, gap: object|null}}
+   */
+  accept(channel, seq) {
+    const known = this.#known.get(channel);
+    if (!known || !Number.isFinite(seq) || seq <= 0) return { deliver: true, gap: null };
+    if (seq <= known.seq) return { deliver: false, gap: null };
+    const gap = seq > known.seq + 1 ? { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' } : null;
+    known.seq = seq;
+    return { deliver: true, gap };
+  }
+}
+
+// ---- one connection -------------------------------------------------------------------------
+
+/**
+ * What a {@link Connection} asks of whoever owns its channels (a page's {@link DirectLink}).
+ * @typedef {object} ConnectionOwner
+ * @property {(type: string, fields: object) => void} event `open`, `close`, `state`, `error`
+ * @property {() => object[]} subscribeFrames the `subscribe` frames to send after `hello`
+ * @property {(frame: object) => void} onSubscribed a `subscribed` frame
+ * @property {(frame: object) => void} onMessage a `message` frame
+ * @property {() => void} heard after every frame from the server
+ */
+
+/**
+ * One WebSocket to a heartwire server that stays connected: liveness probes, reconnects with
+ * full-jitter backoff, fail-over and fail-back, and the outbox of publishes awaiting their ack.
+ * It knows channels only as frames: its owner decides what to subscribe and what to deliver.
+ */
+class Connection {
   /** @type {string[]} */ #urls;
   /** @type {number} */ #urlIndex = 0;
   #options;
+  /** @type {ConnectionOwner} */ #owner;
   /** @type {WebSocket|null} */ #socket = null;
   /** @type {HeartwireState} */ #state = 'connecting';
-  /** @type {boolean} whether this client ever reached `open` */ #everOpened = false;
+  /** @type {boolean} whether this connection ever reached `open` */ #everOpened = false;
+  /** @type {boolean} the page left: no attempt until {@link Connection#wake} */ #suspended = false;
+  /** Counts attempts, so an attempt overtaken while it awaited its token gives up. */
+  #attemptSerial = 0;
 
   // Reconnect policy.
   #attempt = 0;
@@ -210,48 +501,27 @@ export class Heartwire extends EventTarget {
   #measuring = new Set();
   /** @type {string|null} */ #session = null;
 
-  // Channels and the outbox.
-  /** @type {Map<string, Set<Function>>} */ #handlers = new Map();
-  /** @type {Map<string, {epoch: string, seq: number}>} per channel, the last delivered */
-  #positions = new Map();
-  /** @type {{id: string, channel: string, data: any, resolve: Function, reject: Function}[]} */
+  /**
+   * @type {{id: string, channel: string, data: any, acked: Promise<number>,
+   *   resolve: Function, reject: Function}[]} publishes awaiting their ack, in order
+   */
   #outbox = [];
-  #nextMessageId = 1;
-  #clientId;
 
   /** @type {[EventTarget, string, EventListener][]} */ #lifecycleListeners = [];
 
   /**
-   * @param {string|string[]} urlOrUrls The `/ws` URL, or several: the first is the primary,
-   *   the others are tried in turn when it fails.
-   * @param {HeartwireOptions} [options]
+   * @param {string[]} urls the first is the primary
+   * @param {ReturnType<typeof withDefaults>} options
+   * @param {ConnectionOwner} owner
    */
-  constructor(urlOrUrls, options = {}) {
-    super();
-    this.#urls = Array.isArray(urlOrUrls) ? [...urlOrUrls] : [urlOrUrls];
-    if (this.#urls.length === 0) throw new TypeError('Heartwire needs at least one URL');
-    this.#options = {
-      token: null,
-      backoffBaseMs: 500,
-      backoffCapMs: 20000,
-      healthyAfterMs: 30000,
-      maxAttempts: Infinity,
-      maxElapsedMs: Infinity,
-      connectTimeoutMs: 10000,
-      failbackMs: 30000,
-      outboxLimit: 1024,
-      lateTimerMs: 250,
-      rttIntervalMs: 30000,
-      WebSocket: globalThis.WebSocket,
-      now: () => Date.now(),
-      random: Math.random,
-      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-      clearTimeout: (handle) => globalThis.clearTimeout(handle),
-      window: globalThis.window ?? null,
-      document: globalThis.document ?? null,
-      ...options,
-    };
-    this.#clientId = randomHex32(this.#options.random) + randomHex32(this.#options.random);
+  constructor(urls, options, owner) {
+    this.#urls = urls;
+    this.#options = options;
+    this.#owner = owner;
+  }
+
+  /** Starts the first attempt and listens to the page's lifecycle. */
+  start() {
     this.#listenToLifecycle();
     this.#connect();
   }
@@ -259,98 +529,58 @@ export class Heartwire extends EventTarget {
   /** @returns {HeartwireState} */
   get state() { return this.#state; }
 
-  /** @returns {number|null} the last probe's round-trip time in ms, `null` before the first */
   get rtt() { return this.#rtt; }
 
-  /** @returns {number|null} when the next attempt starts (ms since the epoch), while waiting */
   get nextAttemptAt() { return this.#nextAttemptAt; }
 
-  /** @returns {number|null} when a frame last arrived from the server (ms since the epoch) */
   get lastHeardAt() { return this.#lastHeardAt; }
 
-  /**
-   * @returns {number|null} when the client will probe the server if nothing arrives before
-   *   (ms since the epoch); when a probe is out, the time it was sent; `null` while not connected.
-   *   Browsers answer the server's protocol Pings without telling the page, so a healthy quiet
-   *   connection is heard from only when the client probes it.
-   */
   get nextCheckAt() {
     if (!this.#isConnected()) return null;
     if (this.#probe) return this.#probe.sentAt;
     return (this.#lastHeardAt ?? this.#openedAt) + this.#idleMs;
   }
 
-  /** @returns {string|null} the server's session id of the current connection */
   get session() { return this.#session; }
 
-  /** @returns {string} the URL in use or being tried */
   get url() { return this.#urls[this.#urlIndex]; }
 
-  /** @returns {number} messages waiting to be sent or acknowledged */
   get outboxSize() { return this.#outbox.length; }
 
+  /** @returns {{id: string, channel: string, data: any}[]} the outbox, oldest first */
+  outboxEntries() { return this.#outbox; }
+
   /**
-   * Publishes `data` on `channel`. The message waits in the outbox until the server
-   * acknowledges it; if the connection drops first, it is sent again, in order, after the
-   * reconnect, with the same id: the server publishes it once even if the first copy
-   * reached it (within its deduplication window, 120 s by default).
-   *
-   * @param {string} channel
-   * @param {any} data any JSON value
-   * @returns {Promise<number>} the message's `seq` once the server accepted it; rejects if
-   *   the client closes for good first, or the server refuses the message for good.
-   * @throws {Error} when the outbox is full or the client is closed.
-   * @throws {TypeError} when the channel name is invalid.
+   * Publishes `data` on `channel` with the publish id `id`; the same id again (a page that
+   * sends its outbox once more) returns the first one's promise.
+   * @returns {Promise<number>} its `seq` once acknowledged
+   * @throws {Error} when the outbox is full or the connection is closed
    */
-  send(channel, data) {
-    checkChannel(channel);
+  publish(id, channel, data) {
     if (this.#state === 'closed') throw new Error('heartwire: the client is closed');
+    const known = this.#outbox.find((entry) => entry.id === id);
+    if (known) return known.acked;
     if (this.#outbox.length >= this.#options.outboxLimit) {
       throw new Error(`heartwire: outbox full (${this.#options.outboxLimit} messages await their ack)`);
     }
-    const id = `${this.#clientId}-${this.#nextMessageId++}`;
-    let entry;
-    const acked = new Promise((resolve, reject) => {
-      entry = { id, channel, data, resolve, reject };
-    });
+    const entry = { id, channel, data };
+    entry.acked = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
     // The caller may ignore the promise; a rejection on close must not be reported as unhandled.
-    acked.catch(() => {});
+    entry.acked.catch(() => {});
     this.#outbox.push(entry);
     // While refused publishes wait for their retry, later ones wait behind them.
     if (this.#isConnected() && this.#timers.retry === null) this.#write({ op: 'publish', channel, data, id });
-    return acked;
+    return entry.acked;
   }
 
-  /**
-   * Calls `handler(data, {channel, seq})` for every message on `channel`, across reconnects.
-   *
-   * @param {string} channel
-   * @param {(data: any, meta: {channel: string, seq: number}) => void} handler
-   * @returns {() => void} stops this handler; the channel is left when its last handler stops.
-   */
-  subscribe(channel, handler) {
-    checkChannel(channel);
-    let handlers = this.#handlers.get(channel);
-    if (!handlers) {
-      handlers = new Set();
-      this.#handlers.set(channel, handlers);
-      if (this.#isConnected()) this.#write(this.#subscribeFrame(channel));
-    }
-    handlers.add(handler);
-    return () => {
-      if (!handlers.delete(handler) || handlers.size > 0) return;
-      this.#handlers.delete(channel);
-      this.#positions.delete(channel);
-      if (this.#isConnected()) this.#write({ op: 'unsubscribe', channel });
-    };
+  /** Writes `frame` if the connection is open; otherwise `hello` brings it (or not) later. */
+  sendIfOpen(frame) {
+    if (this.#isConnected()) this.#write(frame);
   }
 
   /**
    * Closes the connection for good: no reconnect follows, and messages still in the outbox
    * are rejected.
-   *
-   * @param {number} [code=1000]
-   * @param {string} [reason='']
    */
   close(code = 1000, reason = '') {
     if (this.#state === 'closed') return;
@@ -367,14 +597,41 @@ export class Heartwire extends EventTarget {
   }
 
   /**
-   * Checks the connection now: sends a probe and, if it goes unanswered, reconnects at once
-   * instead of waiting out the backoff. While waiting to reconnect, attempts at once.
-   * Called by the page lifecycle events; pages may call it when they have their own reason
-   * to doubt the connection.
+   * Says goodbye: closes the socket with 1000 (the server frees it at once, as for a page
+   * that left, not one that died) and makes no attempt until {@link Connection#wake}. The
+   * outbox stays.
+   */
+  suspend(reason) {
+    if (this.#state === 'closed' || this.#suspended) return;
+    this.#suspended = true;
+    this.#attemptSerial += 1;
+    const socket = this.#socket;
+    this.#dropSocket(CLOSE_LEFT, reason);
+    this.#openedAt = null;
+    this.#session = null;
+    this.#stopTimers();
+    if (socket) {
+      this.#emit('close', { code: CLOSE_LEFT, reason, wasClean: true, willReconnect: true, nextAttemptAt: null });
+    }
+    this.#setState(this.#everOpened ? 'reconnecting' : 'connecting');
+  }
+
+  /** After {@link Connection#suspend}: attempts at once. */
+  wake() {
+    if (!this.#suspended || this.#state === 'closed') return;
+    this.#suspended = false;
+    this.#connect();
+  }
+
+  /**
+   * Probes now; if the probe goes unanswered, reconnects at once instead of after a backoff.
+   * While waiting to reconnect, or suspended, attempts at once.
    */
   check() {
     if (this.#state === 'closed') return;
-    if (this.#isConnected()) {
+    if (this.#suspended) {
+      this.wake();
+    } else if (this.#isConnected()) {
       this.#sendProbe(true);
     } else if (this.#timers.reconnect !== null) {
       this.#attemptNow();
@@ -384,6 +641,7 @@ export class Heartwire extends EventTarget {
   // ---- connecting -------------------------------------------------------------------------
 
   async #connect() {
+    const serial = ++this.#attemptSerial;
     this.#nextAttemptAt = null;
     this.#setState(this.#everOpened ? 'reconnecting' : 'connecting');
     const url = this.#urls[this.#urlIndex];
@@ -391,10 +649,10 @@ export class Heartwire extends EventTarget {
     try {
       if (this.#options.token) token = await this.#options.token();
     } catch (error) {
-      this.#attemptFailed(1006, `token provider failed: ${error?.message ?? error}`);
+      if (serial === this.#attemptSerial) this.#attemptFailed(1006, `token provider failed: ${error?.message ?? error}`);
       return;
     }
-    if (this.#state === 'closed') return;
+    if (this.#state === 'closed' || serial !== this.#attemptSerial) return;
     let socket;
     try {
       socket = new this.#options.WebSocket(withToken(url, token));
@@ -433,7 +691,7 @@ export class Heartwire extends EventTarget {
     this.#serverHintMs = null;
     this.#probe = null;
     this.#measuring.clear();
-    for (const channel of this.#handlers.keys()) this.#write(this.#subscribeFrame(channel));
+    for (const subscribe of this.#owner.subscribeFrames()) this.#write(subscribe);
     this.#writeOutboxFrom(0);
     this.#setState(this.#offline ? 'degraded' : 'open');
     this.#emit('open', { url: this.url, session: this.#session });
@@ -458,6 +716,7 @@ export class Heartwire extends EventTarget {
     if (frame === null || typeof frame !== 'object') return;
     if (frame.op === 'hello') {
       this.#onHello(frame);
+      this.#owner.heard();
       return;
     }
     // A pong measures the round trip of its own ping, whatever arrived before it.
@@ -472,8 +731,8 @@ export class Heartwire extends EventTarget {
     }
     this.#armLiveness();
     switch (frame.op) {
-      case 'message': this.#onMessage(frame); break;
-      case 'subscribed': this.#onSubscribed(frame); break;
+      case 'message': this.#owner.onMessage(frame); break;
+      case 'subscribed': this.#owner.onSubscribed(frame); break;
       case 'ack': this.#onAck(frame); break;
       case 'reconnect':
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
@@ -481,51 +740,7 @@ export class Heartwire extends EventTarget {
       case 'error': this.#onError(frame); break;
       default: break;
     }
-  }
-
-  #onMessage({ channel, seq, data }) {
-    const known = this.#positions.get(channel);
-    // `seq` 0: published into Redis by other software, outside the channel's order.
-    if (known && Number.isFinite(seq) && seq > 0) {
-      // Delivered already (a replay overlapping what arrived before the cut).
-      if (seq <= known.seq) return;
-      if (seq > known.seq + 1) {
-        this.#emit('gap', { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' });
-      }
-      known.seq = seq;
-    }
-    this.#emit('message', { channel, seq, data });
-    for (const handler of this.#handlers.get(channel) ?? []) {
-      try {
-        handler(data, { channel, seq });
-      } catch (error) {
-        reportError(error);
-      }
-    }
-  }
-
-  /**
-   * Takes in where the server stands in a channel. After `recovered: true` the missed
-   * messages follow and this client keeps its own position; otherwise they cannot, the page
-   * hears of the gap, and the client continues from the server's position.
-   */
-  #onSubscribed({ channel, seq, epoch, recovered }) {
-    if (!Number.isFinite(seq)) return;
-    const known = this.#positions.get(channel);
-    const fresh = { epoch: String(epoch ?? ''), seq };
-    if (!known) {
-      this.#positions.set(channel, fresh);
-      return;
-    }
-    let gap = null;
-    if (known.epoch !== fresh.epoch) {
-      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
-    } else if (recovered === false) {
-      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
-    }
-    if (gap === null) return;
-    this.#positions.set(channel, fresh);
-    this.#emit('gap', gap);
+    this.#owner.heard();
   }
 
   /** A publish was accepted; a `duplicate` one was accepted before, which is as good. */
@@ -551,16 +766,9 @@ export class Heartwire extends EventTarget {
     if (index !== -1) {
       // Refused for good: sending it again would be refused again.
       const [entry] = this.#outbox.splice(index, 1);
-      entry.reject(new Error(`heartwire: publish refused (${code}: ${reason})`));
+      entry.reject(Object.assign(new Error(`heartwire: publish refused (${code}: ${reason})`), { code, reason }));
     }
     this.#emit('error', { code, reason, id });
-  }
-
-  /** The `subscribe` frame of `channel`, with the position to resume from when known. */
-  #subscribeFrame(channel) {
-    const known = this.#positions.get(channel);
-    if (!known) return { op: 'subscribe', channel };
-    return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
   }
 
   /** Sends the outbox's publishes from position `from` on, in order, with their ids. */
@@ -825,6 +1033,7 @@ export class Heartwire extends EventTarget {
 
   // ---- page lifecycle ---------------------------------------------------------------------
 
+  /** Events after which the page probes at once (the page's own links handle leaving). */
   #listenToLifecycle() {
     const { window, document } = this.#options;
     const on = (target, type, listener) => {
@@ -843,7 +1052,6 @@ export class Heartwire extends EventTarget {
         this.#sendProbe(true);
       }
     });
-    on(window, 'pageshow', () => this.check());
     // Page Lifecycle: a frozen page ran no JavaScript; what happened meanwhile is unknown.
     on(document, 'resume', () => this.check());
     on(document, 'visibilitychange', () => {
@@ -930,9 +1138,205 @@ export class Heartwire extends EventTarget {
   }
 
   #emit(type, fields) {
-    this.dispatchEvent(new HeartwireEvent(type, fields));
+    this.#owner.event(type, fields);
   }
 }
+
+// ---- a page with its own connection ---------------------------------------------------------
+
+/**
+ * A page's own {@link Connection}, with its channels' positions; keeps both and the outbox in
+ * storage while the page is hidden, says goodbye on `pagehide` and comes back on `pageshow`.
+ */
+class DirectLink {
+  #page;
+  #settings;
+  #positions = new Positions();
+  /** @type {Set<string>} the channels the page listens to */ #channels = new Set();
+  #connection;
+  #clientId;
+  #nextMessageId = 1;
+  /** @type {[EventTarget, string, EventListener][]} */ #listeners = [];
+
+  /**
+   * @param {string[]} urls
+   * @param {ReturnType<typeof withDefaults>} settings
+   * @param {Page} page
+   */
+  constructor(urls, settings, page) {
+    this.#page = page;
+    this.#settings = settings;
+    this.#clientId = newClientId(settings.random);
+    const saved = takeSavedState(settings);
+    this.#positions.restore(saved.positions);
+    this.#connection = new Connection(urls, settings, {
+      event: page.emit,
+      subscribeFrames: () => [...this.#channels].map((channel) => this.#positions.subscribeFrame(channel)),
+      onSubscribed: (frame) => {
+        const gap = this.#positions.subscribed(frame);
+        if (gap) page.emit('gap', gap);
+      },
+      onMessage: ({ channel, seq, data }) => {
+        const { deliver, gap } = this.#positions.accept(channel, seq);
+        if (gap) page.emit('gap', gap);
+        if (deliver) page.deliver(channel, seq, data);
+      },
+      heard: () => {},
+    });
+    // What the page before a reload published and did not see acknowledged, with its ids:
+    // the server publishes each once.
+    for (const [id, channel, data] of saved.outbox) this.#connection.publish(id, channel, data);
+    this.#listen();
+    this.#connection.start();
+  }
+
+  get state() { return this.#connection.state; }
+
+  get rtt() { return this.#connection.rtt; }
+
+  get nextAttemptAt() { return this.#connection.nextAttemptAt; }
+
+  get lastHeardAt() { return this.#connection.lastHeardAt; }
+
+  get nextCheckAt() { return this.#connection.nextCheckAt; }
+
+  get session() { return this.#connection.session; }
+
+  get url() { return this.#connection.url; }
+
+  get outboxSize() { return this.#connection.outboxSize; }
+
+  outboxEntries() { return this.#connection.outboxEntries(); }
+
+  send(channel, data) {
+    return this.#connection.publish(`${this.#clientId}-${this.#nextMessageId++}`, channel, data);
+  }
+
+  join(channel) {
+    this.#channels.add(channel);
+    this.#connection.sendIfOpen(this.#positions.subscribeFrame(channel));
+  }
+
+  leave(channel) {
+    this.#channels.delete(channel);
+    this.#positions.delete(channel);
+    this.#connection.sendIfOpen({ op: 'unsubscribe', channel });
+  }
+
+  check() { this.#connection.check(); }
+
+  close(code, reason) {
+    for (const [target, type, listener] of this.#listeners) target.removeEventListener(type, listener);
+    this.#listeners = [];
+    clearSavedState(this.#settings);
+    this.#connection.close(code, reason);
+  }
+
+  #save() {
+    saveState(this.#settings, this.#positions.list(), this.#connection.outboxEntries());
+  }
+
+  /**
+   * While the page is hidden, frozen or leaving, storage holds where it stands (a reload or a
+   * discarded tab resumes from it); once it is back in view, the page itself does.
+   */
+  #listen() {
+    const { window, document } = this.#settings;
+    this.#listeners = listenToPage(window, document, {
+      pagehide: () => {
+        this.#save();
+        this.#connection.suspend('page left');
+      },
+      // Back from the back/forward cache (or a first show): attempt or probe at once.
+      pageshow: () => {
+        clearSavedState(this.#settings);
+        this.#connection.check();
+      },
+      freeze: () => this.#save(),
+      hidden: () => this.#save(),
+      visible: () => clearSavedState(this.#settings),
+    });
+  }
+}
+
+/**
+ * Listens to the page events a link acts on; returns the listeners, to remove them.
+ * @returns {[EventTarget, string, EventListener][]}
+ */
+function listenToPage(window, document, { pagehide, pageshow, freeze, resume, hidden, visible }) {
+  const listeners = [];
+  const on = (target, type, listener) => {
+    if (!listener || !target?.addEventListener) return;
+    target.addEventListener(type, listener);
+    listeners.push([target, type, listener]);
+  };
+  on(window, 'pagehide', pagehide);
+  on(window, 'pageshow', pageshow);
+  on(document, 'freeze', freeze);
+  on(document, 'resume', resume);
+  on(document, 'visibilitychange', () => {
+    if (document.visibilityState === 'hidden') hidden?.();
+    else visible?.();
+  });
+  return listeners;
+}
+
+// ---- what a page keeps in storage -----------------------------------------------------------
+
+/**
+ * Reads and removes what a page kept in storage before it was reloaded (or discarded):
+ * positions as `[channel, epoch, seq]`, publishes as `[id, channel, data]`. Anything it cannot
+ * read counts as nothing kept.
+ * @returns {{positions: [string, string, number][], outbox: [string, string, any][]}}
+ */
+function takeSavedState({ storage, storageKey }) {
+  const nothing = { positions: [], outbox: [] };
+  if (!storage) return nothing;
+  try {
+    const text = storage.getItem(storageKey);
+    storage.removeItem(storageKey);
+    if (text === null) return nothing;
+    const saved = JSON.parse(text);
+    if (saved?.v !== SAVED_STATE_VERSION) return nothing;
+    const positions = (Array.isArray(saved.positions) ? saved.positions : []).filter(
+      (p) => Array.isArray(p) && CHANNEL_NAME.test(p[0]) && typeof p[1] === 'string' && Number.isSafeInteger(p[2]),
+    );
+    const outbox = (Array.isArray(saved.outbox) ? saved.outbox : []).filter(
+      (e) => Array.isArray(e) && typeof e[0] === 'string' && CHANNEL_NAME.test(e[1]),
+    );
+    return { positions, outbox };
+  } catch {
+    return nothing;
+  }
+}
+
+/**
+ * Keeps positions and the unacknowledged publishes (at most `outboxLimit`) in storage. A
+ * storage that refuses (full, or forbidden) keeps nothing: the page is as without storage.
+ */
+function saveState({ storage, storageKey, outboxLimit }, positions, outbox) {
+  if (!storage) return;
+  const state = {
+    v: SAVED_STATE_VERSION,
+    positions,
+    outbox: outbox.slice(0, outboxLimit).map(({ id, channel, data }) => [id, channel, data]),
+  };
+  try {
+    storage.setItem(storageKey, JSON.stringify(state));
+  } catch {
+    // Nothing kept.
+  }
+}
+
+function clearSavedState({ storage, storageKey }) {
+  try {
+    storage?.removeItem(storageKey);
+  } catch {
+    // Nothing was kept.
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
 
 /**
  * @param {string} channel
@@ -952,6 +1356,11 @@ function randomHex32(random) {
   return Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
 }
 
+/** A random 64-bit id in hex: a client's prefix of publish ids. */
+function newClientId(random) {
+  return randomHex32(random) + randomHex32(random);
+}
+
 /**
  * @param {string} url
  * @param {string|null|undefined} token
@@ -963,12 +1372,20 @@ function withToken(url, token) {
   return `${url}${separator}token=${encodeURIComponent(token)}`;
 }
 
-/** Closes a socket, ignoring the errors of a socket that is already closing. */
+/**
+ * Closes a socket. A code or reason the browser refuses (a page may send only 1000 and
+ * 3000–4999, and at most 123 bytes of reason) still closes it, plainly; a socket already
+ * closing is left to finish.
+ */
 function closeQuietly(socket, code, reason) {
   try {
     socket.close(code, reason);
   } catch {
-    // Already closing or closed.
+    try {
+      socket.close();
+    } catch {
+      // Already closing or closed.
+    }
   }
 }
 

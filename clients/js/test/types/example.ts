@@ -13,6 +13,7 @@ const options: HeartwireOptions = {
   token: async () => 'a-token',
   backoffCapMs: 10_000,
   maxAttempts: 20,
+  storage: null,
 };
 const hw = new Heartwire(['wss://a.example/ws', 'wss://b.example/ws'], options);
 
@@ -45,6 +46,7 @@ const health: [HeartwireState, number | null, number | null, string | null, numb
   hw.state, hw.rtt, hw.nextCheckAt, hw.session, hw.outboxSize,
 ];
 console.log(health, hw.url, hw.lastHeardAt, hw.nextAttemptAt);
+for (const { id, channel, data } of hw.outbox) console.log(id, channel, data);
 
 const rule = reconnectRule(1012, 'server restarting; retry after 1500 ms');
 if (rule.retry === 'after') console.log(rule.afterMs);
