@@ -35,6 +35,12 @@ export interface HeartwireOptions {
   lateTimerMs?: number;
   /** A busy connection is probed this long after the last round-trip sample (30000). */
   rttIntervalMs?: number;
+  /**
+   * Share one WebSocket with the other pages of this origin that use the same URLs with
+   * `shared: true`: through a SharedWorker, else through the page that holds a Web Lock
+   * (false).
+   */
+  shared?: boolean;
   /** Where positions and unacknowledged publishes wait while the page is hidden (`sessionStorage`; `null` keeps nothing). */
   storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
   /** The key in `storage` (`heartwire:` and the URLs). */
@@ -51,6 +57,12 @@ export interface HeartwireOptions {
   window?: EventTarget | null;
   /** Source of `visibilitychange`, `freeze` and `resume`; `null` to ignore them. */
   document?: (EventTarget & { visibilityState?: string }) | null;
+  /** Web Locks, for shared mode (`navigator.locks`). */
+  locks?: LockManager | null;
+  /** For shared mode (the browser's). */
+  BroadcastChannel?: typeof BroadcastChannel | null;
+  /** For shared mode (the browser's); `null` shares through Web Locks and BroadcastChannel. */
+  SharedWorker?: typeof SharedWorker | null;
 }
 
 /** Where a message sits in its channel. */
@@ -144,6 +156,11 @@ export class Heartwire extends EventTarget {
   readonly outboxSize: number;
   /** Those messages, oldest first; after a reload, those the page before it left. */
   readonly outbox: ReadonlyArray<{ readonly id: string; readonly channel: string; readonly data: unknown }>;
+  /**
+   * How this page shares its connection: through a SharedWorker, as the page that holds it,
+   * or as one that uses the leader's; `null` when the page has its own.
+   */
+  readonly sharing: 'worker' | 'leader' | 'follower' | null;
 
   /**
    * Publishes `data` (any value `JSON.stringify` takes) on `channel`; resolves with its `seq` once the server accepted it.

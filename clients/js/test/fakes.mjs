@@ -190,3 +190,79 @@ export class FakeStorage {
 
   removeItem(key) { this.items.delete(key); }
 }
+
+/**
+ * A BroadcastChannel between the fake pages of one test: a message reaches every other
+ * channel of the same name (a structured copy, in a microtask), except those `deaf`, which
+ * lose it as a browser may lose what is sent to a page it froze.
+ */
+export class FakeBroadcastChannel {
+  /** @type {FakeBroadcastChannel[]} */
+  static open = [];
+  onmessage = null;
+  deaf = false;
+
+  constructor(name) {
+    this.name = name;
+    FakeBroadcastChannel.open.push(this);
+  }
+
+  static reset() { FakeBroadcastChannel.open = []; }
+
+  postMessage(message) {
+    for (const other of FakeBroadcastChannel.open) {
+      if (other === this || other.name !== this.name || other.deaf) continue;
+      const copy = structuredClone(message);
+      queueMicrotask(() => other.onmessage?.({ data: copy }));
+    }
+  }
+
+  close() {
+    FakeBroadcastChannel.open = FakeBroadcastChannel.open.filter((channel) => channel !== this);
+  }
+}
+
+/**
+ * Web Locks for the fake pages of one test: exclusive locks granted in request order, in a
+ * microtask; a request withdrawn through its signal rejects with AbortError.
+ */
+export class FakeLocks {
+  /** @type {Map<string, {held: object|null, queue: object[]}>} */
+  #locks = new Map();
+
+  request(name, optionsOrCallback, maybeCallback) {
+    const callback = maybeCallback ?? optionsOrCallback;
+    const signal = maybeCallback ? optionsOrCallback?.signal : undefined;
+    const lock = this.#lock(name);
+    return new Promise((resolve, reject) => {
+      const waiter = { callback, resolve, reject, name };
+      lock.queue.push(waiter);
+      signal?.addEventListener('abort', () => {
+        const index = lock.queue.indexOf(waiter);
+        if (index === -1) return;
+        lock.queue.splice(index, 1);
+        reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+      });
+      queueMicrotask(() => this.#grant(name));
+    });
+  }
+
+  #lock(name) {
+    if (!this.#locks.has(name)) this.#locks.set(name, { held: null, queue: [] });
+    return this.#locks.get(name);
+  }
+
+  #grant(name) {
+    const lock = this.#lock(name);
+    if (lock.held || lock.queue.length === 0) return;
+    const waiter = lock.queue.shift();
+    lock.held = waiter;
+    Promise.resolve()
+      .then(() => waiter.callback({ name }))
+      .then(waiter.resolve, waiter.reject)
+      .finally(() => {
+        lock.held = null;
+        this.#grant(name);
+      });
+  }
+}

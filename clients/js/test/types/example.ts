@@ -13,6 +13,7 @@ const options: HeartwireOptions = {
   token: async () => 'a-token',
   backoffCapMs: 10_000,
   maxAttempts: 20,
+  shared: true,
   storage: null,
 };
 const hw = new Heartwire(['wss://a.example/ws', 'wss://b.example/ws'], options);
@@ -46,7 +47,8 @@ const health: [HeartwireState, number | null, number | null, string | null, numb
   hw.state, hw.rtt, hw.nextCheckAt, hw.session, hw.outboxSize,
 ];
 console.log(health, hw.url, hw.lastHeardAt, hw.nextAttemptAt);
-for (const { id, channel, data } of hw.outbox) console.log(id, channel, data);
+const sharing: 'worker' | 'leader' | 'follower' | null = hw.sharing;
+for (const { id, channel, data } of hw.outbox) console.log(sharing, id, channel, data);
 
 const rule = reconnectRule(1012, 'server restarting; retry after 1500 ms');
 if (rule.retry === 'after') console.log(rule.afterMs);
@@ -65,4 +67,6 @@ hw.addEventListener('state', (event) => console.log(event.data));
 new Heartwire('wss://a.example/ws', { backoffBaseMs: '500' });
 // @ts-expect-error: the state is read-only
 hw.state = 'open';
+// @ts-expect-error: `shared` is a boolean
+new Heartwire('wss://a.example/ws', { shared: 'yes' });
 console.log(wrong);
