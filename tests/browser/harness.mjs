@@ -216,12 +216,12 @@ export async function chatLines(page) {
 }
 
 /**
- * Makes `page` record every message its client delivers, across reloads and navigations:
- * `{text, seq, at}` for each, in the list returned. Call before the page is loaded.
+ * Makes `page` record every message its client delivers, across reloads and navigations, in
+ * its own sessionStorage (written as each message is delivered: a record sent out of the page
+ * could be lost as the page unloads). Call before the page is loaded; read the record with
+ * {@link delivered}.
  */
 export async function recordDeliveries(page) {
-  const delivered = [];
-  await page.exposeBinding('heartwireDelivered', (_source, message) => delivered.push(message));
   await page.addInitScript(() => {
     // The demo assigns its client to window.heartwire right after making it, before any
     // message can arrive.
@@ -232,12 +232,22 @@ export async function recordDeliveries(page) {
       set: (value) => {
         client = value;
         value.addEventListener('message', (event) => {
-          window.heartwireDelivered({ text: event.data?.text, seq: event.seq, at: Date.now() });
+          const record = JSON.parse(sessionStorage.getItem('test.delivered') ?? '[]');
+          record.push({ text: event.data?.text, seq: event.seq });
+          sessionStorage.setItem('test.delivered', JSON.stringify(record));
         });
       },
     });
   });
-  return delivered;
+}
+
+/** What {@link recordDeliveries} recorded in `page` so far (empty while it navigates). */
+export async function delivered(page) {
+  try {
+    return await page.evaluate(() => JSON.parse(sessionStorage.getItem('test.delivered') ?? '[]'));
+  } catch {
+    return [];
+  }
 }
 
 /**

@@ -9,7 +9,7 @@
 import { test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  HeartwireServer, launchBrowser, openDemo, say, chatLines, recordDeliveries, stream, streamed, waitUntil,
+  HeartwireServer, launchBrowser, openDemo, say, chatLines, delivered, recordDeliveries, stream, streamed, waitUntil,
   PING_INTERVAL_MS, PING_TIMEOUT_MS, POLL_MS,
 } from './harness.mjs';
 
@@ -40,38 +40,38 @@ afterEach(async () => {
 
 /** Alice, whose deliveries are recorded across reloads, and Bob, who streams. */
 async function aliceAndBob() {
-  let delivered;
-  const alice = await openDemo(browser.context, server.origin, 'alice', {
-    beforeLoad: async (page) => { delivered = await recordDeliveries(page); },
-  });
+  const alice = await openDemo(browser.context, server.origin, 'alice', { beforeLoad: recordDeliveries });
   const bob = await openDemo(browser.context, server.origin, 'bob');
   await say(bob, 'before');
-  await waitUntil(() => delivered.some((m) => m.text === 'before'), 5_000, 'alice to hear bob');
-  return { alice, bob, delivered };
+  await until(alice, 'before');
+  return { alice, bob };
 }
 
-/** Waits until `delivered` holds `text`. */
-function until(delivered, text, timeoutMs = 10_000) {
-  return waitUntil(() => delivered.some((m) => m.text === text), timeoutMs, `the page to deliver ${text}`);
+/** Waits until `page` delivered `text`. */
+function until(page, text, timeoutMs = 10_000) {
+  return waitUntil(async () => (await delivered(page)).some((m) => m.text === text), timeoutMs, `the page to deliver ${text}`);
 }
+
+/** The texts `page` delivered, in order. */
+const texts = async (page) => (await delivered(page)).map((m) => m.text);
 
 test('reload mid-stream: the reloaded page resumes where it was; nothing lost, nothing repeated', async (t) => {
   const COUNT = 80;
-  const { alice, bob, delivered } = await aliceAndBob();
+  const { alice, bob } = await aliceAndBob();
   try {
     const before = await server.metrics();
     const streaming = stream(bob, 'bob', COUNT, 25);
-    await until(delivered, 'm20');
+    await until(alice, 'm20');
     const reloadAt = Date.now();
-    const deliveredBefore = delivered.length;
+    const deliveredBefore = (await delivered(alice)).length;
     await alice.reload();
     await alice.waitForFunction(() => window.heartwire?.state === 'open', null, { polling: POLL_MS, timeout: 10_000 });
     const openAfterMs = Date.now() - reloadAt;
     await streaming;
-    await until(delivered, `m${COUNT}`);
+    await until(alice, `m${COUNT}`);
     // A duplicate would come right behind the last message: give it a round trip more.
     await alice.evaluate(() => new Promise((done) => setTimeout(done, 200)));
-    assert.deepEqual(delivered.map((m) => m.text), ['before', ...streamed(COUNT)], 'every message once, in order, across the reload');
+    assert.deepEqual(await texts(alice), ['before', ...streamed(COUNT)], 'every message once, in order, across the reload');
     assert.deepEqual(await chatLines(alice), ['before', ...streamed(COUNT)].map((text) => `bob: ${text}`),
       'the reloaded page shows the chat as it was, and what came since');
     const afterwards = await server.metrics();
@@ -87,7 +87,7 @@ test('reload mid-stream: the reloaded page resumes where it was; nothing lost, n
 
 test('away and back through the back/forward cache: the server frees the page at once, and back, it resumes at once with nothing lost or repeated', async (t) => {
   const COUNT = 20;
-  const { alice, bob, delivered } = await aliceAndBob();
+  const { alice, bob } = await aliceAndBob();
   try {
     await alice.evaluate(() => {
       window.shown = [];
@@ -112,9 +112,10 @@ test('away and back through the back/forward cache: the server frees the page at
     assert.equal(shown.persisted, true, 'the page came back from the back/forward cache');
     await alice.waitForFunction(() => window.heartwire.state === 'open', null, { polling: POLL_MS, timeout: 5_000 });
     const openAt = await alice.evaluate(() => Date.now());
-    await until(delivered, `m${COUNT}`);
+    await until(alice, `m${COUNT}`);
     await alice.evaluate(() => new Promise((done) => setTimeout(done, 200)));
-    assert.deepEqual(delivered.map((m) => m.text), ['before', ...streamed(COUNT)], 'every message once, in order');
+    assert.deepEqual(await texts(alice), ['before', ...streamed(COUNT)], 'every message once, in order');
+    assert.deepEqual(await chatLines(alice), ['before', ...streamed(COUNT)].map((text) => `bob: ${text}`));
     const closes = await alice.evaluate(() => window.recordedCloses);
     assert.deepEqual(closes.map((c) => [c.code, c.reason, c.willReconnect]), [[1000, 'page left', true]],
       'the only close is the goodbye');
@@ -128,22 +129,22 @@ test('away and back through the back/forward cache: the server frees the page at
 test('frozen mid-stream and resumed: nothing lost, nothing repeated', async (t) => {
   const COUNT = 40;
   const FROZEN_FOR_MS = 3 * PING_TIMEOUT_MS;
-  const { alice, bob, delivered } = await aliceAndBob();
+  const { alice, bob } = await aliceAndBob();
   try {
     const cdp = await browser.context.newCDPSession(alice);
     const streaming = stream(bob, 'bob', COUNT, 20);
-    await until(delivered, 'm10');
+    await until(alice, 'm10');
+    const frozenWith = (await delivered(alice)).length;
     await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
     const frozenAt = Date.now();
-    const frozenWith = delivered.length;
     await new Promise((done) => setTimeout(done, FROZEN_FOR_MS));
-    assert.ok(delivered.length <= frozenWith + 1, 'the page delivered nothing while frozen');
     await cdp.send('Page.setWebLifecycleState', { state: 'active' });
     await streaming;
-    await until(delivered, `m${COUNT}`, 2 * (PING_INTERVAL_MS + PING_TIMEOUT_MS) + 5_000);
+    await until(alice, `m${COUNT}`, 2 * (PING_INTERVAL_MS + PING_TIMEOUT_MS) + 5_000);
     await alice.evaluate(() => new Promise((done) => setTimeout(done, 200)));
-    assert.deepEqual(delivered.map((m) => m.text), ['before', ...streamed(COUNT)], 'every message once, in order');
-    t.diagnostic(`frozen ${Date.now() - frozenAt} ms in all with ${frozenWith - 1} messages delivered; states: [${await alice.evaluate(() => window.recordedStates)}]`);
+    assert.deepEqual(await texts(alice), ['before', ...streamed(COUNT)], 'every message once, in order');
+    assert.deepEqual(await chatLines(alice), ['before', ...streamed(COUNT)].map((text) => `bob: ${text}`));
+    t.diagnostic(`frozen ${Date.now() - frozenAt} ms in all after ${frozenWith - 1} messages; states: [${await alice.evaluate(() => window.recordedStates)}]`);
   } finally {
     await alice.close();
     await bob.close();

@@ -15,7 +15,7 @@
  */
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { HeartwireServer, launchBrowser, openDemo, stream, streamed, waitUntil, POLL_MS } from './harness.mjs';
+import { HeartwireServer, launchBrowser, openDemo, chatLines, stream, streamed, waitUntil, POLL_MS } from './harness.mjs';
 
 const NATIVE_OPEN = 'heartwire_connections_open{endpoint="native"}';
 /** Messages the streaming page sends, and how often. */
@@ -54,6 +54,8 @@ async function sharedPages(context, count) {
 }
 
 const texts = (page) => page.evaluate(() => window.delivered.map((m) => m.text));
+/** What the page shows: bob's lines, in the order shown. */
+const shown = async (page) => (await chatLines(page)).filter((line) => line.startsWith('bob: ')).map((line) => line.slice(5));
 const openConnections = async () => (await server.metrics())[NATIVE_OPEN];
 
 /** Waits until `page` delivered `text`. */
@@ -97,6 +99,7 @@ test('SharedWorker (Chromium as shipped): one socket for three pages; a page clo
     await tab3.evaluate(() => new Promise((done) => setTimeout(done, 200)));
     assert.deepEqual(await texts(tab2), streamed(COUNT), 'the page that was frozen: every message once, in order');
     assert.deepEqual(await texts(tab3), streamed(COUNT), 'every message once, in order');
+    for (const page of [tab2, tab3]) assert.deepEqual(await shown(page), streamed(COUNT), 'and shows each once, in order');
     assert.equal(await openConnections(), 2, 'still one socket for the pages (and bob\'s own)');
     const gap = await longestGap(tab3);
     t.diagnostic(`tab3's longest wait between messages: ${gap.ms} ms (after ${gap.after})`);
@@ -130,6 +133,7 @@ test('Web Locks (no SharedWorker): the leader closed, then the next leader froze
     await tab3.evaluate(() => new Promise((done) => setTimeout(done, 200)));
     assert.deepEqual(await texts(tab2), streamed(COUNT), 'the leader that was frozen: every message once, in order');
     assert.deepEqual(await texts(tab3), streamed(COUNT), 'every message once, in order');
+    for (const page of [tab2, tab3]) assert.deepEqual(await shown(page), streamed(COUNT), 'and shows each once, in order');
     assert.equal(await role(tab2), 'follower', 'back from the freeze, the page follows the new leader');
     await waitUntil(async () => (await openConnections()) === 2, 2_000, 'one socket for the pages (and bob\'s own)');
     const gap = await longestGap(tab3);
