@@ -1550,11 +1550,12 @@ class SharedMember {
     this.#listeners = [];
     clearSavedState(this.#settings);
     this.#post({ type: 'leave' });
-    this.#uplink.close();
     const connected = this.#state === 'open' || this.#state === 'degraded';
     this.#rejectOutbox('heartwire: closed by the page');
     if (connected) this.#page.emit('close', { code, reason, wasClean: true, willReconnect: false, nextAttemptAt: null });
     this.#setState('closed');
+    // Closed first: a leading page hands the connection on without telling itself.
+    this.#uplink.close();
   }
 
   /** A message from the hub. */
@@ -1653,11 +1654,11 @@ class SharedMember {
     let state = hubState;
     if (state === 'connecting' && this.#everOpened) state = 'reconnecting';
     if (state === 'open' || state === 'degraded') this.#everOpened = true;
+    this.#setState(state, isEvent);
     if (state === 'closed') {
       this.#rejectOutbox('heartwire: connection closed for good');
       this.#uplink.close();
     }
-    this.#setState(state, isEvent);
   }
 
   /** The page that held the connection left: a new one takes over. */

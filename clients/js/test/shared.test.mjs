@@ -242,6 +242,12 @@ test('a page that leaves its last channel is unsubscribed from it; one that clos
   assert.equal(b.hw.state, 'closed');
   assert.equal(a.hw.state, 'open');
   assert.equal(socket.closedWith, null);
+  // The leader closes: it tells its page only that it closed, and says goodbye to the server.
+  const seen = a.events.length;
+  a.hw.close();
+  await settle();
+  assert.deepEqual(a.events.slice(seen).map((e) => [e.type, e.state ?? e.willReconnect]), [['close', false], ['state', 'closed']]);
+  assert.equal(socket.closedWith?.code, 1000);
 });
 
 test('without SharedWorker, Web Locks or BroadcastChannel, each page keeps its own socket', () => {
