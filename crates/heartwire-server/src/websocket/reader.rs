@@ -75,6 +75,14 @@ impl Reader {
         self.undecoded
     }
 
+    /// The memory held between reads: the capacity of what is kept of an incomplete
+    /// frame and of a fragmented message.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn held_bytes(&self) -> usize {
+        let fragmented = self.fragmented.as_ref();
+        self.partial.capacity() + fragmented.map_or(0, |message| message.data.capacity())
+    }
+
     /// Decodes every complete frame of what was kept and of `input` (unmasking it in
     /// place), passing each message to `on_message`, and keeps the bytes of a frame
     /// that is not complete. Stops at a close frame, or when `on_message` breaks, and
