@@ -107,8 +107,13 @@ impl Reader {
         buffer.extend_from_slice(input);
         let used = self.decode(&mut buffer, on_message)?;
         if !self.closed && used < buffer.len() {
-            buffer.drain(..used);
-            self.partial = buffer;
+            // Decoded frames free their room: what is left is copied out rather than
+            // kept in a buffer sized for everything this read brought.
+            self.partial = if used == 0 {
+                buffer
+            } else {
+                buffer[used..].to_vec()
+            };
         }
         Ok(())
     }
@@ -365,6 +370,49 @@ mod tests {
             assert_eq!(rest, [Message::Text("x".repeat(300).into())]);
             assert_eq!(reader.partial.capacity(), 0, "cut at {cut}");
         }
+    }
+
+    /// Found by fuzzing (target `frame_decoder`): the bytes kept of an incomplete
+    /// frame stayed in the room of every read since the last one began, so an idle
+    /// connection could hold a whole read buffer for one byte.
+    #[test]
+    fn bytes_kept_between_reads_hold_no_room_of_past_reads() {
+        // A Ping with 9 bytes of payload then 2 bytes of the next frame, in 5 reads.
+        let stream = [
+            0x89, 0x89, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x26, 0x54,
+            0x11, 0x11, 0xc3,
+        ];
+        let mut reader = Reader::new(2);
+        let mut rest = &stream[..];
+        for len in [7, 3, 3, 1, 3] {
+            let (read, tail) = rest.split_at(len);
+            read_all(&mut reader, read).unwrap();
+            rest = tail;
+        }
+        assert_eq!(reader.partial, [0x11, 0xc3]);
+        assert!(
+            reader.partial.capacity() <= 8,
+            "{}",
+            reader.partial.capacity()
+        );
+
+        // The same at the size of a real read: one byte kept, then a full read buffer
+        // of whole frames that ends with one byte of the next.
+        let mut reader = Reader::new(1024);
+        let first = frame(0x2, true, b"first");
+        read_all(&mut reader, &first[..1]).unwrap();
+        let mut input = first[1..].to_vec();
+        while input.len() < 64 * 1024 {
+            input.extend(frame(0x2, true, b"x"));
+        }
+        input.push(0x82);
+        read_all(&mut reader, &input).unwrap();
+        assert_eq!(reader.partial, [0x82]);
+        assert!(
+            reader.partial.capacity() <= 8,
+            "{}",
+            reader.partial.capacity()
+        );
     }
 
     #[test]
