@@ -171,7 +171,8 @@ impl Reader {
                     .fragmented
                     .as_ref()
                     .map_or(0, |message| message.data.len());
-                if so_far as u64 + length > self.max_message_size as u64 {
+                let room = self.max_message_size.saturating_sub(so_far);
+                if length > room as u64 {
                     return Err(DisconnectReason::MessageTooBig);
                 }
                 Ok(mask)
@@ -466,6 +467,35 @@ mod tests {
         );
         let mut reader = Reader::new(100);
         assert!(read_all(&mut reader, &frame(0x2, true, &[0; 100])).is_ok());
+    }
+
+    /// Found by fuzzing (target `frame_decoder`): a continuation frame whose 64-bit
+    /// length, added to what the message held, passed `u64::MAX` panicked in a debug
+    /// build and, in a release build, wrapped round to a small size that passed the
+    /// limit, so the reader kept every byte that followed, without bound.
+    #[test]
+    fn a_length_near_u64_max_after_a_fragment_is_too_big_not_an_overflow() {
+        let mut input = frame(0x2, false, b"a");
+        input.extend([0x80, 0x80 | 127]);
+        input.extend(u64::MAX.to_be_bytes());
+        input.extend(MASK);
+        assert_eq!(
+            read_all(&mut Reader::new(1024), &input),
+            Err(DisconnectReason::MessageTooBig)
+        );
+
+        // The input the fuzzer found: 24 bytes of a binary message, then a
+        // continuation of 2^64 - 1 bytes.
+        let found = [
+            0x02, 0x98, 0x98, 0x25, 0x98, 0xff, 0x98, 0x98, 0xff, 0xfe, 0xff, 0xff, 0x27, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0xff, 0x00, 0x00, 0x09,
+            0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x00, 0x00,
+        ];
+        assert_eq!(
+            read_all(&mut Reader::new(65_536), &found),
+            Err(DisconnectReason::MessageTooBig)
+        );
     }
 
     #[test]
