@@ -168,7 +168,7 @@ pub fn check(exchange: &Exchange) {
             response
                 .get(header::SEC_WEBSOCKET_ACCEPT)
                 .map(HeaderValue::as_bytes),
-            Some(accept_key(key.as_bytes()).as_bytes()),
+            Some(accept_key(trim_whitespace(key.as_bytes())).as_bytes()),
         );
         assert!(has_token(response, &header::UPGRADE, "websocket"));
         assert!(has_token(response, &header::CONNECTION, "upgrade"));
@@ -248,9 +248,15 @@ fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
 }
 
 /// Whether `key`, without surrounding whitespace, is padded base64 that decodes to
-/// 16 bytes.
+/// 16 bytes. Bits past the 16th byte in the last character are not checked (Go's and
+/// Node's WebSocket servers do not check them either).
 fn is_base64_of_16_bytes(key: &[u8]) -> bool {
-    data_encoding::BASE64
+    static BASE64: LazyLock<data_encoding::Encoding> = LazyLock::new(|| {
+        let mut specification = data_encoding::BASE64.specification();
+        specification.check_trailing_bits = false;
+        specification.encoding().expect("base64 with padding")
+    });
+    BASE64
         .decode(trim_whitespace(key))
         .is_ok_and(|decoded| decoded.len() == 16)
 }
@@ -317,6 +323,45 @@ mod tests {
         assert!(is_base64_of_16_bytes(b"dGhlIHNhbXBsZSBub25jZQ=="));
         assert!(!is_base64_of_16_bytes(b"dGhlIHNhbXBsZSBub25jZQ"));
         assert!(!is_base64_of_16_bytes(b"x"));
+        assert!(is_base64_of_16_bytes(b" AAAAAAAAAAAAAAAAAAAAAB==\t"));
+    }
+
+    const VALID: &str = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn raw_requests_reach_the_extractor_through_hyper_and_a_valid_one_is_upgraded() {
+        let refused = format!("GET / HTTP/1.1\r\nHost: a\r\n\r\n{VALID}");
+        let exchanges = serve_raw(refused.as_bytes());
+        let statuses: Vec<StatusCode> = exchanges.iter().map(|exchange| exchange.status).collect();
+        assert_eq!(
+            statuses,
+            [StatusCode::BAD_REQUEST, StatusCode::SWITCHING_PROTOCOLS]
+        );
+        // hyper offers an upgrade only to a request that asks for one.
+        assert!(!exchanges[0].can_upgrade && exchanges[1].can_upgrade);
+        exchanges.iter().for_each(check);
+        let accept = &exchanges[1].response_headers[header::SEC_WEBSOCKET_ACCEPT];
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn a_request_built_from_lines_is_checked_without_an_upgrade() {
+        let lines = "GET\nUpgrade: websocket\nConnection:upgrade\n\
+            Sec-WebSocket-Key:dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version:13\nbad line";
+        let exchange = exchange(request_from_lines(lines.as_bytes()));
+        assert_eq!(exchange.headers.len(), 4);
+        assert_eq!(exchange.status, StatusCode::UPGRADE_REQUIRED);
+        check(&exchange);
+    }
+
+    #[test]
+    #[should_panic(expected = "should be answered 400")]
+    fn the_oracle_refuses_an_answer_the_rfc_does_not_allow() {
+        let mut exchange = exchange(request_from_lines(b"GET\nUpgrade: websocket"));
+        exchange.status = StatusCode::UPGRADE_REQUIRED;
+        check(&exchange);
     }
 
     #[test]
