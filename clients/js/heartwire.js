@@ -10,7 +10,14 @@
  * resubscribes with them as `since` so the server replays what was missed, drops messages it
  * delivered already, and reports a `gap` when messages cannot be recovered. Each publish
  * carries an id unique to this client (a random 64-bit prefix and a counter) and keeps it
- * when sent again, so the server publishes it once.
+ * when sent again, so the server publishes it once. Positions and unacknowledged publishes
+ * are kept in `sessionStorage` while the page is hidden, so a reload resumes where the page
+ * was; on `pagehide` the client closes its socket (the server frees it at once) and a page
+ * restored from the back/forward cache reconnects at once.
+ *
+ * With `{shared: true}`, the pages of one origin share one WebSocket: a SharedWorker holds it
+ * where the browser has one (this very file is the worker's script), otherwise the page that
+ * holds a Web Lock does and talks to the others over a BroadcastChannel.
  *
  * ```js
  * import { Heartwire } from '/heartwire.js';
@@ -20,6 +27,12 @@
  * hw.send('room:lobby', { name: 'ada', text: 'hi' });
  * ```
  *
+ * The file's parts, in order: the public helpers and {@link Heartwire} (what a page uses);
+ * `Positions` (where each channel stands); `Connection` (one socket: liveness, reconnects,
+ * fail-back, the outbox); `DirectLink` (a page with its own connection) and what it keeps in
+ * storage; the shared mode (`SharedMember` in each page, `Hub` next to the one connection,
+ * the transports between them, leader election) and the SharedWorker's entry point. They are
+ * one file because the server serves one file, `/heartwire.js`, and nothing is built.
  * See docs/BROWSER.md for the behaviour table and the reasons behind it.
  *
  * @module heartwire
@@ -38,27 +51,12 @@
  * @typedef {'connecting'|'open'|'degraded'|'reconnecting'|'closed'} HeartwireState
  */
 
-/** Close codes after which retrying cannot help: the client or its credentials must change. */
-const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
-
-/** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
-const SLOW_CONSUMER_REASON = 'slow consumer';
-
-/** Channel names the server accepts (docs/PROTOCOL.md, "Channel names"). */
-const CHANNEL_NAME = /^[A-Za-z0-9_.:@/-]{1,128}$/;
-
-/** The close code this client uses when it drops a connection it found dead. */
-const CLOSE_DEAD = 4000;
-
-/** The close code this client uses when it leaves a fallback URL for the primary. */
-const CLOSE_FAILBACK = 4001;
-
 /**
  * @typedef {object} HeartwireOptions
  * @property {() => (string|null|undefined|Promise<string|null|undefined>)} [token]
  *   Called before every connection attempt; its answer is sent as the `token` query
  *   parameter (browsers cannot set headers on a WebSocket). A rejected promise counts as a
- *   failed attempt.
+ *   failed attempt. In shared mode the owner asks one of the pages that have one.
  * @property {number} [backoffBaseMs=500] Window of the first retry's delay.
  * @property {number} [backoffCapMs=20000] Largest window of a retry's delay.
  * @property {number} [healthyAfterMs=30000] A connection open this long was healthy: when it
@@ -70,16 +68,79 @@ const CLOSE_FAILBACK = 4001;
  * @property {number} [outboxLimit=1024] How many published messages may wait for their ack.
  * @property {number} [lateTimerMs=250] A timer that fires this much later than asked was
  *   delayed by a throttled tab or a sleeping machine: its deadline proves nothing.
+ * @property {number} [rttIntervalMs=30000] A connection too busy to fall silent is sent a
+ *   probe this long after the last round-trip sample, so {@link Heartwire#rtt} stays current.
+ * @property {boolean} [shared=false] Share one WebSocket with the other pages of this origin
+ *   that use the same URLs with `shared: true`. Without a SharedWorker and without Web Locks
+ *   and BroadcastChannel, the page keeps its own socket.
+ * @property {Pick<Storage, 'getItem'|'setItem'|'removeItem'>|null} [storage] Where positions
+ *   and unacknowledged publishes wait while the page is hidden (default: `sessionStorage`;
+ *   `null` keeps nothing).
+ * @property {string} [storageKey] The key in `storage` (default: `heartwire:` and the URLs).
  * @property {typeof WebSocket} [WebSocket] The WebSocket class (default: the browser's).
  * @property {() => number} [now] Milliseconds since the epoch (default: `Date.now`).
  * @property {() => number} [random] Uniform in [0, 1) (default: `Math.random`).
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
- * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`
+ * @property {EventTarget|null} [window] Source of `online`, `offline`, `pageshow`, `pagehide`
  *   (default: `globalThis.window`; `null` to ignore them).
  * @property {(EventTarget & {visibilityState?: string})|null} [document] Source of
- *   `visibilitychange` and `resume` (default: `globalThis.document`; `null` to ignore them).
+ *   `visibilitychange`, `freeze` and `resume` (default: `globalThis.document`; `null` to
+ *   ignore them).
+ * @property {LockManager|null} [locks] Web Locks, for shared mode (default: `navigator.locks`).
+ * @property {typeof BroadcastChannel|null} [BroadcastChannel] For shared mode (default: the
+ *   browser's).
+ * @property {typeof SharedWorker|null} [SharedWorker] For shared mode (default: the
+ *   browser's; `null` to share through Web Locks and BroadcastChannel instead).
  */
+
+/** Close codes after which retrying cannot help: the client or its credentials must change. */
+const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
+
+/** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
+const SLOW_CONSUMER_REASON = 'slow consumer';
+
+/** Channel names the server accepts (docs/PROTOCOL.md, "Channel names"). */
+const CHANNEL_NAME = /^[A-Za-z0-9_.:@/-]{1,128}$/;
+
+/**
+ * The close code of a page that leaves: the server reads it as "left", not "died". (Browsers
+ * let a page send only 1000 and 3000–4999; 1001 is the browser's own when it unloads a page.)
+ */
+const CLOSE_LEFT = 1000;
+
+/** The close code this client uses when it drops a connection it found dead. */
+const CLOSE_DEAD = 4000;
+
+/** The close code this client uses when it leaves a fallback URL for the primary. */
+const CLOSE_FAILBACK = 4001;
+
+/** Close 1012: the server restarts, and asked its clients to come back. */
+const CLOSE_SERVICE_RESTART = 1012;
+
+/** What precedes the delay in a close reason that carries a retry hint. */
+const RETRY_AFTER = 'retry after ';
+
+/** Pings whose pong may still measure a round trip, at most (older ones are forgotten). */
+const MEASURING_AT_MOST = 8;
+
+/** The version of what the client keeps in storage. */
+const SAVED_STATE_VERSION = 1;
+
+/** The options that reach a SharedWorker: plain values (functions cannot be sent to it). */
+const PORTABLE_OPTIONS = [
+  'backoffBaseMs', 'backoffCapMs', 'healthyAfterMs', 'maxAttempts', 'maxElapsedMs',
+  'connectTimeoutMs', 'failbackMs', 'lateTimerMs', 'rttIntervalMs',
+];
+
+/** Per channel, the messages a hub keeps for its pages beyond what they still need. */
+const HUB_HISTORY_KEEP = 256;
+
+/** Per channel, the most messages a hub keeps for a page that lags behind. */
+const HUB_HISTORY_MAX = 2048;
+
+/** A hub tells the pages how the connection is at most this often (besides its events). */
+const HUB_STATUS_EVERY_MS = 1000;
 
 /**
  * The delay before the `attempt`-th attempt of a streak (counted from 1): uniform in
@@ -98,29 +159,41 @@ export function fullJitterDelay(attempt, { baseMs, capMs }, random) {
 }
 
 /**
- * The retry delay a server put in a close reason, as in
+ * The retry delay a server put at the end of a close reason, as in
  * `server restarting; retry after 2300 ms`, or `null`.
  *
  * @param {string} reason
  * @returns {number|null}
  */
 export function retryHintFromReason(reason) {
-  const match = /retry after (\d+) ?ms/.exec(reason || '');
-  return match ? Number(match[1]) : null;
+  const text = String(reason ?? '');
+  const at = text.indexOf(RETRY_AFTER);
+  if (at === -1 || !text.endsWith('ms')) return null;
+  const number = text.slice(at + RETRY_AFTER.length, -2).trim();
+  return /^\d+$/.test(number) && Number.isSafeInteger(Number(number)) ? Number(number) : null;
 }
 
 /**
- * What to do after a close code: retry with backoff, retry after the server's hint, or stop.
+ * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'never'}} ReconnectRule
+ */
+
+/**
+ * What a client does after the server closed with `code` and `reason` (docs/PROTOCOL.md,
+ * "Client reconnect rules"): reconnect with backoff, reconnect after the delay the reason
+ * names, or never.
  *
  * @param {number} code
  * @param {string} reason
- * @returns {'backoff'|'hint'|'stop'}
+ * @returns {ReconnectRule}
  */
-export function closeDisposition(code, reason) {
-  if (FATAL_CLOSE_CODES.has(code)) return 'stop';
-  if (code === 1008) return reason === SLOW_CONSUMER_REASON ? 'backoff' : 'stop';
-  if (code === 1012 || code === 1013) return 'hint';
-  return 'backoff';
+export function reconnectRule(code, reason) {
+  if (FATAL_CLOSE_CODES.has(code)) return { retry: 'never' };
+  if (code === 1008 && reason !== SLOW_CONSUMER_REASON) return { retry: 'never' };
+  if (code === 1012 || code === 1013) {
+    const afterMs = retryHintFromReason(reason);
+    if (afterMs !== null) return { retry: 'after', afterMs };
+  }
+  return { retry: 'backoff' };
 }
 
 /** An event of a {@link Heartwire}; its fields depend on its type (see the class docs). */
@@ -134,6 +207,13 @@ export class HeartwireEvent extends Event {
     Object.assign(this, fields);
   }
 }
+
+/**
+ * What a link (a page's own connection, or its membership of a shared one) tells the page.
+ * @typedef {object} Page
+ * @property {(type: string, fields: object) => void} emit dispatches an event
+ * @property {(channel: string, seq: number, data: any) => void} deliver a message, once
+ */
 
 /**
  * A WebSocket to a heartwire server that stays connected.
@@ -156,42 +236,8 @@ export class HeartwireEvent extends Event {
  *   for any other reason leaves the outbox and its promise rejects.
  */
 export class Heartwire extends EventTarget {
-  /** @type {string[]} */ #urls;
-  /** @type {number} */ #urlIndex = 0;
-  #options;
-  /** @type {WebSocket|null} */ #socket = null;
-  /** @type {HeartwireState} */ #state = 'connecting';
-  /** @type {boolean} whether this client ever reached `open` */ #everOpened = false;
-
-  // Reconnect policy.
-  #attempt = 0;
-  /** @type {number|null} */ #streakStartedAt = null;
-  /** @type {number|null} */ #openedAt = null;
-  /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
-  /** @type {number|null} */ #nextAttemptAt = null;
-  /** Pending timer handles by purpose; at most one of each. */
-  #timers = { reconnect: null, connect: null, failback: null, liveness: null, retry: null };
-  /** @type {WebSocket|null} */ #failbackProbe = null;
-
-  // Liveness.
-  #idleMs = 20000;
-  #probeTimeoutMs = 20000;
-  /** @type {number|null} */ #lastHeardAt = null;
-  /** @type {{t: number, sentAt: number, urgent: boolean}|null} */ #probe = null;
-  #offline = false;
-  /** @type {number|null} */ #rtt = null;
-  /** @type {string|null} */ #session = null;
-
-  // Channels and the outbox.
   /** @type {Map<string, Set<Function>>} */ #handlers = new Map();
-  /** @type {Map<string, {epoch: string, seq: number}>} per channel, the last delivered */
-  #positions = new Map();
-  /** @type {{id: string, channel: string, data: any, resolve: Function, reject: Function}[]} */
-  #outbox = [];
-  #nextMessageId = 1;
-  #clientId;
-
-  /** @type {[EventTarget, string, EventListener][]} */ #lifecycleListeners = [];
+  /** @type {DirectLink|SharedMember} */ #link;
 
   /**
    * @param {string|string[]} urlOrUrls The `/ws` URL, or several: the first is the primary,
@@ -200,53 +246,61 @@ export class Heartwire extends EventTarget {
    */
   constructor(urlOrUrls, options = {}) {
     super();
-    this.#urls = Array.isArray(urlOrUrls) ? [...urlOrUrls] : [urlOrUrls];
-    if (this.#urls.length === 0) throw new TypeError('Heartwire needs at least one URL');
-    this.#options = {
-      token: null,
-      backoffBaseMs: 500,
-      backoffCapMs: 20000,
-      healthyAfterMs: 30000,
-      maxAttempts: Infinity,
-      maxElapsedMs: Infinity,
-      connectTimeoutMs: 10000,
-      failbackMs: 30000,
-      outboxLimit: 1024,
-      lateTimerMs: 250,
-      WebSocket: globalThis.WebSocket,
-      now: () => Date.now(),
-      random: Math.random,
-      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
-      clearTimeout: (handle) => globalThis.clearTimeout(handle),
-      window: globalThis.window ?? null,
-      document: globalThis.document ?? null,
-      ...options,
+    const urls = Array.isArray(urlOrUrls) ? [...urlOrUrls] : [urlOrUrls];
+    if (urls.length === 0) throw new TypeError('Heartwire needs at least one URL');
+    const settings = withDefaults(urls, options);
+    /** @type {Page} */
+    const page = {
+      emit: (type, fields) => this.dispatchEvent(new HeartwireEvent(type, fields)),
+      deliver: (channel, seq, data) => this.#deliver(channel, seq, data),
     };
-    this.#clientId = randomHex32(this.#options.random) + randomHex32(this.#options.random);
-    this.#listenToLifecycle();
-    this.#connect();
+    this.#link = (settings.shared ? SharedMember.open(urls, settings, page) : null)
+      ?? new DirectLink(urls, settings, page);
   }
 
   /** @returns {HeartwireState} */
-  get state() { return this.#state; }
+  get state() { return this.#link.state; }
 
   /** @returns {number|null} the last probe's round-trip time in ms, `null` before the first */
-  get rtt() { return this.#rtt; }
+  get rtt() { return this.#link.rtt; }
 
   /** @returns {number|null} when the next attempt starts (ms since the epoch), while waiting */
-  get nextAttemptAt() { return this.#nextAttemptAt; }
+  get nextAttemptAt() { return this.#link.nextAttemptAt; }
 
   /** @returns {number|null} when a frame last arrived from the server (ms since the epoch) */
-  get lastHeardAt() { return this.#lastHeardAt; }
+  get lastHeardAt() { return this.#link.lastHeardAt; }
+
+  /**
+   * @returns {number|null} when the client will probe the server if nothing arrives before
+   *   (ms since the epoch); when a probe is out, the time it was sent; `null` while not connected.
+   *   Browsers answer the server's protocol Pings without telling the page, so a healthy quiet
+   *   connection is heard from only when the client probes it.
+   */
+  get nextCheckAt() { return this.#link.nextCheckAt; }
 
   /** @returns {string|null} the server's session id of the current connection */
-  get session() { return this.#session; }
+  get session() { return this.#link.session; }
 
   /** @returns {string} the URL in use or being tried */
-  get url() { return this.#urls[this.#urlIndex]; }
+  get url() { return this.#link.url; }
 
-  /** @returns {number} messages waiting to be sent or acknowledged */
-  get outboxSize() { return this.#outbox.length; }
+  /** @returns {number} messages this page published that wait to be sent or acknowledged */
+  get outboxSize() { return this.#link.outboxSize; }
+
+  /**
+   * @returns {{id: string, channel: string, data: any}[]} the messages this page published
+   *   that wait for their ack, oldest first; after a reload, those the page before it left
+   */
+  get outbox() {
+    return this.#link.outboxEntries().map(({ id, channel, data }) => ({ id, channel, data }));
+  }
+
+  /**
+   * @returns {'worker'|'leader'|'follower'|null} how this page shares its connection: through
+   *   a SharedWorker, as the page that holds it (`leader`) or as one that uses the leader's;
+   *   `null` when the page has its own.
+   */
+  get sharing() { return this.#link.sharing; }
 
   /**
    * Publishes `data` on `channel`. The message waits in the outbox until the server
@@ -263,21 +317,7 @@ export class Heartwire extends EventTarget {
    */
   send(channel, data) {
     checkChannel(channel);
-    if (this.#state === 'closed') throw new Error('heartwire: the client is closed');
-    if (this.#outbox.length >= this.#options.outboxLimit) {
-      throw new Error(`heartwire: outbox full (${this.#options.outboxLimit} messages await their ack)`);
-    }
-    const id = `${this.#clientId}-${this.#nextMessageId++}`;
-    let entry;
-    const acked = new Promise((resolve, reject) => {
-      entry = { id, channel, data, resolve, reject };
-    });
-    // The caller may ignore the promise; a rejection on close must not be reported as unhandled.
-    acked.catch(() => {});
-    this.#outbox.push(entry);
-    // While refused publishes wait for their retry, later ones wait behind them.
-    if (this.#isConnected() && this.#timers.retry === null) this.#write({ op: 'publish', channel, data, id });
-    return acked;
+    return this.#link.send(channel, data);
   }
 
   /**
@@ -293,23 +333,295 @@ export class Heartwire extends EventTarget {
     if (!handlers) {
       handlers = new Set();
       this.#handlers.set(channel, handlers);
-      if (this.#isConnected()) this.#write(this.#subscribeFrame(channel));
+      this.#link.join(channel);
     }
     handlers.add(handler);
     return () => {
       if (!handlers.delete(handler) || handlers.size > 0) return;
       this.#handlers.delete(channel);
-      this.#positions.delete(channel);
-      if (this.#isConnected()) this.#write({ op: 'unsubscribe', channel });
+      this.#link.leave(channel);
     };
   }
 
   /**
    * Closes the connection for good: no reconnect follows, and messages still in the outbox
-   * are rejected.
+   * are rejected. In shared mode this page leaves; the others keep the connection.
    *
    * @param {number} [code=1000]
    * @param {string} [reason='']
+   */
+  close(code = 1000, reason = '') {
+    this.#link.close(code, reason);
+  }
+
+  /**
+   * Checks the connection now: sends a probe and, if it goes unanswered, reconnects at once
+   * instead of waiting out the backoff. While waiting to reconnect, attempts at once.
+   * Called by the page lifecycle events; pages may call it when they have their own reason
+   * to doubt the connection.
+   */
+  check() {
+    this.#link.check();
+  }
+
+  #deliver(channel, seq, data) {
+    this.dispatchEvent(new HeartwireEvent('message', { channel, seq, data }));
+    for (const handler of this.#handlers.get(channel) ?? []) {
+      try {
+        handler(data, { channel, seq });
+      } catch (error) {
+        reportError(error);
+      }
+    }
+  }
+}
+
+/** The options with their defaults filled in. */
+function withDefaults(urls, options) {
+  return {
+    token: null,
+    backoffBaseMs: 500,
+    backoffCapMs: 20000,
+    healthyAfterMs: 30000,
+    maxAttempts: Infinity,
+    maxElapsedMs: Infinity,
+    connectTimeoutMs: 10000,
+    failbackMs: 30000,
+    outboxLimit: 1024,
+    lateTimerMs: 250,
+    rttIntervalMs: 30000,
+    shared: false,
+    storage: defaultStorage(),
+    storageKey: `heartwire:${urls.join(' ')}`,
+    WebSocket: globalThis.WebSocket,
+    now: () => Date.now(),
+    random: Math.random,
+    setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+    clearTimeout: (handle) => globalThis.clearTimeout(handle),
+    window: globalThis.window ?? null,
+    document: globalThis.document ?? null,
+    locks: globalThis.navigator?.locks ?? null,
+    BroadcastChannel: globalThis.BroadcastChannel ?? null,
+    SharedWorker: globalThis.SharedWorker ?? null,
+    ...options,
+  };
+}
+
+/** `sessionStorage`, where the page has one and may use it (a sandboxed frame may not). */
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+// ---- positions ------------------------------------------------------------------------------
+
+/**
+ * Where each channel stands for a page: the epoch and the last `seq` delivered. Decides which
+ * messages are delivered (each once, in order) and which gaps the page hears of.
+ */
+class Positions {
+  /** @type {Map<string, {epoch: string, seq: number}>} */ #known = new Map();
+
+  /** @returns {{epoch: string, seq: number}|undefined} */
+  get(channel) { return this.#known.get(channel); }
+
+  set(channel, epoch, seq) { this.#known.set(channel, { epoch: String(epoch), seq }); }
+
+  delete(channel) { this.#known.delete(channel); }
+
+  /** @returns {[string, string, number][]} every position, as kept in storage */
+  list() { return [...this.#known].map(([channel, { epoch, seq }]) => [channel, epoch, seq]); }
+
+  /** Takes positions back from {@link Positions#list}'s form. */
+  restore(list) {
+    for (const [channel, epoch, seq] of list) this.set(channel, epoch, seq);
+  }
+
+  /** The `subscribe` frame of `channel`, with the position to resume from when known. */
+  subscribeFrame(channel) {
+    const known = this.#known.get(channel);
+    if (!known) return { op: 'subscribe', channel };
+    return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
+  }
+
+  /**
+   * Takes in where the server stands in a channel. After `recovered: true` the missed
+   * messages follow and the position stays; otherwise they cannot, and the returned gap
+   * tells the page; the position becomes the server's.
+   * @returns {object|null} the gap, if any
+   */
+  subscribed({ channel, seq, epoch, recovered }) {
+    if (!Number.isFinite(seq)) return null;
+    const known = this.#known.get(channel);
+    const fresh = { epoch: String(epoch ?? ''), seq };
+    if (!known) {
+      this.#known.set(channel, fresh);
+      return null;
+    }
+    let gap = null;
+    if (known.epoch !== fresh.epoch) {
+      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
+    } else if (recovered === false) {
+      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
+    }
+    if (gap !== null) this.#known.set(channel, fresh);
+    return gap;
+  }
+
+  /**
+   * Whether message `seq` of `channel` is delivered: not when it was delivered already (a
+   * replay overlapping what arrived before the cut). A message past the next expected one is
+   * delivered with the gap before it. `seq` 0 (published into Redis by other software,
+   * outside the channel's order) is always delivered.
+   * @returns {{deliver: boolean, gap: object|null}}
+   */
+  accept(channel, seq) {
+    const known = this.#known.get(channel);
+    if (!known || !Number.isFinite(seq) || seq <= 0) return { deliver: true, gap: null };
+    if (seq <= known.seq) return { deliver: false, gap: null };
+    const gap = seq > known.seq + 1 ? { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' } : null;
+    known.seq = seq;
+    return { deliver: true, gap };
+  }
+}
+
+// ---- one connection -------------------------------------------------------------------------
+
+/**
+ * What a {@link Connection} asks of whoever owns its channels: a page's {@link DirectLink},
+ * or a {@link Hub} serving several pages.
+ * @typedef {object} ConnectionOwner
+ * @property {(type: string, fields: object) => void} event `open`, `close`, `state`, `error`
+ * @property {() => object[]} subscribeFrames the `subscribe` frames to send after `hello`
+ * @property {(frame: object) => void} onSubscribed a `subscribed` frame
+ * @property {(frame: object) => void} onMessage a `message` frame
+ * @property {() => void} heard after every frame from the server
+ */
+
+/**
+ * One WebSocket to a heartwire server that stays connected: liveness probes, reconnects with
+ * full-jitter backoff, fail-over and fail-back, and the outbox of publishes awaiting their ack.
+ * It knows channels only as frames: its owner decides what to subscribe and what to deliver.
+ */
+class Connection {
+  /** @type {string[]} */ #urls;
+  /** @type {number} */ #urlIndex = 0;
+  #options;
+  /** @type {ConnectionOwner} */ #owner;
+  /** @type {WebSocket|null} */ #socket = null;
+  /** @type {HeartwireState} */ #state = 'connecting';
+  /** @type {boolean} whether this connection ever reached `open` */ #everOpened = false;
+  /** @type {boolean} the page left: no attempt until {@link Connection#wake} */ #suspended = false;
+  /** Counts attempts, so an attempt overtaken while it awaited its token gives up. */
+  #attemptSerial = 0;
+
+  // Reconnect policy.
+  #attempt = 0;
+  /** @type {number|null} */ #streakStartedAt = null;
+  /** @type {number|null} */ #openedAt = null;
+  /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
+  /** @type {number|null} */ #nextAttemptAt = null;
+  /** Pending timer handles by purpose; at most one of each. */
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null };
+  /** @type {WebSocket|null} */ #failbackProbe = null;
+
+  // Liveness.
+  #idleMs = 20000;
+  #probeTimeoutMs = 20000;
+  /** @type {number|null} */ #lastHeardAt = null;
+  /** @type {{sentAt: number, urgent: boolean}|null} the probe no frame has answered yet */
+  #probe = null;
+  #offline = false;
+  /** @type {number|null} */ #rtt = null;
+  /** @type {number|null} when the last round-trip sample was taken */ #lastSampleAt = null;
+  /** @type {number|null} when the last probe sent only to measure went out */ #lastMeasureAt = null;
+  /** @type {Set<number>} the `t` of each ping on this socket whose pong has not come */
+  #measuring = new Set();
+  /** @type {string|null} */ #session = null;
+
+  /**
+   * @type {{id: string, channel: string, data: any, acked: Promise<number>,
+   *   resolve: Function, reject: Function}[]} publishes awaiting their ack, in order
+   */
+  #outbox = [];
+
+  /** @type {[EventTarget, string, EventListener][]} */ #lifecycleListeners = [];
+
+  /**
+   * @param {string[]} urls the first is the primary
+   * @param {ReturnType<typeof withDefaults>} options
+   * @param {ConnectionOwner} owner
+   */
+  constructor(urls, options, owner) {
+    this.#urls = urls;
+    this.#options = options;
+    this.#owner = owner;
+  }
+
+  /** Starts the first attempt and listens to the page's lifecycle. */
+  start() {
+    this.#listenToLifecycle();
+    this.#connect();
+  }
+
+  /** @returns {HeartwireState} */
+  get state() { return this.#state; }
+
+  get rtt() { return this.#rtt; }
+
+  get nextAttemptAt() { return this.#nextAttemptAt; }
+
+  get lastHeardAt() { return this.#lastHeardAt; }
+
+  get nextCheckAt() {
+    if (!this.#isConnected()) return null;
+    if (this.#probe) return this.#probe.sentAt;
+    return (this.#lastHeardAt ?? this.#openedAt) + this.#idleMs;
+  }
+
+  get session() { return this.#session; }
+
+  get url() { return this.#urls[this.#urlIndex]; }
+
+  get outboxSize() { return this.#outbox.length; }
+
+  /** @returns {{id: string, channel: string, data: any}[]} the outbox, oldest first */
+  outboxEntries() { return this.#outbox; }
+
+  /**
+   * Publishes `data` on `channel` with the publish id `id`; the same id again (a page that
+   * sends its outbox once more) returns the first one's promise.
+   * @returns {Promise<number>} its `seq` once acknowledged
+   * @throws {Error} when the outbox is full or the connection is closed
+   */
+  publish(id, channel, data) {
+    if (this.#state === 'closed') throw new Error('heartwire: the client is closed');
+    const known = this.#outbox.find((entry) => entry.id === id);
+    if (known) return known.acked;
+    if (this.#outbox.length >= this.#options.outboxLimit) {
+      throw new Error(`heartwire: outbox full (${this.#options.outboxLimit} messages await their ack)`);
+    }
+    const entry = { id, channel, data };
+    entry.acked = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
+    // The caller may ignore the promise; a rejection on close must not be reported as unhandled.
+    entry.acked.catch(() => {});
+    this.#outbox.push(entry);
+    // While refused publishes wait for their retry, later ones wait behind them.
+    if (this.#isConnected() && this.#timers.retry === null) this.#write({ op: 'publish', channel, data, id });
+    return entry.acked;
+  }
+
+  /** Writes `frame` if the connection is open; otherwise `hello` brings it (or not) later. */
+  sendIfOpen(frame) {
+    if (this.#isConnected()) this.#write(frame);
+  }
+
+  /**
+   * Closes the connection for good: no reconnect follows, and messages still in the outbox
+   * are rejected.
    */
   close(code = 1000, reason = '') {
     if (this.#state === 'closed') return;
@@ -326,14 +638,41 @@ export class Heartwire extends EventTarget {
   }
 
   /**
-   * Checks the connection now: sends a probe and, if it goes unanswered, reconnects at once
-   * instead of waiting out the backoff. While waiting to reconnect, attempts at once.
-   * Called by the page lifecycle events; pages may call it when they have their own reason
-   * to doubt the connection.
+   * Says goodbye: closes the socket with 1000 (the server frees it at once, as for a page
+   * that left, not one that died) and makes no attempt until {@link Connection#wake}. The
+   * outbox stays.
+   */
+  suspend(reason) {
+    if (this.#state === 'closed' || this.#suspended) return;
+    this.#suspended = true;
+    this.#attemptSerial += 1;
+    const socket = this.#socket;
+    this.#dropSocket(CLOSE_LEFT, reason);
+    this.#openedAt = null;
+    this.#session = null;
+    this.#stopTimers();
+    if (socket) {
+      this.#emit('close', { code: CLOSE_LEFT, reason, wasClean: true, willReconnect: true, nextAttemptAt: null });
+    }
+    this.#setState(this.#everOpened ? 'reconnecting' : 'connecting');
+  }
+
+  /** After {@link Connection#suspend}: attempts at once. */
+  wake() {
+    if (!this.#suspended || this.#state === 'closed') return;
+    this.#suspended = false;
+    this.#connect();
+  }
+
+  /**
+   * Probes now; if the probe goes unanswered, reconnects at once instead of after a backoff.
+   * While waiting to reconnect, or suspended, attempts at once.
    */
   check() {
     if (this.#state === 'closed') return;
-    if (this.#isConnected()) {
+    if (this.#suspended) {
+      this.wake();
+    } else if (this.#isConnected()) {
       this.#sendProbe(true);
     } else if (this.#timers.reconnect !== null) {
       this.#attemptNow();
@@ -343,6 +682,7 @@ export class Heartwire extends EventTarget {
   // ---- connecting -------------------------------------------------------------------------
 
   async #connect() {
+    const serial = ++this.#attemptSerial;
     this.#nextAttemptAt = null;
     this.#setState(this.#everOpened ? 'reconnecting' : 'connecting');
     const url = this.#urls[this.#urlIndex];
@@ -350,10 +690,10 @@ export class Heartwire extends EventTarget {
     try {
       if (this.#options.token) token = await this.#options.token();
     } catch (error) {
-      this.#attemptFailed(1006, `token provider failed: ${error?.message ?? error}`);
+      if (serial === this.#attemptSerial) this.#attemptFailed(1006, `token provider failed: ${error?.message ?? error}`);
       return;
     }
-    if (this.#state === 'closed') return;
+    if (this.#state === 'closed' || serial !== this.#attemptSerial) return;
     let socket;
     try {
       socket = new this.#options.WebSocket(withToken(url, token));
@@ -391,12 +731,14 @@ export class Heartwire extends EventTarget {
     this.#everOpened = true;
     this.#serverHintMs = null;
     this.#probe = null;
-    for (const channel of this.#handlers.keys()) this.#write(this.#subscribeFrame(channel));
+    this.#measuring.clear();
+    for (const subscribe of this.#owner.subscribeFrames()) this.#write(subscribe);
     this.#writeOutboxFrom(0);
     this.#setState(this.#offline ? 'degraded' : 'open');
     this.#emit('open', { url: this.url, session: this.#session });
     // A first probe measures the round trip at once.
     this.#sendProbe(false);
+    this.#armMeasure();
     this.#scheduleFailback();
   }
 
@@ -415,18 +757,23 @@ export class Heartwire extends EventTarget {
     if (frame === null || typeof frame !== 'object') return;
     if (frame.op === 'hello') {
       this.#onHello(frame);
+      this.#owner.heard();
       return;
+    }
+    // A pong measures the round trip of its own ping, whatever arrived before it.
+    if (frame.op === 'pong' && this.#measuring.delete(frame.t)) {
+      this.#rtt = Math.max(0, now - frame.t);
+      this.#lastSampleAt = now;
     }
     // Any frame proves the server alive: an outstanding probe is answered.
     if (this.#probe) {
-      if (frame.op === 'pong' && frame.t === this.#probe.t) this.#rtt = now - this.#probe.t;
       this.#probe = null;
       if (this.#state === 'degraded' && !this.#offline) this.#setState('open');
     }
     this.#armLiveness();
     switch (frame.op) {
-      case 'message': this.#onMessage(frame); break;
-      case 'subscribed': this.#onSubscribed(frame); break;
+      case 'message': this.#owner.onMessage(frame); break;
+      case 'subscribed': this.#owner.onSubscribed(frame); break;
       case 'ack': this.#onAck(frame); break;
       case 'reconnect':
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
@@ -434,51 +781,7 @@ export class Heartwire extends EventTarget {
       case 'error': this.#onError(frame); break;
       default: break;
     }
-  }
-
-  #onMessage({ channel, seq, data }) {
-    const known = this.#positions.get(channel);
-    // `seq` 0: published into Redis by other software, outside the channel's order.
-    if (known && Number.isFinite(seq) && seq > 0) {
-      // Delivered already (a replay overlapping what arrived before the cut).
-      if (seq <= known.seq) return;
-      if (seq > known.seq + 1) {
-        this.#emit('gap', { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' });
-      }
-      known.seq = seq;
-    }
-    this.#emit('message', { channel, seq, data });
-    for (const handler of this.#handlers.get(channel) ?? []) {
-      try {
-        handler(data, { channel, seq });
-      } catch (error) {
-        reportError(error);
-      }
-    }
-  }
-
-  /**
-   * Takes in where the server stands in a channel. After `recovered: true` the missed
-   * messages follow and this client keeps its own position; otherwise they cannot, the page
-   * hears of the gap, and the client continues from the server's position.
-   */
-  #onSubscribed({ channel, seq, epoch, recovered }) {
-    if (!Number.isFinite(seq)) return;
-    const known = this.#positions.get(channel);
-    const fresh = { epoch: String(epoch ?? ''), seq };
-    if (!known) {
-      this.#positions.set(channel, fresh);
-      return;
-    }
-    let gap = null;
-    if (known.epoch !== fresh.epoch) {
-      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
-    } else if (recovered === false) {
-      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
-    }
-    if (gap === null) return;
-    this.#positions.set(channel, fresh);
-    this.#emit('gap', gap);
+    this.#owner.heard();
   }
 
   /** A publish was accepted; a `duplicate` one was accepted before, which is as good. */
@@ -504,16 +807,9 @@ export class Heartwire extends EventTarget {
     if (index !== -1) {
       // Refused for good: sending it again would be refused again.
       const [entry] = this.#outbox.splice(index, 1);
-      entry.reject(new Error(`heartwire: publish refused (${code}: ${reason})`));
+      entry.reject(Object.assign(new Error(`heartwire: publish refused (${code}: ${reason})`), { code, reason }));
     }
     this.#emit('error', { code, reason, id });
-  }
-
-  /** The `subscribe` frame of `channel`, with the position to resume from when known. */
-  #subscribeFrame(channel) {
-    const known = this.#positions.get(channel);
-    if (!known) return { op: 'subscribe', channel };
-    return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
   }
 
   /** Sends the outbox's publishes from position `from` on, in order, with their ids. */
@@ -530,10 +826,45 @@ export class Heartwire extends EventTarget {
    * online) that goes unanswered reconnects at once instead of after a backoff delay.
    */
   #sendProbe(urgent) {
-    const t = this.#options.now();
-    this.#probe = { t, sentAt: t, urgent: urgent || (this.#probe?.urgent ?? false) };
-    this.#write({ op: 'ping', t });
+    const sentAt = this.#writePing();
+    this.#probe = { sentAt, urgent: urgent || (this.#probe?.urgent ?? false) };
     this.#armLiveness();
+  }
+
+  /** Writes `{"op":"ping","t":now}` and remembers `t` until its pong; returns `t`. */
+  #writePing() {
+    const t = this.#options.now();
+    this.#measuring.add(t);
+    if (this.#measuring.size > MEASURING_AT_MOST) this.#measuring.delete(this.#measuring.values().next().value);
+    this.#write({ op: 'ping', t });
+    return t;
+  }
+
+  /**
+   * Arms the timer that keeps {@link Heartwire#rtt} current on a connection too busy to be
+   * probed for liveness: `rttIntervalMs` after the last sample (or measuring probe).
+   */
+  #armMeasure() {
+    this.#clearTimer('measure');
+    if (!this.#isConnected()) return;
+    const now = this.#options.now();
+    const since = Math.max(this.#lastSampleAt ?? now, this.#lastMeasureAt ?? -Infinity);
+    const due = since + this.#options.rttIntervalMs;
+    this.#startTimer('measure', Math.max(0, due - now), () => this.#onMeasureTimer(due));
+  }
+
+  #onMeasureTimer(due) {
+    if (!this.#isConnected()) return;
+    // A pong still out after the page slept would measure the sleep.
+    if (this.#timerWasLate(due)) this.#measuring.clear();
+    const now = this.#options.now();
+    const stale = this.#lastSampleAt === null || now - this.#lastSampleAt >= this.#options.rttIntervalMs;
+    // A liveness probe out now measures as well.
+    if (stale && this.#probe === null) {
+      this.#writePing();
+      this.#lastMeasureAt = now;
+    }
+    this.#armMeasure();
   }
 
   /** Arms the one liveness timer for the next thing to check. */
@@ -558,7 +889,8 @@ export class Heartwire extends EventTarget {
     const now = this.#options.now();
     if (this.#timerWasLate(due)) {
       // The page was frozen, throttled or asleep: what the deadline measured is not the
-      // server's silence. Ask the server again, now.
+      // server's silence, and a pong still out would measure the sleep. Ask again, now.
+      this.#measuring.clear();
       this.#sendProbe(false);
       return;
     }
@@ -598,7 +930,8 @@ export class Heartwire extends EventTarget {
     // check (a browser may drop the sockets of a page it froze, and the page learns of it
     // as it resumes), so the client reconnects at once, as after a failed wake-up probe.
     // A close that asks for a wait or that is final keeps its own meaning.
-    const wakingUp = this.#probe?.urgent === true && closeDisposition(code, reason) === 'backoff';
+    const wakingUp = this.#probe?.urgent === true && this.#serverHintMs === null
+      && reconnectRule(code, reason).retry === 'backoff';
     this.#connectionLost(code, reason, wasClean, wakingUp ? 0 : null);
   }
 
@@ -626,13 +959,22 @@ export class Heartwire extends EventTarget {
   }
 
   #afterClose(code, reason, wasClean, delayMs) {
-    const disposition = closeDisposition(code, reason);
+    const rule = reconnectRule(code, reason);
     let delay = delayMs;
-    if (disposition === 'stop') {
+    if (rule.retry === 'never') {
       delay = null;
     } else if (delay === null) {
-      const hint = disposition === 'hint' ? this.#serverHintMs ?? retryHintFromReason(reason) : null;
-      delay = this.#nextDelay(hint);
+      // A `reconnect` frame's delay wins over the close reason's, as in the Rust client.
+      const hint = this.#serverHintMs ?? (rule.retry === 'after' ? rule.afterMs : null);
+      if (hint !== null && (this.#serverHintMs !== null || code === CLOSE_SERVICE_RESTART)) {
+        // The server restarts and asked its clients back: not a failure of this client,
+        // so the streak starts again and the next real failure waits the first window.
+        this.#attempt = 0;
+        this.#streakStartedAt = null;
+        delay = hint;
+      } else {
+        delay = this.#nextDelay(hint);
+      }
     }
     this.#serverHintMs = null;
     this.#session = null;
@@ -732,6 +1074,7 @@ export class Heartwire extends EventTarget {
 
   // ---- page lifecycle ---------------------------------------------------------------------
 
+  /** Events after which the page probes at once (the page's own links handle leaving). */
   #listenToLifecycle() {
     const { window, document } = this.#options;
     const on = (target, type, listener) => {
@@ -750,7 +1093,6 @@ export class Heartwire extends EventTarget {
         this.#sendProbe(true);
       }
     });
-    on(window, 'pageshow', () => this.check());
     // Page Lifecycle: a frozen page ran no JavaScript; what happened meanwhile is unknown.
     on(document, 'resume', () => this.check());
     on(document, 'visibilitychange', () => {
@@ -784,6 +1126,8 @@ export class Heartwire extends EventTarget {
 
   #stopConnectionTimers() {
     this.#clearTimer('liveness');
+    this.#clearTimer('measure');
+    this.#measuring.clear();
     this.#clearTimer('connect');
     this.#clearTimer('failback');
     this.#clearTimer('retry');
@@ -804,7 +1148,7 @@ export class Heartwire extends EventTarget {
 
   /**
    * Runs `fn` after `ms` as the timer of `purpose`, replacing the one it had.
-   * @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose
+   * @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose
    */
   #startTimer(purpose, ms, fn) {
     this.#clearTimer(purpose);
@@ -814,7 +1158,7 @@ export class Heartwire extends EventTarget {
     }, ms);
   }
 
-  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'retry'} purpose */
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose */
   #clearTimer(purpose) {
     if (this.#timers[purpose] === null) return;
     this.#options.clearTimeout(this.#timers[purpose]);
@@ -835,9 +1179,207 @@ export class Heartwire extends EventTarget {
   }
 
   #emit(type, fields) {
-    this.dispatchEvent(new HeartwireEvent(type, fields));
+    this.#owner.event(type, fields);
   }
 }
+
+// ---- a page with its own connection ---------------------------------------------------------
+
+/**
+ * A page's own {@link Connection}, with its channels' positions; keeps both and the outbox in
+ * storage while the page is hidden, says goodbye on `pagehide` and comes back on `pageshow`.
+ */
+class DirectLink {
+  #page;
+  #settings;
+  #positions = new Positions();
+  /** @type {Set<string>} the channels the page listens to */ #channels = new Set();
+  #connection;
+  #clientId;
+  #nextMessageId = 1;
+  /** @type {[EventTarget, string, EventListener][]} */ #listeners = [];
+
+  /**
+   * @param {string[]} urls
+   * @param {ReturnType<typeof withDefaults>} settings
+   * @param {Page} page
+   */
+  constructor(urls, settings, page) {
+    this.#page = page;
+    this.#settings = settings;
+    this.#clientId = newClientId(settings.random);
+    const saved = takeSavedState(settings);
+    this.#positions.restore(saved.positions);
+    this.#connection = new Connection(urls, settings, {
+      event: page.emit,
+      subscribeFrames: () => [...this.#channels].map((channel) => this.#positions.subscribeFrame(channel)),
+      onSubscribed: (frame) => {
+        const gap = this.#positions.subscribed(frame);
+        if (gap) page.emit('gap', gap);
+      },
+      onMessage: ({ channel, seq, data }) => {
+        const { deliver, gap } = this.#positions.accept(channel, seq);
+        if (gap) page.emit('gap', gap);
+        if (deliver) page.deliver(channel, seq, data);
+      },
+      heard: () => {},
+    });
+    // What the page before a reload published and did not see acknowledged, with its ids:
+    // the server publishes each once.
+    for (const [id, channel, data] of saved.outbox) this.#connection.publish(id, channel, data);
+    this.#listen();
+    this.#connection.start();
+  }
+
+  get state() { return this.#connection.state; }
+
+  get rtt() { return this.#connection.rtt; }
+
+  get nextAttemptAt() { return this.#connection.nextAttemptAt; }
+
+  get lastHeardAt() { return this.#connection.lastHeardAt; }
+
+  get nextCheckAt() { return this.#connection.nextCheckAt; }
+
+  get session() { return this.#connection.session; }
+
+  get url() { return this.#connection.url; }
+
+  get outboxSize() { return this.#connection.outboxSize; }
+
+  get sharing() { return null; }
+
+  outboxEntries() { return this.#connection.outboxEntries(); }
+
+  send(channel, data) {
+    return this.#connection.publish(`${this.#clientId}-${this.#nextMessageId++}`, channel, data);
+  }
+
+  join(channel) {
+    this.#channels.add(channel);
+    this.#connection.sendIfOpen(this.#positions.subscribeFrame(channel));
+  }
+
+  leave(channel) {
+    this.#channels.delete(channel);
+    this.#positions.delete(channel);
+    this.#connection.sendIfOpen({ op: 'unsubscribe', channel });
+  }
+
+  check() { this.#connection.check(); }
+
+  close(code, reason) {
+    for (const [target, type, listener] of this.#listeners) target.removeEventListener(type, listener);
+    this.#listeners = [];
+    clearSavedState(this.#settings);
+    this.#connection.close(code, reason);
+  }
+
+  #save() {
+    saveState(this.#settings, this.#positions.list(), this.#connection.outboxEntries());
+  }
+
+  /**
+   * While the page is hidden, frozen or leaving, storage holds where it stands (a reload or a
+   * discarded tab resumes from it); once it is back in view, the page itself does.
+   */
+  #listen() {
+    const { window, document } = this.#settings;
+    this.#listeners = listenToPage(window, document, {
+      pagehide: () => {
+        this.#save();
+        this.#connection.suspend('page left');
+      },
+      // Back from the back/forward cache (or a first show): attempt or probe at once.
+      pageshow: () => {
+        clearSavedState(this.#settings);
+        this.#connection.check();
+      },
+      freeze: () => this.#save(),
+      hidden: () => this.#save(),
+      visible: () => clearSavedState(this.#settings),
+    });
+  }
+}
+
+/**
+ * Listens to the page events a link acts on; returns the listeners, to remove them.
+ * @returns {[EventTarget, string, EventListener][]}
+ */
+function listenToPage(window, document, { pagehide, pageshow, freeze, resume, hidden, visible }) {
+  const listeners = [];
+  const on = (target, type, listener) => {
+    if (!listener || !target?.addEventListener) return;
+    target.addEventListener(type, listener);
+    listeners.push([target, type, listener]);
+  };
+  on(window, 'pagehide', pagehide);
+  on(window, 'pageshow', pageshow);
+  on(document, 'freeze', freeze);
+  on(document, 'resume', resume);
+  on(document, 'visibilitychange', () => {
+    if (document.visibilityState === 'hidden') hidden?.();
+    else visible?.();
+  });
+  return listeners;
+}
+
+// ---- what a page keeps in storage -----------------------------------------------------------
+
+/**
+ * Reads and removes what a page kept in storage before it was reloaded (or discarded):
+ * positions as `[channel, epoch, seq]`, publishes as `[id, channel, data]`. Anything it cannot
+ * read counts as nothing kept.
+ * @returns {{positions: [string, string, number][], outbox: [string, string, any][]}}
+ */
+function takeSavedState({ storage, storageKey }) {
+  const nothing = { positions: [], outbox: [] };
+  if (!storage) return nothing;
+  try {
+    const text = storage.getItem(storageKey);
+    storage.removeItem(storageKey);
+    if (text === null) return nothing;
+    const saved = JSON.parse(text);
+    if (saved?.v !== SAVED_STATE_VERSION) return nothing;
+    const positions = (Array.isArray(saved.positions) ? saved.positions : []).filter(
+      (p) => Array.isArray(p) && CHANNEL_NAME.test(p[0]) && typeof p[1] === 'string' && Number.isSafeInteger(p[2]),
+    );
+    const outbox = (Array.isArray(saved.outbox) ? saved.outbox : []).filter(
+      (e) => Array.isArray(e) && typeof e[0] === 'string' && CHANNEL_NAME.test(e[1]),
+    );
+    return { positions, outbox };
+  } catch {
+    return nothing;
+  }
+}
+
+/**
+ * Keeps positions and the unacknowledged publishes (at most `outboxLimit`) in storage. A
+ * storage that refuses (full, or forbidden) keeps nothing: the page is as without storage.
+ */
+function saveState({ storage, storageKey, outboxLimit }, positions, outbox) {
+  if (!storage) return;
+  const state = {
+    v: SAVED_STATE_VERSION,
+    positions,
+    outbox: outbox.slice(0, outboxLimit).map(({ id, channel, data }) => [id, channel, data]),
+  };
+  try {
+    storage.setItem(storageKey, JSON.stringify(state));
+  } catch {
+    // Nothing kept.
+  }
+}
+
+function clearSavedState({ storage, storageKey }) {
+  try {
+    storage?.removeItem(storageKey);
+  } catch {
+    // Nothing was kept.
+  }
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
 
 /**
  * @param {string} channel
@@ -857,6 +1399,11 @@ function randomHex32(random) {
   return Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
 }
 
+/** A random 64-bit id in hex: a client's prefix of publish ids, a page's or a hub's name. */
+function newClientId(random) {
+  return randomHex32(random) + randomHex32(random);
+}
+
 /**
  * @param {string} url
  * @param {string|null|undefined} token
@@ -868,12 +1415,20 @@ function withToken(url, token) {
   return `${url}${separator}token=${encodeURIComponent(token)}`;
 }
 
-/** Closes a socket, ignoring the errors of a socket that is already closing. */
+/**
+ * Closes a socket. A code or reason the browser refuses (a page may send only 1000 and
+ * 3000–4999, and at most 123 bytes of reason) still closes it, plainly; a socket already
+ * closing is left to finish.
+ */
 function closeQuietly(socket, code, reason) {
   try {
     socket.close(code, reason);
   } catch {
-    // Already closing or closed.
+    try {
+      socket.close();
+    } catch {
+      // Already closing or closed.
+    }
   }
 }
 
@@ -884,4 +1439,1034 @@ function reportError(error) {
   } else {
     queueMicrotask(() => { throw error; });
   }
+}
+
+// ---- shared mode: a page's part -------------------------------------------------------------
+
+/**
+ * A page's part of a shared connection: its channels' positions, its outbox and the state it
+ * shows. The connection is a {@link Hub}'s, in a SharedWorker or in the page that leads; the
+ * page reaches it through an uplink ({@link WorkerUplink}, {@link LeaderUplink} or, when a
+ * SharedWorker could not start and nothing else can be shared, {@link SoloUplink}).
+ *
+ * Whatever the hub sends, the page delivers each message once and in order: a copy of one it
+ * delivered is dropped, and a message past the next one it expects makes it ask the hub to
+ * serve it again from where it stands.
+ */
+class SharedMember {
+  /**
+   * A member for `urls`, or `null` when the browser can share nothing (no SharedWorker, no
+   * Web Locks with BroadcastChannel): the page then keeps its own connection.
+   */
+  static open(urls, settings, page) {
+    const canLead = Boolean(settings.locks) && typeof settings.BroadcastChannel === 'function';
+    if (typeof settings.SharedWorker !== 'function' && !canLead) return null;
+    return new SharedMember(urls, settings, page);
+  }
+
+  #urls;
+  #settings;
+  /** @type {Page} */ #page;
+  /** The name pages share: the SharedWorker's name, the lock's, the BroadcastChannel's. */
+  #key;
+  #id;
+  #nextMessageId = 1;
+  #positions = new Positions();
+  /** @type {Set<string>} the channels the page listens to */ #channels = new Set();
+  /** @type {Map<string, {id: string, channel: string, data: any, acked: Promise<number>, resolve: Function, reject: Function}>} */
+  #outbox = new Map();
+  /** @type {Set<string>} channels the hub was asked to serve again from this page's position */
+  #resyncing = new Set();
+  /** How the connection is, as the hub last said. */
+  #status = { rtt: null, nextAttemptAt: null, lastHeardAt: null, nextCheckAt: null, session: null, url: null };
+  /** @type {HeartwireState} */ #state = 'connecting';
+  #everOpened = false;
+  #uplink;
+  /** @type {[EventTarget, string, EventListener][]} */ #listeners = [];
+
+  constructor(urls, settings, page) {
+    this.#urls = urls;
+    this.#settings = settings;
+    this.#page = page;
+    this.#key = `heartwire:${urls.join(' ')}`;
+    this.#id = newClientId(settings.random);
+    const saved = takeSavedState(settings);
+    this.#positions.restore(saved.positions);
+    for (const [id, channel, data] of saved.outbox) this.#addToOutbox(id, channel, data);
+    this.#uplink = this.#openUplink();
+    this.#listen();
+    this.#join();
+  }
+
+  get memberId() { return this.#id; }
+
+  get state() { return this.#state; }
+
+  get rtt() { return this.#status.rtt; }
+
+  get nextAttemptAt() { return this.#status.nextAttemptAt; }
+
+  get lastHeardAt() { return this.#status.lastHeardAt; }
+
+  get nextCheckAt() { return this.#status.nextCheckAt; }
+
+  get session() { return this.#status.session; }
+
+  get url() { return this.#status.url ?? this.#urls[0]; }
+
+  get outboxSize() { return this.#outbox.size; }
+
+  get sharing() { return this.#uplink.role; }
+
+  outboxEntries() { return [...this.#outbox.values()]; }
+
+  send(channel, data) {
+    if (this.#state === 'closed') throw new Error('heartwire: the client is closed');
+    if (this.#outbox.size >= this.#settings.outboxLimit) {
+      throw new Error(`heartwire: outbox full (${this.#settings.outboxLimit} messages await their ack)`);
+    }
+    const entry = this.#addToOutbox(`${this.#id}-${this.#nextMessageId++}`, channel, data);
+    this.#post({ type: 'publish', id: entry.id, channel, data });
+    return entry.acked;
+  }
+
+  join(channel) {
+    this.#channels.add(channel);
+    this.#post({ type: 'subscribe', channel, position: this.#positions.get(channel) ?? null });
+  }
+
+  leave(channel) {
+    this.#channels.delete(channel);
+    this.#positions.delete(channel);
+    this.#resyncing.delete(channel);
+    this.#post({ type: 'unsubscribe', channel });
+  }
+
+  check() { this.#post({ type: 'check' }); }
+
+  close(code, reason) {
+    if (this.#state === 'closed') return;
+    for (const [target, type, listener] of this.#listeners) target.removeEventListener(type, listener);
+    this.#listeners = [];
+    clearSavedState(this.#settings);
+    this.#post({ type: 'leave' });
+    const connected = this.#state === 'open' || this.#state === 'degraded';
+    this.#rejectOutbox('heartwire: closed by the page');
+    if (connected) this.#page.emit('close', { code, reason, wasClean: true, willReconnect: false, nextAttemptAt: null });
+    this.#setState('closed');
+    // Closed first: a leading page hands the connection on without telling itself.
+    this.#uplink.close();
+  }
+
+  /** A message from the hub. */
+  receive(message) {
+    if (this.#state === 'closed') return;
+    switch (message.type) {
+      case 'status':
+        this.#status = message.status;
+        this.#follow(message.status.state, false);
+        break;
+      case 'event':
+        this.#status = message.status;
+        this.#onEvent(message.event, message.fields);
+        break;
+      case 'deliver': this.#onDeliver(message); break;
+      case 'position':
+        this.#positions.set(message.channel, message.epoch, message.seq);
+        this.#resyncing.delete(message.channel);
+        break;
+      case 'gap': this.#onGap(message); break;
+      case 'ack': this.#settle(message.id)?.resolve(message.seq); break;
+      case 'refused': {
+        const { id, code, reason } = message;
+        const error = Object.assign(new Error(`heartwire: publish refused (${code}: ${reason})`), { code, reason });
+        this.#settle(id)?.reject(error);
+        this.#page.emit('error', { code, reason, id });
+        break;
+      }
+      case 'token-request': this.#answerToken(message.request); break;
+      case 'hub-gone': this.#hubGone(); break;
+      default: break;
+    }
+  }
+
+  /** A new hub took over: it learns this page's channels, positions and outbox. */
+  hubChanged() {
+    this.#join();
+  }
+
+  #join() {
+    this.#resyncing.clear();
+    this.#post({
+      type: 'join',
+      urls: this.#urls,
+      options: Object.fromEntries(PORTABLE_OPTIONS.map((name) => [name, this.#settings[name]])),
+      token: typeof this.#settings.token === 'function',
+      channels: [...this.#channels].map((channel) => {
+        const known = this.#positions.get(channel);
+        return [channel, known?.epoch ?? null, known?.seq ?? null];
+      }),
+      outbox: [...this.#outbox.values()].map(({ id, channel, data }) => [id, channel, data]),
+    });
+  }
+
+  #post(message) {
+    this.#uplink.post({ ...message, member: this.#id });
+  }
+
+  #openUplink() {
+    if (typeof this.#settings.SharedWorker === 'function') {
+      try {
+        return new WorkerUplink(this.#key, this.#settings, this, () => this.#workerFailed());
+      } catch {
+        // A module of another origin, or a policy that forbids workers: share otherwise.
+      }
+    }
+    return this.#fallbackUplink();
+  }
+
+  #fallbackUplink() {
+    const { locks, BroadcastChannel } = this.#settings;
+    if (locks && typeof BroadcastChannel === 'function') return new LeaderUplink(this.#key, this.#urls, this.#settings, this);
+    return new SoloUplink(this.#urls, this.#settings, this);
+  }
+
+  /** The SharedWorker could not start: the page shares by Web Locks, or keeps its own hub. */
+  #workerFailed() {
+    this.#uplink.close();
+    this.#uplink = this.#fallbackUplink();
+    this.#join();
+  }
+
+  #onEvent(type, fields) {
+    if (type === 'state') {
+      this.#follow(fields.state, true);
+    } else {
+      this.#page.emit(type, fields);
+    }
+  }
+
+  /**
+   * Takes the hub connection's state as this page's. A page that was connected before shows
+   * a new hub's first attempt as `reconnecting`.
+   */
+  #follow(hubState, isEvent) {
+    let state = hubState;
+    if (state === 'connecting' && this.#everOpened) state = 'reconnecting';
+    if (state === 'open' || state === 'degraded') this.#everOpened = true;
+    this.#setState(state, isEvent);
+    if (state === 'closed') {
+      this.#rejectOutbox('heartwire: connection closed for good');
+      this.#uplink.close();
+    }
+  }
+
+  /** The page that held the connection left: a new one takes over. */
+  #hubGone() {
+    const connected = this.#state === 'open' || this.#state === 'degraded';
+    this.#status = { ...this.#status, session: null, nextCheckAt: null, nextAttemptAt: null };
+    if (connected) {
+      this.#page.emit('close', { code: CLOSE_LEFT, reason: 'owner left', wasClean: true, willReconnect: true, nextAttemptAt: null });
+    }
+    this.#setState(this.#everOpened ? 'reconnecting' : 'connecting', false);
+  }
+
+  #onDeliver({ channel, seq, epoch, data }) {
+    if (!this.#channels.has(channel)) return;
+    if (!(Number.isFinite(seq) && seq > 0)) {
+      this.#page.deliver(channel, seq, data);
+      return;
+    }
+    const known = this.#positions.get(channel);
+    if (known) {
+      if (known.epoch === epoch && seq <= known.seq) return;
+      if (known.epoch !== epoch || seq > known.seq + 1) {
+        this.#resync(channel);
+        return;
+      }
+    }
+    this.#resyncing.delete(channel);
+    this.#positions.set(channel, epoch, seq);
+    this.#page.deliver(channel, seq, data);
+  }
+
+  /** Asks the hub to serve `channel` again from this page's position (once until it does). */
+  #resync(channel) {
+    if (this.#resyncing.has(channel)) return;
+    this.#resyncing.add(channel);
+    this.#post({ type: 'subscribe', channel, position: this.#positions.get(channel) ?? null });
+  }
+
+  #onGap({ channel, epoch, after, upTo, reason }) {
+    if (!this.#channels.has(channel)) return;
+    this.#resyncing.delete(channel);
+    const known = this.#positions.get(channel);
+    if (reason === 'epoch_changed') {
+      this.#positions.set(channel, epoch, upTo);
+      if (known) this.#page.emit('gap', { channel, after: 0, upTo, reason });
+      return;
+    }
+    const from = known?.epoch === epoch ? Math.max(after, known.seq) : after;
+    this.#positions.set(channel, epoch, Math.max(from, upTo));
+    if (upTo > from) this.#page.emit('gap', { channel, after: from, upTo, reason });
+  }
+
+  #answerToken(request) {
+    Promise.resolve()
+      .then(() => this.#settings.token())
+      .then(
+        (token) => this.#post({ type: 'token', request, token: token ?? null }),
+        (error) => this.#post({ type: 'token', request, error: String(error?.message ?? error) }),
+      );
+  }
+
+  #addToOutbox(id, channel, data) {
+    const entry = { id, channel, data };
+    entry.acked = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
+    entry.acked.catch(() => {});
+    this.#outbox.set(id, entry);
+    return entry;
+  }
+
+  /** Takes the entry of publish `id` out of the outbox. */
+  #settle(id) {
+    const entry = this.#outbox.get(id);
+    this.#outbox.delete(id);
+    return entry;
+  }
+
+  #rejectOutbox(message) {
+    const pending = [...this.#outbox.values()];
+    this.#outbox.clear();
+    for (const entry of pending) entry.reject(new Error(message));
+  }
+
+  #setState(state, repeat) {
+    if (state === this.#state && !(repeat && state === 'reconnecting')) return;
+    const previous = this.#state;
+    this.#state = state;
+    this.#page.emit('state', { state, previous, nextAttemptAt: this.#status.nextAttemptAt });
+  }
+
+  #save() {
+    saveState(this.#settings, this.#positions.list(), [...this.#outbox.values()]);
+  }
+
+  /**
+   * Leaving, the page says goodbye to the hub (and a leading page hands the connection on);
+   * back from the back/forward cache or a freeze, it joins again. While hidden, storage
+   * holds where it stands, for a reload.
+   */
+  #listen() {
+    const { window, document } = this.#settings;
+    this.#listeners = listenToPage(window, document, {
+      pagehide: () => {
+        this.#save();
+        this.#post({ type: 'leave' });
+        this.#uplink.pageHidden();
+      },
+      pageshow: (event) => {
+        clearSavedState(this.#settings);
+        if (!event.persisted) return;
+        this.#uplink.pageShown();
+        this.#join();
+      },
+      freeze: () => {
+        this.#save();
+        this.#uplink.frozen();
+      },
+      resume: () => {
+        this.#uplink.resumed();
+        this.#join();
+        this.check();
+      },
+      hidden: () => this.#save(),
+      visible: () => {
+        clearSavedState(this.#settings);
+        this.check();
+      },
+    });
+    if (window?.addEventListener) {
+      const online = () => this.check();
+      window.addEventListener('online', online);
+      this.#listeners.push([window, 'online', online]);
+    }
+  }
+}
+
+// ---- shared mode: the hub next to the one connection ----------------------------------------
+
+/**
+ * Where a hub stands in one channel, and where each page in it stands.
+ * @typedef {object} HubChannel
+ * @property {string|null} epoch the server's, once it answered a `subscribe`
+ * @property {number} seq the latest `seq` known
+ * @property {Map<number, any>} history recent messages by `seq`, for pages behind
+ * @property {Map<string, {epoch: string, seq: number}|null>} members each page's last
+ *   delivered message (`null`: the page has none yet)
+ * @property {boolean} awaiting a `subscribe` is out (or due after the next `hello`)
+ * @property {{epoch: string, seq: number}|null} sent the `since` of that `subscribe`
+ * @property {{since: number, until: number}|null} replay messages the server replays now
+ * @property {number} lowestAsked the lowest position the server was asked to replay from
+ * @property {number} lostThrough messages up to this one the server could not replay
+ * @property {number} trimmedThrough messages up to this one left the history
+ * @property {number} askedSinceTrim the lowest position asked since the history last shrank
+ */
+
+/**
+ * The one connection of the pages that share it, and what each page is owed: every page gets
+ * each message of its channels once, in order, from wherever it stands. Messages come from
+ * the live stream, from the hub's recent history, or from the server (a `subscribe` with the
+ * lowest position a page needs); what none of them has reaches the page as a gap.
+ */
+class Hub {
+  #settings;
+  #connection;
+  /** @type {Map<string, {id: string, transport: object, channels: Set<string>, token: boolean}>} */
+  #members = new Map();
+  /** @type {Map<string, HubChannel>} */ #channels = new Map();
+  /** @type {Map<string, string>} publish id → the page that published it */ #publishers = new Map();
+  /** @type {Map<number, {resolve: Function, reject: Function, timer: any}>} */ #tokenRequests = new Map();
+  #nextTokenRequest = 1;
+  #statusTimer = null;
+  #lastStatusAt = -Infinity;
+  #started = false;
+  #stopped = false;
+  #onJoin;
+
+  /**
+   * @param {string[]} urls
+   * @param {ReturnType<typeof withDefaults>} settings
+   * @param {{onJoin?: (member: string) => void}} [hooks] `onJoin`: a page joined for the first time
+   */
+  constructor(urls, settings, { onJoin = () => {} } = {}) {
+    this.#settings = settings;
+    this.#onJoin = onJoin;
+    // Each page bounds its own outbox; the token comes from a page that has a provider.
+    const options = { ...settings, outboxLimit: Infinity, token: () => this.#askToken() };
+    this.#connection = new Connection(urls, options, {
+      event: (type, fields) => this.#onEvent(type, fields),
+      subscribeFrames: () => [...this.#channels].map(([channel, state]) => this.#subscribeFrame(channel, state)),
+      onSubscribed: (frame) => this.#onSubscribed(frame),
+      onMessage: (frame) => this.#onMessage(frame),
+      heard: () => this.#statusSoon(),
+    });
+  }
+
+  /** Closes the connection with 1000 (the server frees it at once); the pages hear nothing. */
+  stop() {
+    this.#stopped = true;
+    if (this.#statusTimer !== null) this.#settings.clearTimeout(this.#statusTimer);
+    for (const { reject, timer } of this.#tokenRequests.values()) {
+      this.#settings.clearTimeout(timer);
+      reject(new Error('heartwire: the connection moved to another page'));
+    }
+    this.#tokenRequests.clear();
+    this.#connection.close(CLOSE_LEFT, 'owner left');
+  }
+
+  /** A message from page `message.member`, which `transport` reaches. */
+  receive(message, transport) {
+    if (this.#stopped || message === null || typeof message !== 'object') return;
+    if (message.type === 'join') {
+      this.#join(message.member, message, transport);
+      return;
+    }
+    const member = this.#members.get(message.member);
+    if (!member) return;
+    switch (message.type) {
+      case 'subscribe': this.#subscribe(member, message.channel, message.position ?? null); break;
+      case 'unsubscribe': this.#unsubscribe(member, message.channel); break;
+      case 'publish': this.#publish(member, message.id, message.channel, message.data); break;
+      case 'check': this.#connection.check(); break;
+      case 'leave': this.remove(member.id); break;
+      case 'token': this.#tokenAnswered(message); break;
+      default: break;
+    }
+  }
+
+  /** Page `id` is gone: its channels are left; with no page left, the connection says goodbye. */
+  remove(id) {
+    const member = this.#members.get(id);
+    if (!member) return;
+    this.#members.delete(id);
+    for (const channel of [...member.channels]) this.#unsubscribe(member, channel);
+    if (this.#members.size === 0) this.#connection.suspend('no page left');
+  }
+
+  /** A page joins, or joins again: what it announces replaces what the hub knew of it. */
+  #join(id, { channels = [], outbox = [], token }, transport) {
+    const known = this.#members.get(id);
+    const member = known ?? { id, transport, channels: new Set(), token: false };
+    member.transport = transport;
+    member.token = token === true;
+    const announced = new Map(channels.map(([channel, epoch, seq]) => [channel, epoch === null ? null : { epoch, seq }]));
+    for (const channel of [...member.channels]) {
+      if (!announced.has(channel)) this.#unsubscribe(member, channel);
+    }
+    const first = this.#members.size === 0;
+    this.#members.set(id, member);
+    if (!known) this.#onJoin(id);
+    this.#sendTo([id], { type: 'status', status: this.#status() });
+    for (const [channel, position] of announced) this.#subscribe(member, channel, position);
+    for (const [publishId, channel, data] of outbox) this.#publish(member, publishId, channel, data);
+    if (!first) return;
+    // The first page's channels and token provider are known before the first attempt.
+    if (this.#started) {
+      this.#connection.wake();
+    } else {
+      this.#started = true;
+      this.#connection.start();
+    }
+  }
+
+  #subscribe(member, channel, position) {
+    member.channels.add(channel);
+    let state = this.#channels.get(channel);
+    if (!state) {
+      state = {
+        epoch: null, seq: 0, history: new Map(), members: new Map(), awaiting: false, sent: null,
+        replay: null, lowestAsked: Infinity, lostThrough: 0, trimmedThrough: 0, askedSinceTrim: Infinity,
+      };
+      this.#channels.set(channel, state);
+      state.members.set(member.id, position);
+      this.#ask(channel, state);
+      return;
+    }
+    state.members.set(member.id, position);
+    this.#serve(channel, state, member.id);
+  }
+
+  #unsubscribe(member, channel) {
+    member.channels.delete(channel);
+    const state = this.#channels.get(channel);
+    if (!state) return;
+    state.members.delete(member.id);
+    if (state.members.size > 0) return;
+    this.#channels.delete(channel);
+    this.#connection.sendIfOpen({ op: 'unsubscribe', channel });
+  }
+
+  /** Subscribes (again) from the lowest position a page of `channel` stands at. */
+  #ask(channel, state) {
+    this.#connection.sendIfOpen(this.#subscribeFrame(channel, state));
+  }
+
+  #subscribeFrame(channel, state) {
+    const cursors = [...state.members.values()].filter(Boolean);
+    const epoch = state.epoch ?? cursors[0]?.epoch;
+    let since = null;
+    for (const cursor of cursors) {
+      if (cursor.epoch === epoch && (since === null || cursor.seq < since.seq)) since = { epoch, seq: cursor.seq };
+    }
+    state.awaiting = true;
+    state.sent = since;
+    return since ? { op: 'subscribe', channel, since } : { op: 'subscribe', channel };
+  }
+
+  #onSubscribed({ channel, seq, epoch, recovered }) {
+    const state = this.#channels.get(channel);
+    if (!state || !Number.isFinite(seq)) return;
+    const serverEpoch = String(epoch ?? '');
+    const sent = state.sent;
+    state.awaiting = false;
+    state.sent = null;
+    if (state.epoch !== serverEpoch) {
+      if (state.epoch !== null) {
+        // The server forgot the channel and numbers it anew.
+        Object.assign(state, {
+          seq: 0, replay: null, lowestAsked: Infinity, lostThrough: 0, trimmedThrough: 0, askedSinceTrim: Infinity,
+        });
+        state.history.clear();
+      }
+      state.epoch = serverEpoch;
+    }
+    state.seq = Math.max(state.seq, seq);
+    if (sent?.epoch === serverEpoch) {
+      state.lowestAsked = Math.min(state.lowestAsked, sent.seq);
+      state.askedSinceTrim = Math.min(state.askedSinceTrim, sent.seq);
+      if (recovered !== true) state.lostThrough = Math.max(state.lostThrough, seq);
+      else if (sent.seq < seq) state.replay = { since: sent.seq, until: seq };
+    } else {
+      // The subscription starts at `seq`: what came before was never asked for.
+      state.lowestAsked = Math.min(state.lowestAsked, seq);
+    }
+    for (const id of state.members.keys()) this.#serve(channel, state, id);
+  }
+
+  #onMessage({ channel, seq, data }) {
+    const state = this.#channels.get(channel);
+    if (!state) return;
+    if (!(Number.isFinite(seq) && seq > 0)) {
+      // Outside the channel's order: live, to every page, never kept.
+      this.#sendTo([...state.members.keys()], { type: 'deliver', channel, seq: seq ?? 0, epoch: state.epoch, data });
+      return;
+    }
+    if (state.epoch === null) return;
+    if (!state.history.has(seq)) state.history.set(seq, data);
+    state.seq = Math.max(state.seq, seq);
+    if (state.replay && seq >= state.replay.until) state.replay = null;
+    // The pages that stand right before it get it together (one message on a BroadcastChannel).
+    const ready = [];
+    for (const [id, cursor] of state.members) {
+      if (cursor?.epoch === state.epoch && cursor.seq === seq - 1) {
+        cursor.seq = seq;
+        ready.push(id);
+      }
+    }
+    if (ready.length > 0) this.#sendTo(ready, { type: 'deliver', channel, seq, epoch: state.epoch, data });
+    for (const id of state.members.keys()) this.#serve(channel, state, id);
+    this.#trim(state);
+  }
+
+  /**
+   * Brings page `id` up to date in `channel`: from the history, in order. A message missing
+   * there is awaited while the server may still send it; asked of the server when it was only
+   * asked from a later position, or when the hub dropped it from its history and has not asked
+   * since; otherwise reported as a gap.
+   */
+  #serve(channel, state, id) {
+    if (state.epoch === null || !state.members.has(id)) return;
+    const cursor = state.members.get(id);
+    const { epoch } = state;
+    if (cursor === null) {
+      state.members.set(id, { epoch, seq: state.seq });
+      this.#sendTo([id], { type: 'position', channel, epoch, seq: state.seq });
+      return;
+    }
+    if (cursor.epoch !== epoch) {
+      state.members.set(id, { epoch, seq: state.seq });
+      this.#sendTo([id], { type: 'gap', channel, epoch, after: 0, upTo: state.seq, reason: 'epoch_changed' });
+      return;
+    }
+    for (;;) {
+      while (state.history.has(cursor.seq + 1)) {
+        cursor.seq += 1;
+        this.#sendTo([id], { type: 'deliver', channel, seq: cursor.seq, epoch, data: state.history.get(cursor.seq) });
+      }
+      if (cursor.seq >= state.seq) return;
+      const missing = cursor.seq + 1;
+      if (state.awaiting) return;
+      if (state.replay && missing > state.replay.since && missing <= state.replay.until) return;
+      const dropped = missing <= state.trimmedThrough && cursor.seq < state.askedSinceTrim;
+      if (cursor.seq < state.lowestAsked || dropped) {
+        this.#ask(channel, state);
+        return;
+      }
+      const after = cursor.seq;
+      const next = lowestAbove(state.history, after);
+      cursor.seq = next === null ? state.seq : next - 1;
+      const reason = missing <= Math.max(state.lostThrough, state.trimmedThrough) ? 'history_too_short' : 'skipped';
+      this.#sendTo([id], { type: 'gap', channel, epoch, after, upTo: cursor.seq, reason });
+    }
+  }
+
+  /** Keeps what a page still needs and the last few; never more than HUB_HISTORY_MAX. */
+  #trim(state) {
+    if (state.history.size <= HUB_HISTORY_KEEP + 32) return;
+    let needed = Infinity;
+    for (const cursor of state.members.values()) {
+      if (cursor?.epoch === state.epoch) needed = Math.min(needed, cursor.seq + 1);
+    }
+    let size = state.history.size;
+    for (const seq of [...state.history.keys()].sort((a, b) => a - b)) {
+      const keep = size <= HUB_HISTORY_MAX && (size <= HUB_HISTORY_KEEP || seq >= needed);
+      if (keep) break;
+      state.history.delete(seq);
+      state.trimmedThrough = Math.max(state.trimmedThrough, seq);
+      state.askedSinceTrim = Infinity;
+      size -= 1;
+    }
+  }
+
+  #publish(member, id, channel, data) {
+    this.#publishers.set(id, member.id);
+    let acked;
+    try {
+      acked = this.#connection.publish(id, channel, data);
+    } catch (error) {
+      this.#settle(id, { type: 'refused', id, code: 'closed', reason: error.message });
+      return;
+    }
+    acked.then(
+      (seq) => this.#settle(id, { type: 'ack', id, seq }),
+      (error) => this.#settle(id, { type: 'refused', id, code: error.code ?? 'closed', reason: error.reason ?? error.message }),
+    );
+  }
+
+  /** Tells the page that published `id` how it went. */
+  #settle(id, message) {
+    const member = this.#publishers.get(id);
+    this.#publishers.delete(id);
+    if (member !== undefined && this.#members.has(member) && !this.#stopped) this.#sendTo([member], message);
+  }
+
+  #onEvent(type, fields) {
+    if (this.#stopped) return;
+    if (type === 'close') {
+      // Every channel is subscribed again after the next hello; until then, no gap is final.
+      for (const state of this.#channels.values()) Object.assign(state, { awaiting: true, replay: null });
+    }
+    // A refused publish is told to the page that published it.
+    if (type === 'error' && this.#publishers.has(fields.id)) return;
+    this.#broadcast({ type: 'event', event: type, fields, status: this.#status() });
+  }
+
+  #status() {
+    const connection = this.#connection;
+    this.#lastStatusAt = this.#settings.now();
+    return {
+      state: connection.state, rtt: connection.rtt, nextAttemptAt: connection.nextAttemptAt,
+      lastHeardAt: connection.lastHeardAt, nextCheckAt: connection.nextCheckAt,
+      session: connection.session, url: connection.url,
+    };
+  }
+
+  /** Tells the pages how the connection is, at most every HUB_STATUS_EVERY_MS. */
+  #statusSoon() {
+    if (this.#statusTimer !== null || this.#stopped) return;
+    const wait = Math.max(0, this.#lastStatusAt + HUB_STATUS_EVERY_MS - this.#settings.now());
+    this.#statusTimer = this.#settings.setTimeout(() => {
+      this.#statusTimer = null;
+      if (!this.#stopped) this.#broadcast({ type: 'status', status: this.#status() });
+    }, wait);
+  }
+
+  #broadcast(message) {
+    this.#sendTo([...this.#members.keys()], message);
+  }
+
+  /** Sends `message` to the pages `ids`, once per transport. */
+  #sendTo(ids, message) {
+    const byTransport = new Map();
+    for (const id of ids) {
+      const member = this.#members.get(id);
+      if (!member) continue;
+      const group = byTransport.get(member.transport) ?? [];
+      group.push(id);
+      byTransport.set(member.transport, group);
+    }
+    for (const [transport, group] of byTransport) transport.send(group, message);
+  }
+
+  /** Asks a page with a token provider (this page's own first) for a token. */
+  #askToken() {
+    const providers = [...this.#members.values()].filter((member) => member.token);
+    if (providers.length === 0) return null;
+    const asked = providers.find((member) => member.transport.local) ?? providers[0];
+    const request = this.#nextTokenRequest++;
+    return new Promise((resolve, reject) => {
+      const timer = this.#settings.setTimeout(() => {
+        this.#tokenRequests.delete(request);
+        reject(new Error('no page answered the request for a token'));
+      }, this.#settings.connectTimeoutMs);
+      this.#tokenRequests.set(request, { resolve, reject, timer });
+      this.#sendTo([asked.id], { type: 'token-request', request });
+    });
+  }
+
+  #tokenAnswered({ request, token, error }) {
+    const waiter = this.#tokenRequests.get(request);
+    if (!waiter) return;
+    this.#tokenRequests.delete(request);
+    this.#settings.clearTimeout(waiter.timer);
+    if (error !== undefined) waiter.reject(new Error(error));
+    else waiter.resolve(token);
+  }
+}
+
+/** The lowest key of `history` above `after`, or `null`. */
+function lowestAbove(history, after) {
+  let lowest = null;
+  for (const seq of history.keys()) {
+    if (seq > after && (lowest === null || seq < lowest)) lowest = seq;
+  }
+  return lowest;
+}
+
+// ---- shared mode: between the hub and the pages ---------------------------------------------
+
+/** From a hub to the page it runs in (the leading page's own member). */
+class LocalTransport {
+  local = true;
+  #member;
+
+  constructor(member) { this.#member = member; }
+
+  send(ids, message) {
+    // A copy, as a message between pages would be: a page that changes what it got
+    // changes nothing the hub keeps.
+    const copy = structuredClone(message);
+    queueMicrotask(() => this.#member.receive(copy));
+  }
+}
+
+/** From a hub in a SharedWorker to one page, over its MessagePort. */
+class PortTransport {
+  local = false;
+  #port;
+
+  constructor(port) { this.#port = port; }
+
+  send(ids, message) { this.#port.postMessage(message); }
+}
+
+/** From a hub in the leading page to the others, over their BroadcastChannel. */
+class BroadcastTransport {
+  local = false;
+  #channel;
+  #hub;
+
+  constructor(channel, hub) {
+    this.#channel = channel;
+    this.#hub = hub;
+  }
+
+  send(ids, message) { this.#channel.postMessage({ ...message, to: ids, hub: this.#hub }); }
+}
+
+/**
+ * A page's way to the hub in a SharedWorker (this file is the worker's script). The page holds
+ * a Web Lock of its own for as long as it lives, and speaks to the worker only once it holds
+ * it: the worker asks for the same lock, and gets it when the page is gone.
+ */
+class WorkerUplink {
+  #port;
+  /** @type {object[]|null} messages held back until the page holds its lock */ #waiting = [];
+  #releaseLock = () => {};
+  #closed = false;
+
+  /** @param {() => void} failed called when the worker cannot start */
+  constructor(key, settings, member, failed) {
+    const worker = new settings.SharedWorker(import.meta.url, { type: 'module', name: key });
+    worker.onerror = failed;
+    this.#port = worker.port;
+    this.#port.onmessage = (event) => member.receive(event.data);
+    if (!settings.locks) {
+      this.#flush();
+      return;
+    }
+    settings.locks.request(memberLockName(key, member.memberId), () => {
+      if (this.#closed) return undefined;
+      return new Promise((release) => {
+        this.#releaseLock = release;
+        this.#flush();
+      });
+    }).catch(() => this.#flush());
+  }
+
+  get role() { return 'worker'; }
+
+  post(message) {
+    if (this.#waiting) this.#waiting.push(message);
+    else this.#port.postMessage(message);
+  }
+
+  pageHidden() {}
+
+  pageShown() {}
+
+  frozen() {}
+
+  resumed() {}
+
+  close() {
+    this.#closed = true;
+    this.#flush();
+    this.#port.close();
+    this.#releaseLock();
+  }
+
+  #flush() {
+    const waiting = this.#waiting ?? [];
+    this.#waiting = null;
+    for (const message of waiting) this.#port.postMessage(message);
+  }
+}
+
+/**
+ * A page's way to a hub in whichever page holds the Web Lock of `key`: every page queues for
+ * the lock; the holder runs the hub and answers the others on their BroadcastChannel. A page
+ * that leaves or freezes hands the lock on, and the next in the queue takes over.
+ */
+class LeaderUplink {
+  #key;
+  #urls;
+  #settings;
+  #member;
+  #channel;
+  /** @type {Hub|null} the hub this page runs, while it leads */ #hub = null;
+  /** The hub the page listens to: its own, or another page's. */ #hubId = null;
+  #local = null;
+  #remote = null;
+  /** Ends this page's hold on the lock. */ #release = null;
+  /** @type {AbortController|null} withdraws this page's place in the queue */ #queued = null;
+  /** The page left (it may come back from the back/forward cache): it hears nothing. */
+  #hidden = false;
+  #closed = false;
+
+  constructor(key, urls, settings, member) {
+    this.#key = key;
+    this.#urls = urls;
+    this.#settings = settings;
+    this.#member = member;
+    this.#channel = new settings.BroadcastChannel(key);
+    this.#channel.onmessage = (event) => this.#onMessage(event.data);
+    this.#queue();
+  }
+
+  get role() { return this.#hub ? 'leader' : 'follower'; }
+
+  post(message) {
+    if (this.#hub) {
+      const hub = this.#hub;
+      const local = this.#local;
+      queueMicrotask(() => hub.receive(message, local));
+    } else {
+      this.#channel.postMessage(message);
+    }
+  }
+
+  pageHidden() {
+    this.#hidden = true;
+    this.#handOn();
+  }
+
+  pageShown() {
+    this.#hidden = false;
+    this.#queue();
+  }
+
+  frozen() { this.#handOn(); }
+
+  resumed() { this.#queue(); }
+
+  close() {
+    this.#closed = true;
+    this.#handOn();
+    this.#channel.close();
+  }
+
+  #onMessage(message) {
+    if (this.#hidden || message === null || typeof message !== 'object') return;
+    if (message.hub === undefined) {
+      // From a page to the hub.
+      this.#hub?.receive(message, this.#remote);
+      return;
+    }
+    if (this.#hub) return;
+    if (message.type === 'hub') {
+      this.#hubId = message.hub;
+      this.#member.hubChanged();
+      return;
+    }
+    this.#hubId ??= message.hub;
+    if (message.hub !== this.#hubId) return;
+    if (message.type === 'hub-gone') this.#hubId = null;
+    if (message.to && !message.to.includes(this.#member.memberId)) return;
+    this.#member.receive(message);
+  }
+
+  /** Queues for the lock, unless queued or leading already. */
+  #queue() {
+    if (this.#closed || this.#queued || this.#hub) return;
+    const queued = new AbortController();
+    this.#queued = queued;
+    this.#settings.locks.request(this.#key, { signal: queued.signal }, () => {
+      if (this.#queued !== queued) return undefined;
+      this.#queued = null;
+      return new Promise((release) => this.#lead(release));
+    }).catch(() => {});
+  }
+
+  #lead(release) {
+    this.#release = release;
+    this.#hubId = newClientId(this.#settings.random);
+    this.#local = new LocalTransport(this.#member);
+    this.#remote = new BroadcastTransport(this.#channel, this.#hubId);
+    this.#hub = new Hub(this.#urls, this.#settings);
+    this.#channel.postMessage({ type: 'hub', hub: this.#hubId });
+    this.#member.hubChanged();
+  }
+
+  /** Leaves the queue and, when leading, closes the connection and releases the lock. */
+  #handOn() {
+    this.#queued?.abort();
+    this.#queued = null;
+    if (!this.#hub) return;
+    const hub = this.#hub;
+    this.#hub = null;
+    hub.stop();
+    this.#channel.postMessage({ type: 'hub-gone', hub: this.#hubId });
+    this.#hubId = null;
+    this.#local = this.#remote = null;
+    this.#release();
+    this.#release = null;
+    this.#member.receive({ type: 'hub-gone' });
+  }
+}
+
+/** A hub of the page's own, when a SharedWorker could not start and nothing else can share. */
+class SoloUplink {
+  #hub;
+  #local;
+
+  constructor(urls, settings, member) {
+    this.#local = new LocalTransport(member);
+    this.#hub = new Hub(urls, settings);
+  }
+
+  get role() { return null; }
+
+  post(message) {
+    const hub = this.#hub;
+    const local = this.#local;
+    queueMicrotask(() => hub.receive(message, local));
+  }
+
+  pageHidden() {}
+
+  pageShown() {}
+
+  frozen() {}
+
+  resumed() {}
+
+  close() { this.#hub.stop(); }
+}
+
+/** The lock a page holds for as long as it lives, so a SharedWorker learns of its end. */
+function memberLockName(key, member) {
+  return `${key}#page:${member}`;
+}
+
+/**
+ * The SharedWorker's side: one hub for the pages that connect, started by the first join
+ * with that page's URLs and plain options.
+ */
+function serveSharedWorker(scope) {
+  let hub = null;
+  const watched = new Set();
+  const watch = (member) => {
+    if (watched.has(member)) return;
+    watched.add(member);
+    scope.navigator.locks?.request(memberLockName(scope.name, member), () => {
+      watched.delete(member);
+      hub?.remove(member);
+    }).catch(() => {});
+  };
+  scope.addEventListener('connect', (event) => {
+    const [port] = event.ports;
+    const transport = new PortTransport(port);
+    port.onmessage = ({ data: message }) => {
+      if (hub === null && message?.type === 'join') {
+        hub = new Hub(message.urls, withDefaults(message.urls, message.options), { onJoin: watch });
+      }
+      hub?.receive(message, transport);
+    };
+  });
+}
+
+if (typeof SharedWorkerGlobalScope === 'function' && globalThis instanceof SharedWorkerGlobalScope) {
+  serveSharedWorker(globalThis);
 }

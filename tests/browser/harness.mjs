@@ -204,11 +204,14 @@ export async function launchBrowser({ extraArgs = [] } = {}) {
 /**
  * Opens the demo page as `name` and waits until it is connected. Every state the client
  * goes through from then on is recorded in `window.recordedStates`, every close in
- * `window.recordedCloses` (with `at`, the page's clock when it was reported).
+ * `window.recordedCloses` (with `at`, the page's clock when it was reported). `path` is the
+ * demo's address (`/?shared` shares one connection between tabs); `beforeLoad(page)` runs
+ * before the page is loaded (to expose bindings or add init scripts).
  */
-export async function openDemo(context, origin, name) {
+export async function openDemo(context, origin, name, { path = '/', beforeLoad = async () => {} } = {}) {
   const page = await context.newPage();
-  await page.goto(`${origin}/`);
+  await beforeLoad(page);
+  await page.goto(`${origin}${path}`);
   await page.fill('#name', name);
   await page.dispatchEvent('#name', 'change');
   await page.waitForFunction(() => window.heartwire?.state === 'open', null, { polling: POLL_MS, timeout: 10_000 });
@@ -241,6 +244,61 @@ export async function chatLines(page) {
     const line = `${item.querySelector('.who').textContent}: ${item.querySelector('.text').textContent}`;
     return item.classList.contains('queued') ? `(queued) ${line}` : line;
   }));
+}
+
+/**
+ * Makes `page` record every message its client delivers, across reloads and navigations, in
+ * its own sessionStorage (written as each message is delivered: a record sent out of the page
+ * could be lost as the page unloads). Call before the page is loaded; read the record with
+ * {@link delivered}.
+ */
+export async function recordDeliveries(page) {
+  await page.addInitScript(() => {
+    // The demo assigns its client to window.heartwire right after making it, before any
+    // message can arrive.
+    let client;
+    Object.defineProperty(window, 'heartwire', {
+      configurable: true,
+      get: () => client,
+      set: (value) => {
+        client = value;
+        value.addEventListener('message', (event) => {
+          const record = JSON.parse(sessionStorage.getItem('test.delivered') ?? '[]');
+          record.push({ text: event.data?.text, seq: event.seq });
+          sessionStorage.setItem('test.delivered', JSON.stringify(record));
+        });
+      },
+    });
+  });
+}
+
+/** What {@link recordDeliveries} recorded in `page` so far (empty while it navigates). */
+export async function delivered(page) {
+  try {
+    return await page.evaluate(() => JSON.parse(sessionStorage.getItem('test.delivered') ?? '[]'));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Sends `count` chat lines `m1 … m{count}` as `name` from `page`, one every `everyMs`, and
+ * resolves once every one is acknowledged.
+ */
+export function stream(page, name, count, everyMs) {
+  return page.evaluate(async ({ name, count, everyMs }) => {
+    const acks = [];
+    for (let i = 1; i <= count; i++) {
+      acks.push(window.heartwire.send('room:lobby', { name, text: `m${i}` }));
+      await new Promise((done) => setTimeout(done, everyMs));
+    }
+    await Promise.all(acks);
+  }, { name, count, everyMs });
+}
+
+/** `['m1', …, 'm{count}']` */
+export function streamed(count) {
+  return Array.from({ length: count }, (_, i) => `m${i + 1}`);
 }
 
 /** Makes sure the artifacts directory exists and returns the path of `file` in it. */

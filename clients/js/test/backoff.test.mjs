@@ -1,6 +1,10 @@
+/**
+ * The reconnect policy of heartwire.js: full-jitter delays and their spread.
+ */
+
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fullJitterDelay, closeDisposition, retryHintFromReason } from '../heartwire.js';
+import { fullJitterDelay } from '../heartwire.js';
 import { seededRandom } from './fakes.mjs';
 
 const policy = { baseMs: 500, capMs: 30_000 };
@@ -30,20 +34,4 @@ test('the extremes of random() give the bounds of the window', () => {
   assert.equal(fullJitterDelay(1, policy, () => 0.999_999_9), 500);
   assert.equal(fullJitterDelay(3, policy, () => 0.999_999_9), 2000);
   assert.equal(fullJitterDelay(100, policy, () => 0.999_999_9), 30_000);
-});
-
-test('close codes: retry, follow the hint, or stop', () => {
-  for (const code of [1000, 1001, 1006, 1011, 4000]) assert.equal(closeDisposition(code, ''), 'backoff', code);
-  assert.equal(closeDisposition(1008, 'slow consumer'), 'backoff');
-  assert.equal(closeDisposition(1008, 'forbidden origin'), 'stop');
-  for (const code of [1002, 1007, 1009, 4401, 4403]) assert.equal(closeDisposition(code, ''), 'stop', code);
-  assert.equal(closeDisposition(1012, ''), 'hint');
-  assert.equal(closeDisposition(1013, ''), 'hint');
-});
-
-test('the retry hint is read from the close reason', () => {
-  assert.equal(retryHintFromReason('server restarting; retry after 2300 ms'), 2300);
-  assert.equal(retryHintFromReason('try again later; retry after 150 ms'), 150);
-  assert.equal(retryHintFromReason('going away'), null);
-  assert.equal(retryHintFromReason(''), null);
 });

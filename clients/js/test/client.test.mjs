@@ -288,28 +288,6 @@ test('close 1012 waits the server hint from the reconnect frame, 1013 the one in
   assert.equal(hw.nextAttemptAt, clock.now + 789);
 });
 
-for (const [code, reason] of [[1008, 'policy'], [1002, ''], [1007, ''], [1009, ''], [4401, 'bad token'], [4403, '']]) {
-  test(`close ${code} ${reason} is final: no retry, pending sends rejected`, async () => {
-    const { hw, events } = client();
-    const socket = FakeWebSocket.latest();
-    socket.hello();
-    const pending = hw.send('c', 'x');
-    socket.serverClose(code, reason);
-    assert.equal(hw.state, 'closed');
-    assert.equal(events.find((e) => e.type === 'close').willReconnect, false);
-    await assert.rejects(pending);
-    clock.advance(120_000);
-    assert.equal(FakeWebSocket.all.length, 1);
-  });
-}
-
-test('close 1008 "slow consumer" is retried', () => {
-  const { hw } = client();
-  FakeWebSocket.latest().hello();
-  FakeWebSocket.latest().serverClose(1008, 'slow consumer');
-  assert.equal(hw.state, 'reconnecting');
-});
-
 test('the token provider is asked before every attempt and its answer goes in the URL', async () => {
   let issued = 0;
   const { hw } = client({ token: async () => `t${++issued}` }, 'ws://primary/ws?x=1');

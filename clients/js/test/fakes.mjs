@@ -88,7 +88,11 @@ export class FakeWebSocket {
     this.sent.push(JSON.parse(text));
   }
 
+  /** Closes, refusing the codes a browser refuses to a page (all but 1000 and 3000–4999). */
   close(code, reason) {
+    if (code !== undefined && code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      throw new Error(`InvalidAccessError: close code ${code} is not 1000 or 3000-4999`);
+    }
     this.closedWith ??= { code, reason };
   }
 
@@ -126,9 +130,12 @@ export function seededRandom(seed) {
   };
 }
 
-/** Lets pending promise callbacks (a token provider's answer) run. */
+/**
+ * Lets pending promise callbacks and microtasks run (a token provider's answer, messages
+ * between fake pages, locks being granted).
+ */
 export async function settle() {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
+  for (let i = 0; i < 50; i++) await Promise.resolve();
 }
 
 /**
@@ -154,4 +161,108 @@ export function recordedClient(clock, options = {}, urls = 'ws://primary/ws') {
     hw.addEventListener(type, (event) => events.push(event));
   }
   return { hw, events, states: () => events.filter((e) => e.type === 'state').map((e) => e.state) };
+}
+
+/** A fake page: the `window` and `document` event targets a client listens to. */
+export function fakePage() {
+  const window = new EventTarget();
+  const document = new EventTarget();
+  document.visibilityState = 'visible';
+  return { window, document };
+}
+
+/** Dispatches a page lifecycle event, with `persisted` for `pageshow` and `pagehide`. */
+export function pageEvent(target, type, fields = {}) {
+  target.dispatchEvent(Object.assign(new Event(type), fields));
+}
+
+/** A `sessionStorage` in memory; `refuse` makes every write throw, as a full storage does. */
+export class FakeStorage {
+  items = new Map();
+  refuse = false;
+
+  getItem(key) { return this.items.has(key) ? this.items.get(key) : null; }
+
+  setItem(key, value) {
+    if (this.refuse) throw new Error('QuotaExceededError');
+    this.items.set(key, String(value));
+  }
+
+  removeItem(key) { this.items.delete(key); }
+}
+
+/**
+ * A BroadcastChannel between the fake pages of one test: a message reaches every other
+ * channel of the same name (a structured copy, in a microtask), except those `deaf`, which
+ * lose it as a browser may lose what is sent to a page it froze.
+ */
+export class FakeBroadcastChannel {
+  /** @type {FakeBroadcastChannel[]} */
+  static open = [];
+  onmessage = null;
+  deaf = false;
+
+  constructor(name) {
+    this.name = name;
+    FakeBroadcastChannel.open.push(this);
+  }
+
+  static reset() { FakeBroadcastChannel.open = []; }
+
+  postMessage(message) {
+    for (const other of FakeBroadcastChannel.open) {
+      if (other === this || other.name !== this.name || other.deaf) continue;
+      const copy = structuredClone(message);
+      queueMicrotask(() => other.onmessage?.({ data: copy }));
+    }
+  }
+
+  close() {
+    FakeBroadcastChannel.open = FakeBroadcastChannel.open.filter((channel) => channel !== this);
+  }
+}
+
+/**
+ * Web Locks for the fake pages of one test: exclusive locks granted in request order, in a
+ * microtask; a request withdrawn through its signal rejects with AbortError.
+ */
+export class FakeLocks {
+  /** @type {Map<string, {held: object|null, queue: object[]}>} */
+  #locks = new Map();
+
+  request(name, optionsOrCallback, maybeCallback) {
+    const callback = maybeCallback ?? optionsOrCallback;
+    const signal = maybeCallback ? optionsOrCallback?.signal : undefined;
+    const lock = this.#lock(name);
+    return new Promise((resolve, reject) => {
+      const waiter = { callback, resolve, reject, name };
+      lock.queue.push(waiter);
+      signal?.addEventListener('abort', () => {
+        const index = lock.queue.indexOf(waiter);
+        if (index === -1) return;
+        lock.queue.splice(index, 1);
+        reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+      });
+      queueMicrotask(() => this.#grant(name));
+    });
+  }
+
+  #lock(name) {
+    if (!this.#locks.has(name)) this.#locks.set(name, { held: null, queue: [] });
+    return this.#locks.get(name);
+  }
+
+  #grant(name) {
+    const lock = this.#lock(name);
+    if (lock.held || lock.queue.length === 0) return;
+    const waiter = lock.queue.shift();
+    lock.held = waiter;
+    Promise.resolve()
+      .then(() => waiter.callback({ name }))
+      .then(waiter.resolve, waiter.reject)
+      .finally(() => {
+        lock.held = null;
+        this.#grant(name);
+      });
+  }
 }

@@ -74,7 +74,36 @@ pub fn retry_hint(reason: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
+
+    /// The rules as test vectors, read by every client's tests (tests/vectors/reconnect.json).
+    const VECTORS: &str = include_str!("../../../tests/vectors/reconnect.json");
+
+    #[derive(Deserialize)]
+    struct Vectors {
+        close: Vec<CloseVector>,
+        retry_hint: Vec<HintVector>,
+    }
+
+    #[derive(Deserialize)]
+    struct CloseVector {
+        code: u16,
+        reason: String,
+        retry: String,
+        after_ms: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    struct HintVector {
+        reason: String,
+        after_ms: Option<u64>,
+    }
+
+    fn vectors() -> Vectors {
+        serde_json::from_str(VECTORS).expect("tests/vectors/reconnect.json parses")
+    }
 
     fn closed(code: u16, reason: &str) -> Retry {
         rule_for(&DisconnectReason::PeerClosed {
@@ -84,53 +113,57 @@ mod tests {
     }
 
     #[test]
-    fn do_not_come_back_closes() {
-        for code in [1002, 1003, 1007, 1009, 1010, 4401, 4403] {
-            assert_eq!(closed(code, ""), Retry::Never, "close {code}");
+    fn closes_follow_the_shared_vectors() {
+        let close = vectors().close;
+        assert!(close.len() > 10, "the vectors cover the table");
+        for vector in close {
+            let expected = match (vector.retry.as_str(), vector.after_ms) {
+                ("backoff", None) => Retry::Backoff,
+                ("after", Some(ms)) => Retry::After(Duration::from_millis(ms)),
+                ("never", None) => Retry::Never,
+                (other, after) => panic!("a vector says retry {other:?} with after_ms {after:?}"),
+            };
+            assert_eq!(
+                closed(vector.code, &vector.reason),
+                expected,
+                "close {} {:?}",
+                vector.code,
+                vector.reason
+            );
         }
-        assert_eq!(closed(1008, "forbidden origin"), Retry::Never);
     }
 
     #[test]
-    fn slow_consumer_may_come_back() {
-        assert_eq!(closed(1008, "slow consumer"), Retry::Backoff);
+    fn retry_hints_follow_the_shared_vectors() {
+        for vector in vectors().retry_hint {
+            assert_eq!(
+                retry_hint(&vector.reason),
+                vector.after_ms.map(Duration::from_millis),
+                "{:?}",
+                vector.reason
+            );
+        }
     }
 
     #[test]
-    fn transient_closes_back_off() {
-        for code in [1000, 1001, 1006, 1011, 4000, 4500] {
-            assert_eq!(closed(code, "whatever"), Retry::Backoff, "close {code}");
-        }
+    fn endings_without_a_close_frame() {
         assert_eq!(
             rule_for(&DisconnectReason::Transport("reset".into())),
             Retry::Backoff
         );
         assert_eq!(rule_for(&DisconnectReason::PingTimeout), Retry::Backoff);
-    }
-
-    #[test]
-    fn restart_and_overload_honour_the_hint() {
         assert_eq!(
-            closed(1012, "server restarting; retry after 1500 ms"),
-            Retry::After(Duration::from_millis(1500))
+            rule_for(&DisconnectReason::PeerClosed {
+                code: None,
+                reason: String::new()
+            }),
+            Retry::Backoff
         );
-        assert_eq!(
-            closed(1013, "try again later; retry after 250 ms"),
-            Retry::After(Duration::from_millis(250))
-        );
-        assert_eq!(closed(1012, "going down"), Retry::Backoff);
     }
 
     #[test]
     fn local_decisions_are_final() {
         assert_eq!(rule_for(&DisconnectReason::LocalClose), Retry::Never);
         assert_eq!(rule_for(&DisconnectReason::MessageTooBig), Retry::Never);
-    }
-
-    #[test]
-    fn hint_parsing() {
-        assert_eq!(retry_hint("retry after 0 ms"), Some(Duration::ZERO));
-        assert_eq!(retry_hint("retry after soon"), None);
-        assert_eq!(retry_hint("no hint"), None);
     }
 }

@@ -17,6 +17,10 @@
 //! The timer is re-armed lazily: traffic only moves the deadline later, so the timer
 //! fires at the old deadline, finds nothing due, and is set to the new one. A busy
 //! connection thus costs no timer work per frame.
+//!
+//! The decisions are the [`Handler`]'s (in `handler.rs`), which reads no clock and
+//! writes into any [`FrameSink`](handler::FrameSink): the socket here, a list in the tests of `pair`, which
+//! step a client's connection machine against it on synthetic time.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -25,17 +29,16 @@ use std::pin::{Pin, pin};
 use std::task::{self, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
-use heartwire_core::liveness::Action;
-use heartwire_core::{DisconnectReason, Liveness};
+use heartwire_core::DisconnectReason;
 use tokio::time::Sleep;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::endpoint::{Context, Endpoint};
-use super::mailbox::Signal;
+use super::endpoint::Endpoint;
 use super::slot::Slot;
 use super::websocket::Socket;
+
+mod handler;
+
+use handler::Handler;
 
 /// Replies that may wait to be written before reading pauses.
 const REPLY_HIGH_WATER: usize = 32;
@@ -52,25 +55,12 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
-    let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
-    let mut connection = Connection {
+    let connection = Connection {
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler {
-            reading: true,
-            endpoint,
-            liveness,
-            context: Context {
-                server,
-                mailbox,
-                replies: VecDeque::new(),
-            },
-            ended: None,
-        },
+        handler: Handler::open(endpoint, server, mailbox, now),
     };
-    let handler = &mut connection.handler;
-    handler.endpoint.on_open(&mut handler.context);
     ConnectionTask {
         connection,
         _slot: slot,
@@ -119,34 +109,13 @@ struct Connection<E> {
     handler: Handler<E>,
 }
 
-/// What a connection does with messages, signals and deadlines; everything but the
-/// socket and the timer.
-struct Handler<E> {
-    /// Whether the socket may still yield frames.
-    reading: bool,
-    endpoint: E,
-    liveness: Liveness,
-    context: Context,
-    /// Set once the liveness machine has said `Drop`.
-    ended: Option<DisconnectReason>,
-}
-
 impl<E: Endpoint> Connection<E> {
     fn poll_drive(&mut self, cx: &mut task::Context<'_>) -> Poll<DisconnectReason> {
         self.handler.context.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
             let reading = self.poll_read(cx, now);
-            let handler = &mut self.handler;
-            handler.check_signals(now);
-            if handler
-                .liveness
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= now)
-            {
-                handler.liveness.handle_timeout(now);
-            }
-            handler.take_actions();
+            self.handler.advance(now);
             let write_budget_left = self.poll_write(cx);
             if let Some(reason) = self.handler.ended.take() {
                 return Poll::Ready(reason);
@@ -276,187 +245,5 @@ impl<E: Endpoint> Connection<E> {
     }
 }
 
-impl<E: Endpoint> Handler<E> {
-    fn on_message(&mut self, message: Message, now: Instant) {
-        let metrics = &self.context.server.metrics;
-        match message {
-            Message::Text(text) => {
-                self.liveness.handle_frame(now);
-                metrics.endpoint(E::KIND).messages_in.increment(1);
-                let config = &self.context.server.config;
-                if config.heartbeat_text.as_deref() == Some(text.as_str()) {
-                    metrics.client_heartbeats.increment(1);
-                } else if let Some(rule) = config
-                    .heartbeat_replies
-                    .iter()
-                    .find(|rule| rule.inbound == text.as_str())
-                {
-                    metrics.client_heartbeats.increment(1);
-                    let reply = Message::Text(Utf8Bytes::from(rule.outbound.as_str()));
-                    self.context.reply(reply);
-                } else {
-                    self.endpoint.on_text(text, &mut self.context);
-                }
-            }
-            Message::Binary(data) => {
-                self.liveness.handle_frame(now);
-                metrics.endpoint(E::KIND).messages_in.increment(1);
-                self.endpoint.on_binary(data, &mut self.context);
-            }
-            Message::Ping(payload) => {
-                self.liveness.handle_frame(now);
-                self.context.reply(Message::Pong(payload));
-            }
-            Message::Pong(payload) => {
-                metrics.pongs_received.increment(1);
-                if let Some(rtt) = self.liveness.handle_pong(now, &payload) {
-                    metrics.rtt(rtt);
-                }
-            }
-            Message::Close(frame) => {
-                let answer = !self.liveness.is_closing() && !self.liveness.is_over();
-                let (code, reason) = match &frame {
-                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.as_str()),
-                    None => (None, ""),
-                };
-                self.liveness.handle_close_received(now, code, reason);
-                if answer {
-                    // The peer closed first: answer with its code, as RFC 6455 §5.5.1 asks.
-                    let echo = frame.map(|frame| CloseFrame {
-                        code: frame.code,
-                        reason: Utf8Bytes::default(),
-                    });
-                    self.context.reply(Message::Close(echo));
-                }
-            }
-            // The reader never yields raw frames.
-            Message::Frame(_) => {}
-        }
-    }
-
-    fn check_signals(&mut self, now: Instant) {
-        if self.liveness.is_closing() || self.liveness.is_over() {
-            return;
-        }
-        match self.context.mailbox.signal() {
-            None => {}
-            Some(Signal::SlowConsumer) => {
-                self.start_close(DisconnectReason::SlowConsumer, None, now)
-            }
-            Some(Signal::Shutdown { reconnect_after_ms }) => {
-                if let Some(hint) = self.endpoint.on_shutdown(reconnect_after_ms) {
-                    self.context.reply(hint);
-                }
-                let text = format!("server restarting; retry after {reconnect_after_ms} ms");
-                self.start_close(DisconnectReason::ServerShutdown, Some(text), now);
-            }
-        }
-    }
-
-    /// Sends a close frame for `reason` (with `text`, or the reason's own words), or
-    /// ends the connection at once when the reason is the transport's.
-    fn start_close(&mut self, reason: DisconnectReason, text: Option<String>, now: Instant) {
-        let Some(code) = reason.close_code() else {
-            self.liveness.handle_transport_end(reason);
-            return;
-        };
-        let text = text.unwrap_or_else(|| reason.to_string());
-        // RFC 6455 allows 123 bytes of reason.
-        let text = truncate_utf8(&text, 123);
-        if reason == DisconnectReason::SlowConsumer {
-            // What the client did not read is dropped, not kept for it.
-            self.context.replies.clear();
-        }
-        let frame = CloseFrame {
-            code: code.into(),
-            reason: Utf8Bytes::from(text),
-        };
-        self.context.reply(Message::Close(Some(frame)));
-        self.liveness.handle_close_sent(now, reason);
-    }
-
-    fn take_actions(&mut self) {
-        let metrics = &self.context.server.metrics;
-        while let Some(action) = self.liveness.poll_action() {
-            match action {
-                Action::SendPing(payload) => {
-                    metrics.pings_sent.increment(1);
-                    self.context
-                        .replies
-                        .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
-                }
-                Action::SendHeartbeat => {
-                    if let Some(text) = &self.context.server.config.heartbeat_text {
-                        metrics.heartbeat_texts_sent.increment(1);
-                        let beat = Message::Text(Utf8Bytes::from(text.as_str()));
-                        self.context.replies.push_back(beat);
-                    }
-                }
-                Action::SendClose { code, reason } => {
-                    let frame = CloseFrame {
-                        code: code.into(),
-                        reason: Utf8Bytes::from_static(reason),
-                    };
-                    self.context.replies.push_back(Message::Close(Some(frame)));
-                }
-                Action::Drop(reason) => self.ended = Some(reason),
-            }
-        }
-    }
-
-    /// Queues replies, then mailbox items, on the socket until it has a batch.
-    /// Returns how many frames were queued.
-    fn gather(&mut self, socket: &mut Socket) -> usize {
-        let mut gathered = 0;
-        while socket.wants_more() {
-            let message = if let Some(reply) = self.context.replies.pop_front() {
-                reply
-            } else if self.liveness.is_closing() || self.liveness.is_over() {
-                break;
-            } else if let Some(item) = self.context.mailbox.take() {
-                match self.endpoint.on_outbound(item, &self.context) {
-                    Some(message) => message,
-                    None => continue,
-                }
-            } else {
-                break;
-            };
-            if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                self.context
-                    .server
-                    .metrics
-                    .endpoint(E::KIND)
-                    .messages_out
-                    .increment(1);
-            }
-            socket.queue(&message);
-            gathered += 1;
-        }
-        gathered
-    }
-}
-
-fn truncate_utf8(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
-mod tests {
-    use super::truncate_utf8;
-
-    #[test]
-    fn close_reasons_are_cut_at_a_character_boundary() {
-        assert_eq!(truncate_utf8("short", 123), "short");
-        let long = "é".repeat(100);
-        let cut = truncate_utf8(&long, 123);
-        assert_eq!(cut.len(), 122);
-        assert!(cut.chars().all(|c| c == 'é'));
-    }
-}
+mod pair;

@@ -14,6 +14,12 @@
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
+//!
+//! Around them: [`config`] declares every option once (its flag, variable, file key,
+//! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
+//! buffer while a connection is idle; [`state`] is what every connection shares;
+//! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
+//! error type.
 
 mod broker;
 mod config;
@@ -42,10 +48,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, Retention,
-    SubscribeRequest,
+    Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
+    SubscribeRequest, SystemClock,
 };
-pub use config::{HeartbeatReply, ServerConfig};
+pub use config::{
+    BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
+    ServerConfig,
+};
 pub use error::Error;
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Outbound};
@@ -74,7 +83,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        let broker = Arc::new(MemoryBroker::new(config.retention));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -117,7 +126,7 @@ impl Server {
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
-        let serve = listener::serve(listener, router, config.handshake_timeout, shutdown);
+        let serve = listener::serve(listener, router, config.limits.handshake_timeout, shutdown);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
@@ -126,7 +135,7 @@ impl Server {
         let open = state.registry.len();
         tracing::info!(open, "shutting down: closing connections with 1012");
         state.registry.drain(config.shutdown_spread);
-        let grace = config.close_timeout + std::time::Duration::from_secs(1);
+        let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
         if tokio::time::timeout(grace, state.registry.drained())
             .await
             .is_err()

@@ -38,7 +38,12 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
             "/heartwire.js",
             get(|| async {
                 (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        // A library that pages of any origin may import; nothing else the
+                        // server serves is readable across origins.
+                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                    ],
                     HEARTWIRE_JS,
                 )
             }),
@@ -88,7 +93,7 @@ fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -
         )
             .into_response();
     };
-    upgrade.on_upgrade(state.config.max_message_size, move |socket| {
+    upgrade.on_upgrade(state.config.limits.max_message_size, move |socket| {
         connection::start(socket, endpoint, slot)
     })
 }

@@ -16,7 +16,7 @@ pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &
         url: redis.url(),
         prefix: prefix.to_owned(),
     };
-    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server
@@ -50,7 +50,7 @@ impl IsolatedNode {
                     url,
                     prefix: String::new(),
                 };
-                let broker = RedisBroker::start(&redis_config, config.retention()).unwrap();
+                let broker = RedisBroker::start(&redis_config, config.retention).unwrap();
                 let server = heartwire_server::Server::bind_with_broker(config, Arc::new(broker))
                     .await
                     .unwrap();

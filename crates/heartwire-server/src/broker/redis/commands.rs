@@ -10,7 +10,8 @@ use redis::{Script, ScriptInvocation};
 
 use super::names::{ChannelNames, NodeNames, is_ws4redis};
 use super::scripts::{ADD_MEMBER, LIVE_MEMBERS, PUBLISH, REMOVE_MEMBER, SNAPSHOT, TOUCH};
-use crate::broker::contract::{PublishRequest, Retention};
+use crate::broker::contract::PublishRequest;
+use crate::config::Retention;
 use crate::id::ConnectionId;
 use crate::publication::Payload;
 

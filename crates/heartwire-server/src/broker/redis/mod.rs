@@ -42,7 +42,8 @@ use heartwire_core::ErrorCode;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
-use super::contract::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
+use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
+use crate::config::Retention;
 use crate::error::Error;
 use crate::id::ConnectionId;
 use crate::mailbox::{Mailbox, Outbound};

@@ -15,7 +15,8 @@ use super::channels::Channels;
 use super::commands;
 use super::names::{ChannelNames, NodeNames};
 use super::replies::{Published, Snapshot};
-use crate::broker::contract::{PublishRequest, Retention};
+use crate::broker::contract::PublishRequest;
+use crate::config::Retention;
 use crate::id::{ConnectionId, random_id};
 
 /// How often Redis is probed (the pub/sub connection, this node's liveness key), how

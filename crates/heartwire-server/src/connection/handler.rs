@@ -1,0 +1,281 @@
+//! What one connection does with frames, signals and deadlines: everything but the
+//! socket and the timer, which the driver in [`super`] owns.
+//!
+//! The `Handler` reads no clock (time comes in as `now`) and writes into any
+//! [`FrameSink`]: the socket in the driver, a list in the tests of `pair`, which step
+//! a client's connection machine against it on synthetic time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use heartwire_core::liveness::Action;
+use heartwire_core::{DisconnectReason, Liveness};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::endpoint::{Context, Endpoint};
+use crate::mailbox::{Mailbox, Signal};
+use crate::state::ServerState;
+use crate::websocket::Socket;
+
+/// What a connection does with messages, signals and deadlines; everything but the
+/// socket and the timer. It reads no clock: time comes in as `now`, and frames go
+/// out into a [`FrameSink`].
+pub(super) struct Handler<E> {
+    /// Whether the socket may still yield frames.
+    pub(super) reading: bool,
+    pub(super) endpoint: E,
+    pub(super) liveness: Liveness,
+    pub(super) context: Context,
+    /// Set once the liveness machine has said `Drop`.
+    pub(super) ended: Option<DisconnectReason>,
+}
+
+impl<E: Endpoint> Handler<E> {
+    /// A connection opened at `now`: the endpoint greets and subscribes.
+    pub(super) fn open(
+        mut endpoint: E,
+        server: Arc<ServerState>,
+        mailbox: Arc<Mailbox>,
+        now: Instant,
+    ) -> Self {
+        let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
+        let mut context = Context {
+            server,
+            mailbox,
+            replies: VecDeque::new(),
+        };
+        endpoint.on_open(&mut context);
+        Self {
+            reading: true,
+            endpoint,
+            liveness,
+            context,
+            ended: None,
+        }
+    }
+
+    /// Applies the mailbox's signals and the deadlines passed at `now`, and queues
+    /// what the liveness machine asks for.
+    pub(super) fn advance(&mut self, now: Instant) {
+        self.check_signals(now);
+        if self
+            .liveness
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.liveness.handle_timeout(now);
+        }
+        self.take_actions();
+    }
+
+    pub(super) fn on_message(&mut self, message: Message, now: Instant) {
+        let metrics = &self.context.server.metrics;
+        match message {
+            Message::Text(text) => {
+                self.liveness.handle_frame(now);
+                metrics.endpoint(E::KIND).messages_in.increment(1);
+                let config = &self.context.server.config;
+                if config.heartbeats.heartbeat_text.as_deref() == Some(text.as_str()) {
+                    metrics.client_heartbeats.increment(1);
+                } else if let Some(rule) = config
+                    .heartbeats
+                    .heartbeat_replies
+                    .iter()
+                    .find(|rule| rule.inbound == text.as_str())
+                {
+                    metrics.client_heartbeats.increment(1);
+                    let reply = Message::Text(Utf8Bytes::from(rule.outbound.as_str()));
+                    self.context.reply(reply);
+                } else {
+                    self.endpoint.on_text(text, &mut self.context);
+                }
+            }
+            Message::Binary(data) => {
+                self.liveness.handle_frame(now);
+                metrics.endpoint(E::KIND).messages_in.increment(1);
+                self.endpoint.on_binary(data, &mut self.context);
+            }
+            Message::Ping(payload) => {
+                self.liveness.handle_frame(now);
+                self.context.reply(Message::Pong(payload));
+            }
+            Message::Pong(payload) => {
+                metrics.pongs_received.increment(1);
+                if let Some(rtt) = self.liveness.handle_pong(now, &payload) {
+                    metrics.rtt(rtt);
+                }
+            }
+            Message::Close(frame) => {
+                let answer = !self.liveness.is_closing() && !self.liveness.is_over();
+                let (code, reason) = match &frame {
+                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.as_str()),
+                    None => (None, ""),
+                };
+                self.liveness.handle_close_received(now, code, reason);
+                if answer {
+                    // The peer closed first: answer with its code, as RFC 6455 §5.5.1 asks.
+                    let echo = frame.map(|frame| CloseFrame {
+                        code: frame.code,
+                        reason: Utf8Bytes::default(),
+                    });
+                    self.context.reply(Message::Close(echo));
+                }
+            }
+            // The reader never yields raw frames.
+            Message::Frame(_) => {}
+        }
+    }
+
+    fn check_signals(&mut self, now: Instant) {
+        if self.liveness.is_closing() || self.liveness.is_over() {
+            return;
+        }
+        match self.context.mailbox.signal() {
+            None => {}
+            Some(Signal::SlowConsumer) => {
+                self.start_close(DisconnectReason::SlowConsumer, None, now)
+            }
+            Some(Signal::Shutdown { reconnect_after_ms }) => {
+                if let Some(hint) = self.endpoint.on_shutdown(reconnect_after_ms) {
+                    self.context.reply(hint);
+                }
+                let text = format!("server restarting; retry after {reconnect_after_ms} ms");
+                self.start_close(DisconnectReason::ServerShutdown, Some(text), now);
+            }
+        }
+    }
+
+    /// Sends a close frame for `reason` (with `text`, or the reason's own words), or
+    /// ends the connection at once when the reason is the transport's.
+    pub(super) fn start_close(
+        &mut self,
+        reason: DisconnectReason,
+        text: Option<String>,
+        now: Instant,
+    ) {
+        let Some(code) = reason.close_code() else {
+            self.liveness.handle_transport_end(reason);
+            return;
+        };
+        let text = text.unwrap_or_else(|| reason.to_string());
+        // RFC 6455 allows 123 bytes of reason.
+        let text = truncate_utf8(&text, 123);
+        if reason == DisconnectReason::SlowConsumer {
+            // What the client did not read is dropped, not kept for it.
+            self.context.replies.clear();
+        }
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: Utf8Bytes::from(text),
+        };
+        self.context.reply(Message::Close(Some(frame)));
+        self.liveness.handle_close_sent(now, reason);
+    }
+
+    pub(super) fn take_actions(&mut self) {
+        let metrics = &self.context.server.metrics;
+        while let Some(action) = self.liveness.poll_action() {
+            match action {
+                Action::SendPing(payload) => {
+                    metrics.pings_sent.increment(1);
+                    self.context
+                        .replies
+                        .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
+                }
+                Action::SendHeartbeat => {
+                    if let Some(text) = &self.context.server.config.heartbeats.heartbeat_text {
+                        metrics.heartbeat_texts_sent.increment(1);
+                        let beat = Message::Text(Utf8Bytes::from(text.as_str()));
+                        self.context.replies.push_back(beat);
+                    }
+                }
+                Action::SendClose { code, reason } => {
+                    let frame = CloseFrame {
+                        code: code.into(),
+                        reason: Utf8Bytes::from_static(reason),
+                    };
+                    self.context.replies.push_back(Message::Close(Some(frame)));
+                }
+                Action::Drop(reason) => self.ended = Some(reason),
+            }
+        }
+    }
+
+    /// Queues replies, then mailbox items, into `sink` until it has a batch.
+    /// Returns how many frames were queued.
+    pub(super) fn gather(&mut self, sink: &mut impl FrameSink) -> usize {
+        let mut gathered = 0;
+        while sink.wants_more() {
+            let message = if let Some(reply) = self.context.replies.pop_front() {
+                reply
+            } else if self.liveness.is_closing() || self.liveness.is_over() {
+                break;
+            } else if let Some(item) = self.context.mailbox.take() {
+                match self.endpoint.on_outbound(item, &self.context) {
+                    Some(message) => message,
+                    None => continue,
+                }
+            } else {
+                break;
+            };
+            if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                self.context
+                    .server
+                    .metrics
+                    .endpoint(E::KIND)
+                    .messages_out
+                    .increment(1);
+            }
+            sink.queue(&message);
+            gathered += 1;
+        }
+        gathered
+    }
+}
+
+/// Where a connection's frames are encoded: the socket, or a test's list.
+pub(super) trait FrameSink {
+    /// Whether more frames may be queued now.
+    fn wants_more(&self) -> bool;
+
+    /// Queues `message` to be sent.
+    fn queue(&mut self, message: &Message);
+}
+
+impl FrameSink for Socket {
+    fn wants_more(&self) -> bool {
+        Socket::wants_more(self)
+    }
+
+    fn queue(&mut self, message: &Message) {
+        Socket::queue(self, message);
+    }
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_utf8;
+
+    #[test]
+    fn close_reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_utf8("short", 123), "short");
+        let long = "é".repeat(100);
+        let cut = truncate_utf8(&long, 123);
+        assert_eq!(cut.len(), 122);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
