@@ -12,8 +12,11 @@
 //!   the rules of RFC 6455 §4.2.1, and the in-memory stream that carries raw HTTP
 //!   bytes through hyper to it.
 //! - [`envelope`]: round trips of the JSON envelopes.
+//! - [`client`]: the client's connection machine, driven by a fuzzed script on
+//!   synthetic time, with the invariants of its outputs.
 //! - [`split`]: a small deterministic generator for cutting inputs.
 
+pub mod client;
 pub mod envelope;
 pub mod frames;
 pub mod reference;
