@@ -396,7 +396,8 @@ impl ClientConnection {
             return;
         }
         self.mode = to;
-        if to == Mode::Native {
+        // After the caller's close frame nothing more may go out (RFC 6455 §5.5.1).
+        if to == Mode::Native && !self.closing {
             for channel in std::mem::take(&mut self.subscriptions) {
                 let since = self.carried.positions.since(&channel);
                 let frame = ClientFrame::Subscribe { channel, since };
@@ -980,6 +981,19 @@ mod tests {
         let mut machine = native(carried(2), &[], t0);
         machine.handle_timeout(t0 + RETRY * 10);
         assert_eq!(machine.poll_probe(), None);
+    }
+
+    /// Found by fuzzing (target `client_machine`): a caller that closed before the
+    /// server said what it is, then a `hello`; the subscriptions went out after the
+    /// close frame, and RFC 6455 allows no data after a close.
+    #[test]
+    fn nothing_goes_out_after_the_close_when_the_hello_comes_after_it() {
+        let t0 = Instant::now();
+        let mut machine = connect(carried(1), &["a"], t0);
+        machine.handle_close(t0, &mut VecDeque::new());
+        machine.handle_frame(t0, hello());
+        let frames = sent(&mut machine, t0, &mut VecDeque::new());
+        assert_eq!(frames, [json!({"close": 1000, "reason": "client closed"})]);
     }
 
     #[test]
