@@ -247,18 +247,22 @@ fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
-/// Whether `key`, without surrounding whitespace, is padded base64 that decodes to
-/// 16 bytes. Bits past the 16th byte in the last character are not checked (Go's and
-/// Node's WebSocket servers do not check them either).
+/// Whether `key`, without surrounding whitespace, is base64 of 16 bytes (RFC 4648):
+/// 24 characters, padding only at the end. Bits past the 16th byte in the last
+/// character are not checked (Go's and Node's WebSocket servers do not check them
+/// either).
 fn is_base64_of_16_bytes(key: &[u8]) -> bool {
     static BASE64: LazyLock<data_encoding::Encoding> = LazyLock::new(|| {
         let mut specification = data_encoding::BASE64.specification();
         specification.check_trailing_bits = false;
         specification.encoding().expect("base64 with padding")
     });
-    BASE64
-        .decode(trim_whitespace(key))
-        .is_ok_and(|decoded| decoded.len() == 16)
+    let key = trim_whitespace(key);
+    // The decoder also takes padded blocks one after another ("b25=ZjQ="), which
+    // RFC 4648 does not: the padding must end the text.
+    let padding = key.iter().position(|&byte| byte == b'=');
+    padding.is_none_or(|start| key[start..].iter().all(|&byte| byte == b'='))
+        && BASE64.decode(key).is_ok_and(|decoded| decoded.len() == 16)
 }
 
 /// `Sec-WebSocket-Accept` for `key` (RFC 6455 §4.2.2, step 5.4).
@@ -324,6 +328,7 @@ mod tests {
         assert!(!is_base64_of_16_bytes(b"dGhlIHNhbXBsZSBub25jZQ"));
         assert!(!is_base64_of_16_bytes(b"x"));
         assert!(is_base64_of_16_bytes(b" AAAAAAAAAAAAAAAAAAAAAB==\t"));
+        assert!(!is_base64_of_16_bytes(b"dGhlIHNhbXBsZSBub25=ZjQ="));
     }
 
     const VALID: &str = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
