@@ -398,6 +398,33 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing (targets `client_envelope` and `server_envelope`): a number
+    /// was read to a neighbour of the closest double, so what subscribers received
+    /// (or a `pong` echoed) was another number than the one sent.
+    #[test]
+    fn numbers_reach_subscribers_and_pongs_as_sent() {
+        let found = r#"{"op":"publish","channel":"e/f","data":[5,-4,1e301,-1.5e-308,1844674407370944073709551715,-9223372036854775708,0.1]}"#;
+        let publish = ClientFrame::parse(found).unwrap();
+        let ClientFrame::Publish { channel, data, .. } = publish.clone() else {
+            panic!("{publish:?}")
+        };
+        assert_eq!(ClientFrame::parse(&publish.encode()).unwrap(), publish);
+        let raw = serde_json::value::to_raw_value(&data).unwrap();
+        let delivered = ServerFrame::parse(&encode_delivery(&channel, 1, &raw)).unwrap();
+        assert_eq!(
+            delivered,
+            ServerFrame::Message {
+                channel,
+                seq: 1,
+                data
+            }
+        );
+
+        let pong = ServerFrame::parse(r#"{"op":"pong"," at":1.1e-69}"#).unwrap();
+        assert_eq!(ServerFrame::parse(&pong.encode()).unwrap(), pong);
+        assert_eq!(pong.encode(), r#"{"op":"pong"," at":1.1e-69}"#);
+    }
+
     #[test]
     fn channel_names() {
         for good in [

@@ -37,6 +37,10 @@ mod slot;
 mod state;
 mod websocket;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use websocket::fuzzing;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -372,11 +372,14 @@ impl ClientConnection {
                 ..
             }) = parsed
             {
-                let advertised = self.config.liveness(
-                    Duration::from_millis(ping_interval_ms),
-                    Duration::from_millis(ping_timeout_ms),
-                );
-                self.liveness = Liveness::new(advertised, now);
+                // A close under way keeps its liveness machine, and so its bound.
+                if !self.closing {
+                    let advertised = self.config.liveness(
+                        Duration::from_millis(ping_interval_ms),
+                        Duration::from_millis(ping_timeout_ms),
+                    );
+                    self.liveness = Liveness::new(advertised, now);
+                }
                 self.open(Mode::Native, Some(session));
                 return;
             }
@@ -396,7 +399,8 @@ impl ClientConnection {
             return;
         }
         self.mode = to;
-        if to == Mode::Native {
+        // After the caller's close frame nothing more may go out (RFC 6455 §5.5.1).
+        if to == Mode::Native && !self.closing {
             for channel in std::mem::take(&mut self.subscriptions) {
                 let since = self.carried.positions.since(&channel);
                 let frame = ClientFrame::Subscribe { channel, since };
@@ -980,6 +984,41 @@ mod tests {
         let mut machine = native(carried(2), &[], t0);
         machine.handle_timeout(t0 + RETRY * 10);
         assert_eq!(machine.poll_probe(), None);
+    }
+
+    /// Found by fuzzing (target `client_machine`): a caller that closed before the
+    /// server said what it is, then a `hello`; the subscriptions went out after the
+    /// close frame, and RFC 6455 allows no data after a close.
+    #[test]
+    fn nothing_goes_out_after_the_close_when_the_hello_comes_after_it() {
+        let t0 = Instant::now();
+        let mut machine = connect(carried(1), &["a"], t0);
+        machine.handle_close(t0, &mut VecDeque::new());
+        machine.handle_frame(t0, hello());
+        let frames = sent(&mut machine, t0, &mut VecDeque::new());
+        assert_eq!(frames, [json!({"close": 1000, "reason": "client closed"})]);
+    }
+
+    /// Found by fuzzing (target `client_machine`): a `hello` after the caller's close
+    /// put a new liveness machine in place of the one that was closing, so the close
+    /// handshake had no bound any more and Pings went out after the close frame.
+    #[test]
+    fn a_hello_after_the_close_leaves_the_close_bounded() {
+        let t0 = Instant::now();
+        let mut machine = connect(carried(1), &[], t0);
+        machine.handle_close(t0, &mut VecDeque::new());
+        machine.handle_frame(t0, hello());
+        assert_eq!(machine.poll_timeout(), Some(t0 + CLOSE));
+        machine.handle_timeout(t0 + CLOSE);
+        let frames = sent(&mut machine, t0 + CLOSE, &mut VecDeque::new());
+        assert_eq!(frames, [json!({"close": 1000, "reason": "client closed"})]);
+        assert!(matches!(
+            machine.poll_end(),
+            Some(End::Closed {
+                reason: DisconnectReason::LocalClose,
+                ..
+            })
+        ));
     }
 
     #[test]

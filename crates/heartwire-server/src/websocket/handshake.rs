@@ -23,13 +23,27 @@ pub(crate) struct Upgrade {
     on_upgrade: OnUpgrade,
 }
 
-/// Why an upgrade request was refused: the HTTP status and a sentence.
+/// Why an upgrade request was refused.
 #[derive(Debug)]
-pub(crate) struct Refused(StatusCode, &'static str);
+pub(crate) enum Refused {
+    /// Not an upgrade this server accepts: the HTTP status and a sentence.
+    Request(StatusCode, &'static str),
+    /// Another version of the protocol: 400 and, as RFC 6455 §4.2.2 asks, the version
+    /// this server speaks.
+    Version,
+}
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        (self.0, self.1).into_response()
+        match self {
+            Self::Request(status, sentence) => (status, sentence).into_response(),
+            Self::Version => (
+                StatusCode::BAD_REQUEST,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "Sec-WebSocket-Version must be 13",
+            )
+                .into_response(),
+        }
     }
 }
 
@@ -37,9 +51,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     type Rejection = Refused;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Refused> {
-        let bad = |sentence| Err(Refused(StatusCode::BAD_REQUEST, sentence));
+        let bad = |sentence| Err(Refused::Request(StatusCode::BAD_REQUEST, sentence));
         if parts.method != Method::GET {
-            return Err(Refused(
+            return Err(Refused::Request(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "a WebSocket upgrade must use GET",
             ));
@@ -51,14 +65,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             return bad("the Upgrade header is not 'websocket'");
         }
         if !header_has_token(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
-            return bad("Sec-WebSocket-Version must be 13");
+            return Err(Refused::Version);
         }
-        let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY) else {
-            return bad("the Sec-WebSocket-Key header is missing");
+        let mut keys = parts.headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = match (keys.next(), keys.next()) {
+            (None, _) => return bad("the Sec-WebSocket-Key header is missing"),
+            (Some(key), None) if is_key(key.as_bytes().trim_ascii()) => key,
+            _ => return bad("Sec-WebSocket-Key must be sent once, as 16 bytes in base64"),
         };
-        let accept_key = derive_accept_key(key.as_bytes());
+        let accept_key = derive_accept_key(key.as_bytes().trim_ascii());
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-            return Err(Refused(
+            return Err(Refused::Request(
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded",
             ));
@@ -106,6 +123,14 @@ impl Upgrade {
     }
 }
 
+/// Whether `key` has the form of 16 bytes in base64 (RFC 6455 §4.2.1): 22 characters
+/// of the base64 alphabet, then the padding `==`. The bits the last character carries
+/// past the 16th byte are not checked, as in Go's and Node's servers.
+fn is_key(key: &[u8]) -> bool {
+    let is_base64 = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/');
+    matches!(key, [characters @ .., b'=', b'='] if characters.len() == 22 && characters.iter().all(is_base64))
+}
+
 /// Whether a comma-separated header holds `token`, ignoring ASCII case.
 fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
@@ -117,7 +142,68 @@ fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool 
 
 #[cfg(test)]
 mod tests {
+    use axum::http::Request;
+
     use super::*;
+
+    /// What the extractor answers to a GET with `headers`; a request that passes
+    /// every check gets 426 here, where no connection can be upgraded.
+    async fn answer(headers: &[(&str, &str)]) -> Response {
+        let mut request = Request::get("/ws");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        match Upgrade::from_request_parts(&mut parts, &()).await {
+            Ok(_) => panic!("accepted without a connection to upgrade"),
+            Err(refused) => refused.into_response(),
+        }
+    }
+
+    const UPGRADE: [(&str, &str); 2] = [("upgrade", "websocket"), ("connection", "Upgrade")];
+
+    /// Found by the `upgrade_request` fuzz target: a key that is not 16 bytes in
+    /// base64, or a second key, was taken (RFC 6455 §4.2.1 asks for a refusal).
+    #[tokio::test]
+    async fn a_key_must_be_sixteen_bytes_in_base64_and_sent_once() {
+        let version = ("sec-websocket-version", "13");
+        let key = |value| {
+            [
+                UPGRADE[0],
+                UPGRADE[1],
+                version,
+                ("sec-websocket-key", value),
+            ]
+        };
+        for bad in [
+            "c2hvcnQ=",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=!",
+            "",
+        ] {
+            let response = answer(&key(bad)).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let mut twice = key("dGhlIHNhbXBsZSBub25jZQ==").to_vec();
+        twice.push(("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert_eq!(answer(&twice).await.status(), StatusCode::BAD_REQUEST);
+        for good in ["dGhlIHNhbXBsZSBub25jZQ==", " AAAAAAAAAAAAAAAAAAAAAB==\t"] {
+            let response = answer(&key(good)).await;
+            assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED, "{good:?}");
+        }
+    }
+
+    /// Found by the `upgrade_http` fuzz target: a refused version was not answered
+    /// with the version this server speaks (RFC 6455 §4.2.2).
+    #[tokio::test]
+    async fn a_refused_version_is_answered_with_version_13() {
+        let mut headers = UPGRADE.to_vec();
+        headers.push(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        headers.push(("sec-websocket-version", "8"));
+        let response = answer(&headers).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+    }
 
     #[test]
     fn header_tokens_are_matched_whole_and_in_any_case() {

@@ -9,6 +9,8 @@
 //! lie, and a connection keeps bytes only for a frame that has not fully arrived or
 //! for what the kernel has not taken yet.
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod handshake;
 mod reader;
 mod socket;

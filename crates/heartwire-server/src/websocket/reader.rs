@@ -75,6 +75,14 @@ impl Reader {
         self.undecoded
     }
 
+    /// The memory held between reads: the capacity of what is kept of an incomplete
+    /// frame and of a fragmented message.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn held_bytes(&self) -> usize {
+        let fragmented = self.fragmented.as_ref();
+        self.partial.capacity() + fragmented.map_or(0, |message| message.data.capacity())
+    }
+
     /// Decodes every complete frame of what was kept and of `input` (unmasking it in
     /// place), passing each message to `on_message`, and keeps the bytes of a frame
     /// that is not complete. Stops at a close frame, or when `on_message` breaks, and
@@ -99,8 +107,13 @@ impl Reader {
         buffer.extend_from_slice(input);
         let used = self.decode(&mut buffer, on_message)?;
         if !self.closed && used < buffer.len() {
-            buffer.drain(..used);
-            self.partial = buffer;
+            // Decoded frames free their room: what is left is copied out rather than
+            // kept in a buffer sized for everything this read brought.
+            self.partial = if used == 0 {
+                buffer
+            } else {
+                buffer[used..].to_vec()
+            };
         }
         Ok(())
     }
@@ -158,7 +171,8 @@ impl Reader {
                     .fragmented
                     .as_ref()
                     .map_or(0, |message| message.data.len());
-                if so_far as u64 + length > self.max_message_size as u64 {
+                let room = self.max_message_size.saturating_sub(so_far);
+                if length > room as u64 {
                     return Err(DisconnectReason::MessageTooBig);
                 }
                 Ok(mask)
@@ -359,6 +373,49 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (target `frame_decoder`): the bytes kept of an incomplete
+    /// frame stayed in the room of every read since the last one began, so an idle
+    /// connection could hold a whole read buffer for one byte.
+    #[test]
+    fn bytes_kept_between_reads_hold_no_room_of_past_reads() {
+        // A Ping with 9 bytes of payload then 2 bytes of the next frame, in 5 reads.
+        let stream = [
+            0x89, 0x89, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x26, 0x54,
+            0x11, 0x11, 0xc3,
+        ];
+        let mut reader = Reader::new(2);
+        let mut rest = &stream[..];
+        for len in [7, 3, 3, 1, 3] {
+            let (read, tail) = rest.split_at(len);
+            read_all(&mut reader, read).unwrap();
+            rest = tail;
+        }
+        assert_eq!(reader.partial, [0x11, 0xc3]);
+        assert!(
+            reader.partial.capacity() <= 8,
+            "{}",
+            reader.partial.capacity()
+        );
+
+        // The same at the size of a real read: one byte kept, then a full read buffer
+        // of whole frames that ends with one byte of the next.
+        let mut reader = Reader::new(1024);
+        let first = frame(0x2, true, b"first");
+        read_all(&mut reader, &first[..1]).unwrap();
+        let mut input = first[1..].to_vec();
+        while input.len() < 64 * 1024 {
+            input.extend(frame(0x2, true, b"x"));
+        }
+        input.push(0x82);
+        read_all(&mut reader, &input).unwrap();
+        assert_eq!(reader.partial, [0x82]);
+        assert!(
+            reader.partial.capacity() <= 8,
+            "{}",
+            reader.partial.capacity()
+        );
+    }
+
     #[test]
     fn fragments_are_assembled_with_control_frames_between_them() {
         let mut reader = Reader::new(1024);
@@ -410,6 +467,35 @@ mod tests {
         );
         let mut reader = Reader::new(100);
         assert!(read_all(&mut reader, &frame(0x2, true, &[0; 100])).is_ok());
+    }
+
+    /// Found by fuzzing (target `frame_decoder`): a continuation frame whose 64-bit
+    /// length, added to what the message held, passed `u64::MAX` panicked in a debug
+    /// build and, in a release build, wrapped round to a small size that passed the
+    /// limit, so the reader kept every byte that followed, without bound.
+    #[test]
+    fn a_length_near_u64_max_after_a_fragment_is_too_big_not_an_overflow() {
+        let mut input = frame(0x2, false, b"a");
+        input.extend([0x80, 0x80 | 127]);
+        input.extend(u64::MAX.to_be_bytes());
+        input.extend(MASK);
+        assert_eq!(
+            read_all(&mut Reader::new(1024), &input),
+            Err(DisconnectReason::MessageTooBig)
+        );
+
+        // The input the fuzzer found: 24 bytes of a binary message, then a
+        // continuation of 2^64 - 1 bytes.
+        let found = [
+            0x02, 0x98, 0x98, 0x25, 0x98, 0xff, 0x98, 0x98, 0xff, 0xfe, 0xff, 0xff, 0x27, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0xff, 0x00, 0x00, 0x09,
+            0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0x00, 0x00,
+        ];
+        assert_eq!(
+            read_all(&mut Reader::new(65_536), &found),
+            Err(DisconnectReason::MessageTooBig)
+        );
     }
 
     #[test]
