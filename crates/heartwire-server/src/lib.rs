@@ -38,8 +38,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, Retention,
-    SubscribeRequest,
+    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, RedisTopology,
+    Retention, ShardHealth, SubscribeRequest, WaitReplicas,
 };
 pub use config::{HeartbeatReply, ServerConfig};
 pub use error::Error;

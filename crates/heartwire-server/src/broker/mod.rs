@@ -17,6 +17,8 @@ mod contract;
 mod memory;
 mod redis;
 
-pub use contract::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
+pub use contract::{
+    Broker, BrokerHealth, PublishRequest, Retention, ShardHealth, SubscribeRequest,
+};
 pub use memory::MemoryBroker;
-pub use redis::{RedisBroker, RedisConfig};
+pub use redis::{RedisBroker, RedisConfig, RedisTopology, WaitReplicas};
