@@ -15,9 +15,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// Options of `heartwire connect`.
 #[derive(clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// The primary endpoint, e.g. ws://127.0.0.1:8080/ws
+    /// The primary server's URL, e.g. ws://127.0.0.1:8080/ws
     url: String,
-    /// A backup endpoint, tried in order when the primary fails; repeatable. The
+    /// A backup server's URL, tried in order when the primary fails; repeatable. The
     /// client returns to the primary once it answers again.
     #[arg(long = "backup", value_name = "URL")]
     backups: Vec<String>,
@@ -145,7 +145,7 @@ fn publishable(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()))
 }
 
-/// Messages to stdout, state changes to stderr; `url` is the endpoint of the latest
+/// Messages to stdout, state changes to stderr; `url` is the server of the latest
 /// attempt.
 fn report(event: &Event, url: &str, json: bool) {
     match event {
@@ -181,11 +181,20 @@ fn report(event: &Event, url: &str, json: bool) {
             to_seq,
             reason,
         } => eprintln!("gap: {channel} messages {from_seq}..={to_seq} will not arrive ({reason})"),
+        Event::Subscribed {
+            channel,
+            seq,
+            recovered,
+        } => match recovered {
+            Some(true) => eprintln!("subscribed: {channel} at {seq}, missed messages follow"),
+            Some(false) => eprintln!("subscribed: {channel} at {seq}, missed messages lost"),
+            None => eprintln!("subscribed: {channel} at {seq}"),
+        },
         Event::Closed { reason } => eprintln!("closed: {reason}"),
     }
 }
 
-/// A state change as one JSON object; `url` is the endpoint of the latest attempt.
+/// A state change as one JSON object; `url` is the server of the latest attempt.
 fn state_json(event: &Event, url: &str) -> Value {
     match event {
         Event::Connecting { attempt, .. } => {
@@ -217,6 +226,17 @@ fn state_json(event: &Event, url: &str) -> Value {
             "from_seq": from_seq,
             "to_seq": to_seq,
             "reason": reason.code(),
+        }),
+        Event::Subscribed {
+            channel,
+            seq,
+            recovered,
+        } => json!({
+            "state": "subscribed",
+            "url": url,
+            "channel": channel,
+            "seq": seq,
+            "recovered": recovered,
         }),
         Event::Closed { reason } => {
             json!({"state": "closed", "url": url, "reason": reason.to_string()})

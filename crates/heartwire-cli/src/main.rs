@@ -1,15 +1,20 @@
-//! `heartwire`: one command for the server, the client and the benchmarks.
+//! `heartwire`: one command for the server, the client, the benchmarks and the fault kit.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
+use heartwire_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
 mod connect;
 mod serve;
+mod sources;
+
+use sources::SourceError;
 
 /// WebSocket connections that notice when they die.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "heartwire", version, about)]
 struct Cli {
     #[command(subcommand)]
@@ -25,10 +30,37 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
     Bench(heartwire_bench::BenchArgs),
+    /// Faults on demand: a TCP fault proxy, and a check of a server through it.
+    Chaos(heartwire_chaos::ChaosArgs),
+}
+
+impl Cli {
+    /// Reads `argv` (program name first) with `command` (this CLI's, or a test's
+    /// variant of it): `serve` also takes its options from the environment and from
+    /// its config file.
+    fn read(command: clap::Command, argv: &[OsString]) -> Result<Self, SourceError> {
+        let (matches, server) = sources::parse::<ServerConfig>(command, "serve", argv)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        // The lists of tables of the file reach the server's config only through
+        // `sources`, so its config replaces the one clap built from the flags alone.
+        if let (Command::Serve(args), Some(server)) = (&mut cli.command, server) {
+            args.server = server;
+        }
+        Ok(cli)
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::read(Cli::command(), &argv) {
+        Ok(cli) => cli,
+        Err(SourceError::CommandLine(err)) => err.exit(),
+        Err(err) => {
+            let code = ExitCode::from(err.exit_code());
+            eprintln!("heartwire: {:#}", anyhow::Error::new(err));
+            return code;
+        }
+    };
     // Logs go to stderr; HEARTWIRE_LOG takes tracing's filter syntax, e.g. "debug".
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,6 +72,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
         Command::Bench(args) => heartwire_bench::run(args),
+        Command::Chaos(args) => heartwire_chaos::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,8 +72,8 @@ async fn killed_server_restarted_on_the_same_port() {
     config.subscriptions = vec!["room".into()];
     config.jitter_seed = Some(5);
     let (client, mut events) = client::connect(config).unwrap();
-    wait_for(&mut events, "open", |event| {
-        matches!(event, Event::Open { .. })
+    wait_for(&mut events, "subscribed", |event| {
+        matches!(event, Event::Subscribed { .. })
     })
     .await;
     // A message from another client: the subscription is in place and its position
@@ -199,7 +199,7 @@ fn a_server_that_is_not_websocket_fails() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     let last = stderr.lines().last().unwrap();
     assert!(
-        last.starts_with("heartwire: no endpoint can work"),
+        last.starts_with("heartwire: no server can work"),
         "{stderr}"
     );
     assert!(last.contains("HTTP 200"), "{stderr}");
@@ -220,7 +220,7 @@ fn unreachable_server_is_retried_with_json_states() {
         "--max-attempts",
         "2",
     ]);
-    // An endpoint that may come up is retried until the attempts run out.
+    // A server that may come up is retried until the attempts run out.
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     let states: Vec<Value> = stderr

@@ -101,6 +101,49 @@ fn errors_are_one_sentence_and_a_failing_exit() {
     );
 }
 
+#[tokio::test]
+async fn a_bad_variable_is_named_as_the_variable_unless_a_flag_overrides_it() {
+    let (code, stderr) = output(
+        heartwire()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("HEARTWIRE_PING_INTERVAL", "soon"),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("HEARTWIRE_PING_INTERVAL=soon: not a duration"),
+        "{stderr}"
+    );
+
+    let mut command = heartwire();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--ping-interval", "5s"])
+        .env("HEARTWIRE_PING_INTERVAL", "soon");
+    let server = Running::start(command);
+    assert_eq!(hello(&server.addr).await.0, 5_000);
+}
+
+#[test]
+fn a_bad_value_in_the_file_is_named_with_the_file_and_the_key() {
+    let dir = std::env::temp_dir().join(format!("heartwire-bad-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("heartwire.toml");
+    std::fs::write(
+        &file,
+        "[redis]\nprefix = \"ws\"\n[ping]\ninterval = \"soon\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = output(heartwire().args(["serve", "--config"]).arg(&file));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "config file {}: ping.interval = \"soon\": not a duration",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn help_explains_every_option() {
     let output = heartwire().args(["serve", "--help"]).output().unwrap();
@@ -121,6 +164,7 @@ fn help_explains_every_option() {
         "--redis",
         "--redis-prefix",
         "--presence",
+        "--max-subscriptions",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

@@ -15,12 +15,12 @@ use super::config::{ClientConfig, TokenPlacement};
 /// An open client WebSocket.
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Why an attempt failed, and whether trying the same endpoint again can help.
+/// Why an attempt failed, and whether trying the same server again can help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AttemptError {
     /// One sentence for people.
     pub(crate) reason: String,
-    /// The endpoint refused in a way retrying cannot fix.
+    /// The server refused in a way retrying cannot fix.
     pub(crate) permanent: bool,
     /// The server asked to come back after this delay (`Retry-After`).
     pub(crate) retry_after: Option<Duration>,

@@ -1,4 +1,4 @@
-//! What a client connects to and how it behaves: endpoints, liveness timing,
+//! What a client connects to and how it behaves: server URLs, liveness timing,
 //! reconnect policy, outbox size and credentials.
 
 use std::fmt;
@@ -34,8 +34,8 @@ pub enum TokenPlacement {
 /// Configuration of a [`Client`](super::Client).
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// The endpoints, primary first, then the backups in order of preference.
-    pub endpoints: Vec<Url>,
+    /// The servers' URLs, primary first, then the backups in order of preference.
+    pub servers: Vec<Url>,
     /// Inbound silence after which the client sends a Ping, unless the server's
     /// `hello` advertises its own.
     pub ping_interval: Duration,
@@ -48,7 +48,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// The reconnect policy.
     pub backoff: BackoffConfig,
-    /// How long after a failure an endpoint preferred to the current one is probed
+    /// How long after a failure a server preferred to the current one is probed
     /// again (fail-back to the primary).
     pub fail_back_after: Duration,
     /// How many outgoing messages may wait for a connection.
@@ -71,22 +71,22 @@ impl ClientConfig {
     /// The default ping timeout: 20 s, as Python `websockets`.
     pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-    /// Defaults for these endpoints, primary first. Fails on a URL that is not
+    /// Defaults for these server URLs, primary first. Fails on a URL that is not
     /// `ws://` or `wss://`, or on an empty list.
-    pub fn new<I, S>(endpoints: I) -> Result<Self, Error>
+    pub fn new<I, S>(servers: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints = endpoints
+        let servers = servers
             .into_iter()
-            .map(|text| parse_endpoint(text.as_ref()))
+            .map(|text| parse_server_url(text.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
+        if servers.is_empty() {
             return Err(Error::NoServers);
         }
         Ok(Self {
-            endpoints,
+            servers,
             ping_interval: Self::DEFAULT_PING_INTERVAL,
             ping_timeout: Self::DEFAULT_PING_TIMEOUT,
             close_timeout: Duration::from_secs(10),
@@ -104,7 +104,7 @@ impl ClientConfig {
 
     /// Checks the settings that cannot work.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        if self.endpoints.is_empty() {
+        if self.servers.is_empty() {
             return Err(Error::NoServers);
         }
         let positive = [
@@ -126,7 +126,7 @@ impl ClientConfig {
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("endpoints", &self.endpoints)
+            .field("servers", &self.servers)
             .field("ping_interval", &self.ping_interval)
             .field("ping_timeout", &self.ping_timeout)
             .field("close_timeout", &self.close_timeout)
@@ -142,8 +142,8 @@ impl fmt::Debug for ClientConfig {
     }
 }
 
-/// Parses one endpoint URL, which must be `ws://` or `wss://` with a host.
-pub fn parse_endpoint(text: &str) -> Result<Url, Error> {
+/// Parses one server URL, which must be `ws://` or `wss://` with a host.
+pub fn parse_server_url(text: &str) -> Result<Url, Error> {
     let invalid = |reason: String| Error::InvalidUrl {
         url: text.to_owned(),
         reason,
@@ -166,12 +166,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_must_be_websocket_urls() {
-        assert!(parse_endpoint("ws://127.0.0.1:1/ws").is_ok());
-        assert!(parse_endpoint("wss://example.com").is_ok());
+    fn server_urls_must_be_websocket_urls() {
+        assert!(parse_server_url("ws://127.0.0.1:1/ws").is_ok());
+        assert!(parse_server_url("wss://example.com").is_ok());
         for bad in ["http://x/", "not a url", "ws://", ""] {
             assert!(
-                matches!(parse_endpoint(bad), Err(Error::InvalidUrl { .. })),
+                matches!(parse_server_url(bad), Err(Error::InvalidUrl { .. })),
                 "{bad}"
             );
         }

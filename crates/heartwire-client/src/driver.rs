@@ -1,12 +1,14 @@
-//! The client's task: picks an endpoint, opens it, runs the connection, and after
+//! The client's task: picks a server, opens it, runs the connection, and after
 //! every end decides — with the reconnect rules and the reconnect policy — whether
-//! and when to try again.
+//! and when to try again. What one connection hands on to the next (positions,
+//! publishes awaiting their ack, the servers' health) is core's [`Carried`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use heartwire_core::client::{Carried, ClientConnection, ConnectionConfig};
 use heartwire_core::reconnect::{self, Retry};
-use heartwire_core::{Backoff, DisconnectReason, Failover};
+use heartwire_core::{Backoff, Delay, DisconnectReason, Failover};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
@@ -15,9 +17,7 @@ use super::attempt::{self, Socket};
 use super::config::ClientConfig;
 use super::connection::{Connection, Outcome};
 use super::event::{ClosedReason, Event};
-use super::outbox::Shared;
-use super::resume::Positions;
-use super::unacked::Unacked;
+use super::state::ClientState;
 
 /// What happens after a connection or an attempt ended.
 enum Next {
@@ -26,27 +26,29 @@ enum Next {
 }
 
 /// Runs the client until it stops for good, then sends [`Event::Closed`].
-pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc::Sender<Event>) {
+pub(crate) async fn run(
+    config: ClientConfig,
+    state: Arc<ClientState>,
+    events: mpsc::Sender<Event>,
+) {
     let mut rng = match config.jitter_seed {
         Some(seed) => SmallRng::seed_from_u64(seed),
         None => SmallRng::from_os_rng(),
     };
     let mut backoff = Backoff::new(config.backoff);
-    let mut endpoints = Failover::new(config.endpoints.len(), config.fail_back_after);
-    let mut unacked = Unacked::default();
-    let mut positions = Positions::default();
+    let mut carried = Carried::new(Failover::new(config.servers.len(), config.fail_back_after));
     let mut switch_to: Option<(usize, Socket)> = None;
     let closed = loop {
-        if shared.stop.is_cancelled() {
+        if state.stop.is_cancelled() {
             break ClosedReason::ByCaller;
         }
         let (index, socket) = match switch_to.take() {
             Some(open) => open,
             None => {
-                let Some(index) = endpoints.pick(Instant::now()) else {
-                    break ClosedReason::NoUsableEndpoint("every endpoint refused".into());
+                let Some(index) = carried.failover().pick(Instant::now()) else {
+                    break ClosedReason::NoUsableServer("every server refused".into());
                 };
-                let url = &config.endpoints[index];
+                let url = &config.servers[index];
                 let connecting = Event::Connecting {
                     url: url.clone(),
                     attempt: backoff.attempt(),
@@ -56,25 +58,25 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
                 }
                 let result = tokio::select! {
                     result = attempt::open(url, &config) => result,
-                    () = shared.stop.cancelled() => break ClosedReason::ByCaller,
+                    () = state.stop.cancelled() => break ClosedReason::ByCaller,
                 };
                 match result {
                     Ok(socket) => (index, socket),
                     Err(err) => {
                         let now = Instant::now();
                         let rule = if err.permanent {
-                            endpoints.handle_refused(index, now);
-                            if endpoints.pick(now).is_none() {
-                                break ClosedReason::NoUsableEndpoint(err.reason);
+                            carried.failover_mut().handle_refused(index, now);
+                            if carried.failover().pick(now).is_none() {
+                                break ClosedReason::NoUsableServer(err.reason);
                             }
                             Retry::Backoff
                         } else {
-                            endpoints.handle_failure(index, now);
+                            carried.failover_mut().handle_failure(index, now);
                             err.retry_after.map_or(Retry::Backoff, Retry::After)
                         };
                         match schedule(&mut backoff, &mut rng, rule, &err.reason) {
                             Next::Retry { delay, attempt } => {
-                                if !wait(&events, &shared, attempt, delay, err.reason).await {
+                                if !wait(&events, &state, attempt, delay, err.reason).await {
                                     break ClosedReason::ByCaller;
                                 }
                                 continue;
@@ -85,26 +87,30 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
                 }
             }
         };
-        endpoints.handle_success(index);
-        backoff.handle_connected(Instant::now());
-        let outcome = Connection {
-            config: &config,
-            shared: &shared,
-            events: &events,
-            endpoints: &mut endpoints,
-            unacked: &mut unacked,
-            positions: &mut positions,
+        carried.failover_mut().handle_success(index);
+        let now = Instant::now();
+        backoff.handle_connected(now);
+        let subscriptions = state.subscriptions();
+        let mut machine = ClientConnection::new(
+            connection_config(&config),
+            carried,
             index,
-            hold_until: None,
-        }
-        .run(socket)
-        .await;
+            subscriptions,
+            now,
+        );
+        let connection = Connection {
+            config: &config,
+            state: &state,
+            events: &events,
+        };
+        let outcome = connection.run(&mut machine, socket).await;
+        carried = machine.into_carried();
         let now = Instant::now();
         backoff.handle_disconnected(now);
         match outcome {
-            Outcome::FailBack { index, socket } => {
+            Outcome::Switch { server, socket } => {
                 backoff.handle_connected(now);
-                switch_to = Some((index, *socket));
+                switch_to = Some((server, *socket));
             }
             Outcome::CallerGone => break ClosedReason::ByCaller,
             Outcome::Ended {
@@ -115,7 +121,7 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
                 reason,
                 retry_after,
             } => {
-                endpoints.handle_failure(index, now);
+                carried.failover_mut().handle_failure(index, now);
                 let rule = match (reconnect::rule_for(&reason), retry_after) {
                     (Retry::Never, _) => break ClosedReason::DoNotComeBack(reason),
                     (_, Some(hint)) => Retry::After(hint),
@@ -124,7 +130,7 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
                 let text = reason.to_string();
                 match schedule(&mut backoff, &mut rng, rule, &text) {
                     Next::Retry { delay, attempt } => {
-                        if !wait(&events, &shared, attempt, delay, text).await {
+                        if !wait(&events, &state, attempt, delay, text).await {
                             break ClosedReason::ByCaller;
                         }
                     }
@@ -133,8 +139,20 @@ pub(crate) async fn run(config: ClientConfig, shared: Arc<Shared>, events: mpsc:
             }
         }
     };
-    shared.stop.cancel();
+    state.stop.cancel();
     let _ = events.send(Event::Closed { reason: closed }).await;
+}
+
+/// The settings of every connection, from the client's.
+fn connection_config(config: &ClientConfig) -> ConnectionConfig {
+    ConnectionConfig {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        close_timeout: config.close_timeout,
+        unavailable_hold: match config.backoff.delay {
+            Delay::Fixed(delay) | Delay::Exponential { base: delay, .. } => delay,
+        },
+    }
 }
 
 /// The delay before the next attempt under `rule`, or why there is none.
@@ -160,7 +178,7 @@ fn schedule(backoff: &mut Backoff, rng: &mut SmallRng, rule: Retry, last: &str) 
 /// meanwhile.
 async fn wait(
     events: &mpsc::Sender<Event>,
-    shared: &Shared,
+    state: &ClientState,
     attempt: u32,
     delay: Duration,
     reason: String,
@@ -175,6 +193,6 @@ async fn wait(
     }
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
-        () = shared.stop.cancelled() => false,
+        () = state.stop.cancelled() => false,
     }
 }

@@ -1,11 +1,13 @@
 //! What the client tells its caller: state changes and received messages.
+//!
+//! [`Incoming`] and [`GapReason`] come from the connection machine of
+//! [`heartwire_core::client`] as they are.
 
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
 use heartwire_core::DisconnectReason;
-use serde_json::Value;
+pub use heartwire_core::client::{GapReason, Incoming};
 use url::Url;
 
 /// Something that happened to a [`Client`](super::Client).
@@ -13,7 +15,7 @@ use url::Url;
 pub enum Event {
     /// An attempt to connect to `url` started.
     Connecting {
-        /// The endpoint.
+        /// The server.
         url: Url,
         /// The attempt number in the current streak of failures (0 for the first
         /// connection).
@@ -21,11 +23,23 @@ pub enum Event {
     },
     /// A connection is open.
     Open {
-        /// The endpoint.
+        /// The server.
         url: Url,
         /// The session id from the server's `hello`; `None` when the server is not
         /// heartwire.
         session: Option<String>,
+    },
+    /// The server confirmed a subscription: messages of `channel` after `seq` follow,
+    /// and with `recovered: Some(true)` the ones missed since the last connection come
+    /// first. An application that loads a channel's state from elsewhere does it now.
+    Subscribed {
+        /// The channel.
+        channel: String,
+        /// The channel's latest sequence number when the subscription took effect.
+        seq: u64,
+        /// Whether what was missed since the position asked for follows (`None` when no
+        /// position was asked for).
+        recovered: Option<bool>,
     },
     /// A message arrived.
     Message(Incoming),
@@ -60,60 +74,6 @@ pub enum Event {
     },
 }
 
-/// A message received from the server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
-    /// A message on a subscribed channel of a heartwire server.
-    Channel {
-        /// The channel.
-        channel: String,
-        /// Its position in the channel.
-        seq: u64,
-        /// The published value.
-        data: Value,
-    },
-    /// Any other text frame (every text frame of a server that is not heartwire).
-    Text(String),
-    /// A binary frame.
-    Binary(Bytes),
-}
-
-/// Why messages of a channel will not arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapReason {
-    /// The server's history of the channel no longer reaches back to the last message
-    /// this client received.
-    HistoryTooShort,
-    /// The channel started again with a new epoch (the server forgot it): what this
-    /// client missed of the old one is gone.
-    EpochChanged,
-    /// A live message arrived past the next expected one, with no replay covering
-    /// those between.
-    Skipped,
-}
-
-impl GapReason {
-    /// A stable, machine-readable name: `history_too_short`, `epoch_changed`,
-    /// `skipped`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::HistoryTooShort => "history_too_short",
-            Self::EpochChanged => "epoch_changed",
-            Self::Skipped => "skipped",
-        }
-    }
-}
-
-impl fmt::Display for GapReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::HistoryTooShort => "history too short",
-            Self::EpochChanged => "epoch changed",
-            Self::Skipped => "skipped",
-        })
-    }
-}
-
 /// Why a client stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClosedReason {
@@ -121,8 +81,8 @@ pub enum ClosedReason {
     ByCaller,
     /// The server closed in a way that means "do not come back".
     DoNotComeBack(DisconnectReason),
-    /// Every endpoint refused in a way retrying cannot fix; the last refusal.
-    NoUsableEndpoint(String),
+    /// Every server refused in a way retrying cannot fix; the last refusal.
+    NoUsableServer(String),
     /// The reconnect policy's attempt or time limit was reached.
     GaveUp {
         /// Attempts made in the last streak.
@@ -137,7 +97,7 @@ impl fmt::Display for ClosedReason {
         match self {
             Self::ByCaller => f.write_str("closed by the caller"),
             Self::DoNotComeBack(reason) => write!(f, "the server said not to come back ({reason})"),
-            Self::NoUsableEndpoint(last) => write!(f, "no endpoint can work: {last}"),
+            Self::NoUsableServer(last) => write!(f, "no server can work: {last}"),
             Self::GaveUp { attempts, last } => {
                 write!(
                     f,

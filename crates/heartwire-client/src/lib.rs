@@ -1,12 +1,16 @@
-//! The heartwire client: one logical connection to a list of endpoints that survives
+//! The heartwire client: one logical connection to a list of servers that survives
 //! dead servers, restarts and fail-overs.
 //!
 //! [`connect`] starts a task and returns a [`Client`] (the send handle, valid across
 //! reconnects and cheap to clone) and [`Events`] (open, message, reconnecting, closed).
 //!
-//! - Liveness: the sans-IO [`Liveness`](heartwire_core::Liveness) machine, as on the
-//!   server. The client pings after silence and treats `ping_interval + ping_timeout`
-//!   of silence as a dead server; a heartwire server's `hello` sets both values,
+//! Every decision of an open connection is made by the sans-IO machine
+//! [`heartwire_core::client`], which unit tests drive on synthetic time and the
+//! server's tests drive against the server's own connection logic:
+//!
+//! - Liveness: the [`Liveness`](heartwire_core::Liveness) machine, as on the server.
+//!   The client pings after silence and treats `ping_interval + ping_timeout` of
+//!   silence as a dead server; a heartwire server's `hello` sets both values,
 //!   otherwise the configured ones apply, so any RFC 6455 server works.
 //! - Reconnects follow [`heartwire_core::reconnect`] (which closes mean "do not come
 //!   back", which carry a retry hint) and [`heartwire_core::backoff`] (full jitter).
@@ -19,10 +23,10 @@
 //!   the last position delivered (`resume`): missed messages are replayed once and in
 //!   order, and what cannot be is an [`Event::Gap`].
 //!
-//! The files: [`config`] (settings), `attempt` (one handshake), `connection` (one
-//! open socket), `driver` (the reconnect loop), `outbox` (state shared with the
-//! handle), `unacked` (publishes awaiting their ack), `resume` (positions per
-//! channel), [`event`] (what the caller hears).
+//! The files: [`config`] (settings), `state` (what the handles and the task share),
+//! `outbox` (the caller's bounded queue), `attempt` (one handshake), `driver` (the
+//! reconnect loop), `connection` (one open socket: the select loop around the
+//! machine, the writer task, the fail-back probe), [`event`] (what the caller hears).
 
 mod attempt;
 pub mod config;
@@ -31,8 +35,7 @@ mod driver;
 mod error;
 pub mod event;
 mod outbox;
-mod resume;
-mod unacked;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,34 +48,35 @@ pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
 pub use error::Error;
 pub use event::{ClosedReason, Event, GapReason, Incoming};
 
-use outbox::{Outgoing, Publish, Shared};
+use heartwire_core::client::{Outgoing, Publish};
+use state::ClientState;
 
 /// Starts a client. It connects in the background; watch [`Events`] for its state.
 ///
 /// Must be called inside a Tokio runtime.
 pub fn connect(config: ClientConfig) -> Result<(Client, Events), Error> {
     config.validate()?;
-    let shared = Arc::new(Shared::new(
+    let state = Arc::new(ClientState::new(
         config.outbox_capacity,
         config.subscriptions.clone(),
     ));
     let (sender, receiver) = mpsc::channel(config.event_capacity);
-    tokio::spawn(driver::run(config, Arc::clone(&shared), sender));
-    Ok((Client { shared }, Events { receiver }))
+    tokio::spawn(driver::run(config, Arc::clone(&state), sender));
+    Ok((Client { state }, Events { receiver }))
 }
 
 /// The send handle of a client; stays valid across reconnects.
 #[derive(Debug, Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    state: Arc<ClientState>,
 }
 
 impl Client {
     /// Publishes `data` on `channel` of a heartwire server. Not sent to other servers.
     pub fn publish(&self, channel: &str, data: Value) -> Result<(), Error> {
         heartwire_core::protocol::validate_channel(channel)?;
-        self.shared.push(Outgoing::Publish(Publish {
-            id: self.shared.next_publish_id(),
+        self.state.send(Outgoing::Publish(Publish {
+            id: self.state.next_publish_id(),
             channel: channel.to_owned(),
             data,
         }))
@@ -80,49 +84,49 @@ impl Client {
 
     /// Sends a text frame as it is.
     pub fn send_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.shared.push(Outgoing::Text(text.into()))
+        self.state.send(Outgoing::Text(text.into()))
     }
 
     /// Sends a binary frame as it is.
     pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), Error> {
-        self.shared.push(Outgoing::Binary(data.into()))
+        self.state.send(Outgoing::Binary(data.into()))
     }
 
     /// Subscribes to `channel` now and on every later connection.
     pub fn subscribe(&self, channel: &str) -> Result<(), Error> {
         heartwire_core::protocol::validate_channel(channel)?;
-        self.shared.push(Outgoing::Subscribe(channel.to_owned()))?;
-        self.shared.add_subscription(channel);
+        self.state.send(Outgoing::Subscribe(channel.to_owned()))?;
+        self.state.add_subscription(channel);
         Ok(())
     }
 
     /// Unsubscribes from `channel`, now and on later connections.
     pub fn unsubscribe(&self, channel: &str) -> Result<(), Error> {
-        self.shared
-            .push(Outgoing::Unsubscribe(channel.to_owned()))?;
-        self.shared.remove_subscription(channel);
+        self.state.send(Outgoing::Unsubscribe(channel.to_owned()))?;
+        self.state.remove_subscription(channel);
         Ok(())
     }
 
     /// The channels subscribed on every connection.
     pub fn subscriptions(&self) -> Vec<String> {
-        self.shared.subscriptions()
+        self.state.subscriptions()
     }
 
     /// The latest round-trip time measured from a Ping and its Pong.
     pub fn rtt(&self) -> Option<Duration> {
-        self.shared.rtt()
+        self.state.rtt()
     }
 
-    /// How many messages wait in the outbox.
+    /// How many messages wait in the outbox (publishes sent and awaiting their ack
+    /// are not counted).
     pub fn queued(&self) -> usize {
-        self.shared.queued_len()
+        self.state.outbox.len()
     }
 
     /// Closes the client: what is queued goes out if a connection is open, then the
     /// connection closes with 1000 and [`Event::Closed`] follows.
     pub fn close(&self) {
-        self.shared.stop.cancel();
+        self.state.stop.cancel();
     }
 }
 

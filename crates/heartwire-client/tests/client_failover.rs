@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use heartwire_client::{self as client, ClientConfig, Event, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::{Server, ServerConfig};
-use heartwire_testkit::client::{Proxy, wait_for};
+use heartwire_server::{LivenessTiming, Server, ServerConfig};
+use heartwire_testkit::client::{Direction, Fault, proxy_to, wait_for};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +23,11 @@ const SLACK: Duration = Duration::from_millis(400);
 async fn start_server(stop: &CancellationToken) -> SocketAddr {
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
         ..ServerConfig::default()
     })
     .await
@@ -46,8 +48,8 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
     let stop = CancellationToken::new();
     let primary = start_server(&stop).await;
     let backup = start_server(&stop).await;
-    let proxy = Proxy::start(primary).await;
-    let primary_url = format!("ws://{}/ws", proxy.addr);
+    let proxy = proxy_to(primary).await;
+    let primary_url = format!("ws://{}/ws", proxy.local_addr());
     let backup_url = format!("ws://{backup}/ws");
 
     let mut config = ClientConfig::new([&primary_url, &backup_url]).unwrap();
@@ -92,7 +94,9 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
     }
 
     let frozen_at = std::time::Instant::now();
-    proxy.freeze();
+    proxy.set(Fault::Blackhole {
+        direction: Direction::Both,
+    });
     let (reconnecting, noticed_at) = wait_for(
         &mut events,
         within,
@@ -129,7 +133,7 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
     .await;
 
     // The primary answers again: the client goes back to it.
-    proxy.thaw();
+    proxy.set(Fault::None);
     let (open, back_at) = wait_for(&mut events, within, "fail-back to the primary", |event| {
         matches!(event, Event::Open { .. })
     })

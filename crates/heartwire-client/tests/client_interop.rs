@@ -220,7 +220,7 @@ async fn restart_close_waits_for_the_hinted_delay() {
 
 #[tokio::test]
 async fn refused_handshake_everywhere_closes_the_client() {
-    // An HTTP server that answers 404 to the upgrade: no endpoint can ever work.
+    // An HTTP server that answers 404 to the upgrade: no server can ever work.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -239,7 +239,7 @@ async fn refused_handshake_everywhere_closes_the_client() {
     })
     .await;
     let Event::Closed {
-        reason: ClosedReason::NoUsableEndpoint(why),
+        reason: ClosedReason::NoUsableServer(why),
     } = closed
     else {
         panic!("{closed:?}")

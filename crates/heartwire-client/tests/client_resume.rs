@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use heartwire_client::{self as client, Client, ClientConfig, Event, Events, GapReason, Incoming};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::ServerConfig;
-use heartwire_testkit::client::{Proxy, wait_for};
+use heartwire_server::{LivenessTiming, Retention, ServerConfig};
+use heartwire_testkit::client::{Direction, Fault, proxy_to, wait_for};
 use heartwire_testkit::{PATIENCE, Socket, TestServer, connect_native, next_frame, send};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -36,10 +36,15 @@ const CHANNEL: &str = "stream";
 
 async fn start_server(history_size: usize) -> TestServer {
     TestServer::start(ServerConfig {
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
-        history_size,
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
+        retention: Retention {
+            history_size,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     })
     .await
@@ -61,9 +66,11 @@ fn client_of(url: &str) -> (Client, Events) {
     client::connect(config).unwrap()
 }
 
-async fn wait_open(events: &mut Events) {
-    wait_for(events, PATIENCE, "open", |event| {
-        matches!(event, Event::Open { .. })
+/// Waits until the server confirmed the stream's subscription, so that what is
+/// published from other connections from now on reaches the client.
+async fn wait_subscribed(events: &mut Events) {
+    wait_for(events, PATIENCE, "subscribed", |event| {
+        matches!(event, Event::Subscribed { .. })
     })
     .await;
 }
@@ -131,14 +138,14 @@ async fn subscriber_numbers(socket: &mut Socket, count: usize, within: Duration)
 async fn a_stream_published_across_a_cut_is_seen_once_and_in_order() {
     const TOTAL: u64 = 1000;
     const EVERY: Duration = Duration::from_millis(2);
-    let server = start_server(ServerConfig::default().history_size).await;
-    let proxy = Proxy::start(server.addr).await;
-    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.addr));
-    wait_open(&mut events).await;
+    let server = start_server(ServerConfig::default().retention.history_size).await;
+    let proxy = proxy_to(server.addr).await;
+    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
+    wait_subscribed(&mut events).await;
 
     // A publisher straight to the server keeps publishing one number every EVERY.
     let (publisher, mut publisher_events) = client_of(&server.url("/ws"));
-    wait_open(&mut publisher_events).await;
+    wait_subscribed(&mut publisher_events).await;
     let stream = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         for n in 1..=TOTAL {
@@ -151,8 +158,10 @@ async fn a_stream_published_across_a_cut_is_seen_once_and_in_order() {
     let (before, _) = collect_numbers(&mut events, 100, PATIENCE).await;
     assert_eq!(before, (1..=100).collect::<Vec<_>>());
     // Cut: the open connection goes silent both ways; new connections get through.
-    proxy.freeze();
-    proxy.thaw();
+    proxy.set(Fault::Blackhole {
+        direction: Direction::Both,
+    });
+    proxy.set(Fault::None);
     let within = EVERY * TOTAL as u32 + RESUME_BOUND + SLACK;
     let (after, gaps) = collect_numbers(&mut events, (TOTAL - 100) as usize, within).await;
     let seen: Vec<u64> = before.into_iter().chain(after).collect();
@@ -170,13 +179,15 @@ async fn a_stream_published_across_a_cut_is_seen_once_and_in_order() {
 async fn a_gap_the_history_cannot_fill_reaches_the_application() {
     const HISTORY: usize = 4;
     let server = start_server(HISTORY).await;
-    let proxy = Proxy::start(server.addr).await;
-    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.addr));
-    wait_open(&mut events).await;
+    let proxy = proxy_to(server.addr).await;
+    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
+    wait_subscribed(&mut events).await;
     publish_acked(&server, 1..=1).await;
     assert_eq!(collect_numbers(&mut events, 1, PATIENCE).await.0, [1]);
 
-    proxy.freeze();
+    proxy.set(Fault::Blackhole {
+        direction: Direction::Both,
+    });
     wait_for(
         &mut events,
         RESUME_BOUND + SLACK,
@@ -186,7 +197,7 @@ async fn a_gap_the_history_cannot_fill_reaches_the_application() {
     .await;
     // Ten messages while away: more than the history holds.
     publish_acked(&server, 2..=11).await;
-    proxy.thaw();
+    proxy.set(Fault::None);
 
     let (gap, _) = wait_for(&mut events, RESUME_BOUND + SLACK, "the gap", |event| {
         matches!(event, Event::Gap { .. } | Event::Message(_))
@@ -213,12 +224,12 @@ async fn a_gap_the_history_cannot_fill_reaches_the_application() {
 async fn publishes_across_a_cut_are_published_once_and_in_order() {
     const TOTAL: u64 = 200;
     const BEFORE_CUT: u64 = 100;
-    let server = start_server(ServerConfig::default().history_size).await;
+    let server = start_server(ServerConfig::default().retention.history_size).await;
     let (mut subscriber, _) = connect_native(&server).await;
     heartwire_testkit::subscribe(&mut subscriber, CHANNEL).await;
-    let proxy = Proxy::start(server.addr).await;
-    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.addr));
-    wait_open(&mut events).await;
+    let proxy = proxy_to(server.addr).await;
+    let (client, mut events) = client_of(&format!("ws://{}/ws", proxy.local_addr()));
+    wait_subscribed(&mut events).await;
 
     // Half go out and the cut falls among them: some reach the server with their
     // ack lost, some are swallowed. The other half wait while disconnected.
@@ -226,11 +237,13 @@ async fn publishes_across_a_cut_are_published_once_and_in_order() {
         client.publish(CHANNEL, json!(n)).unwrap();
     }
     let mut numbers = subscriber_numbers(&mut subscriber, 1, PATIENCE).await;
-    proxy.freeze();
+    proxy.set(Fault::Blackhole {
+        direction: Direction::Both,
+    });
     for n in BEFORE_CUT + 1..=TOTAL {
         client.publish(CHANNEL, json!(n)).unwrap();
     }
-    proxy.thaw();
+    proxy.set(Fault::None);
 
     let rest = TOTAL as usize - numbers.len();
     numbers.extend(subscriber_numbers(&mut subscriber, rest, RESUME_BOUND + SLACK).await);

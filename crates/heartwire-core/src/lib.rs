@@ -12,9 +12,12 @@
 //! - [`backoff`]: the reconnect policy of clients (full-jitter delays, limits).
 //! - [`reconnect`]: whether a client comes back after a close, and when.
 //! - [`failover`]: fail-over and fail-back between a primary server and its backups.
+//! - [`client`]: the client's connection machine (mode, resume, acks, fail-back),
+//!   driven by `heartwire-client` and, in tests, against the server's own logic.
 //! - [`error`]: this crate's error type and the protocol's error codes.
 
 pub mod backoff;
+pub mod client;
 pub mod error;
 pub mod failover;
 pub mod liveness;

@@ -274,6 +274,12 @@ pub fn session_name(id: u64) -> String {
     format!("{id:016x}")
 }
 
+/// A fresh random id in the same 16-hex-digit form, for what must be unique without
+/// anyone being asked: a channel's epoch, a node, the prefix of a client's publish ids.
+pub fn random_id() -> String {
+    session_name(rand::random())
+}
+
 /// Reads a session id written by [`session_name`]; `None` for anything else.
 pub fn parse_session_name(name: &str) -> Option<u64> {
     if name.len() != 16

@@ -17,11 +17,16 @@
 //! The timer is re-armed lazily: traffic only moves the deadline later, so the timer
 //! fires at the old deadline, finds nothing due, and is set to the new one. A busy
 //! connection thus costs no timer work per frame.
+//!
+//! The decisions are the `Handler`'s, which reads no clock and writes into any
+//! `FrameSink`: the socket here, a list in the tests of `pair`, which step a client's
+//! connection machine against it on synthetic time.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{self, Poll, ready};
 use std::time::Instant;
 
@@ -33,8 +38,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::endpoint::{Context, Endpoint};
-use super::mailbox::Signal;
+use super::mailbox::{Mailbox, Signal};
 use super::slot::Slot;
+use super::state::ServerState;
 use super::websocket::Socket;
 
 /// Replies that may wait to be written before reading pauses.
@@ -52,25 +58,12 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
-    let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
-    let mut connection = Connection {
+    let connection = Connection {
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler {
-            reading: true,
-            endpoint,
-            liveness,
-            context: Context {
-                server,
-                mailbox,
-                replies: VecDeque::new(),
-            },
-            ended: None,
-        },
+        handler: Handler::open(endpoint, server, mailbox, now),
     };
-    let handler = &mut connection.handler;
-    handler.endpoint.on_open(&mut handler.context);
     ConnectionTask {
         connection,
         _slot: slot,
@@ -120,7 +113,8 @@ struct Connection<E> {
 }
 
 /// What a connection does with messages, signals and deadlines; everything but the
-/// socket and the timer.
+/// socket and the timer. It reads no clock: time comes in as `now`, and frames go
+/// out into a [`FrameSink`].
 struct Handler<E> {
     /// Whether the socket may still yield frames.
     reading: bool,
@@ -137,16 +131,7 @@ impl<E: Endpoint> Connection<E> {
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
             let reading = self.poll_read(cx, now);
-            let handler = &mut self.handler;
-            handler.check_signals(now);
-            if handler
-                .liveness
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= now)
-            {
-                handler.liveness.handle_timeout(now);
-            }
-            handler.take_actions();
+            self.handler.advance(now);
             let write_budget_left = self.poll_write(cx);
             if let Some(reason) = self.handler.ended.take() {
                 return Poll::Ready(reason);
@@ -277,6 +262,43 @@ impl<E: Endpoint> Connection<E> {
 }
 
 impl<E: Endpoint> Handler<E> {
+    /// A connection opened at `now`: the endpoint greets and subscribes.
+    fn open(
+        mut endpoint: E,
+        server: Arc<ServerState>,
+        mailbox: Arc<Mailbox>,
+        now: Instant,
+    ) -> Self {
+        let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
+        let mut context = Context {
+            server,
+            mailbox,
+            replies: VecDeque::new(),
+        };
+        endpoint.on_open(&mut context);
+        Self {
+            reading: true,
+            endpoint,
+            liveness,
+            context,
+            ended: None,
+        }
+    }
+
+    /// Applies the mailbox's signals and the deadlines passed at `now`, and queues
+    /// what the liveness machine asks for.
+    fn advance(&mut self, now: Instant) {
+        self.check_signals(now);
+        if self
+            .liveness
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.liveness.handle_timeout(now);
+        }
+        self.take_actions();
+    }
+
     fn on_message(&mut self, message: Message, now: Instant) {
         let metrics = &self.context.server.metrics;
         match message {
@@ -284,9 +306,10 @@ impl<E: Endpoint> Handler<E> {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
                 let config = &self.context.server.config;
-                if config.heartbeat_text.as_deref() == Some(text.as_str()) {
+                if config.heartbeats.heartbeat_text.as_deref() == Some(text.as_str()) {
                     metrics.client_heartbeats.increment(1);
                 } else if let Some(rule) = config
+                    .heartbeats
                     .heartbeat_replies
                     .iter()
                     .find(|rule| rule.inbound == text.as_str())
@@ -386,7 +409,7 @@ impl<E: Endpoint> Handler<E> {
                         .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
                 }
                 Action::SendHeartbeat => {
-                    if let Some(text) = &self.context.server.config.heartbeat_text {
+                    if let Some(text) = &self.context.server.config.heartbeats.heartbeat_text {
                         metrics.heartbeat_texts_sent.increment(1);
                         let beat = Message::Text(Utf8Bytes::from(text.as_str()));
                         self.context.replies.push_back(beat);
@@ -404,11 +427,11 @@ impl<E: Endpoint> Handler<E> {
         }
     }
 
-    /// Queues replies, then mailbox items, on the socket until it has a batch.
+    /// Queues replies, then mailbox items, into `sink` until it has a batch.
     /// Returns how many frames were queued.
-    fn gather(&mut self, socket: &mut Socket) -> usize {
+    fn gather(&mut self, sink: &mut impl FrameSink) -> usize {
         let mut gathered = 0;
-        while socket.wants_more() {
+        while sink.wants_more() {
             let message = if let Some(reply) = self.context.replies.pop_front() {
                 reply
             } else if self.liveness.is_closing() || self.liveness.is_over() {
@@ -429,10 +452,29 @@ impl<E: Endpoint> Handler<E> {
                     .messages_out
                     .increment(1);
             }
-            socket.queue(&message);
+            sink.queue(&message);
             gathered += 1;
         }
         gathered
+    }
+}
+
+/// Where a connection's frames are encoded: the socket, or a test's list.
+trait FrameSink {
+    /// Whether more frames may be queued now.
+    fn wants_more(&self) -> bool;
+
+    /// Queues `message` to be sent.
+    fn queue(&mut self, message: &Message);
+}
+
+impl FrameSink for Socket {
+    fn wants_more(&self) -> bool {
+        Socket::wants_more(self)
+    }
+
+    fn queue(&mut self, message: &Message) {
+        Socket::queue(self, message);
     }
 }
 
@@ -446,6 +488,9 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
+
+#[cfg(test)]
+mod pair;
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,7 @@ pub(crate) fn new_connection_id() -> ConnectionId {
     rand::random()
 }
 
-/// A fresh opaque id, for a channel's epoch or a node: 16 hex digits.
-pub(crate) fn random_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
+pub(crate) use heartwire_core::protocol::random_id;
 
 #[cfg(test)]
 mod tests {

@@ -38,10 +38,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use broker::{
-    Broker, BrokerHealth, MemoryBroker, PublishRequest, RedisBroker, RedisConfig, RedisTopology,
-    Retention, ShardHealth, SubscribeRequest, WaitReplicas,
+    Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
+    RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
-pub use config::{HeartbeatReply, ServerConfig};
+pub use config::{
+    BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
+    ServerConfig,
+};
 pub use error::Error;
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Outbound};
@@ -70,7 +73,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        let broker = Arc::new(MemoryBroker::new(config.retention));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -113,7 +116,7 @@ impl Server {
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
-        let serve = listener::serve(listener, router, config.handshake_timeout, shutdown);
+        let serve = listener::serve(listener, router, config.limits.handshake_timeout, shutdown);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
@@ -122,7 +125,7 @@ impl Server {
         let open = state.registry.len();
         tracing::info!(open, "shutting down: closing connections with 1012");
         state.registry.drain(config.shutdown_spread);
-        let grace = config.close_timeout + std::time::Duration::from_secs(1);
+        let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
         if tokio::time::timeout(grace, state.registry.drained())
             .await
             .is_err()

@@ -88,7 +88,7 @@ fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -
         )
             .into_response();
     };
-    upgrade.on_upgrade(state.config.max_message_size, move |socket| {
+    upgrade.on_upgrade(state.config.limits.max_message_size, move |socket| {
         connection::start(socket, endpoint, slot)
     })
 }

@@ -22,7 +22,7 @@ impl Slot {
     pub(crate) fn reserve(server: &Arc<ServerState>) -> Option<Self> {
         server
             .registry
-            .take_slot(server.config.max_connections)
+            .take_slot(server.config.limits.max_connections)
             .then(|| Self {
                 server: server.clone(),
                 opened: None,
@@ -36,7 +36,7 @@ impl Slot {
     /// The upgrade is done: registers the connection and returns its mailbox.
     pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
         let id = new_connection_id();
-        let mailbox = Arc::new(Mailbox::new(id, self.server.config.outbound_queue));
+        let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
         self.server.registry.register(mailbox.clone());
         let metrics = self.server.metrics.endpoint(endpoint);
         metrics.accepted.increment(1);

@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use heartwire_client::{self as client, Client, ClientConfig, Event, Events, Incoming};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::{RedisBroker, RedisConfig, ServerConfig};
-use heartwire_testkit::client::Proxy;
+use heartwire_server::{LivenessTiming, RedisBroker, RedisConfig, Retention, ServerConfig};
+use heartwire_testkit::client::{Direction, Fault, Proxy, proxy_to};
 use heartwire_testkit::redis::TestRedis;
 use heartwire_testkit::{
     Socket, TestServer, connect_native, next_frame, send, subscribe, wait_for_health,
@@ -42,14 +42,19 @@ const WINDOW: u64 = 100;
 /// while it fails over can always be replayed.
 async fn node(redis: &TestRedis) -> TestServer {
     let config = ServerConfig {
-        ping_interval: PING_INTERVAL,
-        ping_timeout: PING_TIMEOUT,
-        close_timeout: Duration::from_millis(200),
-        history_size: TOTAL as usize,
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ping_timeout: PING_TIMEOUT,
+            close_timeout: Duration::from_millis(200),
+        },
+        retention: Retention {
+            history_size: TOTAL as usize,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let redis_config = RedisConfig::single(redis.url());
-    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server
@@ -68,7 +73,7 @@ impl Cluster {
     async fn start() -> Self {
         let redis = TestRedis::start();
         let doomed = node(&redis).await;
-        let proxy = Proxy::start(doomed.addr).await;
+        let proxy = proxy_to(doomed.addr).await;
         let backup = node(&redis).await;
         let third = node(&redis).await;
         Self {
@@ -82,7 +87,7 @@ impl Cluster {
 
     /// A client of the doomed node, with the backup as its second endpoint.
     fn client(&self, configure: impl FnOnce(&mut ClientConfig)) -> (Client, Events) {
-        let primary = format!("ws://{}/ws", self.proxy.addr);
+        let primary = format!("ws://{}/ws", self.proxy.local_addr());
         let mut config = ClientConfig::new([primary, self.backup.url("/ws")]).unwrap();
         config.backoff = BackoffConfig {
             delay: Delay::Exponential {
@@ -101,7 +106,9 @@ impl Cluster {
 
     /// The client's node dies: not a byte more either way, and its server stops.
     fn kill_doomed(&mut self) -> Instant {
-        self.proxy.freeze();
+        self.proxy.set(Fault::Blackhole {
+            direction: Direction::Both,
+        });
         drop(self.doomed.take());
         Instant::now()
     }

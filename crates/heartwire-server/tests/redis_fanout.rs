@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_server::{Retention, ServerConfig};
 use heartwire_testkit::redis::{TestRedis, node};
 use heartwire_testkit::{Socket, connect_native, next_frame, send, subscribe};
 use serde_json::json;
@@ -179,7 +179,10 @@ async fn a_client_that_comes_back_on_another_node_gets_exactly_what_it_missed_th
 async fn a_gap_longer_than_the_stream_is_not_recovered() {
     let redis = TestRedis::start();
     let config = ServerConfig {
-        history_size: 3,
+        retention: Retention {
+            history_size: 3,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let a = node(&redis, config.clone()).await;
@@ -274,7 +277,10 @@ async fn the_same_publish_id_on_two_nodes_is_published_once() {
 async fn an_idle_channel_keeps_its_epoch_while_anyone_listens() {
     let redis = TestRedis::start();
     let config = ServerConfig {
-        history_ttl: Duration::from_secs(2),
+        retention: Retention {
+            history_ttl: Duration::from_secs(2),
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let a = node(&redis, config.clone()).await;

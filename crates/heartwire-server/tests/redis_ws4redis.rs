@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_server::{Retention, ServerConfig};
 use heartwire_testkit::redis::{TestRedis, node, node_with_prefix};
 use heartwire_testkit::{PATIENCE, connect, connect_native, next_frame, next_text, send};
 use serde_json::json;
@@ -87,7 +87,10 @@ async fn a_heartwire_publish_is_raw_text_on_the_exact_channel_and_kept_with_sete
     let redis = TestRedis::start();
     let persist_for = Duration::from_secs(600);
     let config = ServerConfig {
-        persist_for,
+        retention: Retention {
+            persist_for,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let server = node(&redis, config).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use heartwire_core::ErrorCode;
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_server::{Limits, ServerConfig};
 use heartwire_testkit::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,10 @@ async fn assert_still_open(socket: &mut Socket) {
 #[tokio::test]
 async fn oversized_message_closes_with_1009() {
     let config = ServerConfig {
-        max_message_size: 1024,
+        limits: Limits {
+            max_message_size: 1024,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start(config).await;
@@ -78,7 +81,10 @@ async fn invalid_utf8_closes_with_1007() {
 #[tokio::test]
 async fn request_faults_get_error_envelopes_and_the_connection_stays() {
     let server = TestServer::start(ServerConfig {
-        max_subscriptions: 2,
+        limits: Limits {
+            max_subscriptions: 2,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     })
     .await;
@@ -125,7 +131,10 @@ async fn request_faults_get_error_envelopes_and_the_connection_stays() {
 #[tokio::test]
 async fn slow_consumer_is_closed_and_the_others_get_everything() {
     let config = ServerConfig {
-        outbound_queue: 32,
+        limits: Limits {
+            outbound_queue: 32,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start(config).await;
@@ -178,7 +187,10 @@ async fn slow_consumer_is_closed_and_the_others_get_everything() {
 #[tokio::test]
 async fn connections_beyond_the_maximum_get_503_before_the_upgrade() {
     let server = TestServer::start(ServerConfig {
-        max_connections: 2,
+        limits: Limits {
+            max_connections: 2,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     })
     .await;
@@ -315,7 +327,10 @@ async fn a_flood_of_requests_in_one_write_is_answered_in_full_and_in_order() {
 async fn unfinished_handshakes_are_dropped_after_the_timeout() {
     let timeout = Duration::from_millis(300);
     let server = TestServer::start(ServerConfig {
-        handshake_timeout: timeout,
+        limits: Limits {
+            handshake_timeout: timeout,
+            ..Limits::default()
+        },
         ..ServerConfig::default()
     })
     .await;

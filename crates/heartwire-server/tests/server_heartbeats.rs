@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use heartwire_server::{HeartbeatReply, ServerConfig};
+use heartwire_server::{HeartbeatConventions, HeartbeatReply, ServerConfig};
 use heartwire_testkit::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -12,12 +12,14 @@ const MAGIC: &str = "--heartbeat--";
 
 fn config() -> ServerConfig {
     ServerConfig {
-        heartbeat_text: Some(MAGIC.into()),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_replies: vec![
-            "ping=pong".parse::<HeartbeatReply>().unwrap(),
-            "~H#C~=~H#C~".parse().unwrap(),
-        ],
+        heartbeats: HeartbeatConventions {
+            heartbeat_text: Some(MAGIC.into()),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_replies: vec![
+                "ping=pong".parse::<HeartbeatReply>().unwrap(),
+                "~H#C~=~H#C~".parse().unwrap(),
+            ],
+        },
         ..ServerConfig::default()
     }
 }

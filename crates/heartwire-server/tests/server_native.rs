@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_server::{Retention, ServerConfig};
 use heartwire_testkit::*;
 use serde_json::json;
 
@@ -257,7 +257,10 @@ async fn a_client_that_comes_back_gets_exactly_what_it_missed() {
 #[tokio::test]
 async fn a_gap_the_history_cannot_fill_is_reported() {
     let server = TestServer::start(ServerConfig {
-        history_size: 4,
+        retention: Retention {
+            history_size: 4,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     })
     .await;

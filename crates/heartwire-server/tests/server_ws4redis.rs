@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_server::{Retention, ServerConfig};
 use heartwire_testkit::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -63,7 +63,10 @@ async fn late_joiner_receives_the_last_message_first() {
 #[tokio::test]
 async fn no_last_message_when_persistence_is_off() {
     let config = ServerConfig {
-        persist_for: Duration::ZERO,
+        retention: Retention {
+            persist_for: Duration::ZERO,
+            ..Retention::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start(config).await;

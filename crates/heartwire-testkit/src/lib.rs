@@ -1,7 +1,7 @@
 //! What heartwire's integration tests share: an in-process server on a free loopback
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
-//! - [`client`]: waiting on a client's events, and a proxy that can freeze a path;
+//! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker.
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::{Broker, MemoryBroker, Server, ServerConfig};
+use heartwire_server::{Broker, LivenessTiming, MemoryBroker, Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -41,7 +41,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
     pub async fn start(config: ServerConfig) -> Self {
-        let broker = Arc::new(MemoryBroker::new(config.retention()));
+        let broker = Arc::new(MemoryBroker::new(config.retention));
         Self::start_with_broker(config, broker).await
     }
 
@@ -145,9 +145,11 @@ pub async fn wait_for_health(server: &TestServer, word: &str) -> Duration {
 /// A config with short heartbeat intervals for tests.
 pub fn fast_config(ping_interval_ms: u64, ping_timeout_ms: u64) -> ServerConfig {
     ServerConfig {
-        ping_interval: Duration::from_millis(ping_interval_ms),
-        ping_timeout: Duration::from_millis(ping_timeout_ms),
-        close_timeout: Duration::from_millis(500),
+        liveness: LivenessTiming {
+            ping_interval: Duration::from_millis(ping_interval_ms),
+            ping_timeout: Duration::from_millis(ping_timeout_ms),
+            close_timeout: Duration::from_millis(500),
+        },
         ..ServerConfig::default()
     }
 }

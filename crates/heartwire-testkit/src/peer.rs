@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use heartwire_server::ServerConfig;
+use heartwire_server::{LivenessTiming, ServerConfig};
 
 use super::TestServer;
 
@@ -46,7 +46,10 @@ pub async fn require(program: &str, args: &[&str], what: &str) {
 /// that the peer exited 0 and printed a JSON line with `"ok": true`. Returns that line.
 pub async fn run_peer(program: &str, args: &[&str]) -> serde_json::Value {
     let server = TestServer::start(ServerConfig {
-        ping_interval: PING_INTERVAL,
+        liveness: LivenessTiming {
+            ping_interval: PING_INTERVAL,
+            ..LivenessTiming::default()
+        },
         ..ServerConfig::default()
     })
     .await;

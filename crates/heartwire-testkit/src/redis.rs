@@ -13,7 +13,7 @@ use super::{PATIENCE, TestServer, wait_for_health};
 /// A node with the Redis broker (names under `prefix`), once its `/healthz` says ok.
 pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &str) -> TestServer {
     let redis_config = RedisConfig::single(redis.url()).with_prefix(prefix);
-    let broker = RedisBroker::start(&redis_config, config.retention()).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server
@@ -44,7 +44,7 @@ impl IsolatedNode {
                     ..config
                 };
                 let redis_config = RedisConfig::single(url);
-                let broker = RedisBroker::start(&redis_config, config.retention()).unwrap();
+                let broker = RedisBroker::start(&redis_config, config.retention).unwrap();
                 let server = heartwire_server::Server::bind_with_broker(config, Arc::new(broker))
                     .await
                     .unwrap();

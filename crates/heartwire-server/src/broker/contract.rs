@@ -2,7 +2,6 @@
 //! requests it takes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use heartwire_core::protocol::Position;
 
@@ -40,21 +39,6 @@ pub struct SubscribeRequest {
     /// The channel's members are tracked: others learn that this subscriber joined
     /// and, when it unsubscribes, that it left.
     pub presence: bool,
-}
-
-/// How much of each channel a broker keeps, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// How long a channel's last retained message is kept for late ws4redis joiners
-    /// (zero: not kept).
-    pub persist_for: Duration,
-    /// Messages kept per channel so that resuming clients miss nothing.
-    pub history_size: usize,
-    /// How long a channel without subscribers keeps its history and epoch.
-    pub history_ttl: Duration,
-    /// How long a publish id is remembered, so a publish sent again is not
-    /// published twice.
-    pub dedup_window: Duration,
 }
 
 /// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.

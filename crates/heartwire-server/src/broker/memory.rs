@@ -5,15 +5,19 @@
 //! with its last position gets exactly what it missed, or is told it cannot. A channel
 //! without subscribers keeps its history for `history_ttl`, then is forgotten, and a
 //! later one starts a new epoch.
+//!
+//! The broker reads the time from its [`Clock`], so tests can move it by hand.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::contract::{Broker, PublishRequest, Retention, SubscribeRequest};
+use super::contract::{Broker, PublishRequest, SubscribeRequest};
+use crate::config::Retention;
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Outbound};
 use crate::publication::Publication;
@@ -155,20 +159,46 @@ impl State {
     }
 }
 
+/// Where a [`MemoryBroker`] reads the time: history, retained messages and publish
+/// ids expire on it.
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// The current instant.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
 /// Channels of this node only. Every subscriber of a channel receives its messages
 /// in the order the broker's lock admitted them.
 #[derive(Debug)]
-pub struct MemoryBroker {
+pub struct MemoryBroker<C = SystemClock> {
     state: Mutex<State>,
     retention: Retention,
+    clock: C,
 }
 
 impl MemoryBroker {
-    /// A broker that keeps what `retention` says.
+    /// A broker that keeps what `retention` says, on the system's clock.
     pub fn new(retention: Retention) -> Self {
+        Self::with_clock(retention, SystemClock)
+    }
+}
+
+impl<C: Clock> MemoryBroker<C> {
+    /// A broker that keeps what `retention` says, on `clock`.
+    pub fn with_clock(retention: Retention, clock: C) -> Self {
         Self {
             state: Mutex::default(),
             retention,
+            clock,
         }
     }
 
@@ -177,7 +207,7 @@ impl MemoryBroker {
     }
 }
 
-impl Broker for MemoryBroker {
+impl<C: Clock> Broker for MemoryBroker<C> {
     fn subscribe(&self, request: SubscribeRequest) {
         let SubscribeRequest {
             channel,
@@ -186,7 +216,7 @@ impl Broker for MemoryBroker {
             since,
             presence,
         } = request;
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut state = self.state();
         state.sweep(now, &self.retention);
         let entry = state.channel(&channel, now);
@@ -214,7 +244,7 @@ impl Broker for MemoryBroker {
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut state = self.state();
         if let Some(entry) = state.channels.get_mut(channel) {
             entry.subscribers.remove(&subscriber);
@@ -234,7 +264,7 @@ impl Broker for MemoryBroker {
             origin,
             ack_id,
         } = request;
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut state = self.state();
         state.sweep(now, &self.retention);
         if let (Some(origin), Some(id)) = (&origin, &ack_id) {
@@ -343,7 +373,7 @@ mod tests {
     }
 
     fn subscribe(
-        broker: &MemoryBroker,
+        broker: &MemoryBroker<impl Clock>,
         channel: &str,
         who: &Arc<Mailbox>,
         since: Option<Position>,
@@ -358,7 +388,7 @@ mod tests {
     }
 
     fn publish(
-        broker: &MemoryBroker,
+        broker: &MemoryBroker<impl Clock>,
         channel: &str,
         text: &str,
         origin: Option<(&Arc<Mailbox>, &str)>,
@@ -513,6 +543,44 @@ mod tests {
         }
         publish(&broker, "room", "a", Some((&writer, "w-1")));
         assert_eq!(drain(&writer), ["ack w-1 1 false", "ack w-1 2 false"]);
+    }
+
+    /// A clock moved by hand.
+    #[derive(Debug, Clone)]
+    struct HandClock(Arc<Mutex<Instant>>);
+
+    impl Clock for HandClock {
+        fn now(&self) -> Instant {
+            *self.0.lock()
+        }
+    }
+
+    #[test]
+    fn time_is_read_from_the_brokers_clock() {
+        let clock = HandClock(Arc::new(Mutex::new(Instant::now())));
+        // The channel outlives the window: only the id expires.
+        let retention = Retention {
+            history_ttl: Duration::from_secs(3600),
+            ..retention()
+        };
+        let broker = MemoryBroker::with_clock(retention, clock.clone());
+        let writer = mailbox(2);
+        let sweep = || {
+            for _ in 0..SWEEP_EVERY {
+                broker.unsubscribe("elsewhere", 99);
+            }
+        };
+        publish(&broker, "room", "a", Some((&writer, "w-1")));
+        *clock.0.lock() += retention.dedup_window - Duration::from_millis(1);
+        sweep();
+        publish(&broker, "room", "a", Some((&writer, "w-1")));
+        *clock.0.lock() += Duration::from_millis(1);
+        sweep();
+        publish(&broker, "room", "a", Some((&writer, "w-1")));
+        assert_eq!(
+            drain(&writer),
+            ["ack w-1 1 false", "ack w-1 1 true", "ack w-1 2 false"]
+        );
     }
 
     #[test]

@@ -17,8 +17,6 @@ mod contract;
 mod memory;
 mod redis;
 
-pub use contract::{
-    Broker, BrokerHealth, PublishRequest, Retention, ShardHealth, SubscribeRequest,
-};
-pub use memory::MemoryBroker;
+pub use contract::{Broker, BrokerHealth, PublishRequest, ShardHealth, SubscribeRequest};
+pub use memory::{Clock, MemoryBroker, SystemClock};
 pub use redis::{RedisBroker, RedisConfig, RedisTopology, WaitReplicas};

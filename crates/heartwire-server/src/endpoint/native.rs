@@ -34,8 +34,8 @@ impl Native {
     fn subscribe(&mut self, channel: String, since: Option<Position>, context: &mut Context) {
         let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
             Some(held) => held.clone(),
-            None if self.subscriptions.len() >= context.server.config.max_subscriptions => {
-                let limit = context.server.config.max_subscriptions;
+            None if self.subscriptions.len() >= context.server.config.limits.max_subscriptions => {
+                let limit = context.server.config.limits.max_subscriptions;
                 let reason = format!(
                     "cannot subscribe to {channel}: this connection already holds {limit} subscriptions"
                 );
@@ -106,8 +106,8 @@ impl Endpoint for Native {
         let config = &context.server.config;
         let hello = ServerFrame::Hello {
             session: session_name(context.mailbox.id()),
-            ping_interval_ms: millis(config.ping_interval),
-            ping_timeout_ms: millis(config.ping_timeout),
+            ping_interval_ms: millis(config.liveness.ping_interval),
+            ping_timeout_ms: millis(config.liveness.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
         };
         context.reply(frame(&hello));

@@ -12,7 +12,8 @@ use super::names::{ChannelNames, NodeNames, is_ws4redis};
 use super::scripts::{
     ADD_MEMBER, MEMBERS, PUBLISH, REMOVE_MEMBER, RENEW, RESTAMP, SNAPSHOT, TOUCH,
 };
-use crate::broker::contract::{PublishRequest, Retention};
+use crate::broker::contract::PublishRequest;
+use crate::config::Retention;
 use crate::id::ConnectionId;
 use crate::publication::Payload;
 

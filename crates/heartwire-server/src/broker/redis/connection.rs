@@ -92,7 +92,7 @@ pub(super) enum Commands {
     /// One server (none yet while the sentinels have not named the master).
     Server(RwLock<Option<ServerCommands>>),
     /// A Redis Cluster.
-    Cluster(ClusterCommands),
+    Cluster(Box<ClusterCommands>),
 }
 
 /// The command connection of one server.
@@ -121,11 +121,11 @@ impl Commands {
 
     /// Commands to the cluster of `client`.
     pub(super) fn cluster(client: ClusterClient) -> Self {
-        Self::Cluster(ClusterCommands {
+        Self::Cluster(Box::new(ClusterCommands {
             client,
             connection: tokio::sync::Mutex::new(None),
             built_at: Mutex::new(None),
-        })
+        }))
     }
 
     /// A connection to send commands on.

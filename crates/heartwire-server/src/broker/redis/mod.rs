@@ -60,7 +60,8 @@ use tokio::sync::mpsc;
 
 pub use topology::{RedisConfig, RedisTopology, WaitReplicas};
 
-use super::contract::{Broker, BrokerHealth, PublishRequest, Retention, SubscribeRequest};
+use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
+use crate::config::Retention;
 use crate::error::Error;
 use crate::id::ConnectionId;
 use crate::mailbox::{Mailbox, Outbound};

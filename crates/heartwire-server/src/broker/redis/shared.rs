@@ -15,7 +15,8 @@ use super::names::{ChannelNames, Naming, NodeNames};
 use super::shard::Shard;
 use super::subscriber;
 use super::topology::{RedisConfig, RedisTopology, WaitReplicas, shard_of};
-use crate::broker::contract::{BrokerHealth, Retention, ShardHealth};
+use crate::broker::contract::{BrokerHealth, ShardHealth};
+use crate::config::Retention;
 use crate::id::random_id;
 
 /// How often Redis is probed (the pub/sub links, this node's liveness key), how

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::outbox::{Outgoing, Publish};
+use super::outgoing::Publish;
 
 /// Publishes awaiting their `ack`, in the order they were sent.
 #[derive(Debug, Default)]
@@ -34,18 +34,16 @@ impl Unacked {
 
     /// Hands back the publish with this id and every one sent after it, oldest first,
     /// to be sent again; empty when the id is not awaiting an ack.
-    pub(crate) fn take_from(&mut self, id: &str) -> Vec<Outgoing> {
+    pub(crate) fn take_from(&mut self, id: &str) -> VecDeque<Publish> {
         match self.sent.iter().position(|sent| sent.id == id) {
-            Some(position) => self.sent.drain(position..).map(Outgoing::Publish).collect(),
-            None => Vec::new(),
+            Some(position) => self.sent.split_off(position),
+            None => VecDeque::new(),
         }
     }
 
     /// Hands every unacknowledged publish back, oldest first.
-    pub(crate) fn take_all(&mut self) -> impl DoubleEndedIterator<Item = Outgoing> {
+    pub(crate) fn take_all(&mut self) -> VecDeque<Publish> {
         std::mem::take(&mut self.sent)
-            .into_iter()
-            .map(Outgoing::Publish)
     }
 }
 
@@ -74,11 +72,8 @@ mod tests {
         let mut unacked = sent(1..=3);
         unacked.ack("p-2");
         unacked.ack("unknown");
-        assert_eq!(
-            unacked.take_all().collect::<Vec<_>>(),
-            [publish(1), publish(3)].map(Outgoing::Publish)
-        );
-        assert_eq!(unacked.take_all().count(), 0);
+        assert_eq!(unacked.take_all(), [publish(1), publish(3)]);
+        assert!(unacked.take_all().is_empty());
     }
 
     #[test]
@@ -86,12 +81,9 @@ mod tests {
         let mut unacked = sent(1..=4);
         assert_eq!(
             unacked.take_from("p-2"),
-            [publish(2), publish(3), publish(4)].map(Outgoing::Publish)
+            [publish(2), publish(3), publish(4)]
         );
         assert!(unacked.take_from("p-9").is_empty());
-        assert_eq!(
-            unacked.take_all().collect::<Vec<_>>(),
-            [Outgoing::Publish(publish(1))]
-        );
+        assert_eq!(unacked.take_all(), [publish(1)]);
     }
 }

@@ -8,9 +8,8 @@
 
 use std::collections::HashMap;
 
-use heartwire_core::protocol::Position;
-
 use super::event::GapReason;
+use crate::protocol::Position;
 
 /// Messages of a channel that will not arrive.
 #[derive(Debug, Clone, PartialEq, Eq)]

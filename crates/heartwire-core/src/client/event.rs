@@ -1,0 +1,104 @@
+//! What the client machine tells its driver and, through it, the application.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The connection is open: the server's kind is known (a heartwire server's
+    /// `hello`, or anything else from any other server) and the outbox drains.
+    Open {
+        /// The server's index in the client's list.
+        server: usize,
+        /// The session id from the server's `hello`; `None` when the server is not
+        /// heartwire.
+        session: Option<String>,
+    },
+    /// The server confirmed a subscription: messages of `channel` after `seq` follow,
+    /// and with `recovered: Some(true)` the ones missed since the last connection come
+    /// first. An application that loads a channel's state from elsewhere does it now.
+    Subscribed {
+        /// The channel.
+        channel: String,
+        /// The channel's latest sequence number when the subscription took effect.
+        seq: u64,
+        /// Whether what was missed since the position asked for follows (`None` when no
+        /// position was asked for).
+        recovered: Option<bool>,
+    },
+    /// A message arrived.
+    Message(Incoming),
+    /// Messages `from_seq ..= to_seq` of `channel` will not arrive.
+    Gap {
+        /// The channel.
+        channel: String,
+        /// The first sequence number missed (in the channel's new epoch when it
+        /// changed).
+        from_seq: u64,
+        /// The last sequence number missed; below `from_seq` when the server could not
+        /// tell which (a new epoch with no message yet).
+        to_seq: u64,
+        /// Why they will not arrive.
+        reason: GapReason,
+    },
+    /// A Ping was answered after this long: the latest round-trip time.
+    RoundTrip(Duration),
+}
+
+/// A message received from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A message on a subscribed channel of a heartwire server.
+    Channel {
+        /// The channel.
+        channel: String,
+        /// Its position in the channel.
+        seq: u64,
+        /// The published value.
+        data: Value,
+    },
+    /// Any other text frame (every text frame of a server that is not heartwire).
+    Text(String),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+/// Why messages of a channel will not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The server's history of the channel no longer reaches back to the last message
+    /// this client received.
+    HistoryTooShort,
+    /// The channel started again with a new epoch (the server forgot it): what this
+    /// client missed of the old one is gone.
+    EpochChanged,
+    /// A live message arrived past the next expected one, with no replay covering
+    /// those between.
+    Skipped,
+}
+
+impl GapReason {
+    /// A stable, machine-readable name: `history_too_short`, `epoch_changed`,
+    /// `skipped`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::HistoryTooShort => "history_too_short",
+            Self::EpochChanged => "epoch_changed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HistoryTooShort => "history too short",
+            Self::EpochChanged => "epoch changed",
+            Self::Skipped => "skipped",
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! What the machine does with a heartwire server's envelopes: channel messages and
+//! their positions, acks and errors of publishes, the `reconnect` hint; and how the
+//! caller's messages become envelopes.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{ClientConnection, Mode};
+use crate::client::event::{Event, Incoming};
+use crate::client::frame::Frame;
+use crate::client::outgoing::Outgoing;
+use crate::client::positions::{Delivery, Gap};
+use crate::error::ErrorCode;
+use crate::protocol::{ClientFrame, ServerFrame};
+
+impl ClientConnection {
+    /// A text frame of a heartwire server, and what it parsed as.
+    pub(super) fn handle_envelope(
+        &mut self,
+        now: Instant,
+        text: String,
+        parsed: Option<ServerFrame>,
+    ) {
+        match parsed {
+            Some(ServerFrame::Message { channel, seq, data }) => {
+                match self.carried.positions.handle_message(&channel, seq) {
+                    Delivery::Duplicate => {}
+                    Delivery::Deliver => self.deliver(channel, seq, data),
+                    Delivery::AfterGap(gap) => {
+                        self.gap(&channel, gap);
+                        self.deliver(channel, seq, data);
+                    }
+                }
+            }
+            Some(ServerFrame::Subscribed {
+                channel,
+                seq,
+                epoch,
+                recovered,
+            }) => {
+                let positions = &mut self.carried.positions;
+                let gap = positions.handle_subscribed(&channel, seq, &epoch, recovered);
+                if let Some(gap) = gap {
+                    self.gap(&channel, gap);
+                }
+                self.events.push_back(Event::Subscribed {
+                    channel,
+                    seq,
+                    recovered,
+                });
+            }
+            // A duplicate was published once already: acknowledged all the same.
+            Some(ServerFrame::Ack { id, .. }) => self.carried.unacked.ack(&id),
+            Some(ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                id: Some(id),
+                ..
+            }) => self.retry_later(now, &id),
+            Some(ServerFrame::Error { id: Some(id), .. }) => {
+                // Refused for good (not for want of a broker): sending it again would
+                // be refused again. The caller hears of it as it is.
+                self.carried.unacked.ack(&id);
+                self.events.push_back(Event::Message(Incoming::Text(text)));
+            }
+            Some(ServerFrame::Reconnect { after_ms, .. }) => {
+                self.retry_after = Some(Duration::from_millis(after_ms));
+            }
+            Some(
+                ServerFrame::Pong { .. }
+                | ServerFrame::Unsubscribed { .. }
+                | ServerFrame::Hello { .. },
+            ) => {}
+            _ => self.events.push_back(Event::Message(Incoming::Text(text))),
+        }
+    }
+
+    /// The frame for a queued message, or `None` when it means nothing to this server.
+    pub(super) fn encode(&mut self, message: Outgoing) -> Option<Frame> {
+        let native = self.mode == Mode::Native;
+        match message {
+            Outgoing::Text(text) => Some(Frame::Text(text)),
+            Outgoing::Binary(data) => Some(Frame::Binary(data)),
+            Outgoing::Publish(publish) if native => {
+                let frame = ClientFrame::Publish {
+                    channel: publish.channel.clone(),
+                    data: publish.data.clone(),
+                    id: Some(publish.id.clone()),
+                };
+                self.carried.unacked.add(publish);
+                Some(Frame::Text(frame.encode()))
+            }
+            Outgoing::Subscribe(channel) if native => {
+                let since = self.carried.positions.since(&channel);
+                Some(Frame::Text(
+                    ClientFrame::Subscribe { channel, since }.encode(),
+                ))
+            }
+            Outgoing::Unsubscribe(channel) if native => {
+                self.carried.positions.forget(&channel);
+                Some(Frame::Text(ClientFrame::Unsubscribe { channel }.encode()))
+            }
+            // Envelopes mean nothing to a server that is not heartwire.
+            Outgoing::Publish(_) | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_) => None,
+        }
+    }
+
+    /// The server could not take publish `id` for want of a broker: it and every
+    /// publish sent after it go out again first, in order and with their ids, after
+    /// one first-retry window in which the outbox waits.
+    fn retry_later(&mut self, now: Instant, id: &str) {
+        let mut again = self.carried.unacked.take_from(id);
+        if again.is_empty() {
+            return;
+        }
+        again.append(&mut self.carried.resend);
+        self.carried.resend = again;
+        self.hold_until = Some(now + self.config.unavailable_hold);
+    }
+
+    fn deliver(&mut self, channel: String, seq: u64, data: Value) {
+        let message = Incoming::Channel { channel, seq, data };
+        self.events.push_back(Event::Message(message));
+    }
+
+    fn gap(&mut self, channel: &str, gap: Gap) {
+        self.events.push_back(Event::Gap {
+            channel: channel.to_owned(),
+            from_seq: gap.from_seq,
+            to_seq: gap.to_seq,
+            reason: gap.reason,
+        });
+    }
+}

@@ -1,0 +1,38 @@
+//! How option values are read from text, wherever the text comes from (a flag, an
+//! environment variable or the config file): these are clap value parsers, and each
+//! error says what was expected.
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+
+/// A duration such as `500ms`, `20s` or `1h 30m` (`0` is zero).
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("not a duration like 500ms or 20s ({err})"))
+}
+
+/// A size in bytes such as `65536`, `64KiB` or `1MiB`.
+pub(crate) fn size(text: &str) -> Result<usize, String> {
+    let size: ByteSize = text
+        .parse()
+        .map_err(|err| format!("not a size like 64KiB or 1MiB ({err})"))?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("{size} is too large for this machine"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert!(duration("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(size("65536"), Ok(65536));
+        assert_eq!(size("64KiB"), Ok(64 * 1024));
+        assert_eq!(size("1MiB"), Ok(1 << 20));
+        assert!(size("big").unwrap_err().contains("not a size"));
+    }
+}
