@@ -92,6 +92,45 @@ pub fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) -
     start.elapsed()
 }
 
+/// Makes master `master` lose its replica `replica` (which is stopped): a ballast
+/// larger than every buffer on the way fills the replica's output buffer, past a
+/// small limit, so the master drops the replica. What the master writes from then
+/// on is on no replica: a fail-over now loses it, as a real one loses what the
+/// asynchronous replication had not carried yet. `ballast_key` must hash to the
+/// master's slots in a cluster.
+fn detach_replica(master: u16, replica: &Process, ballast_key: &str, dir: &Path) {
+    redis_cli(
+        master,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 256kb 0 0",
+        ],
+    );
+    replica.signal("STOP");
+    let ballast = dir.join("ballast");
+    std::fs::write(&ballast, vec![b'x'; 16 << 20]).expect("a ballast file");
+    let status = Command::new("timeout")
+        .args([
+            CLI_TIMEOUT,
+            "redis-cli",
+            "-p",
+            &master.to_string(),
+            "-x",
+            "SET",
+            ballast_key,
+        ])
+        .stdin(std::fs::File::open(&ballast).expect("the ballast file"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("redis-cli runs");
+    assert!(status.success(), "the ballast was written");
+    wait_until("the master drops its replica", PATIENCE, || {
+        redis_cli(master, &["INFO", "replication"]).contains("connected_slaves:0")
+    });
+}
+
 /// One `redis-server` process.
 #[derive(Debug)]
 struct Process {
@@ -332,6 +371,20 @@ impl TestCluster {
         self.node(port).kill();
     }
 
+    /// Cuts master `master` off from its replica, which is stopped, so that what
+    /// the master writes from now on is on no replica (see `detach_replica`); returns
+    /// the replica's port. Send it `CONT` once the master is gone.
+    pub fn detach_replica(&self, master: u16, ballast_key: &str) -> u16 {
+        let replica = self.replica_of(master);
+        let process = self
+            .nodes
+            .iter()
+            .find(|node| node.port == replica)
+            .expect("a node of this cluster");
+        detach_replica(master, process, ballast_key, self._dir.path());
+        replica
+    }
+
     /// Sends `signal` (such as `STOP` or `CONT`) to node `port`.
     pub fn signal(&self, port: u16, signal: &str) {
         self.nodes
@@ -518,6 +571,20 @@ impl TestSentinels {
     /// The ports of the master and its replica, as started.
     pub fn server_ports(&self) -> Vec<u16> {
         self.servers.iter().map(|server| server.port).collect()
+    }
+
+    /// Cuts the master off from its replica, which is stopped, so that what the
+    /// master writes from now on is on no replica; returns the replica's port. Send
+    /// it `CONT` once the master is gone.
+    pub fn detach_replica(&self) -> u16 {
+        let master = self.master_port();
+        let replica = self
+            .servers
+            .iter()
+            .find(|server| server.port != master)
+            .expect("a replica");
+        detach_replica(master, replica, "ballast", self._dir.path());
+        replica.port
     }
 
     /// Kills the server at `port` with SIGKILL.

@@ -65,6 +65,10 @@ const TICK: Duration = Duration::from_millis(10);
 /// How long a refused publish waits before it is sent again.
 const RESEND_AFTER: Duration = Duration::from_millis(100);
 
+/// Refused publishes sent again per tick at most, so that the publisher keeps
+/// reading its answers.
+const RESEND_PER_TICK: usize = 20;
+
 async fn publish(
     socket: Socket,
     name: String,
@@ -101,9 +105,13 @@ async fn publish(
             _ = tick.tick() => {
                 let now = Instant::now();
                 let due: Vec<String> = {
-                    let (due, later): (Vec<_>, Vec<_>) = resend.drain(..).partition(|(at, _)| *at <= now);
-                    resend = later;
-                    due.into_iter().map(|(_, id)| id).collect()
+                    resend.sort_by_key(|(at, _)| *at);
+                    let ready = resend
+                        .iter()
+                        .take(RESEND_PER_TICK)
+                        .take_while(|(at, _)| *at <= now)
+                        .count();
+                    resend.drain(..ready).map(|(_, id)| id).collect()
                 };
                 for id in due {
                     let (index, n) = pending[&id];

@@ -544,6 +544,34 @@ mod tests {
     }
 
     #[test]
+    fn after_a_new_epoch_its_messages_come_from_the_first() {
+        let mut channels = channels("");
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
+        let resync = channels.begin_resync(&channel(), true).unwrap();
+        channels.on_pubsub(LIVE, envelope(3, "f", false, "3"));
+        // The resync found epoch f, whose stream still holds it from 1.
+        channels.finish_resync(
+            &channel(),
+            resync.token,
+            snapshot("f", 0, Some(false), &[1, 2]),
+        );
+        channels.on_pubsub(LIVE, envelope(4, "f", false, "4"));
+        assert_eq!(
+            drain(&mailbox),
+            [
+                "subscribed e 0 None",
+                "1 1",
+                "subscribed f 0 Some(false)",
+                "1 1",
+                "2 2",
+                "3 3",
+                "4 4"
+            ]
+        );
+    }
+
+    #[test]
     fn subscribing_again_misses_nothing_and_repeats_nothing() {
         let mut channels = channels("");
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));

@@ -226,23 +226,23 @@ impl LocalChannel {
             return None;
         }
         if snapshot.recovered != Some(false) {
-            for message in snapshot.missed {
-                self.deliver((Some(snapshot.epoch.clone()), message));
-            }
+            self.replay(&snapshot.epoch, snapshot.missed, None);
             if self.position.is_none() {
                 self.position = Some((snapshot.epoch, snapshot.seq));
             }
         } else {
+            let notice = Outbound::Subscribed {
+                channel: Arc::from(channel),
+                seq: snapshot.seq,
+                epoch: snapshot.epoch.clone(),
+                recovered: Some(false),
+            };
             for subscriber in self.live.values_mut() {
                 subscriber.after = snapshot.seq;
-                subscriber.mailbox.deliver(Outbound::Subscribed {
-                    channel: Arc::from(channel),
-                    seq: snapshot.seq,
-                    epoch: snapshot.epoch.clone(),
-                    recovered: Some(false),
-                });
             }
-            self.position = Some((snapshot.epoch, snapshot.seq));
+            self.position = Some((snapshot.epoch.clone(), snapshot.seq));
+            // The new epoch's messages from its first, when the stream held them.
+            self.replay(&snapshot.epoch, snapshot.missed, Some(notice));
         }
         let mut again = None;
         for live in self.resync_backlog.take().unwrap_or_default() {
@@ -290,6 +290,45 @@ impl LocalChannel {
         } else {
             let message = Publication::new(channel.clone(), 0, Payload::Text(text.into()), None);
             self.receive((None, Arc::new(message)))
+        }
+    }
+
+    /// Delivers what a resync read from the stream, after `notice` when given, to
+    /// each live subscriber in one go (a replay may pass a mailbox's bound once),
+    /// and to the joiners' buffers.
+    fn replay(
+        &mut self,
+        epoch: &Arc<str>,
+        missed: Vec<Arc<Publication>>,
+        notice: Option<Outbound>,
+    ) {
+        let after_position = match &self.position {
+            Some((known, seq)) if known == epoch => *seq,
+            _ => 0,
+        };
+        let fresh: Vec<Arc<Publication>> = missed
+            .into_iter()
+            .filter(|message| message.seq > after_position)
+            .collect();
+        for subscriber in self.live.values() {
+            let items = notice.iter().cloned().chain(
+                fresh
+                    .iter()
+                    .filter(|message| message.seq > subscriber.after)
+                    .map(|message| Outbound::Message(message.clone())),
+            );
+            // A full mailbox marks a slow consumer, which closes and leaves.
+            subscriber.mailbox.deliver_all(items);
+        }
+        for buffer in self.joining.values_mut() {
+            buffer.extend(
+                fresh
+                    .iter()
+                    .map(|message| (Some(epoch.clone()), message.clone())),
+            );
+        }
+        if let Some(last) = fresh.last() {
+            self.position = Some((epoch.clone(), last.seq));
         }
     }
 

@@ -1,8 +1,16 @@
 //! A channel's resync, following the ordering rules of [`channels`](super::channels):
 //! its subscriptions are put in place (again), what was missed is read from the
 //! stream, then the live messages buffered meanwhile are delivered.
+//!
+//! When the channel's epoch changed (Redis lost its data, or a fail-over cut its
+//! history), what was missed of the old epoch is gone, but the new epoch's messages
+//! are all new to the subscribers: they are told `recovered: false` with `seq` 0 of
+//! the new epoch, then get its messages from the stream, when it still holds them
+//! from the first.
 
 use std::sync::Arc;
+
+use heartwire_core::protocol::Position;
 
 use super::channels::Resync;
 use super::lineage;
@@ -31,7 +39,25 @@ async fn run(shared: Arc<Shared>, resync: Resync) {
             return;
         }
         match lineage::snapshot(&shared, &channel, position.as_ref(), false).await {
-            Ok(snapshot) => {
+            Ok(mut snapshot) => {
+                let epoch_changed = position
+                    .as_ref()
+                    .is_some_and(|position| *position.epoch != *snapshot.epoch);
+                if epoch_changed && snapshot.recovered == Some(false) {
+                    let start = Position {
+                        epoch: snapshot.epoch.to_string(),
+                        seq: 0,
+                    };
+                    if let Ok(whole) =
+                        lineage::snapshot(&shared, &channel, Some(&start), false).await
+                    {
+                        if whole.recovered == Some(true) && whole.epoch == snapshot.epoch {
+                            snapshot = whole;
+                            snapshot.seq = 0;
+                            snapshot.recovered = Some(false);
+                        }
+                    }
+                }
                 let recovered = snapshot.recovered;
                 let missed = snapshot.missed.len();
                 tracing::info!(%channel, ?recovered, missed, "channel resynced");
