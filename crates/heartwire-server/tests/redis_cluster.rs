@@ -201,3 +201,82 @@ async fn a_classic_publish_to_any_node_reaches_facilities_on_every_heartwire_nod
     let mut late = connect(&nodes[1].url("/ws/news?subscribe-broadcast")).await;
     assert_eq!(next_text(&mut late).await, "kept by django");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharding_of_live_channels_loses_nothing_and_keeps_their_epochs() {
+    const MOVED_SLOTS: u16 = 300;
+    let cluster = tokio::task::block_in_place(TestCluster::start);
+    let nodes = nodes(&cluster).await;
+    let masters = tokio::task::block_in_place(|| cluster.masters());
+    let (from, to) = (masters[0], masters[1]);
+    // Half the channels in the first slots of `from`, which the resharding moves;
+    // the others anywhere.
+    let candidates: Vec<String> = (0..6000).map(|n| format!("r:{n}")).collect();
+    let lives: Vec<String> = candidates.iter().map(|channel| live(channel)).collect();
+    let (slots, first) =
+        tokio::task::block_in_place(|| (cluster.slots_of(&lives), cluster.first_slot_of(from)));
+    let moving: Vec<String> = candidates
+        .iter()
+        .zip(&slots)
+        .filter(|(_, slot)| (first..first + MOVED_SLOTS).contains(*slot))
+        .map(|(channel, _)| channel.clone())
+        .take(12)
+        .collect();
+    assert_eq!(moving.len(), 12, "enough channels in the slots that move");
+    let channels: Vec<String> = moving
+        .iter()
+        .cloned()
+        .chain(candidates.iter().take(12).cloned())
+        .collect();
+
+    let mut watchers = Vec::new();
+    for node in &nodes {
+        watchers.push(Watcher::start(&node.url("/ws"), &channels).await);
+    }
+    let mut publishers = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let name = format!("p{index}");
+        publishers.push(Publisher::start(&node.url("/ws"), &name, channels.clone(), 200).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| cluster.reshard(from, to, u32::from(MOVED_SLOTS)));
+    let moved_lives: Vec<String> = moving.iter().map(|channel| live(channel)).collect();
+    let owners = tokio::task::block_in_place(|| cluster.masters_of(&moved_lives));
+    assert!(
+        owners.iter().all(|owner| *owner == to),
+        "the channels moved: {owners:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut acked = Vec::new();
+    for publisher in publishers {
+        acked.push(publisher.finish().await);
+    }
+    let mut seen = Vec::new();
+    for watcher in watchers {
+        seen.push(watcher.finish().await);
+    }
+    let published: usize = acked
+        .iter()
+        .flat_map(|one| one.values())
+        .map(Vec::len)
+        .sum();
+    let verdict = judge(&acked, &seen);
+    println!("{published} messages across the resharding; {verdict:?}");
+    assert_eq!(
+        verdict.delivered,
+        3 * published as u64,
+        "every node got each once"
+    );
+    assert_eq!(
+        (
+            verdict.gaps,
+            verdict.repeats,
+            verdict.missing,
+            verdict.aliases,
+            verdict.told
+        ),
+        (0, 0, 0, 0, 0),
+        "nothing lost, and no epoch changed: the moved channels were adopted"
+    );
+}

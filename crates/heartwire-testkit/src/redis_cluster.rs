@@ -295,31 +295,10 @@ impl TestCluster {
         self.masters_of(&[key.to_owned()])[0]
     }
 
-    /// The ports of the masters that serve the slots of `keys` now, in order: one
-    /// `CLUSTER KEYSLOT` per key on one `redis-cli`, and one `CLUSTER NODES`.
+    /// The ports of the masters that serve the slots of `keys` now, in order.
     pub fn masters_of(&self, keys: &[String]) -> Vec<u16> {
         let asked = *self.masters().first().expect("a running master to ask");
-        let script: String = keys
-            .iter()
-            .map(|key| format!("CLUSTER KEYSLOT \"{key}\"\n"))
-            .collect();
-        let mut cli = Command::new("timeout")
-            .args([CLI_TIMEOUT, "redis-cli", "-p", &asked.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli runs");
-        std::io::Write::write_all(
-            &mut cli.stdin.take().expect("piped stdin"),
-            script.as_bytes(),
-        )
-        .expect("redis-cli reads its commands");
-        let output = cli.wait_with_output().expect("redis-cli ends");
-        let slots: Vec<u16> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|line| line.trim().parse().expect("a slot"))
-            .collect();
-        assert_eq!(slots.len(), keys.len(), "a slot for every key");
+        let slots = self.slots_of(keys);
         let nodes = redis_cli(asked, &["CLUSTER", "NODES"]);
         let masters: Vec<(u16, &str)> = nodes
             .lines()
@@ -344,6 +323,48 @@ impl TestCluster {
                     .unwrap_or_else(|| panic!("no master serves slot {slot}"))
             })
             .collect()
+    }
+
+    /// The slots of `keys`, in order: one `CLUSTER KEYSLOT` per key, all on one
+    /// `redis-cli`.
+    pub fn slots_of(&self, keys: &[String]) -> Vec<u16> {
+        let asked = *self.masters().first().expect("a running master to ask");
+        let script: String = keys
+            .iter()
+            .map(|key| format!("CLUSTER KEYSLOT \"{key}\"\n"))
+            .collect();
+        let mut cli = Command::new("timeout")
+            .args([CLI_TIMEOUT, "redis-cli", "-p", &asked.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli runs");
+        std::io::Write::write_all(
+            &mut cli.stdin.take().expect("piped stdin"),
+            script.as_bytes(),
+        )
+        .expect("redis-cli reads its commands");
+        let output = cli.wait_with_output().expect("redis-cli ends");
+        let slots: Vec<u16> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| line.trim().parse().expect("a slot"))
+            .collect();
+        assert_eq!(slots.len(), keys.len(), "a slot for every key");
+        slots
+    }
+
+    /// The lowest slot that master `port` serves.
+    pub fn first_slot_of(&self, port: u16) -> u16 {
+        let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
+        let line = nodes
+            .lines()
+            .find(|line| line.contains("myself"))
+            .expect("the node's own line");
+        line.split(' ')
+            .skip(8)
+            .filter_map(|range| range.split('-').next()?.parse().ok())
+            .min()
+            .expect("the master serves slots")
     }
 
     /// The port of a replica of master `port`.

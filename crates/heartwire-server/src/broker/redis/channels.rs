@@ -36,6 +36,7 @@ use crate::mailbox::Mailbox;
 /// A resync to run: the channel, the resync's number, and the position this node
 /// delivered up to.
 #[derive(Debug)]
+#[must_use = "a begun resync holds the channel's live messages until it is run"]
 pub(super) struct Resync {
     /// The channel.
     pub(super) channel: Arc<str>,

@@ -244,8 +244,14 @@ impl LocalChannel {
             // The new epoch's messages from its first, when the stream held them.
             self.replay(&snapshot.epoch, snapshot.missed, Some(notice));
         }
+        // The backlog came before the snapshot was read: a message of another epoch
+        // in it is of one that the snapshot's replaced, and is dropped.
+        let current = self.position.as_ref().map(|(epoch, _)| epoch.clone());
         let mut again = None;
         for live in self.resync_backlog.take().unwrap_or_default() {
+            if live.0.is_some() && live.0 != current {
+                continue;
+            }
             if let Some(resync) = self.receive(live) {
                 again = Some(resync);
             }

@@ -108,12 +108,15 @@ pub(super) async fn run(
             unsubscribing: HashSet::new(),
             last_heard: Instant::now(),
         };
-        // Resyncs start before the subscriptions: what comes meanwhile waits.
+        // Resyncs start before the subscriptions: what comes meanwhile waits. Each
+        // runs at once; it asks this link for the channel's subscriptions, which it
+        // answers once it has made them, or, if the link is lost, places the
+        // channel again.
         let channels = shared.channels().on_link(&key);
-        let mut resyncs = Vec::new();
         for channel in &channels {
-            if let Some(resync) = shared.channels().begin_resync(channel, true) {
-                resyncs.push(resync);
+            let resync = shared.channels().begin_resync(channel, true);
+            if let Some(resync) = resync {
+                spawn_resync(&shared, resync);
             }
         }
         let mut lost = None;
@@ -143,9 +146,6 @@ pub(super) async fn run(
         }
         was_connected = true;
         tokio::spawn(rejoin(shared.clone(), key.clone()));
-        for resync in resyncs {
-            spawn_resync(&shared, resync);
-        }
         status.set_up(true, Some(master));
         let ended = link.serve(&mut connection, &mut pushes, &mut orders).await;
         status.set_up(false, None);
