@@ -146,12 +146,15 @@ async fn publish_part(
                 return outcomes;
             }
         };
-        let unconfirmed = wait.and_then(|wait| match replies.get(calls.len()) {
-            Some(Value::Int(acked)) if *acked >= i64::from(wait.replicas) => None,
-            acked => Some(format!(
-                "published, but only {acked:?} of {} replicas confirmed it within {:?}: a Redis fail-over now could lose it; send it again with its id, and it is published once",
+        let unconfirmed = wait.and_then(|wait| {
+            let acked = match replies.get(calls.len()) {
+                Some(Value::Int(acked)) => *acked,
+                _ => 0,
+            };
+            (acked < i64::from(wait.replicas)).then(|| format!(
+                "published, but only {acked} of {} replicas confirmed it within {:?}: a Redis fail-over now could lose it; send it again with its id, and it is published once",
                 wait.replicas, wait.timeout
-            )),
+            ))
         });
         let mut stale: Vec<(usize, String)> = Vec::new();
         for (&index, reply) in indices.iter().zip(replies) {
