@@ -126,6 +126,11 @@ impl Links {
         }
     }
 
+    /// The status of the link to `key`, if it runs.
+    pub(super) fn status_of(&self, key: &LinkKey) -> Option<Arc<LinkStatus>> {
+        self.running.lock().get(key).map(|link| link.status.clone())
+    }
+
     /// Every running link, in a stable order.
     pub(super) fn all(&self) -> Vec<(LinkKey, Arc<LinkStatus>)> {
         let mut all: Vec<_> = self

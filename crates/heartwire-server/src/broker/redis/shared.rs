@@ -142,9 +142,8 @@ impl Shared {
         }
         let key = LinkKey::Shard(self.shard_index(channel));
         self.links
-            .all()
-            .iter()
-            .any(|(link, status)| *link == key && status.is_up())
+            .status_of(&key)
+            .is_some_and(|status| status.is_up())
     }
 
     /// The link to `key`, started if it was not running.
