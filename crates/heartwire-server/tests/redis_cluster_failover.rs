@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use heartwire_server::{Limits, RedisConfig, Retention, ServerConfig};
 use heartwire_testkit::redis::node_on;
-use heartwire_testkit::redis_cluster::{
-    CLUSTER_NODE_TIMEOUT, SENTINEL_DOWN_AFTER, TestCluster, TestSentinels,
-};
+use heartwire_testkit::redis_cluster::{CLUSTER_NODE_TIMEOUT, TestCluster};
+use heartwire_testkit::redis_sentinel::{SENTINEL_DOWN_AFTER, TestSentinels};
 use heartwire_testkit::stream::{Acked, Publisher, Verdict, Watcher, judge};
 use heartwire_testkit::{TestServer, http_get};
 

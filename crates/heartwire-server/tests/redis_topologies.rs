@@ -9,7 +9,7 @@ use heartwire_core::ErrorCode;
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_server::{RedisConfig, RedisTopology, ServerConfig, WaitReplicas};
 use heartwire_testkit::redis::{TestRedis, node_on};
-use heartwire_testkit::redis_cluster::TestSentinels;
+use heartwire_testkit::redis_sentinel::TestSentinels;
 use heartwire_testkit::stream::{Publisher, Watcher, judge};
 use heartwire_testkit::{
     Socket, TestServer, connect, connect_native, http_get, next_frame, next_text, send,

@@ -18,8 +18,9 @@
 //! - [`commands`]: the script calls and commands, built from plain values;
 //! - [`replies`]: what Redis sends back (script replies, envelopes, presence events);
 //! - [`shard`] and [`connection`]: a shard's master and its command connection;
-//! - [`links`] and [`subscriber`]: the pub/sub links, one per master that carries
-//!   this node's channels, and their reconnects;
+//! - [`links`], [`subscriber`] and [`connected`]: the pub/sub links, one per master
+//!   that carries this node's channels: their reconnects, and what a connected one
+//!   does;
 //! - [`placement`]: which link carries a channel (in a cluster, its slot's master);
 //! - [`channels`] and [`local_channel`]: this node's subscribers, and the ordering
 //!   rules (join, resync);
@@ -34,6 +35,7 @@
 
 mod channels;
 mod commands;
+mod connected;
 mod connection;
 mod join;
 mod join_barrier;

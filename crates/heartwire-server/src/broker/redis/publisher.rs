@@ -5,15 +5,15 @@
 //! to [`PUBLISH_BATCH`] is split by where its channels live (a shard, and in a cluster
 //! a slot, since a pipeline reaches one node) and the parts go out at once, each in
 //! one pipeline; each part keeps the order of its publishes, so every channel's
-//! publishes keep theirs. With `--redis-wait-replicas`, each pipeline ends with
-//! `WAIT`, and its publishes are acknowledged only once that many replicas hold them.
+//! publishes keep theirs. With `--redis-wait-replicas`, once the parts are done each
+//! shard gets one `WAIT` (in a cluster, every master, and the fewest replicas count),
+//! and the batch's publishes are acknowledged only if that many replicas hold them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use heartwire_core::ErrorCode;
-use redis::Value;
 use redis::cluster_routing::Slot;
 use tokio::sync::mpsc;
 
@@ -98,7 +98,53 @@ async fn publish_batch(shared: &Shared, batch: &[PublishRequest]) -> Vec<Outcome
     for (index, outcome) in done.into_iter().flatten() {
         outcomes[index] = outcome;
     }
+    if let Some(wait) = shared.wait() {
+        confirm(shared, batch, &mut outcomes, wait).await;
+    }
     outcomes
+}
+
+/// Waits until `wait.replicas` replicas hold the batch's publishes, one `WAIT` per
+/// shard that took some; the publishes of a shard whose replicas did not confirm
+/// in time are answered with `unavailable` (they were published: sent again with
+/// their id, they are acknowledged as duplicates).
+async fn confirm(
+    shared: &Shared,
+    batch: &[PublishRequest],
+    outcomes: &mut [Outcome],
+    wait: super::topology::WaitReplicas,
+) {
+    let mut shards: Vec<usize> = batch
+        .iter()
+        .zip(outcomes.iter())
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(request, _)| shared.shard_index(&request.channel))
+        .collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let command = commands::wait_for_replicas(wait.replicas, wait.timeout);
+    let acked = join_all(shards.iter().map(|&index| {
+        let command = &command;
+        async move {
+            let acked = shared.shards()[index].query::<i64>(command).await;
+            (index, acked.unwrap_or(0))
+        }
+    }))
+    .await;
+    for (index, acked) in acked {
+        if acked >= i64::from(wait.replicas) {
+            continue;
+        }
+        let reason = format!(
+            "published, but only {acked} of {} replicas confirmed it within {:?}: a Redis fail-over now could lose it; send it again with its id, and it is published once",
+            wait.replicas, wait.timeout
+        );
+        for (request, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_ok() && shared.shard_index(&request.channel) == index {
+                *outcome = Err(reason.clone());
+            }
+        }
+    }
 }
 
 /// Publishes the requests of `batch` at `indices` (one shard, one slot) in one
@@ -119,7 +165,6 @@ async fn publish_part(
     }
     let shard = shared.shard_for(&channel);
     let cluster = shared.is_cluster();
-    let wait = shared.wait();
     for _ in 0..STALE_ROUNDS {
         let calls: Vec<_> = indices
             .iter()
@@ -129,9 +174,7 @@ async fn publish_part(
                 commands::publish(&names, request, shared.retention(), random_id(), cluster)
             })
             .collect();
-        let wait_command =
-            wait.map(|wait| commands::wait_for_replicas(wait.replicas, wait.timeout));
-        let replies = match shard.pipeline(&calls, wait_command.as_ref()).await {
+        let replies = match shard.pipeline(&calls, None).await {
             Ok(replies) => replies,
             Err(err) => {
                 tracing::warn!(%err, publishes = indices.len(), "publishing to Redis failed");
@@ -146,16 +189,6 @@ async fn publish_part(
                 return outcomes;
             }
         };
-        let unconfirmed = wait.and_then(|wait| {
-            let acked = match replies.get(calls.len()) {
-                Some(Value::Int(acked)) => *acked,
-                _ => 0,
-            };
-            (acked < i64::from(wait.replicas)).then(|| format!(
-                "published, but only {acked} of {} replicas confirmed it within {:?}: a Redis fail-over now could lose it; send it again with its id, and it is published once",
-                wait.replicas, wait.timeout
-            ))
-        });
         let mut stale: Vec<(usize, String)> = Vec::new();
         for (&index, reply) in indices.iter().zip(replies) {
             let parsed = redis::from_redis_value::<Vec<String>>(reply)
@@ -169,11 +202,7 @@ async fn publish_part(
                     if !published.duplicate {
                         persist_raw(shared, &batch[index]).await;
                     }
-                    let outcome = match &unconfirmed {
-                        Some(reason) => Err(reason.clone()),
-                        None => Ok(published),
-                    };
-                    outcomes.push((index, outcome));
+                    outcomes.push((index, Ok(published)));
                 }
                 Some(Checked::Stale(stamp)) => stale.push((index, stamp)),
                 None => outcomes.push((

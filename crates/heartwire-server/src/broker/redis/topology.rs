@@ -156,15 +156,17 @@ fn jump_hash(mut key: u64, buckets: usize) -> usize {
     bucket as usize
 }
 
-/// `host:port` of a `redis://` URL, for health reports: never its password.
+/// `host:port` of a `redis://` URL, for health reports and errors: never its
+/// password. Text that is no URL is shown as given, unless it could hold one (`@`).
 pub(super) fn address_of(url: &str) -> String {
     match redis::parse_redis_url(url) {
         Some(parsed) => match (parsed.host_str(), parsed.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
             (Some(host), None) => format!("{host}:6379"),
-            _ => "?".into(),
+            _ => "a URL without a host".into(),
         },
-        None => "?".into(),
+        None if url.contains('@') => "a URL that does not parse".into(),
+        None => url.to_owned(),
     }
 }
 
@@ -207,6 +209,8 @@ mod tests {
             "127.0.0.1:7000"
         );
         assert_eq!(address_of("redis://cache/"), "cache:6379");
+        assert_eq!(address_of("not-a-url"), "not-a-url");
+        assert!(!address_of("redis//:secret@x").contains("secret"));
     }
 
     #[test]
