@@ -31,32 +31,7 @@ impl TestCluster {
     /// returns once every slot is served and every replica is in sync.
     pub fn start() -> Self {
         let dir = TempDir::new("cluster");
-        let nodes: Vec<Process> = (0..6)
-            .map(|_| {
-                let port = free_port(true);
-                let args: Vec<String> = [
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    &CLUSTER_NODE_TIMEOUT.as_millis().to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    &dir.path().display().to_string(),
-                ]
-                .map(str::to_owned)
-                .to_vec();
-                Process::spawn(port, &args)
-            })
-            .collect();
+        let nodes: Vec<Process> = (0..6).map(|_| cluster_node(dir.path())).collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
@@ -76,6 +51,34 @@ impl TestCluster {
         let cluster = Self { nodes, _dir: dir };
         cluster.wait_until_settled();
         cluster
+    }
+
+    /// Starts a new node and has it join the cluster as a master without slots
+    /// (`redis-cli --cluster add-node`); returns its port once every node knows it.
+    pub fn add_master(&mut self) -> u16 {
+        let node = cluster_node(self._dir.path());
+        let port = node.port;
+        let known = self.ports()[0];
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "add-node"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{known}"))
+            .output()
+            .expect("redis-cli --cluster add-node runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster add-node failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        self.nodes.push(node);
+        let id = self.id_of(port);
+        wait_until("every node knows the new one", PATIENCE, || {
+            self.ports()
+                .into_iter()
+                .all(|other| redis_cli(other, &["CLUSTER", "NODES"]).contains(&id))
+        });
+        self.wait_until_settled();
+        port
     }
 
     /// The ports of every node still running.
@@ -303,6 +306,33 @@ impl TestCluster {
             .find_map(|line| line.strip_prefix(&format!("{name}:")))
             .map_or(0, |value| value.trim().parse().unwrap_or(0))
     }
+}
+
+/// A new `redis-server` in cluster mode, with [`CLUSTER_NODE_TIMEOUT`] and no
+/// persistence, its files in `dir`.
+fn cluster_node(dir: &std::path::Path) -> Process {
+    let port = free_port(true);
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &format!("nodes-{port}.conf"),
+        "--cluster-node-timeout",
+        &CLUSTER_NODE_TIMEOUT.as_millis().to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Process::spawn(port, &args)
 }
 
 /// Whether a `CLUSTER NODES` line lists `slot` among its slot ranges.
