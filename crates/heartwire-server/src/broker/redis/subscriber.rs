@@ -126,6 +126,11 @@ pub(super) async fn run(
             if let LinkKey::Node(_) = key {
                 return end_node_link(&shared, &key, &status, orders, false);
             }
+            backoff.handle_disconnected(Instant::now());
+            let delay = backoff
+                .next_delay(Instant::now(), &mut rng)
+                .unwrap_or(PROBE_EVERY);
+            tokio::time::sleep(delay).await;
             continue;
         }
         if was_connected {
