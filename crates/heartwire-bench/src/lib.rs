@@ -5,7 +5,9 @@
 //! - `heartwire bench report` turns the figures of every server into `RESULTS.md` and a
 //!   chart, with ratios against heartwire;
 //! - `heartwire bench hold` is a generator process that `run` starts: it holds up to
-//!   ~19,900 connections (one process's file cap) and takes orders on stdin.
+//!   ~19,900 connections (one process's file cap) and takes orders on stdin;
+//! - `heartwire bench scale-out` runs three heartwire processes on each Redis topology
+//!   (one server, a cluster, three sharded servers) and appends their figures.
 //!
 //! Files: [`dialect`] speaks each server's protocol, [`wire`] opens connections from
 //! several 127.0.0.x sources, [`fleet`] and [`hold`] are the two ends of a generator
@@ -21,6 +23,7 @@ mod hold;
 mod payload;
 mod progress;
 mod results;
+mod scaleout;
 mod scenario;
 mod server;
 mod wire;
@@ -41,6 +44,9 @@ enum BenchCommand {
     /// Hold connections for `run` (a generator process; orders come on stdin).
     #[command(hide = true)]
     Hold(hold::HoldArgs),
+    /// Three heartwire processes on one Redis, a Redis Cluster and sharded Redis servers:
+    /// delivery rate, p99 and a master's fail-over, appended to a file.
+    ScaleOut(scaleout::ScaleOutArgs),
 }
 
 /// Runs `heartwire bench` with these arguments.
@@ -49,5 +55,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Run(args) => scenario::run(args),
         BenchCommand::Report(args) => results::write(args),
         BenchCommand::Hold(args) => hold::run(args),
+        BenchCommand::ScaleOut(args) => scaleout::run(args),
     }
 }

@@ -27,10 +27,14 @@ pub(crate) fn stamped(size: usize) -> String {
 
 /// How long ago the payload inside `frame` was stamped, if it holds one.
 pub(crate) fn age(frame: &str) -> Option<Duration> {
-    let start = frame.find(MARK)? + 1;
-    let digits = frame.get(start..start + DIGITS)?;
-    let sent: u64 = digits.parse().ok()?;
+    let sent = stamp(frame)?;
     Some(Duration::from_micros(now_micros().saturating_sub(sent)))
+}
+
+/// When the payload inside `frame` was stamped, in microseconds since the Unix epoch.
+pub(crate) fn stamp(frame: &str) -> Option<u64> {
+    let start = frame.find(MARK)? + 1;
+    frame.get(start..start + DIGITS)?.parse().ok()
 }
 
 #[cfg(test)]

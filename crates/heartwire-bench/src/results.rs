@@ -40,6 +40,10 @@ pub(crate) struct ReportArgs {
 /// Figures by name, then by server.
 pub(crate) type Table = BTreeMap<String, BTreeMap<String, Figure>>;
 
+/// What the names of the scale-out scenario's figures start with: they compare
+/// heartwire's Redis topologies with each other, in a section of their own.
+const SCALE_OUT: &str = "scaleout_";
+
 pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     let mut all = Vec::new();
     for path in &args.figures {
@@ -47,7 +51,15 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     }
     let mut servers: Vec<String> = Vec::new();
     let mut table = Table::new();
+    let mut scale_out = Table::new();
     for figure in all {
+        if figure.figure.starts_with(SCALE_OUT) {
+            scale_out
+                .entry(figure.figure.clone())
+                .or_default()
+                .insert(figure.server.clone(), figure);
+            continue;
+        }
         if !servers.contains(&figure.server) {
             servers.push(figure.server.clone());
         }
@@ -65,7 +77,12 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
            heartwire wins**. — means not measured (see *Missing*).\n\n";
     md += &figure_table(&table, &servers, &peers);
     md += &targets(&table);
-    md += &missing(&table);
+    if !scale_out.is_empty() {
+        md += &scale_out_section(&scale_out);
+    }
+    let mut every = table.clone();
+    every.extend(scale_out);
+    md += &missing(&every);
     md += &format!(
         "\n![ratios against heartwire]({})\n",
         args.chart
@@ -244,6 +261,46 @@ fn targets(table: &Table) -> String {
         "storm ≤ 1.2 attempts per client, zero listen overflows",
         format!("{} attempts, {} overflows", show(attempts), show(overflows)),
         attempts.zip(overflows).map(|(a, o)| a <= 1.2 && o == 0.0),
+    );
+    md
+}
+
+/// The scale-out scenario: each Redis topology against one Redis, measured in one run.
+fn scale_out_section(table: &Table) -> String {
+    let ours = |figure: &str| value(table, figure, HEARTWIRE);
+    let show = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), number);
+    let mut md = String::from(
+        "\n## Scale-out: three heartwire processes over Redis\n\n\
+         `heartwire bench scale-out`, every topology in one run. The rate is the deliveries \
+         per second of the last step (publish rate doubling) with 99% delivered and p99 \
+         publish→receive ≤ 100 ms; on 2 cores every process shares the same CPUs, so the \
+         ratio to one Redis is the figure.\n\n\
+         | topology | deliveries/s | ratio vs one Redis | p99 ms | publish→ack p99 ms |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let single = ours("scaleout_single_deliveries_per_sec");
+    for (label, name) in [
+        ("single", "one Redis"),
+        ("cluster3", "Redis Cluster, 3 masters + 3 replicas"),
+        ("sharded3", "3 Redis servers, consistent hash"),
+        ("cluster3_wait1", "Redis Cluster, --redis-wait-replicas 1"),
+    ] {
+        let rate = ours(&format!("scaleout_{label}_deliveries_per_sec"));
+        let ratio = rate.zip(single).map(|(rate, single)| rate / single);
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} |",
+            show(rate),
+            ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
+            show(ours(&format!("scaleout_{label}_p99_ms"))),
+            show(ours(&format!("scaleout_{label}_ack_p99_ms"))),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nA cluster master killed (SIGKILL) under load: every subscriber receives again on \
+         every channel of its shard after **{} s**.",
+        show(ours("scaleout_cluster3_recovery_secs"))
     );
     md
 }

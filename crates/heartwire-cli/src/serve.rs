@@ -30,7 +30,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.validate()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = match config.broker.redis_config() {
+        let server = match config.broker.redis_config()? {
             Some(redis) => {
                 let broker = RedisBroker::start(&redis, config.retention)?;
                 Server::bind_with_broker(config, Arc::new(broker)).await?
@@ -168,10 +168,19 @@ pub(crate) mod tests {
             r#"redis = "redis://127.0.0.1:6390/""#,
         )
         .unwrap();
-        let redis = shared.broker.redis_config().unwrap();
-        assert_eq!(redis.url, "redis://127.0.0.1:6390/");
+        let redis = shared.broker.redis_config().unwrap().unwrap();
+        assert_eq!(
+            redis.topology,
+            heartwire_server::RedisTopology::Servers(vec!["redis://127.0.0.1:6390/".into()])
+        );
         assert_eq!(redis.prefix, "ws4redis");
-        assert!(ServerConfig::default().broker.redis_config().is_none());
+        assert!(
+            ServerConfig::default()
+                .broker
+                .redis_config()
+                .unwrap()
+                .is_none()
+        );
         let tracked = config(&[], r#"presence = ["room:*", "lobby"]"#).unwrap();
         assert!(tracked.has_presence("room:1") && tracked.has_presence("lobby"));
     }

@@ -49,7 +49,7 @@ use tokio::net::TcpListener;
 
 pub use broker::{
     Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
-    SubscribeRequest, SystemClock,
+    RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
     BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,

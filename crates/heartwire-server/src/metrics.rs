@@ -40,6 +40,8 @@ pub(crate) struct ServerMetrics {
     rtt: Histogram,
     broker_up: Gauge,
     broker_reconnects: Counter,
+    broker_failovers: Counter,
+    broker_epochs_renewed: Counter,
 }
 
 /// How often histogram samples are folded into their buckets between scrapes.
@@ -110,6 +112,31 @@ impl ServerMetrics {
             None,
             "1 while the broker reaches other nodes, 0 while it does not".into(),
         );
+        describe(
+            "heartwire_broker_failovers_total",
+            None,
+            "Times a Redis master changed under the broker and it followed",
+        );
+        describe(
+            "heartwire_broker_epochs_renewed_total",
+            None,
+            "Channels given a new epoch because a Redis fail-over cut their history",
+        );
+        recorder.describe_gauge(
+            "heartwire_broker_shard_up".into(),
+            None,
+            "1 while this Redis shard (or cluster node) carries messages, 0 while not".into(),
+        );
+        describe(
+            "heartwire_broker_shard_reconnects_total",
+            None,
+            "Times the link to this Redis shard was lost and made again",
+        );
+        describe(
+            "heartwire_broker_shard_failovers_total",
+            None,
+            "Times the master of this Redis shard changed",
+        );
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
@@ -160,6 +187,8 @@ impl ServerMetrics {
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
             broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),
+            broker_failovers: counter("heartwire_broker_failovers_total", vec![]),
+            broker_epochs_renewed: counter("heartwire_broker_epochs_renewed_total", vec![]),
             rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
             recorder,
         }
@@ -182,9 +211,24 @@ impl ServerMetrics {
     }
 
     /// The Prometheus text exposition of every metric, with the broker's state as of now.
-    pub(crate) fn render(&self, broker: BrokerHealth) -> String {
+    pub(crate) fn render(&self, broker: &BrokerHealth) -> String {
         self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
         self.broker_reconnects.absolute(broker.reconnects);
+        self.broker_failovers.absolute(broker.failovers);
+        self.broker_epochs_renewed.absolute(broker.epochs_renewed);
+        for shard in &broker.shards {
+            let labels = || vec![Label::new("shard", shard.name.clone())];
+            let key = |name: &'static str| Key::from_parts(name, labels());
+            self.recorder
+                .register_gauge(&key("heartwire_broker_shard_up"), &METADATA)
+                .set(if shard.up { 1.0 } else { 0.0 });
+            self.recorder
+                .register_counter(&key("heartwire_broker_shard_reconnects_total"), &METADATA)
+                .absolute(shard.reconnects);
+            self.recorder
+                .register_counter(&key("heartwire_broker_shard_failovers_total"), &METADATA)
+                .absolute(shard.failovers);
+        }
         self.recorder.handle().render()
     }
 
@@ -210,10 +254,32 @@ mod tests {
         let metrics = ServerMetrics::new();
         metrics.disconnected(&DisconnectReason::PingTimeout);
         metrics.rtt(Duration::from_millis(3));
-        let text = metrics.render(BrokerHealth {
+        let text = metrics.render(&BrokerHealth {
             up: false,
             reconnects: 2,
+            failovers: 1,
+            epochs_renewed: 3,
+            shards: vec![crate::broker::ShardHealth {
+                name: "127.0.0.1:7000".into(),
+                master: None,
+                up: true,
+                reconnects: 2,
+                failovers: 1,
+                channels: 4,
+            }],
         });
+        assert!(
+            text.contains("heartwire_broker_failovers_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("heartwire_broker_epochs_renewed_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_broker_shard_up{shard="127.0.0.1:7000"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("heartwire_broker_up 0"), "{text}");
         assert!(
             text.contains("heartwire_broker_reconnects_total 2"),

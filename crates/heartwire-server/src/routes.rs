@@ -109,11 +109,28 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
     } else {
         (StatusCode::OK, "ok")
     };
+    let shards: Vec<_> = health
+        .shards
+        .iter()
+        .map(|shard| {
+            serde_json::json!({
+                "name": shard.name,
+                "master": shard.master,
+                "up": shard.up,
+                "reconnects": shard.reconnects,
+                "failovers": shard.failovers,
+                "channels": shard.channels,
+            })
+        })
+        .collect();
     let body = serde_json::json!({
         "status": word,
         "broker": state.broker.name(),
         "broker_up": health.up,
         "broker_reconnects": health.reconnects,
+        "broker_failovers": health.failovers,
+        "broker_epochs_renewed": health.epochs_renewed,
+        "broker_shards": shards,
         "connections": state.registry.len(),
     });
     (
@@ -128,7 +145,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(state.broker.health()),
+        state.metrics.render(&state.broker.health()),
     )
         .into_response()
 }

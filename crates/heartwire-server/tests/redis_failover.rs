@@ -53,10 +53,7 @@ async fn node(redis: &TestRedis) -> TestServer {
         },
         ..ServerConfig::default()
     };
-    let redis_config = RedisConfig {
-        url: redis.url(),
-        prefix: String::new(),
-    };
+    let redis_config = RedisConfig::single(redis.url());
     let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;

@@ -3,11 +3,19 @@
 //!
 //! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
-//! - [`redis`]: `redis-server` processes and nodes on the Redis broker.
+//! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
+//! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
+//!   watched by sentinels ([`redis_process`] runs their processes);
+//! - [`stream`]: numbered streams over many channels, and the judge of what
+//!   subscribers received.
 
 pub mod client;
 pub mod peer;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_process;
+pub mod redis_sentinel;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

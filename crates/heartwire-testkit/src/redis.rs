@@ -10,12 +10,18 @@ use heartwire_server::{RedisBroker, RedisConfig, ServerConfig};
 
 use super::{PATIENCE, TestServer, wait_for_health};
 
+/// A node with the Redis broker on `redis` (any topology), once its `/healthz`
+/// says ok.
+pub async fn node_on(redis: &RedisConfig, config: ServerConfig) -> TestServer {
+    let broker = RedisBroker::start(redis, config.retention).expect("broker starts");
+    let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
+    wait_for_health(&server, "ok").await;
+    server
+}
+
 /// A node with the Redis broker (names under `prefix`), once its `/healthz` says ok.
 pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &str) -> TestServer {
-    let redis_config = RedisConfig {
-        url: redis.url(),
-        prefix: prefix.to_owned(),
-    };
+    let redis_config = RedisConfig::single(redis.url()).with_prefix(prefix);
     let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
@@ -46,10 +52,7 @@ impl IsolatedNode {
                     listen: "127.0.0.1:0".parse().unwrap(),
                     ..config
                 };
-                let redis_config = RedisConfig {
-                    url,
-                    prefix: String::new(),
-                };
+                let redis_config = RedisConfig::single(url);
                 let broker = RedisBroker::start(&redis_config, config.retention).unwrap();
                 let server = heartwire_server::Server::bind_with_broker(config, Arc::new(broker))
                     .await

@@ -132,7 +132,7 @@ fn the_example_file_loads_and_sets_every_option() {
         Some("--heartbeat--")
     );
     assert_eq!(config.broker.redis_prefix.as_deref(), Some("ws4redis"));
-    assert!(config.broker.redis_config().is_some());
+    assert!(config.broker.redis_config().unwrap().is_some());
 
     let command = Cli::command();
     let serve = command

@@ -42,12 +42,36 @@ pub struct SubscribeRequest {
 }
 
 /// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerHealth {
     /// Messages reach other nodes (always true for a broker of one node).
     pub up: bool,
-    /// Times the link was lost and made again.
+    /// Times a link was lost and made again.
     pub reconnects: u64,
+    /// Times a master changed under the broker (a fail-over it followed).
+    pub failovers: u64,
+    /// Channels given a new epoch because a fail-over cut their history; their
+    /// subscribers were told `recovered: false`.
+    pub epochs_renewed: u64,
+    /// Each shard (a Redis master, or a cluster and its master nodes).
+    pub shards: Vec<ShardHealth>,
+}
+
+/// One shard of a broker that spreads channels over several Redis masters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardHealth {
+    /// Its name: an address, `sentinel:{name}`, or `cluster`; never a password.
+    pub name: String,
+    /// The address of its master now, when known.
+    pub master: Option<String>,
+    /// Whether its messages flow.
+    pub up: bool,
+    /// Times its link was lost and made again.
+    pub reconnects: u64,
+    /// Times its master changed (for a cluster: channels moved to another node).
+    pub failovers: u64,
+    /// Channels this node has on it (for a cluster: channels waiting for a node).
+    pub channels: usize,
 }
 
 /// Fans channel messages out to subscribed connections.
@@ -84,7 +108,7 @@ pub trait Broker: Send + Sync + 'static {
     fn health(&self) -> BrokerHealth {
         BrokerHealth {
             up: true,
-            reconnects: 0,
+            ..BrokerHealth::default()
         }
     }
 }

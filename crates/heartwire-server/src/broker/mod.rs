@@ -17,6 +17,6 @@ mod contract;
 mod memory;
 mod redis;
 
-pub use contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
+pub use contract::{Broker, BrokerHealth, PublishRequest, ShardHealth, SubscribeRequest};
 pub use memory::{Clock, MemoryBroker, SystemClock};
-pub use redis::{RedisBroker, RedisConfig};
+pub use redis::{RedisBroker, RedisConfig, RedisTopology, WaitReplicas};

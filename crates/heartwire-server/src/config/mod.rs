@@ -134,6 +134,7 @@ impl ServerConfig {
         if self.heartbeats.heartbeat_text.as_deref() == Some("") {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
+        self.broker.redis_config()?;
         Ok(())
     }
 

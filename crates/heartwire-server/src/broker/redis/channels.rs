@@ -1,7 +1,7 @@
 //! This node's side of each channel: its local subscribers, and the ordering rules
 //! that make Redis pub/sub plus the stream exact. Each channel is a
-//! [`LocalChannel`]; this file finds it, by name or by Redis channel, and counts
-//! reconnects.
+//! [`LocalChannel`]; this file finds it, by name or by Redis channel, and knows
+//! which pub/sub link carries it.
 //!
 //! A subscriber first *joins*: the node subscribes to the channel in Redis, then reads
 //! a snapshot (epoch, latest `seq`, missed messages). Live messages that arrive
@@ -10,11 +10,13 @@
 //! the snapshot, and becomes a live subscriber. Nothing is missed (the Redis
 //! subscription was in place before the snapshot was read) and nothing comes twice.
 //!
-//! After Redis comes back, each channel is *resynced*: live messages wait in a
-//! backlog, the stream is read from the last `seq` this node delivered, the missed
-//! messages are delivered, then the backlog. If the channel's epoch changed (Redis
-//! lost its data), each subscriber is told so with a new `subscribed` frame,
-//! `recovered: false`.
+//! A channel is *resynced* whenever live messages may have been missed: after its
+//! pub/sub link reconnected or moved to another node, and when a live message does
+//! not follow the last one delivered (a `seq` gap, or another epoch). Live messages
+//! wait in a backlog, the stream is read from the last `seq` this node delivered,
+//! the missed messages are delivered, then the backlog. If the channel's epoch
+//! changed (Redis lost its data, or a fail-over cut its history), each subscriber is
+//! told so with a new `subscribed` frame, `recovered: false`.
 //!
 //! Messages that other software publishes raw on a django-websocket-redis channel have
 //! no `seq`; they are delivered live with `seq` 0 and are not in the history.
@@ -24,29 +26,48 @@ use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
+use super::links::LinkKey;
 use super::local_channel::LocalChannel;
-use super::names::{ChannelNames, is_ws4redis};
+use super::names::{ChannelNames, Naming, is_ws4redis};
 use super::replies::Snapshot;
 use crate::id::ConnectionId;
 use crate::mailbox::Mailbox;
 
-/// A channel to resync, with the position this node delivered up to.
-pub(super) type ToResync = (Arc<str>, Option<Position>);
+/// A resync to run: the channel, the resync's number, and the position this node
+/// delivered up to.
+#[derive(Debug)]
+#[must_use = "a begun resync holds the channel's live messages until it is run"]
+pub(super) struct Resync {
+    /// The channel.
+    pub(super) channel: Arc<str>,
+    /// The resync's number; an older one's snapshot is ignored.
+    pub(super) token: u64,
+    /// Where to read the stream from.
+    pub(super) position: Option<Position>,
+}
+
+/// A Redis pub/sub channel a channel's messages come on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct PubSubName {
+    /// The Redis channel.
+    pub(super) name: String,
+    /// Sharded pub/sub (`SSUBSCRIBE`, in a cluster) rather than classic.
+    pub(super) sharded: bool,
+}
 
 /// What leaving a channel left to do in Redis.
 #[derive(Debug, Default)]
 pub(super) struct Left {
     /// The subscriber was a member: remove it from the channel's members.
     pub(super) was_member: bool,
-    /// It was the node's last subscriber: unsubscribe from these Redis channels.
-    pub(super) unsubscribe: Option<Vec<String>>,
+    /// It was the node's last subscriber: unsubscribe from these Redis channels on
+    /// this link.
+    pub(super) unsubscribe: Option<(LinkKey, Vec<PubSubName>)>,
 }
 
 /// What a join asks of Redis.
 #[derive(Debug)]
 pub(super) struct Joining {
-    /// The Redis channels to subscribe to.
-    pub(super) pubsub: Vec<String>,
     /// The subscriber was live already (it subscribed again): the position it had
     /// reached, so that the snapshot fills what it receives meanwhile.
     pub(super) resume_from: Option<Position>,
@@ -55,34 +76,42 @@ pub(super) struct Joining {
 /// Every channel this node has local subscribers on, by name and by Redis channel.
 #[derive(Debug)]
 pub(super) struct Channels {
-    prefix: String,
-    /// Counts reconnects: a resync of an older one gives way to the newer.
-    generation: u64,
+    naming: Naming,
     by_name: HashMap<Arc<str>, LocalChannel>,
-    /// Redis pub/sub channel (live or raw) → channel name.
+    /// Redis pub/sub channel (live, raw or presence) → channel name.
     by_redis: HashMap<String, Arc<str>>,
 }
 
 impl Channels {
-    /// No channels yet; names are made with `prefix`.
-    pub(super) fn new(prefix: String) -> Self {
+    /// No channels yet; names are made by `naming`.
+    pub(super) fn new(naming: Naming) -> Self {
         Self {
-            prefix,
-            generation: 0,
+            naming,
             by_name: HashMap::new(),
             by_redis: HashMap::new(),
         }
     }
 
     /// The Redis pub/sub channels that carry `channel`'s messages (and its presence
-    /// events, when tracked).
-    fn pubsub_names(names: &ChannelNames, channel: &str, presence: bool) -> Vec<String> {
-        let mut list = vec![names.live.clone()];
+    /// events, when tracked): heartwire's own are sharded in a cluster; Django's raw
+    /// channel is always classic.
+    fn pubsub_names(&self, names: &ChannelNames, channel: &str, presence: bool) -> Vec<PubSubName> {
+        let sharded = self.naming.is_cluster();
+        let mut list = vec![PubSubName {
+            name: names.live.clone(),
+            sharded,
+        }];
         if is_ws4redis(channel) {
-            list.push(names.raw.clone());
+            list.push(PubSubName {
+                name: names.raw.clone(),
+                sharded: false,
+            });
         }
         if presence {
-            list.push(names.presence.clone());
+            list.push(PubSubName {
+                name: names.presence.clone(),
+                sharded,
+            });
         }
         list
     }
@@ -91,8 +120,14 @@ impl Channels {
     pub(super) fn names(&self, channel: &str) -> ChannelNames {
         match self.by_name.get(channel) {
             Some(local) => local.names().clone(),
-            None => ChannelNames::new(&self.prefix, channel),
+            None => self.naming.channel(channel),
         }
+    }
+
+    /// The Redis pub/sub channels of `channel`, if this node has it.
+    pub(super) fn subscriptions(&self, channel: &str) -> Option<Vec<PubSubName>> {
+        let local = self.by_name.get(channel)?;
+        Some(self.pubsub_names(local.names(), channel, local.tracks_presence()))
     }
 
     /// Starts a join of `subscriber`.
@@ -104,23 +139,16 @@ impl Channels {
     ) -> Joining {
         if let Some(local) = self.by_name.get_mut(channel) {
             let resume_from = local.start_join(subscriber);
-            return Joining {
-                pubsub: Self::pubsub_names(local.names(), channel, local.tracks_presence()),
-                resume_from,
-            };
+            return Joining { resume_from };
         }
         let names = self.names(channel);
-        let pubsub = Self::pubsub_names(&names, channel, presence);
-        for name in &pubsub {
-            self.by_redis.insert(name.clone(), channel.clone());
+        for pubsub in self.pubsub_names(&names, channel, presence) {
+            self.by_redis.insert(pubsub.name, channel.clone());
         }
         let mut local = LocalChannel::new(names, presence);
         local.start_join(subscriber);
         self.by_name.insert(channel.clone(), local);
-        Joining {
-            pubsub,
-            resume_from: None,
-        }
+        Joining { resume_from: None }
     }
 
     /// Whether this node has local subscribers (or joiners) on `channel`.
@@ -156,11 +184,11 @@ impl Channels {
     }
 
     /// The channels with tracked members here, with this node's members of each.
-    pub(super) fn memberships(&self) -> Vec<(ChannelNames, Vec<ConnectionId>)> {
+    pub(super) fn memberships(&self) -> Vec<(Arc<str>, Vec<ConnectionId>)> {
         self.by_name
-            .values()
-            .filter(|local| local.tracks_presence())
-            .map(|local| (local.names().clone(), local.members()))
+            .iter()
+            .filter(|(_, local)| local.tracks_presence())
+            .map(|(name, local)| (name.clone(), local.members()))
             .collect()
     }
 
@@ -179,72 +207,124 @@ impl Channels {
         let Some(local) = self.by_name.remove(channel) else {
             return Left::default();
         };
-        let pubsub = Self::pubsub_names(local.names(), channel, local.tracks_presence());
+        let pubsub = self.pubsub_names(local.names(), channel, local.tracks_presence());
         for name in &pubsub {
-            self.by_redis.remove(name);
+            self.by_redis.remove(&name.name);
         }
         Left {
             was_member,
-            unsubscribe: Some(pubsub),
+            unsubscribe: local.link().cloned().map(|link| (link, pubsub)),
         }
     }
 
-    /// Whether this node needs the Redis pub/sub channel `name`.
-    pub(super) fn wants(&self, name: &str) -> bool {
-        self.by_redis.contains_key(name)
+    /// The link that carries `channel`.
+    pub(super) fn link_of(&self, channel: &str) -> Option<LinkKey> {
+        self.by_name.get(channel)?.link().cloned()
     }
 
-    /// Every Redis pub/sub channel this node needs.
-    pub(super) fn all_pubsub_names(&self) -> Vec<String> {
-        self.by_redis.keys().cloned().collect()
-    }
-
-    /// The current reconnect's number.
-    pub(super) fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Starts the resync of every channel after a reconnect: their live messages
-    /// wait in a backlog until each is resynced. Returns the reconnect's number and
-    /// what to resync: each channel with the position this node delivered up to.
-    pub(super) fn begin_resync(&mut self) -> (u64, Vec<ToResync>) {
-        self.generation += 1;
-        let channels = self
-            .by_name
-            .iter_mut()
-            .map(|(name, local)| (name.clone(), local.begin_resync()))
-            .collect();
-        (self.generation, channels)
-    }
-
-    /// Ends the resync of reconnect `generation`: delivers what was missed (or tells
-    /// each subscriber its position is lost), then the backlog. A resync of an
-    /// older reconnect changes nothing.
-    pub(super) fn finish_resync(&mut self, channel: &str, generation: u64, snapshot: Snapshot) {
-        if generation != self.generation {
-            return;
-        }
+    /// Places `channel` on `link`.
+    pub(super) fn place(&mut self, channel: &str, link: LinkKey) {
         if let Some(local) = self.by_name.get_mut(channel) {
-            local.finish_resync(channel, snapshot);
+            local.set_link(Some(link));
         }
     }
 
-    /// A message arrived on Redis channel `redis_channel`.
-    pub(super) fn on_pubsub(&mut self, redis_channel: &str, text: String) {
-        let Some(channel) = self.by_redis.get(redis_channel) else {
-            return;
-        };
+    /// Takes `channel` off `link`, if it is there, to be placed again.
+    pub(super) fn unplace(&mut self, channel: &str, link: &LinkKey) {
         if let Some(local) = self.by_name.get_mut(channel) {
-            local.on_pubsub(channel, redis_channel, text);
+            if local.link() == Some(link) {
+                local.set_link(None);
+            }
         }
     }
 
-    /// Names of channels that have local subscribers (to keep their history alive).
-    pub(super) fn in_use(&self) -> Vec<ChannelNames> {
+    /// Whether `channel` is on `link`.
+    pub(super) fn is_on(&self, channel: &str, link: &LinkKey) -> bool {
+        self.by_name
+            .get(channel)
+            .is_some_and(|local| local.link() == Some(link))
+    }
+
+    /// The channels on `link`.
+    pub(super) fn on_link(&self, link: &LinkKey) -> Vec<Arc<str>> {
+        self.by_name
+            .iter()
+            .filter(|(_, local)| local.link() == Some(link))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// How many channels wait to be placed on a link.
+    pub(super) fn unplaced(&self) -> usize {
         self.by_name
             .values()
-            .map(|local| local.names().clone())
-            .collect()
+            .filter(|local| local.link().is_none())
+            .count()
+    }
+
+    /// Starts a resync of `channel`: its live messages wait in a backlog until it is
+    /// resynced. `reconnected`: its messages now come on a new connection.
+    pub(super) fn begin_resync(&mut self, channel: &Arc<str>, reconnected: bool) -> Option<Resync> {
+        let (token, position) = self.by_name.get_mut(channel)?.begin_resync(reconnected);
+        Some(Resync {
+            channel: channel.clone(),
+            token,
+            position,
+        })
+    }
+
+    /// Whether resync `token` of `channel` is the one under way.
+    pub(super) fn is_resyncing(&self, channel: &str, token: u64) -> bool {
+        self.by_name
+            .get(channel)
+            .is_some_and(|local| local.is_resyncing(token))
+    }
+
+    /// Ends resync `token` of `channel`: delivers what was missed (or tells each
+    /// subscriber its position is lost), then the backlog. A resync older than the
+    /// latest changes nothing. Returns another resync when the backlog shows a gap.
+    pub(super) fn finish_resync(
+        &mut self,
+        channel: &Arc<str>,
+        token: u64,
+        snapshot: Snapshot,
+    ) -> Option<Resync> {
+        let local = self.by_name.get_mut(channel)?;
+        let (token, position) = local.finish_resync(channel, token, snapshot)?;
+        Some(Resync {
+            channel: channel.clone(),
+            token,
+            position,
+        })
+    }
+
+    /// A message arrived on Redis channel `redis_channel`. Returns a resync to run
+    /// when it shows that messages were missed.
+    pub(super) fn on_pubsub(&mut self, redis_channel: &str, text: String) -> Option<Resync> {
+        let channel = self.by_redis.get(redis_channel)?;
+        let local = self.by_name.get_mut(channel)?;
+        let (token, position) = local.on_pubsub(channel, redis_channel, text)?;
+        Some(Resync {
+            channel: channel.clone(),
+            token,
+            position,
+        })
+    }
+
+    /// The channels that have local subscribers (to keep their history alive).
+    pub(super) fn in_use(&self) -> Vec<Arc<str>> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// How many channels have local subscribers, per link.
+    pub(super) fn count_by_link(&self) -> HashMap<LinkKey, usize> {
+        let mut counts = HashMap::new();
+        for local in self.by_name.values() {
+            if let Some(link) = local.link() {
+                *counts.entry(link.clone()).or_default() += 1;
+            }
+        }
+        counts
     }
 }
 
@@ -259,6 +339,10 @@ mod tests {
 
     fn channel() -> Arc<str> {
         Arc::from("broadcast:chat")
+    }
+
+    fn channels(prefix: &str) -> Channels {
+        Channels::new(Naming::new(prefix, false))
     }
 
     fn envelope(seq: u64, epoch: &str, raw: bool, text: &str) -> String {
@@ -278,6 +362,7 @@ mod tests {
                     Arc::new(Publication::new(channel(), *seq, text, None))
                 })
                 .collect(),
+            renewed: false,
         }
     }
 
@@ -305,9 +390,16 @@ mod tests {
 
     #[test]
     fn a_joiner_gets_the_snapshot_then_only_later_live_messages() {
-        let mut channels = Channels::new(String::new());
+        let mut channels = channels("");
         let mailbox = Arc::new(Mailbox::new(1, 64));
-        assert_eq!(channels.join(&channel(), 1, false).pubsub, [LIVE, RAW]);
+        channels.join(&channel(), 1, false);
+        let names: Vec<_> = channels
+            .subscriptions(&channel())
+            .unwrap()
+            .into_iter()
+            .map(|pubsub| (pubsub.name, pubsub.sharded))
+            .collect();
+        assert_eq!(names, [(LIVE.into(), false), (RAW.into(), false)]);
         // Live messages arrive while the snapshot is read; 3 was already in it.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "three"));
         channels.on_pubsub(LIVE, envelope(4, "e", false, "four"));
@@ -326,8 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn in_a_cluster_own_channels_are_sharded_and_djangos_stays_classic() {
+        let mut channels = Channels::new(Naming::new("", true));
+        channels.join(&channel(), 1, true);
+        let names: Vec<_> = channels
+            .subscriptions(&channel())
+            .unwrap()
+            .into_iter()
+            .map(|pubsub| (pubsub.name, pubsub.sharded))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("hw:{broadcast:chat}#live".into(), true),
+                (RAW.into(), false),
+                ("hw:{broadcast:chat}#presence".into(), true)
+            ]
+        );
+    }
+
+    #[test]
     fn heartwires_raw_copy_is_dropped_and_a_foreign_one_has_seq_zero() {
-        let mut channels = Channels::new(String::new());
+        let mut channels = channels("");
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", true, "ours"));
         channels.on_pubsub(RAW, "ours".into());
@@ -340,36 +452,129 @@ mod tests {
 
     #[test]
     fn a_resync_fills_the_gap_once_or_reports_a_new_epoch() {
-        let mut channels = Channels::new(String::new());
+        let mut channels = channels("");
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
-        let (generation, resync) = channels.begin_resync();
-        assert_eq!(resync[0].1.as_ref().map(|position| position.seq), Some(1));
+        let resync = channels.begin_resync(&channel(), true).unwrap();
+        assert_eq!(
+            resync.position.as_ref().map(|position| position.seq),
+            Some(1)
+        );
         // 2 and 3 were missed while disconnected; 3 and 4 come live meanwhile.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
         channels.on_pubsub(LIVE, envelope(4, "e", false, "4"));
-        channels.finish_resync(
+        let again = channels.finish_resync(
             &channel(),
-            generation,
+            resync.token,
             snapshot("e", 3, Some(true), &[2, 3]),
         );
+        assert!(again.is_none());
         assert_eq!(
             drain(&mailbox),
             ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4"]
         );
 
-        let (stale, _) = channels.begin_resync();
-        let (generation, _) = channels.begin_resync();
-        // The resync of the older reconnect gives way.
-        channels.finish_resync(&channel(), stale, snapshot("x", 9, Some(false), &[]));
-        channels.finish_resync(&channel(), generation, snapshot("f", 0, Some(false), &[]));
+        let stale = channels.begin_resync(&channel(), true).unwrap();
+        let latest = channels.begin_resync(&channel(), true).unwrap();
+        // The resync started first gives way to the latest.
+        channels.finish_resync(&channel(), stale.token, snapshot("x", 9, Some(false), &[]));
+        assert!(drain(&mailbox).is_empty());
+        channels.finish_resync(&channel(), latest.token, snapshot("f", 0, Some(false), &[]));
         channels.on_pubsub(LIVE, envelope(1, "f", false, "new"));
         assert_eq!(drain(&mailbox), ["subscribed f 0 Some(false)", "1 new"]);
     }
 
     #[test]
+    fn a_live_gap_is_filled_from_the_stream_before_anything_later() {
+        let mut channels = channels("");
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        assert!(
+            channels
+                .on_pubsub(LIVE, envelope(1, "e", false, "1"))
+                .is_none()
+        );
+        // 2 and 3 never came live: 4 shows the gap.
+        let resync = channels
+            .on_pubsub(LIVE, envelope(4, "e", false, "4"))
+            .expect("a gap starts a resync");
+        assert_eq!(resync.position.map(|position| position.seq), Some(1));
+        assert!(
+            channels
+                .on_pubsub(LIVE, envelope(5, "e", false, "5"))
+                .is_none()
+        );
+        channels.finish_resync(
+            &channel(),
+            resync.token,
+            snapshot("e", 4, Some(true), &[2, 3, 4]),
+        );
+        assert_eq!(
+            drain(&mailbox),
+            ["subscribed e 0 None", "1 1", "2 2", "3 3", "4 4", "5 5"]
+        );
+    }
+
+    #[test]
+    fn a_live_message_of_another_epoch_is_never_taken_for_an_old_seq() {
+        let mut channels = channels("");
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        for seq in 1..=3 {
+            channels.on_pubsub(LIVE, envelope(seq, "e", false, &seq.to_string()));
+        }
+        // A fail-over cut the history: the promoted master numbers from 1 again, in
+        // a new epoch. Its message 2 must not be dropped as an old 2.
+        let resync = channels
+            .on_pubsub(LIVE, envelope(2, "f", false, "new 2"))
+            .expect("another epoch starts a resync");
+        assert_eq!(
+            resync.position.as_ref().map(|position| position.seq),
+            Some(3)
+        );
+        channels.finish_resync(&channel(), resync.token, snapshot("f", 1, Some(false), &[]));
+        assert_eq!(
+            drain(&mailbox),
+            [
+                "subscribed e 0 None",
+                "1 1",
+                "2 2",
+                "3 3",
+                "subscribed f 1 Some(false)",
+                "2 new 2"
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_new_epoch_its_messages_come_from_the_first() {
+        let mut channels = channels("");
+        let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
+        channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
+        let resync = channels.begin_resync(&channel(), true).unwrap();
+        channels.on_pubsub(LIVE, envelope(3, "f", false, "3"));
+        // The resync found epoch f, whose stream still holds it from 1.
+        channels.finish_resync(
+            &channel(),
+            resync.token,
+            snapshot("f", 0, Some(false), &[1, 2]),
+        );
+        channels.on_pubsub(LIVE, envelope(4, "f", false, "4"));
+        assert_eq!(
+            drain(&mailbox),
+            [
+                "subscribed e 0 None",
+                "1 1",
+                "subscribed f 0 Some(false)",
+                "1 1",
+                "2 2",
+                "3 3",
+                "4 4"
+            ]
+        );
+    }
+
+    #[test]
     fn subscribing_again_misses_nothing_and_repeats_nothing() {
-        let mut channels = Channels::new(String::new());
+        let mut channels = channels("");
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));
         channels.on_pubsub(LIVE, envelope(1, "e", false, "1"));
         let again = channels.join(&channel(), 1, false);
@@ -391,20 +596,27 @@ mod tests {
     }
 
     #[test]
-    fn the_last_subscriber_leaving_releases_the_redis_channels() {
-        let mut channels = Channels::new("ws4redis".into());
+    fn the_last_subscriber_leaving_releases_the_redis_channels_of_its_link() {
+        let mut channels = channels("ws4redis");
         channels.join(&channel(), 1, true);
         channels.join(&channel(), 2, true);
+        channels.place(&channel(), LinkKey::Shard(0));
+        assert_eq!(channels.on_link(&LinkKey::Shard(0)), [channel()]);
+        assert!(channels.is_on(&channel(), &LinkKey::Shard(0)));
+        assert!(!channels.is_on(&channel(), &LinkKey::Shard(1)));
         assert!(channels.leave(&channel(), 1).unsubscribe.is_none());
-        let left = channels.leave(&channel(), 2);
+        let (link, names) = channels.leave(&channel(), 2).unsubscribe.unwrap();
+        assert_eq!(link, LinkKey::Shard(0));
+        let names: Vec<_> = names.into_iter().map(|pubsub| pubsub.name).collect();
         assert_eq!(
-            left.unsubscribe.unwrap(),
+            names,
             [
                 "ws4redis:hw:broadcast:chat#live",
                 "ws4redis:broadcast:chat",
                 "ws4redis:hw:broadcast:chat#presence"
             ]
         );
-        assert!(channels.all_pubsub_names().is_empty());
+        assert!(channels.on_link(&LinkKey::Shard(0)).is_empty());
+        assert_eq!(channels.unplaced(), 0);
     }
 }

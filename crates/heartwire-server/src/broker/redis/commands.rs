@@ -9,7 +9,9 @@ use heartwire_core::protocol::{Position, millis, session_name};
 use redis::{Script, ScriptInvocation};
 
 use super::names::{ChannelNames, NodeNames, is_ws4redis};
-use super::scripts::{ADD_MEMBER, LIVE_MEMBERS, PUBLISH, REMOVE_MEMBER, SNAPSHOT, TOUCH};
+use super::scripts::{
+    ADD_MEMBER, MEMBERS, PUBLISH, REMOVE_MEMBER, RENEW, RESTAMP, SNAPSHOT, TOUCH,
+};
 use crate::broker::contract::PublishRequest;
 use crate::config::Retention;
 use crate::id::ConnectionId;
@@ -87,13 +89,20 @@ fn encode_payload(payload: &Payload) -> (&'static str, &str) {
     }
 }
 
+/// The command that publishes on heartwire's own pub/sub channels: sharded in a
+/// cluster, so a message goes only to the nodes of its slot's shard.
+fn publish_command(cluster: bool) -> &'static str {
+    if cluster { "SPUBLISH" } else { "PUBLISH" }
+}
+
 /// Publishes `request` on the channel named by `names`; `fresh_epoch` starts the
-/// channel's epoch if it has none.
+/// channel's epoch if it has none (or if a fail-over cut its history).
 pub(super) fn publish<'a>(
     names: &ChannelNames,
     request: &'a PublishRequest,
     retention: &Retention,
     fresh_epoch: String,
+    cluster: bool,
 ) -> ScriptCall<'a> {
     let (kind, body) = encode_payload(&request.payload);
     let raw = if is_ws4redis(&request.channel) {
@@ -114,14 +123,15 @@ pub(super) fn publish<'a>(
         .origin
         .as_ref()
         .map_or_else(|| "-".to_owned(), |mailbox| mailbox.id().to_string());
-    ScriptCall::new(&PUBLISH)
+    let call = ScriptCall::new(&PUBLISH)
         .key(&names.seq)
         .key(&names.epoch)
         .key(&names.stream)
         .key(&id_key)
-        .key(&names.live)
-        .key(&names.raw)
-        .arg(body)
+        .key(&names.live);
+    // In a cluster the raw key hashes elsewhere: the node keeps its value apart.
+    let call = if cluster { call } else { call.key(&names.raw) };
+    call.arg(body)
         .arg(kind)
         .arg(origin)
         .arg(raw)
@@ -131,27 +141,54 @@ pub(super) fn publish<'a>(
         .number(retention.dedup_window.as_secs().max(1))
         .arg(fresh_epoch)
         .flag(request.ack_id.is_some())
+        .arg(publish_command(cluster))
+        .arg(names.raw.clone())
 }
 
 /// Reads the channel named by `names`: its epoch and latest `seq`, the messages after
-/// `since`, and its retained value when `with_retained`.
+/// `since`, and (on one server) its retained value when `with_retained`.
 pub(super) fn snapshot(
     names: &ChannelNames,
     since: Option<&Position>,
     with_retained: bool,
     retention: &Retention,
     fresh_epoch: String,
+    cluster: bool,
 ) -> ScriptCall<'static> {
-    ScriptCall::new(&SNAPSHOT)
+    let call = ScriptCall::new(&SNAPSHOT)
         .key(&names.seq)
         .key(&names.epoch)
-        .key(&names.stream)
-        .key(&names.raw)
-        .arg(fresh_epoch)
+        .key(&names.stream);
+    let call = if cluster { call } else { call.key(&names.raw) };
+    call.arg(fresh_epoch)
         .arg(since.map_or_else(String::new, |since| since.epoch.clone()))
         .number(since.map_or(0, |since| since.seq))
-        .flag(with_retained)
+        .flag(with_retained && !cluster)
         .number(history_ttl_ms(retention))
+}
+
+/// Gives the channel named by `names` a new epoch, if its stamp is still `stamp`.
+pub(super) fn renew(
+    names: &ChannelNames,
+    stamp: &str,
+    retention: &Retention,
+    fresh_epoch: String,
+) -> ScriptCall<'static> {
+    ScriptCall::new(&RENEW)
+        .key(&names.epoch)
+        .key(&names.seq)
+        .key(&names.stream)
+        .arg(stamp.to_owned())
+        .arg(fresh_epoch)
+        .number(history_ttl_ms(retention))
+}
+
+/// Makes this master's history the stamp of the channel named by `names`, if its
+/// stamp is still `stamp`.
+pub(super) fn restamp(names: &ChannelNames, stamp: &str) -> ScriptCall<'static> {
+    ScriptCall::new(&RESTAMP)
+        .key(&names.epoch)
+        .arg(stamp.to_owned())
 }
 
 /// Keeps the history of the channel named by `names` for another history ttl.
@@ -169,36 +206,34 @@ pub(super) fn add_member(
     session: ConnectionId,
     node: &NodeNames,
     retention: &Retention,
+    cluster: bool,
 ) -> ScriptCall<'static> {
     ScriptCall::new(&ADD_MEMBER)
         .key(&names.members)
         .key(&names.presence)
-        .key(&node.key)
         .arg(session_name(session))
         .arg(node.id.clone())
-        .number(millis(NODE_TTL))
         .number(history_ttl_ms(retention))
+        .arg(publish_command(cluster))
 }
 
 /// Removes `session` from the members of the channel named by `names`.
-pub(super) fn remove_member(names: &ChannelNames, session: ConnectionId) -> ScriptCall<'static> {
+pub(super) fn remove_member(
+    names: &ChannelNames,
+    session: &str,
+    cluster: bool,
+) -> ScriptCall<'static> {
     ScriptCall::new(&REMOVE_MEMBER)
         .key(&names.members)
         .key(&names.presence)
-        .arg(session_name(session))
+        .arg(session.to_owned())
+        .arg(publish_command(cluster))
 }
 
-/// The live members of the channel named by `names`, after removing those of nodes
-/// whose liveness key (under `node.key_prefix`) is gone.
-pub(super) fn live_members(
-    names: &ChannelNames,
-    node: &NodeNames,
-    retention: &Retention,
-) -> ScriptCall<'static> {
-    ScriptCall::new(&LIVE_MEMBERS)
+/// The members of the channel named by `names`, each with its node.
+pub(super) fn members(names: &ChannelNames, retention: &Retention) -> ScriptCall<'static> {
+    ScriptCall::new(&MEMBERS)
         .key(&names.members)
-        .key(&names.presence)
-        .arg(node.key_prefix.clone())
         .number(history_ttl_ms(retention))
 }
 
@@ -210,6 +245,37 @@ pub(super) fn refresh_node(node: &NodeNames) -> redis::Cmd {
         .arg("1")
         .arg("PX")
         .arg(millis(NODE_TTL));
+    command
+}
+
+/// Whether the node whose liveness key is `key` is alive.
+pub(super) fn node_alive(key: &str) -> redis::Cmd {
+    let mut command = redis::cmd("EXISTS");
+    command.arg(key);
+    command
+}
+
+/// Keeps `text` as the last value of the raw channel named by `names` for
+/// `seconds`, as django-websocket-redis's publisher does (in a cluster, where the
+/// publish script cannot reach the raw key).
+pub(super) fn persist_raw(names: &ChannelNames, text: &str, seconds: u64) -> redis::Cmd {
+    let mut command = redis::cmd("SETEX");
+    command.arg(&names.raw).arg(seconds).arg(text);
+    command
+}
+
+/// The last value of the raw channel named by `names` (in a cluster).
+pub(super) fn read_retained(names: &ChannelNames) -> redis::Cmd {
+    let mut command = redis::cmd("GET");
+    command.arg(&names.raw);
+    command
+}
+
+/// Waits until `replicas` replicas hold every write made so far on this connection,
+/// for at most `timeout`.
+pub(super) fn wait_for_replicas(replicas: u32, timeout: Duration) -> redis::Cmd {
+    let mut command = redis::cmd("WAIT");
+    command.arg(replicas).arg(millis(timeout));
     command
 }
 
@@ -245,9 +311,9 @@ mod tests {
 
     #[test]
     fn a_ws4redis_publish_with_an_id_is_deduplicated_published_raw_and_retained() {
-        let names = ChannelNames::new("", "broadcast:chat");
+        let names = ChannelNames::new("", "broadcast:chat", false);
         let request = request("broadcast:chat", true, Some("7"));
-        let call = publish(&names, &request, &retention(), "e1".into());
+        let call = publish(&names, &request, &retention(), "e1".into(), false);
         assert_eq!(
             call.keys,
             [
@@ -263,68 +329,103 @@ mod tests {
         assert_eq!(
             args(&call),
             [
-                "\"hi\"", "j", "42", "hi", "30", "100", "1000", "1", "e1", "1"
+                "\"hi\"",
+                "j",
+                "42",
+                "hi",
+                "30",
+                "100",
+                "1000",
+                "1",
+                "e1",
+                "1",
+                "PUBLISH",
+                "broadcast:chat"
             ]
         );
     }
 
     #[test]
+    fn in_a_cluster_a_publish_is_sharded_and_declares_only_keys_of_its_slot() {
+        let names = ChannelNames::new("", "broadcast:chat", true);
+        let request = request("broadcast:chat", true, Some("7"));
+        let call = publish(&names, &request, &retention(), "e1".into(), true);
+        assert_eq!(call.keys.len(), 5, "the raw key is not declared");
+        assert!(call.keys.iter().all(|key| key.contains("{broadcast:chat}")));
+        let args = args(&call);
+        assert_eq!(&args[10..], ["SPUBLISH", "broadcast:chat"]);
+        let read = snapshot(&names, None, true, &retention(), "e2".into(), true);
+        assert_eq!(read.keys.len(), 3);
+        assert_eq!(
+            self::args(&read)[3],
+            "0",
+            "the retained value is read apart"
+        );
+    }
+
+    #[test]
     fn a_plain_publish_without_an_id_is_neither_raw_nor_retained() {
-        let names = ChannelNames::new("", "room:1");
+        let names = ChannelNames::new("", "room:1", false);
         let mut request = request("room:1", true, None);
         request.payload = Payload::Text("plain".into());
         request.origin = None;
-        let call = publish(&names, &request, &retention(), "e1".into());
+        let call = publish(&names, &request, &retention(), "e1".into(), false);
         // Without an id, the seq key stands in for the id key.
         assert_eq!(call.keys[3], names.seq);
         assert_eq!(
-            args(&call),
+            args(&call)[..10],
             ["plain", "t", "-", "", "30", "100", "1000", "1", "e1", "0"]
         );
         let not_retained = PublishRequest {
             retain: false,
             ..request
         };
-        let call = publish(&names, &not_retained, &retention(), "e1".into());
+        let call = publish(&names, &not_retained, &retention(), "e1".into(), false);
         assert_eq!(args(&call)[4], "0");
     }
 
     #[test]
     fn a_snapshot_asks_for_a_position_only_when_given_one() {
-        let names = ChannelNames::new("", "room:1");
-        let none = snapshot(&names, None, false, &retention(), "e2".into());
+        let names = ChannelNames::new("", "room:1", false);
+        let none = snapshot(&names, None, false, &retention(), "e2".into(), false);
         assert_eq!(args(&none), ["e2", "", "0", "0", "1000"]);
         let since = Position {
             epoch: "e1".into(),
             seq: 41,
         };
-        let some = snapshot(&names, Some(&since), true, &retention(), "e2".into());
+        let some = snapshot(&names, Some(&since), true, &retention(), "e2".into(), false);
         assert_eq!(args(&some), ["e2", "e1", "41", "1", "1000"]);
         assert_eq!(some.keys.len(), 4);
     }
 
     #[test]
-    fn members_are_named_by_their_session_and_node() {
-        let names = ChannelNames::new("", "room:1");
-        let node = NodeNames::new("", "0123456789abcdef".into());
-        let add = add_member(&names, 0xa1, &node, &retention());
+    fn a_stale_channel_is_renewed_or_restamped_only_if_its_stamp_is_unchanged() {
+        let names = ChannelNames::new("", "room:1", false);
+        let renew = renew(&names, "abc", &retention(), "e3".into());
         assert_eq!(
-            add.keys,
-            [
-                "hw:room:1#members",
-                "hw:room:1#presence",
-                "hw#node:0123456789abcdef"
-            ]
+            renew.keys,
+            [names.epoch.clone(), names.seq.clone(), names.stream.clone()]
         );
+        assert_eq!(args(&renew), ["abc", "e3", "1000"]);
+        let restamp = restamp(&names, "abc");
+        assert_eq!((restamp.keys.len(), args(&restamp)), (1, vec!["abc"]));
+    }
+
+    #[test]
+    fn members_are_named_by_their_session_and_node() {
+        let names = ChannelNames::new("", "room:1", false);
+        let node = NodeNames::new("", "0123456789abcdef".into());
+        let add = add_member(&names, 0xa1, &node, &retention(), false);
+        assert_eq!(add.keys, ["hw:room:1#members", "hw:room:1#presence"]);
         assert_eq!(
             args(&add),
-            ["00000000000000a1", "0123456789abcdef", "5000", "1000"]
+            ["00000000000000a1", "0123456789abcdef", "1000", "PUBLISH"]
         );
-        assert_eq!(args(&remove_member(&names, 0xa1)), ["00000000000000a1"]);
         assert_eq!(
-            args(&live_members(&names, &node, &retention())),
-            ["hw#node:", "1000"]
+            args(&remove_member(&names, "00000000000000a1", true)),
+            ["00000000000000a1", "SPUBLISH"]
         );
+        assert_eq!(args(&members(&names, &retention())), ["1000"]);
         let refresh: Vec<Vec<u8>> = refresh_node(&node)
             .args_iter()
             .map(|arg| match arg {

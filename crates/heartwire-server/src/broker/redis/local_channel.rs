@@ -1,12 +1,14 @@
 //! One channel as this node sees it: its live subscribers, its joiners and what is
-//! buffered for them, the position delivered so far, and how each message reaches
-//! them under the ordering rules of [`channels`](super::channels).
+//! buffered for them, the position delivered so far, the link its messages come on,
+//! and how each message reaches them under the ordering rules of
+//! [`channels`](super::channels).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
+use super::links::LinkKey;
 use super::names::ChannelNames;
 use super::replies::{Envelope, PresenceEvent, Snapshot};
 use crate::id::ConnectionId;
@@ -34,6 +36,10 @@ pub(super) struct LocalChannel {
     position: Option<(Arc<str>, u64)>,
     /// Live messages that arrive while the channel resyncs, delivered after it.
     resync_backlog: Option<Vec<Live>>,
+    /// Numbers the resyncs: only the latest one's snapshot is used.
+    resync_token: u64,
+    /// The pub/sub link that carries the channel (none while it is being placed).
+    link: Option<LinkKey>,
     /// Raw copies of heartwire's own messages still to come on the raw channel.
     twins: u32,
     /// Whether the channel's members are tracked.
@@ -52,6 +58,8 @@ impl LocalChannel {
             joining: HashMap::new(),
             position: None,
             resync_backlog: None,
+            resync_token: 0,
+            link: None,
             twins: 0,
             presence,
             members: HashSet::new(),
@@ -66,6 +74,16 @@ impl LocalChannel {
     /// Whether the channel's members are tracked.
     pub(super) fn tracks_presence(&self) -> bool {
         self.presence
+    }
+
+    /// The link that carries the channel.
+    pub(super) fn link(&self) -> Option<&LinkKey> {
+        self.link.as_ref()
+    }
+
+    /// Places the channel on `link` (none: it is to be placed again).
+    pub(super) fn set_link(&mut self, link: Option<LinkKey>) {
+        self.link = link;
     }
 
     /// Whether nobody is subscribed or joining.
@@ -119,6 +137,7 @@ impl LocalChannel {
             recovered,
             retained,
             missed,
+            renewed: _,
         } = snapshot;
         let confirmation = Outbound::Subscribed {
             channel: channel.clone(),
@@ -172,57 +191,95 @@ impl LocalChannel {
         self.members.remove(&subscriber)
     }
 
-    /// Starts a resync: live messages wait in the backlog until it is done. Returns
+    /// Starts a resync: live messages wait in the backlog until it is done. After
+    /// a new pub/sub connection (`reconnected`) the raw copies still expected are
+    /// forgotten: they went with the old connection. Returns the resync's number and
     /// the position this node delivered up to.
-    pub(super) fn begin_resync(&mut self) -> Option<Position> {
+    pub(super) fn begin_resync(&mut self, reconnected: bool) -> (u64, Option<Position>) {
         self.resync_backlog.get_or_insert_with(Vec::new);
-        self.twins = 0;
-        self.position.as_ref().map(|(epoch, seq)| Position {
+        if reconnected {
+            self.twins = 0;
+        }
+        self.resync_token += 1;
+        let position = self.position.as_ref().map(|(epoch, seq)| Position {
             epoch: epoch.to_string(),
             seq: *seq,
-        })
+        });
+        (self.resync_token, position)
     }
 
-    /// Ends the resync: delivers what was missed (or tells each subscriber its
-    /// position is lost), then the backlog.
-    pub(super) fn finish_resync(&mut self, channel: &str, snapshot: Snapshot) {
+    /// Whether resync `token` is the one under way.
+    pub(super) fn is_resyncing(&self, token: u64) -> bool {
+        token == self.resync_token && self.resync_backlog.is_some()
+    }
+
+    /// Ends resync `token` (an older one changes nothing): delivers what was missed
+    /// (or tells each subscriber its position is lost), then the backlog. Returns a
+    /// new resync when the backlog shows another gap.
+    pub(super) fn finish_resync(
+        &mut self,
+        channel: &str,
+        token: u64,
+        snapshot: Snapshot,
+    ) -> Option<(u64, Option<Position>)> {
+        if token != self.resync_token || self.resync_backlog.is_none() {
+            return None;
+        }
         if snapshot.recovered != Some(false) {
-            for message in snapshot.missed {
-                self.deliver((Some(snapshot.epoch.clone()), message));
-            }
+            self.replay(&snapshot.epoch, snapshot.missed, None);
             if self.position.is_none() {
                 self.position = Some((snapshot.epoch, snapshot.seq));
             }
         } else {
+            let notice = Outbound::Subscribed {
+                channel: Arc::from(channel),
+                seq: snapshot.seq,
+                epoch: snapshot.epoch.clone(),
+                recovered: Some(false),
+            };
             for subscriber in self.live.values_mut() {
                 subscriber.after = snapshot.seq;
-                subscriber.mailbox.deliver(Outbound::Subscribed {
-                    channel: Arc::from(channel),
-                    seq: snapshot.seq,
-                    epoch: snapshot.epoch.clone(),
-                    recovered: Some(false),
-                });
             }
-            self.position = Some((snapshot.epoch, snapshot.seq));
+            self.position = Some((snapshot.epoch.clone(), snapshot.seq));
+            // The new epoch's messages from its first, when the stream held them.
+            self.replay(&snapshot.epoch, snapshot.missed, Some(notice));
         }
+        // The backlog came before the snapshot was read: a message of another epoch
+        // in it is of one that the snapshot's replaced, and is dropped.
+        let current = self.position.as_ref().map(|(epoch, _)| epoch.clone());
+        let mut again = None;
         for live in self.resync_backlog.take().unwrap_or_default() {
-            self.deliver(live);
+            if live.0.is_some() && live.0 != current {
+                continue;
+            }
+            if let Some(resync) = self.receive(live) {
+                again = Some(resync);
+            }
         }
+        again
     }
 
-    /// A message of `channel` arrived on its Redis channel `redis_channel`.
-    pub(super) fn on_pubsub(&mut self, channel: &Arc<str>, redis_channel: &str, text: String) {
+    /// A message of `channel` arrived on its Redis channel `redis_channel`. Returns
+    /// a resync to run when it shows that messages were missed: a `seq` past the next
+    /// one, or another epoch.
+    pub(super) fn on_pubsub(
+        &mut self,
+        channel: &Arc<str>,
+        redis_channel: &str,
+        text: String,
+    ) -> Option<(u64, Option<Position>)> {
         if redis_channel == self.names.presence {
             match PresenceEvent::parse(&text) {
                 Some(event) => self.announce(channel, event),
                 None => tracing::warn!(redis_channel, "dropping a malformed presence event"),
             }
+            None
         } else if redis_channel == self.names.live {
             let Some((envelope, body_at)) =
                 Envelope::parse(&text).map(|(envelope, body)| (envelope, text.len() - body.len()))
             else {
                 tracing::warn!(redis_channel, "dropping a malformed envelope");
-                return;
+                return None;
             };
             if envelope.raw_follows {
                 self.twins += 1;
@@ -230,15 +287,54 @@ impl LocalChannel {
             // The body stays in the buffer it arrived in: the header is cut off in place.
             let mut body = text;
             body.replace_range(..body_at, "");
-            if let Some(message) = envelope.publication(channel.clone(), body) {
-                self.receive((Some(envelope.epoch), Arc::new(message)));
-            }
+            let message = envelope.publication(channel.clone(), body)?;
+            self.receive((Some(envelope.epoch), Arc::new(message)))
         } else if self.twins > 0 {
             // heartwire's own message, already delivered from its envelope.
             self.twins -= 1;
+            None
         } else {
             let message = Publication::new(channel.clone(), 0, Payload::Text(text.into()), None);
-            self.receive((None, Arc::new(message)));
+            self.receive((None, Arc::new(message)))
+        }
+    }
+
+    /// Delivers what a resync read from the stream, after `notice` when given, to
+    /// each live subscriber in one go (a replay may pass a mailbox's bound once),
+    /// and to the joiners' buffers.
+    fn replay(
+        &mut self,
+        epoch: &Arc<str>,
+        missed: Vec<Arc<Publication>>,
+        notice: Option<Outbound>,
+    ) {
+        let after_position = match &self.position {
+            Some((known, seq)) if known == epoch => *seq,
+            _ => 0,
+        };
+        let fresh: Vec<Arc<Publication>> = missed
+            .into_iter()
+            .filter(|message| message.seq > after_position)
+            .collect();
+        for subscriber in self.live.values() {
+            let items = notice.iter().cloned().chain(
+                fresh
+                    .iter()
+                    .filter(|message| message.seq > subscriber.after)
+                    .map(|message| Outbound::Message(message.clone())),
+            );
+            // A full mailbox marks a slow consumer, which closes and leaves.
+            subscriber.mailbox.deliver_all(items);
+        }
+        for buffer in self.joining.values_mut() {
+            buffer.extend(
+                fresh
+                    .iter()
+                    .map(|message| (Some(epoch.clone()), message.clone())),
+            );
+        }
+        if let Some(last) = fresh.last() {
+            self.position = Some((epoch.clone(), last.seq));
         }
     }
 
@@ -285,10 +381,25 @@ impl LocalChannel {
         }
     }
 
-    fn receive(&mut self, live: Live) {
-        match &mut self.resync_backlog {
-            Some(backlog) => backlog.push(live),
-            None => self.deliver(live),
+    /// Delivers a live message, or keeps it for after the resync under way, or
+    /// starts a resync when it does not follow what was delivered.
+    fn receive(&mut self, live: Live) -> Option<(u64, Option<Position>)> {
+        if let Some(backlog) = &mut self.resync_backlog {
+            backlog.push(live);
+            return None;
         }
+        let follows = match (&self.position, &live.0) {
+            (Some((known, last)), Some(epoch)) => known == epoch && live.1.seq <= last + 1,
+            _ => true,
+        };
+        if follows {
+            self.deliver(live);
+            return None;
+        }
+        let resync = self.begin_resync(false);
+        if let Some(backlog) = &mut self.resync_backlog {
+            backlog.push(live);
+        }
+        Some(resync)
     }
 }

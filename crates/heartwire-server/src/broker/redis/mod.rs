@@ -1,46 +1,66 @@
-//! The Redis broker: several `heartwire serve` nodes share channels through Redis.
+//! The Redis broker: several `heartwire serve` nodes share channels through Redis,
+//! on one server, several servers, a Redis Cluster, or a master that Sentinel names.
 //!
 //! `seq` comes from Redis (`INCR` in the publish script), never from a node, so every
 //! node delivers a channel's messages in one order; the stream (`XADD … MAXLEN`) is the
 //! history that resuming clients read from, on any node. Publishes go through one
 //! queue per node, sent in pipelines, so one connection's publishes keep their order.
+//! Every topology takes one code path: channels live on *shards*, each with a
+//! connection for commands and pub/sub *links* for messages (see [`shard`] and
+//! [`subscriber`]).
 //!
 //! This file is the facade, [`RedisBroker`]; the parts beneath it:
-//! - [`names`]: where a channel lives in Redis (django-websocket-redis conventions);
-//! - [`scripts`]: every Lua script, each one channel operation in one atomic step;
+//! - [`topology`]: the configuration, and which shard holds a channel;
+//! - [`names`]: where a channel lives in Redis (django-websocket-redis conventions,
+//!   and cluster hash tags);
+//! - [`scripts`]: every Lua script, each one channel operation in one atomic step,
+//!   with the check that a fail-over did not cut the channel's history;
 //! - [`commands`]: the script calls and commands, built from plain values;
 //! - [`replies`]: what Redis sends back (script replies, envelopes, presence events);
+//! - [`shard`] and [`connection`]: a shard's master and its command connection;
+//! - [`links`], [`subscriber`] and [`connected`]: the pub/sub links, one per master
+//!   that carries this node's channels: their reconnects, and what a connected one
+//!   does;
+//! - [`placement`]: which link carries a channel (in a cluster, its slot's master);
 //! - [`channels`] and [`local_channel`]: this node's subscribers, and the ordering
 //!   rules (join, resync);
-//! - [`shared`]: what every task shares (connections, channels, whether Redis is up);
+//! - [`lineage`]: reading a channel, and judging one whose history crossed a
+//!   fail-over or a resharding;
+//! - [`shared`]: what every task shares, and the health report;
 //! - [`join_barrier`]: a connection's publishes wait behind its own joins, so it sees
 //!   its message;
-//! - the tasks: [`publisher`] (the publish queue), [`subscriber`] (the one pub/sub
-//!   connection, and its reconnects), [`join`] and [`resync`] (bringing a channel up
-//!   to date), [`presence`] (who is subscribed, across nodes), [`upkeep`] (periodic
-//!   jobs).
+//! - the tasks: [`publisher`] (the publish queue), [`join`] and [`resync`] (bringing
+//!   a channel up to date), [`presence`] (who is subscribed, across nodes),
+//!   [`upkeep`] (periodic jobs).
 
 mod channels;
 mod commands;
+mod connected;
+mod connection;
 mod join;
 mod join_barrier;
+mod lineage;
+mod links;
 mod local_channel;
 mod names;
+mod placement;
 mod presence;
 mod publisher;
 mod replies;
 mod resync;
 mod scripts;
+mod shard;
 mod shared;
 mod subscriber;
+mod topology;
 mod upkeep;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use heartwire_core::ErrorCode;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
+
+pub use topology::{RedisConfig, RedisTopology, WaitReplicas};
 
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::Retention;
@@ -48,36 +68,24 @@ use crate::error::Error;
 use crate::id::ConnectionId;
 use crate::mailbox::{Mailbox, Outbound};
 use join_barrier::JoinBarrier;
+use links::{Command, LinkKey};
 use publisher::{PUBLISH_QUEUE, UNREACHABLE, refuse};
-use shared::{PROBE_EVERY, Shared};
-use subscriber::Command;
+use shared::Shared;
 
-/// How long one Redis command may take before it counts as failed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where the Redis broker connects and how it names things.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    /// A `redis://` URL.
-    pub url: String,
-    /// django-websocket-redis's `WS4REDIS_PREFIX` (empty: none).
-    pub prefix: String,
-}
-
-/// Channels shared by every node on one Redis. See the [module docs](self).
+/// Channels shared by every node on the same Redis. See the [module docs](self).
 pub struct RedisBroker {
     shared: Arc<Shared>,
-    subscriber: mpsc::UnboundedSender<Command>,
     /// The publish queue, behind each connection's joins.
     publishes: Arc<JoinBarrier>,
 }
 
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let health = self.shared.health();
         f.debug_struct("RedisBroker")
             .field("node", &self.shared.node_id())
-            .field("up", &self.shared.is_up())
-            .field("reconnects", &self.shared.reconnects())
+            .field("up", &health.up)
+            .field("reconnects", &health.reconnects)
             .finish_non_exhaustive()
     }
 }
@@ -86,30 +94,43 @@ impl RedisBroker {
     /// Starts the broker's tasks on the current Tokio runtime. Redis need not be up
     /// yet: the node runs degraded until it is reachable.
     pub fn start(config: &RedisConfig, retention: Retention) -> Result<Self, Error> {
-        let redis_error = |source| Error::Redis {
-            url: config.url.clone(),
+        config.validate()?;
+        let shared = Shared::new(config, retention).map_err(|source| Error::Redis {
+            url: describe(config),
             source,
-        };
-        let client = redis::Client::open(config.url.as_str()).map_err(redis_error)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(PROBE_EVERY);
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(redis_error)?;
-        let shared = Arc::new(Shared::new(client, commands, &config.prefix, retention));
-        let (subscriber, commands) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber::run(shared.clone(), commands));
+        })?;
+        let shared = Arc::new(shared);
+        for (index, shard) in shared.shards().iter().enumerate() {
+            if !shard.is_cluster() {
+                shared.link(&LinkKey::Shard(index));
+            }
+        }
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publisher::publish_in_order(shared.clone(), queue));
         tokio::spawn(upkeep::keep_history_alive(Arc::downgrade(&shared)));
         tokio::spawn(upkeep::keep_node_alive(Arc::downgrade(&shared)));
         Ok(Self {
             shared,
-            subscriber,
             publishes: JoinBarrier::new(publisher),
         })
+    }
+}
+
+/// The Redis addresses of `config`, for an error message: never a password.
+fn describe(config: &RedisConfig) -> String {
+    let urls = match &config.topology {
+        RedisTopology::Servers(urls) | RedisTopology::Cluster(urls) => urls,
+        RedisTopology::Sentinel { sentinels, .. } => sentinels,
+    };
+    urls.iter()
+        .map(|url| topology::address_of(url))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.shared.closed().cancel();
     }
 }
 
@@ -121,31 +142,29 @@ impl Broker for RedisBroker {
             request.presence,
         );
         let guard = self.publishes.join_started(request.subscriber.id());
-        let (shared, subscriber) = (self.shared.clone(), self.subscriber.clone());
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            join::join(shared, subscriber, request, joining).await;
+            join::join(shared, request, joining).await;
             drop(guard);
         });
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId) {
-        let (left, names) = {
-            let mut channels = self.shared.channels();
-            (channels.leave(channel, subscriber), channels.names(channel))
-        };
+        let left = self.shared.channels().leave(channel, subscriber);
         if left.was_member {
             let shared = self.shared.clone();
             let channel = channel.to_owned();
             tokio::spawn(async move {
-                if let Err(err) = shared.remove_member(&names, subscriber).await {
+                if let Err(err) = presence::remove_member(&shared, &channel, subscriber).await {
                     // A node that cannot reach Redis is swept as dead, with its members.
                     tracing::warn!(%err, %channel, "cannot remove a member");
                 }
             });
         }
-        if let Some(pubsub) = left.unsubscribe {
-            let _ = self
-                .subscriber
+        if let Some((link, pubsub)) = left.unsubscribe {
+            let link = self.shared.link(&link);
+            let _ = link
+                .orders
                 .send(Command::Unsubscribe(Arc::from(channel), pubsub));
         }
     }
@@ -153,8 +172,7 @@ impl Broker for RedisBroker {
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let names = shared.channels().names(&channel);
-            match shared.members(&names).await {
+            match presence::live_members(&shared, &channel).await {
                 Ok(members) => {
                     asker.deliver(Outbound::Presence { channel, members });
                 }
@@ -170,7 +188,7 @@ impl Broker for RedisBroker {
     }
 
     fn publish(&self, request: PublishRequest) {
-        if !self.shared.is_up() {
+        if !self.shared.can_publish(&request.channel) {
             if let Some(origin) = &request.origin {
                 refuse(origin, request.ack_id, UNREACHABLE);
             }
@@ -184,9 +202,6 @@ impl Broker for RedisBroker {
     }
 
     fn health(&self) -> BrokerHealth {
-        BrokerHealth {
-            up: self.shared.is_up(),
-            reconnects: self.shared.reconnects(),
-        }
+        self.shared.health()
     }
 }

@@ -14,6 +14,17 @@ use serde_json::value::RawValue;
 use crate::id::ConnectionId;
 use crate::publication::{Payload, Publication};
 
+/// A script's answer about a channel, or the stamp that stopped it: the channel's
+/// data was written in another replication history (see
+/// [`scripts`](super::scripts)), and the node must judge it first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Checked<T> {
+    /// The script did its work.
+    Done(T),
+    /// Nothing was done: the channel carries this stamp.
+    Stale(String),
+}
+
 /// What the publish script answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Published {
@@ -21,18 +32,28 @@ pub(super) struct Published {
     pub(super) seq: u64,
     /// Whether the publish id had been seen: nothing was published.
     pub(super) duplicate: bool,
+    /// Whether the channel got a new epoch first, its history cut by a fail-over.
+    pub(super) renewed: bool,
 }
 
 impl Published {
     /// Reads the script's reply.
-    pub(super) fn parse(reply: &[String]) -> Option<Self> {
-        match reply {
-            [duplicate, seq, _epoch] => Some(Self {
-                seq: seq.parse().ok()?,
-                duplicate: duplicate == "1",
-            }),
-            _ => None,
-        }
+    pub(super) fn parse(reply: &[String]) -> Option<Checked<Self>> {
+        let [status, seq, _epoch] = reply else {
+            return None;
+        };
+        let (duplicate, renewed) = match status.as_str() {
+            "stale" => return Some(Checked::Stale(seq.clone())),
+            "published" => (false, false),
+            "renewed" => (false, true),
+            "duplicate" => (true, false),
+            _ => return None,
+        };
+        Some(Checked::Done(Self {
+            seq: seq.parse().ok()?,
+            duplicate,
+            renewed,
+        }))
     }
 }
 
@@ -49,12 +70,20 @@ pub(super) struct Snapshot {
     pub(super) retained: Option<String>,
     /// The messages after the asked position, in order.
     pub(super) missed: Vec<Arc<Publication>>,
+    /// Whether the channel got a new epoch first, its history cut by a fail-over.
+    pub(super) renewed: bool,
 }
 
 impl Snapshot {
     /// Reads the script's reply for `channel`.
-    pub(super) fn parse(channel: &Arc<str>, reply: Vec<String>) -> Option<Self> {
+    pub(super) fn parse(channel: &Arc<str>, reply: Vec<String>) -> Option<Checked<Self>> {
         let mut fields = reply.into_iter();
+        let renewed = match fields.next()?.as_str() {
+            "stale" => return Some(Checked::Stale(fields.next()?)),
+            "ok" | "new" => false,
+            "renewed" => true,
+            _ => return None,
+        };
         let epoch: Arc<str> = Arc::from(fields.next()?);
         let seq = fields.next()?.parse().ok()?;
         let recovered = match fields.next()?.as_str() {
@@ -81,14 +110,21 @@ impl Snapshot {
                 envelope.publication(channel.clone(), body.clone())
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Self {
+        Some(Checked::Done(Self {
             epoch,
             seq,
             recovered,
             retained,
             missed: missed.into_iter().map(Arc::new).collect(),
-        })
+            renewed,
+        }))
     }
+}
+
+/// The members script's reply: each session with its node.
+pub(super) fn member_pairs(reply: Vec<String>) -> Vec<(String, String)> {
+    let mut fields = reply.into_iter();
+    std::iter::from_fn(|| Some((fields.next()?, fields.next()?))).collect()
 }
 
 /// The header of a sequenced message between nodes. See the [module docs](self).
@@ -195,31 +231,62 @@ mod tests {
     #[test]
     fn snapshots_carry_the_missed_messages() {
         let reply = [
-            "e1", "5", "1", "1", "last", "4", "t", "-", "four", "5", "j", "9", "5",
+            "ok", "e1", "5", "1", "1", "last", "4", "t", "-", "four", "5", "j", "9", "5",
         ]
         .map(String::from)
         .to_vec();
-        let snapshot = Snapshot::parse(&Arc::from("c"), reply).unwrap();
+        let Checked::Done(snapshot) = Snapshot::parse(&Arc::from("c"), reply).unwrap() else {
+            panic!("a snapshot")
+        };
         assert_eq!((&*snapshot.epoch, snapshot.seq), ("e1", 5));
         assert_eq!(snapshot.recovered, Some(true));
         assert_eq!(snapshot.retained.as_deref(), Some("last"));
         let seqs: Vec<_> = snapshot.missed.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [4, 5]);
         assert_eq!(snapshot.missed[1].origin, Some(9));
-        let nothing = ["e1", "0", "-1", "0", ""].map(String::from).to_vec();
-        let snapshot = Snapshot::parse(&Arc::from("c"), nothing).unwrap();
+        let nothing = ["renewed", "e1", "0", "-1", "0", ""]
+            .map(String::from)
+            .to_vec();
+        let Checked::Done(snapshot) = Snapshot::parse(&Arc::from("c"), nothing).unwrap() else {
+            panic!("a snapshot")
+        };
         assert_eq!((snapshot.recovered, snapshot.retained), (None, None));
+        assert!(snapshot.renewed);
+        let stale = ["stale", "ab12"].map(String::from).to_vec();
+        assert!(matches!(
+            Snapshot::parse(&Arc::from("c"), stale),
+            Some(Checked::Stale(stamp)) if stamp == "ab12"
+        ));
     }
 
     #[test]
-    fn publish_replies_name_duplicates() {
-        let reply = ["1", "4", "e"].map(String::from);
+    fn publish_replies_name_duplicates_renewals_and_stale_stamps() {
+        let reply = ["duplicate", "4", "e"].map(String::from);
         assert_eq!(
             Published::parse(&reply),
-            Some(Published {
+            Some(Checked::Done(Published {
                 seq: 4,
-                duplicate: true
-            })
+                duplicate: true,
+                renewed: false,
+            }))
+        );
+        let renewed = ["renewed", "1", "f"].map(String::from);
+        assert!(matches!(
+            Published::parse(&renewed),
+            Some(Checked::Done(Published {
+                renewed: true,
+                seq: 1,
+                ..
+            }))
+        ));
+        let stale = ["stale", "ab12", ""].map(String::from);
+        assert_eq!(
+            Published::parse(&stale),
+            Some(Checked::Stale("ab12".into()))
+        );
+        assert_eq!(
+            member_pairs(["s1", "n1", "s2", "n2"].map(String::from).to_vec()),
+            [("s1".into(), "n1".into()), ("s2".into(), "n2".into())]
         );
     }
 

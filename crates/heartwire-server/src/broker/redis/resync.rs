@@ -1,47 +1,74 @@
-//! A channel's resync after Redis came back, following the ordering rules of
-//! [`channels`](super::channels): what was missed while the node was away is read
-//! from the stream, then the live messages buffered meanwhile are delivered.
+//! A channel's resync, following the ordering rules of [`channels`](super::channels):
+//! its subscriptions are put in place (again), what was missed is read from the
+//! stream, then the live messages buffered meanwhile are delivered.
+//!
+//! When the channel's epoch changed (Redis lost its data, or a fail-over cut its
+//! history), what was missed of the old epoch is gone, but the new epoch's messages
+//! are all new to the subscribers: they are told `recovered: false` with `seq` 0 of
+//! the new epoch, then get its messages from the stream, when it still holds them
+//! from the first.
 
 use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
+use super::channels::Resync;
+use super::lineage;
+use super::placement::{Placed, subscribe};
 use super::shared::{PROBE_EVERY, Shared};
 
-/// Catches `channel` up after reconnect `generation`, from `position`. Retries while
-/// Redis fails; gives way to a newer reconnect, or ends when the channel has no
-/// subscriber left.
-pub(super) async fn resync(
-    shared: Arc<Shared>,
-    channel: Arc<str>,
-    generation: u64,
-    position: Option<Position>,
-) {
-    let names = shared.channels().names(&channel);
+/// Runs `resync` in its own task.
+pub(super) fn spawn_resync(shared: &Arc<Shared>, resync: Resync) {
+    tokio::spawn(run(shared.clone(), resync));
+}
+
+/// Catches the channel up from its position. Retries while Redis fails; gives way
+/// to a newer resync of the channel, or ends when the channel has no subscriber
+/// left.
+async fn run(shared: Arc<Shared>, resync: Resync) {
+    let Resync {
+        channel,
+        mut token,
+        mut position,
+    } = resync;
     loop {
-        {
-            let channels = shared.channels();
-            if channels.generation() != generation || !channels.contains(&channel) {
-                return;
-            }
+        if !shared.channels().is_resyncing(&channel, token) {
+            return;
         }
-        match shared
-            .snapshot(&channel, &names, position.as_ref(), false)
-            .await
-        {
-            Ok(snapshot) => {
+        if subscribe(&shared, &channel).await == Placed::Gone {
+            return;
+        }
+        match lineage::snapshot(&shared, &channel, position.as_ref(), false).await {
+            Ok(mut snapshot) => {
+                let epoch_changed = position
+                    .as_ref()
+                    .is_some_and(|position| *position.epoch != *snapshot.epoch);
+                if epoch_changed && snapshot.recovered == Some(false) {
+                    let start = Position {
+                        epoch: snapshot.epoch.to_string(),
+                        seq: 0,
+                    };
+                    if let Ok(whole) =
+                        lineage::snapshot(&shared, &channel, Some(&start), false).await
+                    {
+                        if whole.recovered == Some(true) && whole.epoch == snapshot.epoch {
+                            snapshot = whole;
+                            snapshot.seq = 0;
+                            snapshot.recovered = Some(false);
+                        }
+                    }
+                }
                 let recovered = snapshot.recovered;
                 let missed = snapshot.missed.len();
-                tracing::info!(%channel, ?recovered, missed, "channel resynced after reconnect");
-                shared
-                    .channels()
-                    .finish_resync(&channel, generation, snapshot);
-                return;
+                tracing::info!(%channel, ?recovered, missed, "channel resynced");
+                match shared.channels().finish_resync(&channel, token, snapshot) {
+                    Some(next) => (token, position) = (next.token, next.position),
+                    None => return,
+                }
             }
             Err(err) => {
                 tracing::warn!(%err, %channel, "cannot resync the channel yet");
                 tokio::time::sleep(PROBE_EVERY).await;
-                shared.wait_up().await;
             }
         }
     }

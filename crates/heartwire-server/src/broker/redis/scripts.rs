@@ -1,7 +1,8 @@
 //! Every Lua script of the Redis broker. Each makes one channel operation atomic
 //! across nodes; each doc names its `KEYS` and `ARGV` in order, which
 //! [`commands`](super::commands) follows, and what it returns, which
-//! [`replies`](super::replies) reads.
+//! [`replies`](super::replies) reads. Every key a script declares belongs to one
+//! channel, so in a Redis Cluster each script runs on the node of that channel's slot.
 //!
 //! [`PUBLISH`] checks the publish id, takes the next `seq` (`INCR`), appends the
 //! message to the channel's stream (`XADD … MAXLEN cap 0-{seq}`), and publishes the
@@ -9,35 +10,87 @@
 //! one `seq` order, and the history holds exactly what was published. [`SNAPSHOT`]
 //! reads a channel's epoch, latest `seq`, the messages after a position and the
 //! retained ws4redis value, also in one step. [`TOUCH`] keeps a channel's history
-//! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`LIVE_MEMBERS`] keep a channel's
-//! members and announce their joins and leaves (see [`presence`](super::presence)).
+//! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`MEMBERS`] keep a channel's members
+//! and announce their joins and leaves (see [`presence`](super::presence)).
+//!
+//! **Epochs and fail-overs.** Redis replicates asynchronously: a replica promoted to
+//! master may lack the last messages of a channel and count its `seq` again from
+//! below what clients saw. So the epoch key holds the epoch *and* the replication id
+//! (`master_replid`) of the master that wrote it. [`PUBLISH`] and [`SNAPSHOT`] read
+//! the master's replication ids first (the [`LINEAGE`] helper): a stamp equal to
+//! `master_replid` is this master's own history; one equal to `master_replid2` was
+//! written before this master was promoted, so the channel gets a new epoch at once
+//! (`renewed`) and no old position can be taken for a new message. Any other stamp
+//! (the slot was moved from another node, or the history is older) is returned as
+//! `stale` for the node to judge: [`RESTAMP`] adopts a channel moved intact from a
+//! live master, [`RENEW`] gives a new epoch to one whose history is gone.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The replication check shared by the scripts that read or write a channel's
+/// position: `checked_epoch(epoch key, seq key, stream key, fresh epoch, ttl ms)`
+/// returns `epoch, status` with status `ok`, `new` (no epoch was there) or `renewed`
+/// (the history was cut by a promotion), or `nil, stamp` for another history.
+const LINEAGE: &str = r#"
+local function histories()
+    local info = redis.call('INFO', 'replication')
+    return string.match(info, 'master_replid:(%x+)'), string.match(info, 'master_replid2:(%x+)')
+end
+local function checked_epoch(epoch_key, seq_key, stream_key, fresh_epoch, ttl)
+    local replid, replid2 = histories()
+    local stored = redis.call('GET', epoch_key)
+    if not stored then
+        redis.call('SET', epoch_key, fresh_epoch .. ' ' .. replid, 'PX', ttl)
+        redis.call('DEL', seq_key, stream_key)
+        return fresh_epoch, 'new'
+    end
+    local epoch, stamp = string.match(stored, '^(%S+) (%x+)$')
+    if not epoch then
+        redis.call('SET', epoch_key, stored .. ' ' .. replid, 'KEEPTTL')
+        return stored, 'ok'
+    end
+    if stamp == replid then return epoch, 'ok' end
+    if stamp == replid2 then
+        redis.call('SET', epoch_key, fresh_epoch .. ' ' .. replid, 'PX', ttl)
+        redis.call('DEL', seq_key, stream_key)
+        return fresh_epoch, 'renewed'
+    end
+    return nil, stamp
+end
+"#;
+
+/// A script that starts with [`LINEAGE`].
+fn with_lineage(body: &str) -> Script {
+    Script::new(&format!("{LINEAGE}{body}"))
+}
+
 /// Publishes one message. KEYS: seq, epoch, stream, publish id (or the seq key
-/// again when there is none), live channel, raw channel. ARGV: body, kind, origin,
-/// raw text (empty: not published raw), persist seconds (0: no SETEX), history cap,
-/// history ttl in ms, dedup window in seconds, a fresh epoch, has id (`1`/`0`).
-/// Returns `{duplicate 0/1, seq, epoch}`.
+/// again when there is none), live channel, and the raw channel as a key only when
+/// its last value is kept here (one server). ARGV: body, kind, origin, raw text
+/// (empty: not published raw), persist seconds (0: no SETEX), history cap, history
+/// ttl in ms, dedup window in seconds, a fresh epoch, has id (`1`/`0`), the publish
+/// command (`PUBLISH`, or `SPUBLISH` in a cluster), the raw channel. Returns
+/// `{status, seq, epoch}`: status `published`, `renewed` (published in a new epoch
+/// after a fail-over), `duplicate` (the first `seq` of this id in this epoch), or
+/// `stale` with the stamp in place of `seq`, nothing done.
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_lineage(
         r#"
-local seq_key, epoch_key, stream_key, id_key, live, raw_channel =
+local seq_key, epoch_key, stream_key, id_key, live, raw_key =
     KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local body, kind, origin, raw = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local persist, cap, ttl, window = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local fresh_epoch, has_id = ARGV[9], ARGV[10] == '1'
-local epoch = redis.call('GET', epoch_key)
+local fresh_epoch, has_id, publish, raw_channel = ARGV[9], ARGV[10] == '1', ARGV[11], ARGV[12]
+local epoch, status = checked_epoch(epoch_key, seq_key, stream_key, fresh_epoch, ttl)
+if not epoch then return {'stale', status, ''} end
 if has_id then
     local seen = redis.call('GET', id_key)
-    if seen and epoch then return {'1', seen, epoch} end
-end
-if not epoch then
-    epoch = fresh_epoch
-    redis.call('SET', epoch_key, epoch)
-    redis.call('DEL', seq_key, stream_key)
+    if seen then
+        local seen_seq, seen_epoch = string.match(seen, '^(%d+) (%S+)$')
+        if seen_epoch == epoch then return {'duplicate', seen_seq, epoch} end
+    end
 end
 local seq = redis.call('INCR', seq_key)
 if cap > 0 then
@@ -46,47 +99,46 @@ if cap > 0 then
 end
 redis.call('PEXPIRE', seq_key, ttl)
 redis.call('PEXPIRE', epoch_key, ttl)
-if has_id then redis.call('SET', id_key, seq, 'EX', window) end
+if has_id then redis.call('SET', id_key, seq .. ' ' .. epoch, 'EX', window) end
 local raw_flag = '-'
 if raw ~= '' then raw_flag = 'r' end
-redis.call('PUBLISH', live, seq .. ' ' .. epoch .. ' ' .. kind .. raw_flag .. ' ' .. origin .. '\n' .. body)
+redis.call(publish, live, seq .. ' ' .. epoch .. ' ' .. kind .. raw_flag .. ' ' .. origin .. '\n' .. body)
 if raw ~= '' then
     redis.call('PUBLISH', raw_channel, raw)
-    if persist > 0 then redis.call('SETEX', raw_channel, persist, raw) end
+    if persist > 0 and raw_key then redis.call('SETEX', raw_key, persist, raw) end
 end
-return {'0', tostring(seq), epoch}
+if status == 'renewed' then return {'renewed', tostring(seq), epoch} end
+return {'published', tostring(seq), epoch}
 "#,
     )
 });
 
-/// Reads a channel. KEYS: seq, epoch, stream, raw channel. ARGV: a fresh epoch, the
-/// asked epoch (empty: none asked), the asked seq, want retained (`1`/`0`), history
-/// ttl in ms. Returns `{epoch, seq, recovered (-1 not asked, 0, 1), has retained,
-/// retained, then seq, kind, origin, body for each message after the position}`.
+/// Reads a channel. KEYS: seq, epoch, stream, and the raw channel as a key only
+/// when its value is read here (one server). ARGV: a fresh epoch, the asked epoch
+/// (empty: none asked), the asked seq, want retained (`1`/`0`), history ttl in ms.
+/// Returns `{status, epoch, seq, recovered (-1 not asked, 0, 1), has retained,
+/// retained, then seq, kind, origin, body for each message after the position}`;
+/// status `ok`, `new` or `renewed`, or `{stale, stamp}` with nothing done.
 pub(super) static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_lineage(
         r#"
-local seq_key, epoch_key, stream_key, raw_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local seq_key, epoch_key, stream_key, raw_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local fresh_epoch, since_epoch, since = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local want_retained, ttl = ARGV[4] == '1', tonumber(ARGV[5])
-local epoch = redis.call('GET', epoch_key)
-if not epoch then
-    epoch = fresh_epoch
-    redis.call('SET', epoch_key, epoch, 'PX', ttl)
-    redis.call('DEL', seq_key, stream_key)
-end
+local epoch, status = checked_epoch(epoch_key, seq_key, stream_key, fresh_epoch, ttl)
+if not epoch then return {'stale', status} end
 local seq = tonumber(redis.call('GET', seq_key) or '0')
-local reply = {epoch, tostring(seq), '-1', '0', ''}
+local reply = {status, epoch, tostring(seq), '-1', '0', ''}
 if since_epoch ~= '' then
-    reply[3] = '0'
+    reply[4] = '0'
     if since_epoch == epoch and since <= seq then
         if since == seq then
-            reply[3] = '1'
+            reply[4] = '1'
         else
             local first = '0-' .. (since + 1)
             local entries = redis.call('XRANGE', stream_key, first, '0-' .. seq)
             if #entries > 0 and entries[1][1] == first then
-                reply[3] = '1'
+                reply[4] = '1'
                 for _, entry in ipairs(entries) do
                     local fields = entry[2]
                     table.insert(reply, string.sub(entry[1], 3))
@@ -98,14 +150,49 @@ if since_epoch ~= '' then
         end
     end
 end
-if want_retained then
-    local retained = redis.call('GET', raw_channel)
+if want_retained and raw_key then
+    local retained = redis.call('GET', raw_key)
     if retained then
-        reply[4] = '1'
-        reply[5] = retained
+        reply[5] = '1'
+        reply[6] = retained
     end
 end
 return reply
+"#,
+    )
+});
+
+/// Gives a channel whose history is gone a new epoch, unless another node did it
+/// first. KEYS: epoch, seq, stream. ARGV: the stamp found, a fresh epoch, history
+/// ttl in ms. Returns 1 when it renewed the epoch, 0 when the stamp had changed.
+pub(super) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    with_lineage(
+        r#"
+local replid = histories()
+local stored = redis.call('GET', KEYS[1]) or ''
+local _, stamp = string.match(stored, '^(%S+) (%x+)$')
+if (stamp or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. replid, 'PX', tonumber(ARGV[3]))
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"#,
+    )
+});
+
+/// Adopts a channel moved intact from another live master: its stamp becomes this
+/// master's history. KEYS: epoch. ARGV: the stamp found. Returns the number of
+/// replicas connected here (so the node can wait for them to hold the new stamp),
+/// or -1 when the stamp had changed.
+pub(super) static RESTAMP: LazyLock<Script> = LazyLock::new(|| {
+    with_lineage(
+        r#"
+local replid = histories()
+local stored = redis.call('GET', KEYS[1]) or ''
+local epoch, stamp = string.match(stored, '^(%S+) (%x+)$')
+if stamp ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], epoch .. ' ' .. replid, 'KEEPTTL')
+local info = redis.call('INFO', 'replication')
+return tonumber(string.match(info, 'connected_slaves:(%d+)'))
 "#,
     )
 });
@@ -121,56 +208,41 @@ return 0
     )
 });
 
-/// Adds a member. KEYS: members, presence channel, node key. ARGV: session, node,
-/// node ttl in ms, members ttl in ms. Refreshes the node's liveness key, adds the
-/// member, and announces it (`j {session}`) when it is new.
+/// Adds a member. KEYS: members, presence channel. ARGV: session, node, members
+/// ttl in ms, the publish command. Adds the member, and announces it
+/// (`j {session}`) when it is new.
 pub(super) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if added == 1 then redis.call('PUBLISH', KEYS[2], 'j ' .. ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if added == 1 then redis.call(ARGV[4], KEYS[2], 'j ' .. ARGV[1]) end
 return added
 "#,
     )
 });
 
-/// Removes a member. KEYS: members, presence channel. ARGV: session. Announces the
-/// leave (`l {session}`) when it was there.
+/// Removes a member. KEYS: members, presence channel. ARGV: session, the publish
+/// command. Announces the leave (`l {session}`) when it was there.
 pub(super) static REMOVE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
-if removed == 1 then redis.call('PUBLISH', KEYS[2], 'l ' .. ARGV[1]) end
+if removed == 1 then redis.call(ARGV[2], KEYS[2], 'l ' .. ARGV[1]) end
 return removed
 "#,
     )
 });
 
-/// Reads the live members. KEYS: members, presence channel. ARGV: node key prefix,
-/// members ttl in ms. Removes (and announces the leave of) members whose node is gone; returns the
-/// sessions left. Node keys are read by name, so this needs a single Redis (no
-/// cluster).
-pub(super) static LIVE_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
+/// Reads the members. KEYS: members. ARGV: members ttl in ms. Returns session,
+/// node, session, node…; the node then removes the members of dead nodes with
+/// [`REMOVE_MEMBER`] (node liveness keys live elsewhere in a cluster).
+pub(super) static MEMBERS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local all = redis.call('HGETALL', KEYS[1])
-local alive, members = {}, {}
-for i = 1, #all, 2 do
-    local session, node = all[i], all[i + 1]
-    if alive[node] == nil then
-        alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
-    end
-    if alive[node] then
-        table.insert(members, session)
-    else
-        redis.call('HDEL', KEYS[1], session)
-        redis.call('PUBLISH', KEYS[2], 'l ' .. session)
-    end
-end
-if #members > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return members
+if #all > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return all
 "#,
     )
 });

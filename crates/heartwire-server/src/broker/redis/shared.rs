@@ -1,58 +1,77 @@
-//! What every task of the Redis broker shares: the connections to Redis, this node's
-//! channels, whether Redis is up, and the running of each command.
+//! What every task of the Redis broker shares: the shards, the pub/sub links, this
+//! node's channels, the counters of fail-overs, and the health report made of them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use heartwire_core::protocol::{Position, parse_session_name};
 use parking_lot::{Mutex, MutexGuard};
-use redis::aio::{ConnectionManager, PubSub};
-use redis::{ErrorKind, ServerErrorKind};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::channels::Channels;
 use super::commands;
-use super::names::{ChannelNames, NodeNames};
-use super::replies::{Published, Snapshot};
-use crate::broker::contract::PublishRequest;
+use super::links::{Link, LinkKey, LinkStatus, Links};
+use super::names::{ChannelNames, Naming, NodeNames};
+use super::shard::Shard;
+use super::subscriber;
+use super::topology::{RedisConfig, RedisTopology, WaitReplicas, shard_of};
+use crate::broker::contract::{BrokerHealth, ShardHealth};
 use crate::config::Retention;
-use crate::id::{ConnectionId, random_id};
+use crate::id::random_id;
 
-/// How often Redis is probed (the pub/sub connection, this node's liveness key), how
+/// How often Redis is probed (the pub/sub links, this node's liveness key), how
 /// long a probe may take, and how long a step that failed waits before it is tried
 /// again.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// What every task of the broker shares.
 pub(super) struct Shared {
-    client: redis::Client,
-    commands: ConnectionManager,
+    shards: Vec<Shard>,
+    /// Whether each shard answered its last liveness refresh.
+    reachable: Vec<AtomicBool>,
+    links: Links,
     channels: Mutex<Channels>,
-    up: watch::Sender<bool>,
-    reconnects: AtomicU64,
+    naming: Naming,
     retention: Retention,
+    wait: Option<WaitReplicas>,
     node: NodeNames,
+    closed: CancellationToken,
+    /// Channels of a cluster moved to another node after theirs was lost.
+    moves: AtomicU64,
+    /// Links to cluster nodes lost after they were up.
+    lost_nodes: AtomicU64,
+    /// Channels given a new epoch because a fail-over cut their history.
+    renewed: AtomicU64,
 }
 
 impl Shared {
-    /// The state of a node that has not reached Redis yet; `prefix` is
-    /// `WS4REDIS_PREFIX`.
-    pub(super) fn new(
-        client: redis::Client,
-        commands: ConnectionManager,
-        prefix: &str,
-        retention: Retention,
-    ) -> Self {
-        Self {
-            client,
-            commands,
-            channels: Mutex::new(Channels::new(prefix.to_owned())),
-            up: watch::Sender::new(false),
-            reconnects: AtomicU64::new(0),
+    /// The state of a node that has not reached Redis yet.
+    pub(super) fn new(config: &RedisConfig, retention: Retention) -> redis::RedisResult<Self> {
+        let shards = match &config.topology {
+            RedisTopology::Servers(urls) => urls
+                .iter()
+                .map(|url| Shard::server(url))
+                .collect::<redis::RedisResult<Vec<_>>>()?,
+            RedisTopology::Cluster(seeds) => vec![Shard::cluster(seeds)?],
+            RedisTopology::Sentinel { sentinels, master } => {
+                vec![Shard::sentinel(sentinels, master)?]
+            }
+        };
+        let naming = Naming::new(&config.prefix, config.is_cluster());
+        Ok(Self {
+            reachable: shards.iter().map(|_| AtomicBool::new(false)).collect(),
+            shards,
+            links: Links::default(),
+            channels: Mutex::new(Channels::new(naming.clone())),
+            node: naming.node(random_id()),
+            naming,
             retention,
-            node: NodeNames::new(prefix, random_id()),
-        }
+            wait: config.wait,
+            closed: CancellationToken::new(),
+            moves: AtomicU64::new(0),
+            lost_nodes: AtomicU64::new(0),
+            renewed: AtomicU64::new(0),
+        })
     }
 
     /// This node's channels.
@@ -60,35 +79,24 @@ impl Shared {
         self.channels.lock()
     }
 
+    /// This node's names among the nodes.
+    pub(super) fn node(&self) -> &NodeNames {
+        &self.node
+    }
+
     /// This node's id among the nodes.
     pub(super) fn node_id(&self) -> &str {
         &self.node.id
     }
 
-    /// Whether Redis is reachable.
-    pub(super) fn is_up(&self) -> bool {
-        *self.up.borrow()
+    /// What is kept of each channel.
+    pub(super) fn retention(&self) -> &Retention {
+        &self.retention
     }
 
-    /// Marks Redis reachable or not.
-    pub(super) fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-
-    /// Waits until Redis is reachable.
-    pub(super) async fn wait_up(&self) {
-        let mut up = self.up.subscribe();
-        let _ = up.wait_for(|up| *up).await;
-    }
-
-    /// Counts one reconnect to Redis.
-    pub(super) fn count_reconnect(&self) {
-        self.reconnects.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Times the link to Redis was lost and made again.
-    pub(super) fn reconnects(&self) -> u64 {
-        self.reconnects.load(Ordering::Relaxed)
+    /// Replicas each pipeline of publishes waits for.
+    pub(super) fn wait(&self) -> Option<WaitReplicas> {
+        self.wait
     }
 
     /// How long a channel's history outlives its last use.
@@ -96,129 +104,147 @@ impl Shared {
         Duration::from_millis(commands::history_ttl_ms(&self.retention))
     }
 
-    /// Opens a new pub/sub connection.
-    pub(super) async fn open_pubsub(&self) -> redis::RedisResult<PubSub> {
-        self.client.get_async_pubsub().await
+    /// Every shard, by index.
+    pub(super) fn shards(&self) -> &[Shard] {
+        &self.shards
     }
 
-    /// PINGs on the command connection.
-    pub(super) async fn ping_commands(&self) -> redis::RedisResult<()> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.commands.clone())
-            .await
-            .map(drop)
+    /// The index of the shard that holds `channel`.
+    pub(super) fn shard_index(&self, channel: &str) -> usize {
+        shard_of(channel, self.shards.len())
     }
 
-    /// Reads the channel named by `names`: see [`commands::snapshot`].
-    pub(super) async fn snapshot(
-        &self,
-        channel: &Arc<str>,
-        names: &ChannelNames,
-        since: Option<&Position>,
-        with_retained: bool,
-    ) -> redis::RedisResult<Snapshot> {
-        let call = commands::snapshot(names, since, with_retained, &self.retention, random_id());
-        let reply: Vec<String> = call
-            .invocation()
-            .invoke_async(&mut self.commands.clone())
-            .await?;
-        Snapshot::parse(channel, reply).ok_or_else(malformed_reply)
+    /// The shard that holds `channel`.
+    pub(super) fn shard_for(&self, channel: &str) -> &Shard {
+        &self.shards[self.shard_index(channel)]
     }
 
-    /// Publishes `requests` in one pipeline, in their order.
-    pub(super) async fn publish_batch(
-        &self,
-        requests: &[PublishRequest],
-    ) -> redis::RedisResult<Vec<Published>> {
-        let calls: Vec<_> = requests
-            .iter()
-            .map(|request| {
-                let names = self.channels().names(&request.channel);
-                commands::publish(&names, request, &self.retention, random_id())
-            })
-            .collect();
-        let mut pipeline = redis::pipe();
-        for call in &calls {
-            pipeline.invoke_script(&call.invocation());
+    /// Whether the channels live in a Redis Cluster.
+    pub(super) fn is_cluster(&self) -> bool {
+        self.naming.is_cluster()
+    }
+
+    /// Notes whether shard `index` answered its liveness refresh.
+    pub(super) fn set_reachable(&self, index: usize, reachable: bool) {
+        self.reachable[index].store(reachable, Ordering::Relaxed);
+    }
+
+    /// Fires once the broker is dropped: every task ends.
+    pub(super) fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Whether a publish on `channel` can be tried now: its shard's link is up
+    /// (in a cluster, the command decides).
+    pub(super) fn can_publish(&self, channel: &str) -> bool {
+        if self.is_cluster() {
+            return true;
         }
-        let mut connection = self.commands.clone();
-        let replies: Vec<Vec<String>> = match pipeline.query_async(&mut connection).await {
-            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                // Redis lost its scripts (it restarted): none of them ran.
-                if let Some(call) = calls.first() {
-                    call.script().load_async(&mut connection).await?;
-                }
-                pipeline.query_async(&mut connection).await?
-            }
-            result => result?,
+        let key = LinkKey::Shard(self.shard_index(channel));
+        self.links
+            .status_of(&key)
+            .is_some_and(|status| status.is_up())
+    }
+
+    /// The link to `key`, started if it was not running.
+    pub(super) fn link(self: &Arc<Self>, key: &LinkKey) -> Link {
+        let (link, queue) = self.links.get_or_add(key);
+        if let Some(queue) = queue {
+            tokio::spawn(subscriber::run(
+                self.clone(),
+                key.clone(),
+                link.status.clone(),
+                queue,
+            ));
+        }
+        link
+    }
+
+    /// Forgets an ended link.
+    pub(super) fn link_ended(&self, key: &LinkKey, status: &Arc<LinkStatus>) {
+        self.links.remove(key, status);
+    }
+
+    /// Counts a channel of a cluster moved to another node after its node was lost.
+    pub(super) fn count_move(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a link to a cluster node lost after it was up.
+    pub(super) fn count_lost_node(&self) {
+        self.lost_nodes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a channel given a new epoch because a fail-over cut its history.
+    pub(super) fn count_renewed(&self, channel: &str) {
+        tracing::warn!(
+            %channel,
+            "the channel's history was cut by a Redis fail-over: new epoch, subscribers are told recovered: false"
+        );
+        self.renewed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The names of `channel`.
+    pub(super) fn names(&self, channel: &str) -> ChannelNames {
+        self.channels().names(channel)
+    }
+
+    /// The broker's health: every shard (in a cluster, every master node linked),
+    /// and the counters of fail-overs.
+    pub(super) fn health(&self) -> BrokerHealth {
+        let links = self.links.all();
+        let (counts, unplaced) = {
+            let channels = self.channels();
+            (channels.count_by_link(), channels.unplaced())
         };
-        replies
-            .iter()
-            .map(|reply| Published::parse(reply).ok_or_else(malformed_reply))
-            .collect()
+        let mut shards = Vec::new();
+        let mut up = true;
+        for (index, shard) in self.shards.iter().enumerate() {
+            if shard.is_cluster() {
+                let reachable = self.reachable[index].load(Ordering::Relaxed);
+                up &= reachable && unplaced == 0;
+                shards.push(ShardHealth {
+                    name: shard.name(),
+                    master: None,
+                    up: reachable,
+                    reconnects: self.lost_nodes.load(Ordering::Relaxed),
+                    failovers: self.moves.load(Ordering::Relaxed),
+                    channels: unplaced,
+                });
+                continue;
+            }
+            let key = LinkKey::Shard(index);
+            let status = links.iter().find(|(link, _)| *link == key);
+            let link_up = status.is_some_and(|(_, status)| status.is_up());
+            up &= link_up;
+            shards.push(ShardHealth {
+                name: shard.name(),
+                master: shard.master_address(),
+                up: link_up,
+                reconnects: status.map_or(0, |(_, status)| status.reconnects()),
+                failovers: shard.failovers(),
+                channels: counts.get(&key).copied().unwrap_or(0),
+            });
+        }
+        for (key, status) in &links {
+            if let LinkKey::Node(address) = key {
+                up &= status.is_up();
+                shards.push(ShardHealth {
+                    name: address.clone(),
+                    master: status.master(),
+                    up: status.is_up(),
+                    reconnects: status.reconnects(),
+                    failovers: 0,
+                    channels: counts.get(key).copied().unwrap_or(0),
+                });
+            }
+        }
+        BrokerHealth {
+            up,
+            reconnects: shards.iter().map(|shard| shard.reconnects).sum(),
+            failovers: shards.iter().map(|shard| shard.failovers).sum(),
+            epochs_renewed: self.renewed.load(Ordering::Relaxed),
+            shards,
+        }
     }
-
-    /// Keeps the history of the channel named by `names` for another history ttl.
-    pub(super) async fn touch(&self, names: &ChannelNames) -> redis::RedisResult<()> {
-        commands::touch(names, &self.retention)
-            .invocation()
-            .invoke_async::<i64>(&mut self.commands.clone())
-            .await
-            .map(drop)
-    }
-
-    /// Adds `session` to the members of the channel named by `names`.
-    pub(super) async fn add_member(
-        &self,
-        names: &ChannelNames,
-        session: ConnectionId,
-    ) -> redis::RedisResult<()> {
-        commands::add_member(names, session, &self.node, &self.retention)
-            .invocation()
-            .invoke_async::<i64>(&mut self.commands.clone())
-            .await
-            .map(drop)
-    }
-
-    /// Removes `session` from the members of the channel named by `names`.
-    pub(super) async fn remove_member(
-        &self,
-        names: &ChannelNames,
-        session: ConnectionId,
-    ) -> redis::RedisResult<()> {
-        commands::remove_member(names, session)
-            .invocation()
-            .invoke_async::<i64>(&mut self.commands.clone())
-            .await
-            .map(drop)
-    }
-
-    /// The live members of the channel named by `names`, sorted, after removing
-    /// those of dead nodes.
-    pub(super) async fn members(
-        &self,
-        names: &ChannelNames,
-    ) -> redis::RedisResult<Vec<ConnectionId>> {
-        let sessions: Vec<String> = commands::live_members(names, &self.node, &self.retention)
-            .invocation()
-            .invoke_async(&mut self.commands.clone())
-            .await?;
-        let mut members: Vec<ConnectionId> = sessions
-            .iter()
-            .filter_map(|session| parse_session_name(session))
-            .collect();
-        members.sort_unstable();
-        Ok(members)
-    }
-
-    /// Proves this node alive for another [`NODE_TTL`](commands::NODE_TTL).
-    pub(super) async fn refresh_node(&self) -> redis::RedisResult<()> {
-        commands::refresh_node(&self.node)
-            .query_async::<()>(&mut self.commands.clone())
-            .await
-    }
-}
-
-fn malformed_reply() -> redis::RedisError {
-    redis::RedisError::from((ErrorKind::Parse, "unexpected reply from a heartwire script"))
 }

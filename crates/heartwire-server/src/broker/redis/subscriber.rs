@@ -1,36 +1,37 @@
-//! The node's one Redis pub/sub connection: it subscribes once per channel (never per
-//! connection), hands every message to [`Channels`](super::channels::Channels), and survives Redis.
+//! One pub/sub link: a RESP3 connection to one Redis master that carries the
+//! subscriptions of the channels placed on it (never one per connection), hands
+//! every message to [`Channels`](super::channels::Channels), and survives Redis.
 //!
-//! When the connection is lost the node is marked down (`/healthz` says "degraded",
-//! publishes are refused with `unavailable`), live messages of every channel wait,
-//! and the task reconnects with full-jitter backoff. Once back, it subscribes to every
-//! channel again and resyncs each from the stream (see [`super::channels`]), then
-//! marks the node up. A PING after [`PROBE_EVERY`] of silence finds a Redis that
-//! stopped answering without closing the connection; pushed messages count as an
-//! answer, so a busy connection is never probed.
+//! Messages arrive as pushes in the order the server sent them, so a channel's
+//! envelope and its raw django-websocket-redis copy (published by the same script on
+//! the same master) come in order. A PING after [`PROBE_EVERY`] of silence finds a
+//! master that stopped answering without closing the connection; pushed messages
+//! count as an answer, so a busy link is never probed.
+//!
+//! A link to a shard's master (one server, or the master Sentinel names) reconnects
+//! with full-jitter backoff and keeps its channels: the node is marked down
+//! meanwhile (`/healthz` says "degraded", publishes are refused with
+//! `unavailable`), and once back it subscribes to every channel again and resyncs
+//! each from the stream (see [`super::channels`]). A link to a cluster node ends when
+//! it is lost, when the node is no longer a master, or when the node drops
+//! subscriptions because their slot moved: its channels are placed again, on the
+//! node the cluster now names (see [`placement`](super::placement)), and resynced.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use heartwire_core::backoff::{Backoff, BackoffConfig, Delay};
 use rand::SeedableRng;
-use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::{mpsc, oneshot};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, PushInfo, Value};
+use tokio::sync::mpsc;
 
+use super::connected::{Ended, Link};
+use super::connection::COMMAND_TIMEOUT;
+use super::links::{Command, LinkKey, LinkStatus};
 use super::presence::rejoin;
-use super::resync::resync;
+use super::resync::spawn_resync;
 use super::shared::{PROBE_EVERY, Shared};
-
-/// A request to the pub/sub task.
-#[derive(Debug)]
-pub(super) enum Command {
-    /// Subscribe to these Redis channels; answer once they are in place.
-    Subscribe(Vec<String>, oneshot::Sender<()>),
-    /// Unsubscribe from these Redis channels, unless a subscriber came back meanwhile.
-    Unsubscribe(Arc<str>, Vec<String>),
-}
 
 /// The reconnect policy towards Redis: full jitter from 100 ms up to 5 s.
 fn backoff() -> Backoff {
@@ -43,17 +44,36 @@ fn backoff() -> Backoff {
     })
 }
 
-/// Runs the pub/sub connection until the broker is dropped.
-pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+/// A connected link.
+struct Connected {
+    connection: MultiplexedConnection,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    master: String,
+}
+
+/// Runs the link to `key` until the broker is dropped (or, for a cluster node,
+/// until the link is lost).
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    key: LinkKey,
+    status: Arc<LinkStatus>,
+    mut orders: mpsc::UnboundedReceiver<Command>,
+) {
     let mut backoff = backoff();
     let mut rng = rand::rngs::SmallRng::from_os_rng();
     let mut was_connected = false;
     loop {
-        let connected = tokio::time::timeout(PROBE_EVERY * 2, shared.open_pubsub()).await;
-        let pubsub = match connected {
-            Ok(Ok(pubsub)) => pubsub,
+        let connected = tokio::select! {
+            connected = tokio::time::timeout(PROBE_EVERY * 2, connect(&shared, &key)) => connected,
+            () = shared.closed().cancelled() => return,
+        };
+        let connected = match connected {
+            Ok(Ok(connected)) => connected,
             Ok(Err(err)) => {
-                tracing::warn!(%err, "cannot reach Redis");
+                tracing::warn!(%err, link = %key, "cannot reach Redis");
+                if let LinkKey::Node(_) = key {
+                    return end_node_link(&shared, &key, &status, orders, false);
+                }
                 let delay = backoff
                     .next_delay(Instant::now(), &mut rng)
                     .unwrap_or(PROBE_EVERY);
@@ -61,57 +81,131 @@ pub(super) async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
                 continue;
             }
             Err(_) => {
-                tracing::warn!("Redis did not answer the connection in time");
+                tracing::warn!(link = %key, "Redis did not answer the connection in time");
+                if let LinkKey::Node(_) = key {
+                    return end_node_link(&shared, &key, &status, orders, false);
+                }
                 continue;
             }
         };
-        if !commands_answer(&shared).await {
-            continue;
-        }
-        backoff.handle_connected(Instant::now());
-        let (mut sink, stream) = pubsub.split();
-        let (generation, to_resync) = shared.channels().begin_resync();
-        let names = shared.channels().all_pubsub_names();
-        let mut subscribed: HashSet<String> = HashSet::new();
-        if !names.is_empty() {
-            if let Err(err) = sink.subscribe(&names).await {
-                tracing::warn!(%err, "cannot subscribe again after reconnecting");
-                backoff.handle_disconnected(Instant::now());
+        if let LinkKey::Shard(index) = key {
+            if !commands_answer(&shared, index).await {
                 continue;
             }
-            subscribed.extend(names);
+        }
+        backoff.handle_connected(Instant::now());
+        let Connected {
+            mut connection,
+            mut pushes,
+            master,
+        } = connected;
+        let mut link = Link::new(&shared, &key);
+        // Resyncs start before the subscriptions: what comes meanwhile waits. Each
+        // runs at once; it asks this link for the channel's subscriptions, which it
+        // answers once it has made them, or, if the link is lost, places the
+        // channel again.
+        let channels = shared.channels().on_link(&key);
+        for channel in &channels {
+            let resync = shared.channels().begin_resync(channel, true);
+            if let Some(resync) = resync {
+                spawn_resync(&shared, resync);
+            }
+        }
+        let mut lost = None;
+        for channel in &channels {
+            match link.subscribe(channel, &mut connection, &mut pushes).await {
+                Ok(_) => {}
+                Err(ended) => {
+                    lost = Some(ended);
+                    break;
+                }
+            }
+        }
+        if let Some(ended) = lost {
+            tracing::warn!(reason = %ended, link = %key, "lost the link while subscribing");
+            if let LinkKey::Node(_) = key {
+                return end_node_link(&shared, &key, &status, orders, false);
+            }
+            backoff.handle_disconnected(Instant::now());
+            let delay = backoff
+                .next_delay(Instant::now(), &mut rng)
+                .unwrap_or(PROBE_EVERY);
+            tokio::time::sleep(delay).await;
+            continue;
         }
         if was_connected {
-            shared.count_reconnect();
+            status.count_reconnect();
             tracing::info!(
-                channels = to_resync.len(),
+                channels = channels.len(),
+                link = %key,
                 "reconnected to Redis; resyncing channels"
             );
         }
         was_connected = true;
-        if let Err(err) = shared.refresh_node().await {
-            tracing::warn!(%err, "cannot refresh the node's liveness key");
-        }
-        tokio::spawn(rejoin(shared.clone()));
-        for (channel, position) in to_resync {
-            tokio::spawn(resync(shared.clone(), channel, generation, position));
-        }
-        shared.set_up(true);
-        let ended = serve(&shared, &mut sink, stream, &mut commands, &mut subscribed).await;
-        shared.set_up(false);
+        tokio::spawn(rejoin(shared.clone(), key.clone()));
+        status.set_up(true, Some(master));
+        let ended = link.serve(&mut connection, &mut pushes, &mut orders).await;
+        status.set_up(false, None);
         backoff.handle_disconnected(Instant::now());
         match ended {
-            Ended::Lost(reason) => tracing::warn!(%reason, "lost the Redis pub/sub connection"),
-            Ended::BrokerDropped => return,
+            Ended::Lost(reason) => {
+                tracing::warn!(%reason, link = %key, "lost the Redis pub/sub link");
+                if let LinkKey::Node(_) = key {
+                    return end_node_link(&shared, &key, &status, orders, true);
+                }
+            }
+            Ended::Closed => return,
         }
     }
 }
 
-/// Whether the command connection answers a PING: it may still hold a socket to
-/// the Redis that went away, and finds out (and reconnects) on its first command.
-async fn commands_answer(shared: &Shared) -> bool {
+/// Connects to what `key` names: a RESP3 connection whose pushes come on a queue.
+/// A cluster node must still be a master.
+async fn connect(shared: &Shared, key: &LinkKey) -> redis::RedisResult<Connected> {
+    let (client, master) = match key {
+        LinkKey::Shard(index) => shared.shards()[*index].master().await?,
+        LinkKey::Node(address) => (shared.shards()[0].node_client(address)?, address.clone()),
+    };
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let (sender, pushes) = mpsc::unbounded_channel();
+    let config = AsyncConnectionConfig::new()
+        .set_push_sender(sender)
+        .set_connection_timeout(Some(PROBE_EVERY * 2))
+        .set_response_timeout(Some(COMMAND_TIMEOUT));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    if let LinkKey::Node(_) = key {
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut connection).await?;
+        let is_master = matches!(role.first(), Some(Value::BulkString(role)) if role == b"master")
+            || matches!(role.first(), Some(Value::SimpleString(role)) if role == "master");
+        if !is_master {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the node is no longer a master",
+            )));
+        }
+    }
+    Ok(Connected {
+        connection,
+        pushes,
+        master,
+    })
+}
+
+/// Whether the command connection of shard `index` answers a PING: it may still
+/// hold a socket to the Redis that went away, and finds out (and reconnects) on its
+/// first command.
+async fn commands_answer(shared: &Shared, index: usize) -> bool {
+    let command = redis::cmd("PING");
     for _ in 0..3 {
-        match tokio::time::timeout(PROBE_EVERY, shared.ping_commands()).await {
+        let ping = shared.shards()[index].query::<String>(&command);
+        match tokio::time::timeout(PROBE_EVERY, ping).await {
             Ok(Ok(_)) => return true,
             Ok(Err(err)) => tracing::debug!(%err, "command connection not back yet"),
             Err(_) => tracing::debug!("command connection did not answer in time"),
@@ -120,113 +214,31 @@ async fn commands_answer(shared: &Shared) -> bool {
     false
 }
 
-enum Ended {
-    Lost(String),
-    BrokerDropped,
-}
-
-async fn serve(
-    shared: &Shared,
-    sink: &mut PubSubSink,
-    mut stream: PubSubStream,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    subscribed: &mut HashSet<String>,
-) -> Ended {
-    let mut probe = tokio::time::interval(PROBE_EVERY);
-    let mut last_heard = Instant::now();
-    loop {
-        tokio::select! {
-            message = stream.next() => {
-                let Some(message) = message else {
-                    return Ended::Lost("the connection closed".into());
-                };
-                last_heard = Instant::now();
-                deliver(shared, &message);
-            }
-            command = commands.recv() => match command {
-                None => return Ended::BrokerDropped,
-                Some(Command::Subscribe(names, done)) => {
-                    // A channel left before this command came has nothing to subscribe.
-                    let missing: Vec<String> = {
-                        let channels = shared.channels();
-                        names
-                            .into_iter()
-                            .filter(|name| !subscribed.contains(name) && channels.wants(name))
-                            .collect()
-                    };
-                    if !missing.is_empty() {
-                        let request = sink.subscribe(&missing);
-                        match reading_meanwhile(request, &mut stream, shared, &mut last_heard).await {
-                            Ok(Ok(())) => subscribed.extend(missing),
-                            // The channel is in `Channels`: the reconnect subscribes it.
-                            Ok(Err(err)) => return Ended::Lost(err.to_string()),
-                            Err(ended) => return ended,
-                        }
-                    }
-                    let _ = done.send(());
-                }
-                Some(Command::Unsubscribe(channel, names)) => {
-                    if !shared.channels().contains(&channel) {
-                        let request = sink.unsubscribe(&names);
-                        match reading_meanwhile(request, &mut stream, shared, &mut last_heard).await {
-                            Ok(Ok(())) => {
-                                for name in &names {
-                                    subscribed.remove(name);
-                                }
-                            }
-                            Ok(Err(err)) => return Ended::Lost(err.to_string()),
-                            Err(ended) => return ended,
-                        }
-                    }
-                }
-            },
-            _ = probe.tick() => {
-                // Pushed messages prove the connection alive: probe only after silence.
-                if last_heard.elapsed() < PROBE_EVERY {
-                    continue;
-                }
-                let ping = tokio::time::timeout(PROBE_EVERY, sink.ping::<redis::Value>());
-                match reading_meanwhile(ping, &mut stream, shared, &mut last_heard).await {
-                    Ok(Ok(Ok(_))) => {}
-                    Ok(Ok(Err(err))) => return Ended::Lost(err.to_string()),
-                    Ok(Err(_)) => return Ended::Lost("Redis did not answer a PING in time".into()),
-                    Err(ended) => return ended,
-                }
-            }
-        }
+/// A lost cluster-node link ends: its channels are placed again (on the node the
+/// cluster names now) and resynced; orders still queued are dropped, so whoever
+/// waits on them places its channel again.
+fn end_node_link(
+    shared: &Arc<Shared>,
+    key: &LinkKey,
+    status: &Arc<LinkStatus>,
+    orders: mpsc::UnboundedReceiver<Command>,
+    was_up: bool,
+) {
+    drop(orders);
+    shared.link_ended(key, status);
+    if was_up {
+        shared.count_lost_node();
     }
-}
-
-/// Hands one pushed message to the channels of this node.
-fn deliver(shared: &Shared, message: &redis::Msg) {
-    let bytes = message.get_payload_bytes().to_vec();
-    let text = String::from_utf8(bytes)
-        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
-    shared
-        .channels()
-        .on_pubsub(message.get_channel_name(), text);
-}
-
-/// Awaits a request on the pub/sub connection while still reading what Redis pushes:
-/// the request's reply comes after every message pushed before it, so a flood left
-/// unread would hold the reply back and make a live connection look dead.
-async fn reading_meanwhile<T>(
-    request: impl std::future::Future<Output = T>,
-    stream: &mut PubSubStream,
-    shared: &Shared,
-    last_heard: &mut Instant,
-) -> Result<T, Ended> {
-    let mut request = std::pin::pin!(request);
-    loop {
-        tokio::select! {
-            reply = &mut request => return Ok(reply),
-            message = stream.next() => match message {
-                Some(message) => {
-                    *last_heard = Instant::now();
-                    deliver(shared, &message);
-                }
-                None => return Err(Ended::Lost("the connection closed".into())),
-            },
+    let channels = shared.channels().on_link(key);
+    for channel in channels {
+        let resync = {
+            let mut all = shared.channels();
+            all.unplace(&channel, key);
+            all.begin_resync(&channel, true)
+        };
+        if let Some(resync) = resync {
+            shared.count_move();
+            spawn_resync(shared, resync);
         }
     }
 }
