@@ -122,6 +122,13 @@ pub enum ServerFrame {
         ping_timeout_ms: u64,
         /// Server name and version, such as `heartwire/0.1.0`.
         server: String,
+        /// The user this connection was identified as; absent when anonymous.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Milliseconds until the identity expires unless refreshed; absent when it
+        /// does not expire.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
     },
     /// The answer to a `ping`, with the ping's other fields.
     Pong {
@@ -177,6 +184,10 @@ pub enum ServerFrame {
         /// The `id` of the publish this error answers, if it answers one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The channel this error is about, when it is about one (a `forbidden`
+        /// subscribe or publish).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
     },
     /// The answer to `presence`: the sessions subscribed to the channel, on every node.
     Presence {
@@ -422,6 +433,16 @@ mod tests {
                 ping_interval_ms: 20_000,
                 ping_timeout_ms: 20_000,
                 server: "heartwire/0.1.0".into(),
+                user: None,
+                expires_in_ms: None,
+            },
+            ServerFrame::Hello {
+                session: "s2".into(),
+                ping_interval_ms: 20_000,
+                ping_timeout_ms: 20_000,
+                server: "heartwire/0.1.0".into(),
+                user: Some("ada".into()),
+                expires_in_ms: Some(60_000),
             },
             ServerFrame::Subscribed {
                 channel: "a".into(),
@@ -452,11 +473,19 @@ mod tests {
                 code: ErrorCode::UnknownOp,
                 reason: "no".into(),
                 id: None,
+                channel: None,
+            },
+            ServerFrame::Error {
+                code: ErrorCode::Forbidden,
+                reason: "not yours".into(),
+                id: None,
+                channel: Some("room:1".into()),
             },
             ServerFrame::Error {
                 code: ErrorCode::Unavailable,
                 reason: "broker down".into(),
                 id: Some("7".into()),
+                channel: None,
             },
             ServerFrame::Reconnect {
                 after_ms: 1500,

@@ -32,6 +32,7 @@ use std::time::Instant;
 use heartwire_core::DisconnectReason;
 use tokio::time::Sleep;
 
+use super::auth::Identity;
 use super::endpoint::Endpoint;
 use super::slot::Slot;
 use super::websocket::Socket;
@@ -49,9 +50,14 @@ const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
 
-/// Opens a connection on `socket`: the endpoint greets and subscribes, and the
-/// returned task drives the connection until it ends.
-pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) -> ConnectionTask<E> {
+/// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
+/// greets and subscribes, and the returned task drives the connection until it ends.
+pub(crate) fn start<E: Endpoint>(
+    socket: Socket,
+    endpoint: E,
+    identity: Option<Box<Identity>>,
+    mut slot: Slot,
+) -> ConnectionTask<E> {
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
@@ -59,7 +65,7 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler::open(endpoint, server, mailbox, now),
+        handler: Handler::open(endpoint, server, mailbox, identity, now),
     };
     ConnectionTask {
         connection,

@@ -15,12 +15,13 @@
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
 //!
-//! Around them: [`config`] declares every option once (its flag, variable, file key,
+//! Around them: [`auth`] is who a connection is; [`config`] declares every option once (its flag, variable, file key,
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
 //! buffer while a connection is idle; [`state`] is what every connection shares;
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+pub mod auth;
 mod broker;
 mod config;
 mod connection;
@@ -43,6 +44,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use auth::Identity;
 pub use broker::{
     Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
     SubscribeRequest, SystemClock,

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::auth::Identity;
 use super::connection;
 use super::endpoint::Endpoint;
 use super::endpoint::echo::Echo;
@@ -57,11 +58,11 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 }
 
 async fn native(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
-    accept(state, upgrade, Native::default())
+    accept(state, upgrade, Native::default(), None)
 }
 
 async fn echo(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
-    accept(state, upgrade, Echo)
+    accept(state, upgrade, Echo, None)
 }
 
 async fn ws4redis(
@@ -71,14 +72,20 @@ async fn ws4redis(
     upgrade: Upgrade,
 ) -> Response {
     match Ws4Redis::from_request(&facility, query.as_deref()) {
-        Ok(endpoint) => accept(state, upgrade, endpoint),
+        Ok(endpoint) => accept(state, upgrade, endpoint, None),
         Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
 }
 
-/// Upgrades to a WebSocket driven by `endpoint`, or refuses with 503 when the server
-/// holds `max-connections` already or is shutting down.
-fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -> Response {
+/// Upgrades to a WebSocket driven by `endpoint` for `identity` (`None`: anonymous),
+/// or refuses with 503 when the server holds `max-connections` already or is
+/// shutting down.
+fn accept<E: Endpoint>(
+    state: Arc<ServerState>,
+    upgrade: Upgrade,
+    endpoint: E,
+    identity: Option<Box<Identity>>,
+) -> Response {
     let Some(slot) = Slot::reserve(&state) else {
         state.metrics.rejected_at_capacity.increment(1);
         let reason = if state.registry.is_draining() {
@@ -94,7 +101,7 @@ fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -
             .into_response();
     };
     upgrade.on_upgrade(state.config.limits.max_message_size, move |socket| {
-        connection::start(socket, endpoint, slot)
+        connection::start(socket, endpoint, identity, slot)
     })
 }
 

@@ -15,6 +15,7 @@ use heartwire_core::{DisconnectReason, Liveness};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::auth::Identity;
 use crate::endpoint::{Context, Endpoint};
 use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
@@ -34,17 +35,20 @@ pub(super) struct Handler<E> {
 }
 
 impl<E: Endpoint> Handler<E> {
-    /// A connection opened at `now`: the endpoint greets and subscribes.
+    /// A connection of `identity` (`None`: anonymous) opened at `now`: the endpoint
+    /// greets and subscribes.
     pub(super) fn open(
         mut endpoint: E,
         server: Arc<ServerState>,
         mailbox: Arc<Mailbox>,
+        identity: Option<Box<Identity>>,
         now: Instant,
     ) -> Self {
         let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
         let mut context = Context {
             server,
             mailbox,
+            identity,
             replies: VecDeque::new(),
         };
         endpoint.on_open(&mut context);

@@ -169,7 +169,7 @@ impl Pair {
         let now = *server.clock.0.lock().unwrap();
         server.connections += 1;
         let mailbox = Arc::new(Mailbox::new(server.connections, MAILBOX));
-        let handler = Handler::open(Native::default(), server.state.clone(), mailbox, now);
+        let handler = Handler::open(Native::default(), server.state.clone(), mailbox, None, now);
         let subscriptions = vec![CHANNEL.to_owned()];
         let client = ClientConnection::new(client_config(), carried, 0, subscriptions, now);
         Self {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::auth::Identity;
 use super::mailbox::{Mailbox, Outbound};
 use super::state::ServerState;
 
@@ -57,6 +58,8 @@ pub(crate) struct Context {
     pub(crate) server: Arc<ServerState>,
     /// This connection's mailbox: broker results come back here.
     pub(crate) mailbox: Arc<Mailbox>,
+    /// Who the connection is; `None` when anonymous.
+    pub(crate) identity: Option<Box<Identity>>,
     pub(crate) replies: VecDeque<Message>,
 }
 

@@ -27,6 +27,7 @@ fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Mess
         code,
         reason: reason.into(),
         id,
+        channel: None,
     })
 }
 
@@ -109,6 +110,11 @@ impl Endpoint for Native {
             ping_interval_ms: millis(config.liveness.ping_interval),
             ping_timeout_ms: millis(config.liveness.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
+            user: context
+                .identity
+                .as_ref()
+                .map(|identity| identity.user.clone()),
+            expires_in_ms: None,
         };
         context.reply(frame(&hello));
     }
