@@ -189,28 +189,40 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
     },
-    /// The answer to `presence`: the sessions subscribed to the channel, on every node.
+    /// The answer to `presence`: the sessions subscribed to the channel, on every node,
+    /// and the users they are.
     Presence {
         /// The channel.
         channel: String,
         /// Session ids (as in `hello`), sorted.
         members: Vec<String>,
+        /// The identified users among the members, sorted, each with its number of
+        /// connections on the channel. Anonymous sessions are in `members` only.
+        #[serde(default)]
+        users: Vec<PresenceUser>,
     },
-    /// A session subscribed to a channel with presence that this connection is
-    /// subscribed to.
+    /// Someone arrived on a channel with presence that this connection is subscribed
+    /// to: an anonymous session that subscribed, or a user whose first connection
+    /// did (its other connections arrive unannounced).
     Join {
         /// The channel.
         channel: String,
         /// The session that joined.
         session: String,
+        /// The user that joined; absent for an anonymous session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
-    /// A session left such a channel: it unsubscribed, disconnected, or its node
-    /// stopped answering.
+    /// Someone left such a channel: an anonymous session, or a user whose last
+    /// connection there unsubscribed, disconnected, or whose node stopped answering.
     Leave {
         /// The channel.
         channel: String,
         /// The session that left.
         session: String,
+        /// The user that left; absent for an anonymous session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// The server is about to close; come back after `after_ms`.
     Reconnect {
@@ -232,6 +244,15 @@ impl ServerFrame {
         serde_json::from_str(text)
             .map_err(|err| Error::request(ErrorCode::BadJson, err.to_string()))
     }
+}
+
+/// A user among the members of a channel, in a `presence` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceUser {
+    /// The user, as in `hello`.
+    pub user: String,
+    /// How many of its connections are subscribed to the channel, on every node.
+    pub connections: u32,
 }
 
 /// Where a client stands in a channel: the channel's epoch and the last `seq` seen.
@@ -493,20 +514,53 @@ mod tests {
             },
             ServerFrame::Presence {
                 channel: "room:1".into(),
-                members: vec!["00000000000000a1".into()],
+                members: vec!["00000000000000a1".into(), "00000000000000a2".into()],
+                users: vec![PresenceUser {
+                    user: "ada".into(),
+                    connections: 2,
+                }],
             },
             ServerFrame::Join {
                 channel: "room:1".into(),
                 session: "00000000000000a1".into(),
+                user: None,
+            },
+            ServerFrame::Join {
+                channel: "room:1".into(),
+                session: "00000000000000a1".into(),
+                user: Some("ada".into()),
             },
             ServerFrame::Leave {
                 channel: "room:1".into(),
                 session: "00000000000000a1".into(),
+                user: Some("ada".into()),
             },
         ];
         for frame in frames {
             assert_eq!(ServerFrame::parse(&frame.encode()).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn presence_frames_without_users_still_parse() {
+        let earlier = r#"{"op":"presence","channel":"c","members":["00000000000000a1"]}"#;
+        assert_eq!(
+            ServerFrame::parse(earlier).unwrap(),
+            ServerFrame::Presence {
+                channel: "c".into(),
+                members: vec!["00000000000000a1".into()],
+                users: Vec::new(),
+            }
+        );
+        let join = ServerFrame::Join {
+            channel: "c".into(),
+            session: "00000000000000a1".into(),
+            user: None,
+        };
+        assert_eq!(
+            join.encode(),
+            r#"{"op":"join","channel":"c","session":"00000000000000a1"}"#
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
 //!
@@ -31,6 +32,7 @@ mod id;
 mod listener;
 mod mailbox;
 mod metrics;
+mod permissions;
 mod publication;
 mod registry;
 mod routes;
@@ -55,7 +57,8 @@ pub use config::{
 };
 pub use error::Error;
 pub use id::ConnectionId;
-pub use mailbox::{Mailbox, Outbound};
+pub use mailbox::{Mailbox, Member, Outbound};
+pub use permissions::{ChannelPattern, ChannelRule, Permission};
 pub use publication::{Payload, Publication};
 
 use metrics::ServerMetrics;

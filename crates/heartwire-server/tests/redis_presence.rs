@@ -49,7 +49,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Join {
             channel: "room:1".into(),
-            session: second_session.clone()
+            session: second_session.clone(),
+            user: None,
         }
     );
     let expected = sorted(vec![first_session.clone(), second_session.clone()]);
@@ -67,7 +68,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Leave {
             channel: "room:1".into(),
-            session: second_session.clone()
+            session: second_session.clone(),
+            user: None,
         }
     );
     // A closed connection leaves too.
@@ -81,7 +83,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Leave {
             channel: "room:1".into(),
-            session: third_session
+            session: third_session,
+            user: None,
         }
     );
     assert_eq!(members(&mut first, "room:1").await, vec![first_session]);
@@ -143,7 +146,8 @@ async fn the_members_of_a_dead_node_leave_after_the_node_ttl() {
         next_frame(&mut watcher).await,
         ServerFrame::Leave {
             channel: "room:9".into(),
-            session: victim_session
+            session: victim_session,
+            user: None,
         }
     );
     let took = killed.elapsed();

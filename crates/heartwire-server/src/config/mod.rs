@@ -27,6 +27,7 @@ use std::time::Duration;
 use heartwire_core::LivenessConfig;
 
 use crate::Error;
+use crate::permissions::ChannelRule;
 
 pub use broker::BrokerConfig;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
@@ -98,6 +99,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub broker: BrokerConfig,
+
+    /// Who may subscribe, publish, see presence and replay history on which channels:
+    /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).
+    #[arg(skip)]
+    pub channels: Vec<ChannelRule>,
 }
 
 impl Default for ServerConfig {

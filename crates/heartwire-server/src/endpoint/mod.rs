@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::auth::Identity;
 use super::mailbox::{Mailbox, Outbound};
+use super::permissions::{self, Action, Forbidden};
 use super::state::ServerState;
 
 pub(crate) use kind::EndpointKind;
@@ -67,5 +68,22 @@ impl Context {
     /// Queues a frame to send back, ahead of mailbox items.
     pub(crate) fn reply(&mut self, message: Message) {
         self.replies.push_back(message);
+    }
+
+    /// The connection's user, as presence counts it; `None` when anonymous.
+    pub(crate) fn user(&self) -> Option<Arc<str>> {
+        self.identity
+            .as_ref()
+            .map(|identity| Arc::from(identity.user.as_str()))
+    }
+
+    /// Whether this connection may do `action` on `channel` (docs/SECURITY.md).
+    pub(crate) fn permit(&self, action: Action, channel: &str) -> Result<(), Forbidden> {
+        permissions::check(
+            &self.server.config.channels,
+            self.identity.as_deref(),
+            action,
+            channel,
+        )
     }
 }

@@ -13,6 +13,7 @@ use super::scripts::{ADD_MEMBER, LIVE_MEMBERS, PUBLISH, REMOVE_MEMBER, SNAPSHOT,
 use crate::broker::contract::PublishRequest;
 use crate::config::Retention;
 use crate::id::ConnectionId;
+use crate::mailbox::Member;
 use crate::publication::Payload;
 
 /// How long a node's members stay without a sign of life from it.
@@ -163,21 +164,23 @@ pub(super) fn touch(names: &ChannelNames, retention: &Retention) -> ScriptCall<'
         .number(history_ttl_ms(retention))
 }
 
-/// Adds `session`, of `node`, to the members of the channel named by `names`.
-pub(super) fn add_member(
+/// Adds `member`, of `node`, to the members of the channel named by `names`.
+pub(super) fn add_member<'a>(
     names: &ChannelNames,
-    session: ConnectionId,
+    member: &'a Member,
     node: &NodeNames,
     retention: &Retention,
-) -> ScriptCall<'static> {
+) -> ScriptCall<'a> {
     ScriptCall::new(&ADD_MEMBER)
         .key(&names.members)
         .key(&names.presence)
         .key(&node.key)
-        .arg(session_name(session))
+        .key(&names.users)
+        .arg(session_name(member.session))
         .arg(node.id.clone())
         .number(millis(NODE_TTL))
         .number(history_ttl_ms(retention))
+        .arg(member.user.as_deref().unwrap_or(""))
 }
 
 /// Removes `session` from the members of the channel named by `names`.
@@ -185,6 +188,7 @@ pub(super) fn remove_member(names: &ChannelNames, session: ConnectionId) -> Scri
     ScriptCall::new(&REMOVE_MEMBER)
         .key(&names.members)
         .key(&names.presence)
+        .key(&names.users)
         .arg(session_name(session))
 }
 
@@ -198,6 +202,7 @@ pub(super) fn live_members(
     ScriptCall::new(&LIVE_MEMBERS)
         .key(&names.members)
         .key(&names.presence)
+        .key(&names.users)
         .arg(node.key_prefix.clone())
         .number(history_ttl_ms(retention))
 }
@@ -304,21 +309,34 @@ mod tests {
     }
 
     #[test]
-    fn members_are_named_by_their_session_and_node() {
+    fn members_are_named_by_their_session_node_and_user() {
         let names = ChannelNames::new("", "room:1");
         let node = NodeNames::new("", "0123456789abcdef".into());
-        let add = add_member(&names, 0xa1, &node, &retention());
+        let anonymous = Member {
+            session: 0xa1,
+            user: None,
+        };
+        let add = add_member(&names, &anonymous, &node, &retention());
         assert_eq!(
             add.keys,
             [
                 "hw:room:1#members",
                 "hw:room:1#presence",
-                "hw#node:0123456789abcdef"
+                "hw#node:0123456789abcdef",
+                "hw:room:1#users",
             ]
         );
         assert_eq!(
             args(&add),
-            ["00000000000000a1", "0123456789abcdef", "5000", "1000"]
+            ["00000000000000a1", "0123456789abcdef", "5000", "1000", ""]
+        );
+        let ada = Member {
+            session: 0xa1,
+            user: Some(Arc::from("ada lovelace")),
+        };
+        assert_eq!(
+            args(&add_member(&names, &ada, &node, &retention()))[4],
+            "ada lovelace"
         );
         assert_eq!(args(&remove_member(&names, 0xa1)), ["00000000000000a1"]);
         assert_eq!(

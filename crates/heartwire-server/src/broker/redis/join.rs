@@ -30,6 +30,7 @@ pub(super) async fn join(
         with_retained,
         since,
         presence: _,
+        user,
     } = request;
     let names = shared.channels().names(&channel);
     while shared.channels().is_joining(&channel, mailbox.id()) {
@@ -51,9 +52,11 @@ pub(super) async fn join(
                     // The position was this node's, not asked by the client.
                     snapshot.recovered = None;
                 }
-                let member = shared.channels().finish_join(&channel, &mailbox, snapshot);
-                if member {
-                    announce_member(&shared, &channel, &names, mailbox.id()).await;
+                let member = shared
+                    .channels()
+                    .finish_join(&channel, &mailbox, user, snapshot);
+                if let Some(member) = member {
+                    announce_member(&shared, &channel, &names, &member).await;
                 }
                 return;
             }

@@ -3,17 +3,19 @@
 //! The raw channel follows django-websocket-redis: a heartwire channel `broadcast:chat`
 //! (the facility `chat` of `/ws/chat`) is the Redis channel and key
 //! `{prefix}broadcast:chat`, where the prefix is `WS4REDIS_PREFIX + ":"` when one is
-//! set, else empty. Raw text is published there, and its last value is kept there
-//! with `SETEX`, so Django's publisher and subscribers interoperate unchanged.
+//! set, else empty; so are the identity audiences `user:{name}:chat`,
+//! `group:{name}:chat` and `session:{key}:chat`. Raw text is published there, and
+//! its last value is kept there with `SETEX`, so Django's publisher and subscribers
+//! interoperate unchanged.
 //!
 //! heartwire's own keys carry a `#`, which no channel name may contain, so they can
 //! never collide with a channel: `{prefix}hw:{channel}#seq`, `#epoch`, `#stream`,
-//! `#id:{publish id}`, `#members`, and the pub/sub channel `#live` that carries
+//! `#id:{publish id}`, `#members`, `#users`, and the pub/sub channel `#live` that carries
 //! sequenced envelopes between nodes and `#presence` that carries join and leave
 //! events. Each node proves it is alive with the key `{prefix}hw#node:{node}`.
 
-/// The prefix of ws4redis facilities among channel names.
-const BROADCAST: &str = "broadcast:";
+/// The prefixes of ws4redis audiences among channel names.
+const WS4REDIS_AUDIENCES: [&str; 4] = ["broadcast:", "user:", "group:", "session:"];
 
 /// The Redis names of one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +30,13 @@ pub(super) struct ChannelNames {
     pub(super) epoch: String,
     /// The stream of recent messages, entry id `0-{seq}`.
     pub(super) stream: String,
-    /// The hash of members: session → node.
+    /// The hash of members: session → node, then a space and the user when it has
+    /// one.
     pub(super) members: String,
-    /// The pub/sub channel of join (`j {session}`) and leave (`l {session}`) events.
+    /// The hash of users: user → how many of the members it is.
+    pub(super) users: String,
+    /// The pub/sub channel of join (`j {session}`, or `j {session} {user}`) and
+    /// leave (`l …`) events.
     pub(super) presence: String,
     /// What every publish id key starts with.
     id_prefix: String,
@@ -48,6 +54,7 @@ impl ChannelNames {
             epoch: format!("{own}epoch"),
             stream: format!("{own}stream"),
             members: format!("{own}members"),
+            users: format!("{own}users"),
             presence: format!("{own}presence"),
             id_prefix: format!("{own}id:"),
         }
@@ -94,7 +101,9 @@ impl NodeNames {
 
 /// Whether messages of `channel` are also published raw, for django-websocket-redis.
 pub(super) fn is_ws4redis(channel: &str) -> bool {
-    channel.starts_with(BROADCAST)
+    WS4REDIS_AUDIENCES
+        .iter()
+        .any(|audience| channel.starts_with(audience))
 }
 
 #[cfg(test)]
@@ -111,7 +120,18 @@ mod tests {
         assert_eq!(prefixed.raw, "ws4redis:broadcast:chat");
         assert_eq!(prefixed.seq, "ws4redis:hw:broadcast:chat#seq");
         assert_eq!(prefixed.publish_id("7"), "ws4redis:hw:broadcast:chat#id:7");
-        assert!(is_ws4redis("broadcast:chat"));
+        for audience in [
+            "broadcast:chat",
+            "user:ada:chat",
+            "group:staff:chat",
+            "session:k:chat",
+        ] {
+            assert!(is_ws4redis(audience), "{audience}");
+            assert_eq!(
+                ChannelNames::new("p", audience).raw,
+                format!("p:{audience}")
+            );
+        }
         assert!(!is_ws4redis("room:1"));
     }
 
@@ -124,6 +144,7 @@ mod tests {
             &names.epoch,
             &names.stream,
             &names.members,
+            &names.users,
             &names.presence,
         ] {
             assert!(own.starts_with("hw:room:1#"), "{own}");

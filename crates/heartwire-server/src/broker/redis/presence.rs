@@ -1,9 +1,13 @@
 //! Presence across nodes: who is subscribed to a channel whose members are tracked.
 //!
-//! Each channel has a Redis hash `#members` of session → node. A node adds its
-//! member (`HSET`, then `PUBLISH j {session}` on the channel's `#presence`) once
-//! the subscription is live, and removes it (`HDEL`, `PUBLISH l {session}`) when
-//! the connection unsubscribes or closes. Every node keeps a liveness key
+//! Each channel has a Redis hash `#members` of session → node (and user), and a hash
+//! `#users` of user → how many members it is. A node adds its member (`HSET`, then
+//! `PUBLISH j {session}` on the channel's `#presence`) once the subscription is live,
+//! and removes it (`HDEL`, `PUBLISH l {session}`) when the connection unsubscribes or
+//! closes. A member with a user counts in `#users` (`HINCRBY`), and only the user's
+//! first member is announced joining, its last leaving (`j {session} {user}`,
+//! `l {session} {user}`): one script does the count and the announcement, so every
+//! node sees a user arrive and go once, whichever nodes its connections are on. Every node keeps a liveness key
 //! `hw#node:{node}` that expires after [`NODE_TTL`](super::commands::NODE_TTL) unless
 //! refreshed each [`PROBE_EVERY`](super::shared::PROBE_EVERY). A node that dies stops
 //! refreshing it; the next sweep of a surviving node (every `PROBE_EVERY` for the
@@ -18,22 +22,22 @@ use std::sync::Arc;
 
 use super::names::ChannelNames;
 use super::shared::Shared;
-use crate::id::ConnectionId;
+use crate::mailbox::Member;
 
 /// Adds a new member in Redis; takes it out again if it left meanwhile.
 pub(super) async fn announce_member(
     shared: &Shared,
     channel: &str,
     names: &ChannelNames,
-    id: ConnectionId,
+    member: &Member,
 ) {
-    if let Err(err) = shared.add_member(names, id).await {
+    if let Err(err) = shared.add_member(names, member).await {
         // The next reconnect adds this node's members again.
         tracing::warn!(%err, %channel, "cannot add a member");
         return;
     }
-    if !shared.channels().is_member(channel, id) {
-        if let Err(err) = shared.remove_member(names, id).await {
+    if !shared.channels().is_member(channel, member.session) {
+        if let Err(err) = shared.remove_member(names, member.session).await {
             tracing::warn!(%err, %channel, "cannot remove a member");
         }
     }
@@ -43,8 +47,8 @@ pub(super) async fn announce_member(
 pub(super) async fn rejoin(shared: Arc<Shared>) {
     let memberships = shared.channels().memberships();
     for (names, members) in memberships {
-        for session in members {
-            if let Err(err) = shared.add_member(&names, session).await {
+        for member in members {
+            if let Err(err) = shared.add_member(&names, &member).await {
                 tracing::warn!(%err, "cannot add a member again after reconnecting");
                 return;
             }

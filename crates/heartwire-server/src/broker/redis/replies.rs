@@ -4,7 +4,9 @@
 //! An envelope (on `#live`) is `{seq} {epoch} {kind}{raw} {origin}\n{body}`: `kind`
 //! is `j` (JSON) or `t` (text), `raw` is `r` when the same message follows raw on
 //! the django-websocket-redis channel (else `-`), `origin` the publishing connection
-//! or `-`. A presence event (on `#presence`) is `j {session}` or `l {session}`.
+//! or `-`. A presence event (on `#presence`) is `j {session}` or `l {session}` for an
+//! anonymous member, `j {session} {user}` or `l {session} {user}` for a user's first
+//! and last.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use heartwire_core::protocol::parse_session_name;
 use serde_json::value::RawValue;
 
 use crate::id::ConnectionId;
+use crate::mailbox::Member;
 use crate::publication::{Payload, Publication};
 
 /// What the publish script answered.
@@ -141,26 +144,50 @@ impl Envelope {
 }
 
 /// A join or leave announced on a channel's `#presence`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PresenceEvent {
-    /// The session.
-    pub(super) session: ConnectionId,
+    /// The member.
+    pub(super) member: Member,
     /// Whether it joined (else it left).
     pub(super) joined: bool,
 }
 
 impl PresenceEvent {
-    /// Reads `j {session}` or `l {session}`.
+    /// Reads `j {session}`, `l {session}`, `j {session} {user}` or `l {session} {user}`.
     pub(super) fn parse(text: &str) -> Option<Self> {
-        let (kind, session) = text.split_once(' ')?;
+        let (kind, rest) = text.split_once(' ')?;
         let joined = match kind {
             "j" => true,
             "l" => false,
             _ => return None,
         };
+        let (session, user) = match rest.split_once(' ') {
+            Some((session, user)) => (session, Some(Arc::from(user))),
+            None => (rest, None),
+        };
         let session = parse_session_name(session)?;
-        Some(Self { session, joined })
+        Some(Self {
+            member: Member { session, user },
+            joined,
+        })
     }
+}
+
+/// Reads the reply of the live members script: session, user pairs, the user empty
+/// when anonymous.
+pub(super) fn parse_members(reply: &[String]) -> Option<Vec<Member>> {
+    reply
+        .chunks_exact(2)
+        .map(|pair| {
+            let [session, user] = pair else {
+                unreachable!("chunks_exact yields two")
+            };
+            Some(Member {
+                session: parse_session_name(session)?,
+                user: (!user.is_empty()).then(|| Arc::from(user.as_str())),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -224,13 +251,26 @@ mod tests {
     }
 
     #[test]
-    fn events_name_the_session() {
+    fn events_name_the_session_and_the_user() {
         let session = session_name(0xa1);
         assert_eq!(
             PresenceEvent::parse(&format!("j {session}")),
             Some(PresenceEvent {
-                session: 0xa1,
+                member: Member {
+                    session: 0xa1,
+                    user: None
+                },
                 joined: true
+            })
+        );
+        assert_eq!(
+            PresenceEvent::parse(&format!("l {session} ada lovelace")),
+            Some(PresenceEvent {
+                member: Member {
+                    session: 0xa1,
+                    user: Some(Arc::from("ada lovelace"))
+                },
+                joined: false
             })
         );
         assert_eq!(
@@ -239,5 +279,30 @@ mod tests {
         );
         assert!(PresenceEvent::parse("x 1").is_none());
         assert!(PresenceEvent::parse("j not-hex").is_none());
+        assert!(PresenceEvent::parse("j not-hex ada").is_none());
+    }
+
+    #[test]
+    fn members_come_in_pairs() {
+        let reply = [
+            session_name(1),
+            String::new(),
+            session_name(2),
+            "ada".into(),
+        ];
+        assert_eq!(
+            parse_members(&reply),
+            Some(vec![
+                Member {
+                    session: 1,
+                    user: None
+                },
+                Member {
+                    session: 2,
+                    user: Some(Arc::from("ada"))
+                },
+            ])
+        );
+        assert_eq!(parse_members(&["nope".into(), String::new()]), None);
     }
 }

@@ -10,7 +10,8 @@
 //! reads a channel's epoch, latest `seq`, the messages after a position and the
 //! retained ws4redis value, also in one step. [`TOUCH`] keeps a channel's history
 //! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`LIVE_MEMBERS`] keep a channel's
-//! members and announce their joins and leaves (see [`presence`](super::presence)).
+//! members and the count of each user's, and announce their joins and leaves (see
+//! [`presence`](super::presence)).
 
 use std::sync::LazyLock;
 
@@ -121,56 +122,99 @@ return 0
     )
 });
 
-/// Adds a member. KEYS: members, presence channel, node key. ARGV: session, node,
-/// node ttl in ms, members ttl in ms. Refreshes the node's liveness key, adds the
-/// member, and announces it (`j {session}`) when it is new.
+/// How a member leaves, shared by the scripts that remove members: `leave(presence,
+/// users, session, value)`, where `value` is what `#members` held for the session.
+/// An anonymous member's leave is announced (`l {session}`); a user's is counted
+/// down, and announced (`l {session} {user}`) when it was the user's last member.
+const LEAVE: &str = r#"
+local function leave(presence, users, session, value)
+    local space = string.find(value, ' ', 1, true)
+    if not space then
+        redis.call('PUBLISH', presence, 'l ' .. session)
+        return
+    end
+    local user = string.sub(value, space + 1)
+    if redis.call('HINCRBY', users, user, -1) <= 0 then
+        redis.call('HDEL', users, user)
+        redis.call('PUBLISH', presence, 'l ' .. session .. ' ' .. user)
+    end
+end
+"#;
+
+/// Adds a member. KEYS: members, presence channel, node key, users. ARGV: session,
+/// node, node ttl in ms, members ttl in ms, user (empty: anonymous). Refreshes the
+/// node's liveness key and adds the member. A new anonymous member is announced
+/// (`j {session}`); a new user's member is counted, and announced
+/// (`j {session} {user}`) when it is the user's first.
 pub(super) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local session, node, user = ARGV[1], ARGV[2], ARGV[5]
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local value = node
+if user ~= '' then value = node .. ' ' .. user end
+local added = redis.call('HSET', KEYS[1], session, value)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if added == 1 then redis.call('PUBLISH', KEYS[2], 'j ' .. ARGV[1]) end
+if added == 1 then
+    if user == '' then
+        redis.call('PUBLISH', KEYS[2], 'j ' .. session)
+    elseif redis.call('HINCRBY', KEYS[4], user, 1) == 1 then
+        redis.call('PUBLISH', KEYS[2], 'j ' .. session .. ' ' .. user)
+    end
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return added
 "#,
     )
 });
 
-/// Removes a member. KEYS: members, presence channel. ARGV: session. Announces the
-/// leave (`l {session}`) when it was there.
+/// Removes a member. KEYS: members, presence channel, users. ARGV: session. Announces
+/// the leave as [`LEAVE`] does, when it was there.
 pub(super) static REMOVE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local removed = redis.call('HDEL', KEYS[1], ARGV[1])
-if removed == 1 then redis.call('PUBLISH', KEYS[2], 'l ' .. ARGV[1]) end
-return removed
-"#,
-    )
+    Script::new(&format!(
+        r#"{LEAVE}
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+leave(KEYS[2], KEYS[3], ARGV[1], value)
+return 1
+"#
+    ))
 });
 
-/// Reads the live members. KEYS: members, presence channel. ARGV: node key prefix,
-/// members ttl in ms. Removes (and announces the leave of) members whose node is gone; returns the
-/// sessions left. Node keys are read by name, so this needs a single Redis (no
-/// cluster).
+/// Reads the live members. KEYS: members, presence channel, users. ARGV: node key
+/// prefix, members ttl in ms. Removes members whose node is gone (their leave
+/// announced as [`LEAVE`] does); returns the others as session, user pairs (the user
+/// empty when anonymous). Node keys are read by name, so this needs a single Redis
+/// (no cluster).
 pub(super) static LIVE_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+    Script::new(&format!(
+        r#"{LEAVE}
 local all = redis.call('HGETALL', KEYS[1])
-local alive, members = {}, {}
+local alive, members = {{}}, {{}}
 for i = 1, #all, 2 do
-    local session, node = all[i], all[i + 1]
+    local session, value = all[i], all[i + 1]
+    local space = string.find(value, ' ', 1, true)
+    local node, user = value, ''
+    if space then
+        node, user = string.sub(value, 1, space - 1), string.sub(value, space + 1)
+    end
     if alive[node] == nil then
         alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
     end
     if alive[node] then
         table.insert(members, session)
+        table.insert(members, user)
     else
         redis.call('HDEL', KEYS[1], session)
-        redis.call('PUBLISH', KEYS[2], 'l ' .. session)
+        leave(KEYS[2], KEYS[3], session, value)
     end
 end
-if #members > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if #members > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
 return members
-"#,
-    )
+"#
+    ))
 });

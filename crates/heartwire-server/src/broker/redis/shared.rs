@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use heartwire_core::protocol::{Position, parse_session_name};
+use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 use redis::aio::{ConnectionManager, PubSub};
 use redis::{ErrorKind, ServerErrorKind};
@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use super::channels::Channels;
 use super::commands;
 use super::names::{ChannelNames, NodeNames};
-use super::replies::{Published, Snapshot};
+use super::replies::{Published, Snapshot, parse_members};
 use crate::broker::contract::PublishRequest;
 use crate::config::Retention;
 use crate::id::{ConnectionId, random_id};
+use crate::mailbox::Member;
 
 /// How often Redis is probed (the pub/sub connection, this node's liveness key), how
 /// long a probe may take, and how long a step that failed waits before it is tried
@@ -167,13 +168,13 @@ impl Shared {
             .map(drop)
     }
 
-    /// Adds `session` to the members of the channel named by `names`.
+    /// Adds `member` to the members of the channel named by `names`.
     pub(super) async fn add_member(
         &self,
         names: &ChannelNames,
-        session: ConnectionId,
+        member: &Member,
     ) -> redis::RedisResult<()> {
-        commands::add_member(names, session, &self.node, &self.retention)
+        commands::add_member(names, member, &self.node, &self.retention)
             .invocation()
             .invoke_async::<i64>(&mut self.commands.clone())
             .await
@@ -195,18 +196,12 @@ impl Shared {
 
     /// The live members of the channel named by `names`, sorted, after removing
     /// those of dead nodes.
-    pub(super) async fn members(
-        &self,
-        names: &ChannelNames,
-    ) -> redis::RedisResult<Vec<ConnectionId>> {
-        let sessions: Vec<String> = commands::live_members(names, &self.node, &self.retention)
+    pub(super) async fn members(&self, names: &ChannelNames) -> redis::RedisResult<Vec<Member>> {
+        let reply: Vec<String> = commands::live_members(names, &self.node, &self.retention)
             .invocation()
             .invoke_async(&mut self.commands.clone())
             .await?;
-        let mut members: Vec<ConnectionId> = sessions
-            .iter()
-            .filter_map(|session| parse_session_name(session))
-            .collect();
+        let mut members = parse_members(&reply).ok_or_else(malformed_reply)?;
         members.sort_unstable();
         Ok(members)
     }
