@@ -5,7 +5,8 @@
 //!
 //! The owner is the segment after the audience's prefix, up to the next `:`. A user,
 //! group or session key that holds a `:` (or is empty) has no identity channels,
-//! since its channel would spell another's.
+//! since its channel would spell another's; nor has one that holds a `#`, the mark of
+//! heartwire's own Redis keys, which no channel name may hold.
 
 use crate::auth::Identity;
 
@@ -34,7 +35,7 @@ impl Audience {
 
     /// The channel of `owner` for `facility`, when `owner` can own one.
     pub(crate) fn channel(self, owner: &str, facility: &str) -> Option<String> {
-        (!owner.is_empty() && !owner.contains(':'))
+        (!owner.is_empty() && !owner.contains([':', '#']))
             .then(|| format!("{}{owner}:{facility}", self.prefix()))
     }
 
@@ -124,6 +125,11 @@ mod tests {
             Some("user:ada:chat")
         );
         assert_eq!(Audience::User.channel("a:b", "chat"), None);
+        assert_eq!(Audience::Group.channel("x#id:1", "chat"), None);
+        assert_eq!(
+            Audience::Group.channel("Support Team", "chat").as_deref(),
+            Some("group:Support Team:chat")
+        );
         assert_eq!(Audience::Session.channel("", "chat"), None);
     }
 }
