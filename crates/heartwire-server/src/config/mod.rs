@@ -29,6 +29,7 @@ use heartwire_core::LivenessConfig;
 use crate::Error;
 use crate::permissions::ChannelRule;
 
+pub(crate) use glob::glob_matches;
 pub use broker::BrokerConfig;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;

@@ -9,10 +9,13 @@
 //! `:` is never a segment, so it binds nothing: `user:{user}:*` can never make the
 //! user `a:b` the owner of `user:a:b:chat`, which is the user `a`'s.
 //!
-//! Matching walks the pattern once over the set of positions reached in the channel
-//! name, so it takes time proportional to their lengths, whatever the number of `*`.
+//! A pattern with placeholders is matched by walking it once over the set of positions
+//! reached in the channel name, so it takes time proportional to their lengths,
+//! whatever the number of `*`; one with stars only is the glob of `--presence`.
 
 use std::fmt;
+
+use crate::config::glob_matches;
 
 /// What a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +137,12 @@ impl ChannelPattern {
 
     /// Whether `channel` matches, each placeholder standing for any segment.
     pub fn matches(&self, channel: &str) -> bool {
-        self.walk(channel, |_| None)
+        if self.has_placeholder() {
+            self.walk(channel, |_| None)
+        } else {
+            // Only stars: the glob of `--presence`, which allocates nothing.
+            glob_matches(&self.text, channel)
+        }
     }
 
     /// Whether `channel` matches with every placeholder bound to the value `bind`
@@ -160,9 +168,10 @@ impl ChannelPattern {
     ) -> bool {
         let text = channel.as_bytes();
         let mut reached = vec![false; text.len() + 1];
+        let mut next = reached.clone();
         reached[0] = true;
         for token in &self.tokens {
-            let mut next = vec![false; text.len() + 1];
+            next.fill(false);
             for at in (0..=text.len()).filter(|&at| reached[at]) {
                 match token {
                     Token::Literal(literal) => {
@@ -188,7 +197,7 @@ impl ChannelPattern {
                     },
                 }
             }
-            reached = next;
+            std::mem::swap(&mut reached, &mut next);
         }
         reached[text.len()]
     }
