@@ -15,6 +15,7 @@ use futures_util::task::AtomicWaker;
 use heartwire_core::ErrorCode;
 use parking_lot::Mutex;
 
+use crate::auth::{Refusal, Verified};
 use crate::id::ConnectionId;
 use crate::publication::Publication;
 
@@ -69,6 +70,8 @@ pub enum Outbound {
         /// The id of the publish that failed, if it had one.
         id: Option<String>,
     },
+    /// The token of a `refresh` was verified, or refused.
+    Refreshed(Box<Result<Verified, Refusal>>),
 }
 
 /// A signal that ends the connection, checked before anything else in the queue.

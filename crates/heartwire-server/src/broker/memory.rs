@@ -368,6 +368,7 @@ mod tests {
                     session, joined, ..
                 } => format!("{} {session}", if joined { "join" } else { "leave" }),
                 Outbound::Error { reason, .. } => format!("error {reason}"),
+                Outbound::Refreshed(_) => "refreshed".into(),
             })
             .collect()
     }
