@@ -58,11 +58,23 @@ pub enum ClientFrame {
         /// The channel.
         channel: String,
     },
+    /// A fresh token for the same user, sent before the connection's token expires.
+    Refresh {
+        /// The token.
+        token: String,
+    },
 }
 
 impl ClientFrame {
     /// Every `op` a client may send.
-    pub const OPS: [&'static str; 5] = ["ping", "subscribe", "unsubscribe", "publish", "presence"];
+    pub const OPS: [&'static str; 6] = [
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "presence",
+        "refresh",
+    ];
 
     /// Parses a text frame, naming precisely what is wrong with a bad one.
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -231,6 +243,12 @@ pub enum ServerFrame {
         /// Why the server is closing.
         reason: String,
     },
+    /// The answer to a `refresh` whose token was accepted.
+    Refreshed {
+        /// Milliseconds until the new token expires; absent when it does not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
+    },
 }
 
 impl ServerFrame {
@@ -376,6 +394,12 @@ mod tests {
                 channel: "room:1".into()
             }
         );
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"refresh","token":"a.b.c"}"#).unwrap(),
+            ClientFrame::Refresh {
+                token: "a.b.c".into()
+            }
+        );
         let ClientFrame::Ping { echo } = ClientFrame::parse(r#"{"op":"ping","t":12.5}"#).unwrap()
         else {
             panic!()
@@ -390,6 +414,7 @@ mod tests {
         assert_eq!(code_of(r#"{"channel":"a"}"#), ErrorCode::BadRequest);
         assert_eq!(code_of(r#"{"op":"dance"}"#), ErrorCode::UnknownOp);
         assert_eq!(code_of(r#"{"op":"subscribe"}"#), ErrorCode::BadRequest);
+        assert_eq!(code_of(r#"{"op":"refresh"}"#), ErrorCode::BadRequest);
         assert_eq!(
             code_of(r#"{"op":"subscribe","channel":"no spaces"}"#),
             ErrorCode::InvalidChannel
@@ -511,6 +536,12 @@ mod tests {
             ServerFrame::Reconnect {
                 after_ms: 1500,
                 reason: "restart".into(),
+            },
+            ServerFrame::Refreshed {
+                expires_in_ms: Some(300_000),
+            },
+            ServerFrame::Refreshed {
+                expires_in_ms: None,
             },
             ServerFrame::Presence {
                 channel: "room:1".into(),

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
 use std::task::{self, Poll, ready};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use heartwire_core::DisconnectReason;
 use tokio::time::Sleep;
@@ -120,8 +120,9 @@ impl<E: Endpoint> Connection<E> {
         self.handler.context.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
+            let wall = SystemTime::now();
             let reading = self.poll_read(cx, now);
-            self.handler.advance(now);
+            self.handler.advance(now, wall);
             let write_budget_left = self.poll_write(cx);
             if let Some(reason) = self.handler.ended.take() {
                 return Poll::Ready(reason);
@@ -129,7 +130,7 @@ impl<E: Endpoint> Connection<E> {
             if self.handler.liveness.is_over() {
                 continue;
             }
-            if !self.arm_timer(cx) {
+            if !self.arm_timer(cx, now, wall) {
                 continue;
             }
             match reading {
@@ -233,10 +234,10 @@ impl<E: Endpoint> Connection<E> {
         budget_left
     }
 
-    /// Sets the timer to the liveness deadline and polls it. Returns `false` when it
-    /// has already fired, so the caller goes round again.
-    fn arm_timer(&mut self, cx: &mut task::Context<'_>) -> bool {
-        let Some(deadline) = self.handler.liveness.poll_timeout() else {
+    /// Sets the timer to the handler's next deadline and polls it. Returns `false`
+    /// when it has already fired, so the caller goes round again.
+    fn arm_timer(&mut self, cx: &mut task::Context<'_>, now: Instant, wall: SystemTime) -> bool {
+        let Some(deadline) = self.handler.poll_timeout(now, wall) else {
             return true;
         };
         if self.armed.is_none_or(|armed| deadline < armed) {

@@ -52,8 +52,8 @@ pub use broker::{
     SubscribeRequest, SystemClock,
 };
 pub use config::{
-    BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    ServerConfig,
+    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
+    Secret, ServerConfig,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -94,6 +94,8 @@ impl Server {
         broker: Arc<dyn Broker>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let auth = auth::Auth::new(&config.access)?;
+        auth.prefetch().await;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -105,6 +107,7 @@ impl Server {
             broker,
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
+            auth,
         });
         Ok(Self { listener, state })
     }

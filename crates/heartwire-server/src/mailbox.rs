@@ -15,6 +15,7 @@ use futures_util::task::AtomicWaker;
 use heartwire_core::ErrorCode;
 use parking_lot::Mutex;
 
+use crate::auth::{Refusal, Verified};
 use crate::id::ConnectionId;
 use crate::publication::Publication;
 
@@ -71,6 +72,8 @@ pub enum Outbound {
         /// The id of the publish that failed, if it had one.
         id: Option<String>,
     },
+    /// The token of a `refresh` was verified, or refused.
+    Refreshed(Box<Result<Verified, Refusal>>),
 }
 
 /// A member of a channel with presence: a connection, and its user when it was

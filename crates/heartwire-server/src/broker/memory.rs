@@ -421,6 +421,7 @@ mod tests {
                     format!("{} {}", if joined { "join" } else { "leave" }, member(&who))
                 }
                 Outbound::Error { reason, .. } => format!("error {reason}"),
+                Outbound::Refreshed(_) => "refreshed".into(),
             })
             .collect()
     }

@@ -13,6 +13,7 @@
 //! fields with `#[arg(skip)]`, read by serde: that is what `Deserialize` is for; the
 //! fields with a flag are `#[serde(skip)]`.
 
+mod access;
 mod broker;
 mod glob;
 mod heartbeats;
@@ -29,8 +30,9 @@ use heartwire_core::LivenessConfig;
 use crate::Error;
 use crate::permissions::ChannelRule;
 
-pub(crate) use glob::glob_matches;
+pub use access::{Access, Secret};
 pub use broker::BrokerConfig;
+pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
@@ -101,6 +103,11 @@ pub struct ServerConfig {
     #[serde(skip)]
     pub broker: BrokerConfig,
 
+    /// Who may connect, and as whom.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub access: Access,
+
     /// Who may subscribe, publish, see presence and replay history on which channels:
     /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).
     #[arg(skip)]
@@ -122,6 +129,9 @@ impl ServerConfig {
             ("close-timeout", self.liveness.close_timeout),
             ("heartbeat-interval", self.heartbeats.heartbeat_interval),
             ("handshake-timeout", self.limits.handshake_timeout),
+            ("auth-timeout", self.access.auth_timeout),
+            ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
+            ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -141,6 +151,8 @@ impl ServerConfig {
         if self.heartbeats.heartbeat_text.as_deref() == Some("") {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
+        crate::auth::origin::OriginPolicy::new(&self.access.allowed_origins)
+            .map_err(Error::Config)?;
         Ok(())
     }
 

@@ -41,7 +41,7 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     fn on_binary(&mut self, data: Bytes, context: &mut Context);
 
     /// Turns an item of the mailbox into a frame, or skips it.
-    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message>;
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message>;
 
     /// The frame to send before the close at shutdown, if this endpoint has one.
     fn on_shutdown(&mut self, _reconnect_after_ms: u64) -> Option<Message> {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use heartwire_core::protocol::{
@@ -11,6 +12,7 @@ use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind};
+use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::{Member, Outbound};
 use crate::permissions::{Action, Forbidden};
@@ -187,6 +189,9 @@ impl Endpoint for Native {
             Ok(ClientFrame::Publish { channel, data, id }) => {
                 self.publish(channel, data, id, context)
             }
+            Ok(ClientFrame::Refresh { token }) => {
+                auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
+            }
             Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
         }
     }
@@ -199,7 +204,7 @@ impl Endpoint for Native {
         ));
     }
 
-    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
         Some(match item {
             Outbound::Message(message) => Message::Text(message.native_frame()),
             Outbound::Subscribed {
@@ -240,6 +245,11 @@ impl Endpoint for Native {
                 })
             }
             Outbound::Error { code, reason, id } => error(code, reason, id),
+            Outbound::Refreshed(outcome) => frame(&expiry::apply_refresh(
+                &mut context.identity,
+                *outcome,
+                SystemTime::now(),
+            )),
         })
     }
 

@@ -190,7 +190,7 @@ impl Endpoint for Ws4Redis {
 
     fn on_binary(&mut self, _data: Bytes, _context: &mut Context) {}
 
-    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
         match item {
             Outbound::Message(message)
                 if self.echo || message.origin != Some(context.mailbox.id()) =>
