@@ -41,7 +41,8 @@ def site(run_dir: Path, redis: RedisServer) -> Iterator[DjangoSite]:
 
 @pytest.fixture(scope="session")
 def nodes(run_dir: Path, redis: RedisServer, site: DjangoSite) -> Iterator[list[HeartwireNode]]:
-    args = ["--redis", redis.url, "--redis-prefix", "hwtest", "--auth-url", site.hook_url]
+    # Visitors who are not logged in connect too, with the broadcast only.
+    args = ["--redis", redis.url, "--redis-prefix", "hwtest", "--auth-url", site.hook_url, "--allow-anonymous"]
     started = [HeartwireNode(run_dir, name, args) for name in ("node-a", "node-b")]
     yield started
     for node in started:

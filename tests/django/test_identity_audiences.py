@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 import redis as redis_py
@@ -36,19 +37,24 @@ class Sockets:
 
     def __init__(self, redis: RedisServer) -> None:
         self.redis = redis_py.Redis(port=redis.port)
+        self.stack = ExitStack()
         self.open: dict[str, ClientConnection] = {}
         self.channels: dict[str, set[tuple[int, str]]] = {}
 
     def add(self, name: str, node: HeartwireNode, facility: str, flags: str, session: str | None,
-            subscribes: list[str]) -> ClientConnection:
+            subscribes: list[str], *, read: bool = True) -> ClientConnection:
         """Opens `name` on `node`, with the session cookie `session`, and waits until its
-        subscriptions (`subscribes`, Redis channels without the prefix) are in place."""
+        subscriptions (`subscribes`, Redis channels without the prefix) are in place. What
+        it receives is checked by `received_until` unless `read` is false."""
         headers = {"Cookie": f"sessionid={session}"} if session else {}
-        socket = connect(node.url(f"/ws/{facility}?{flags}"), additional_headers=headers, open_timeout=PATIENCE)
+        socket = self.stack.enter_context(
+            connect(node.url(f"/ws/{facility}?{flags}"), additional_headers=headers, open_timeout=PATIENCE)
+        )
         # The server's task subscribes before it reads a frame: once the Pong is back, every
         # subscription was asked for.
         assert socket.ping().wait(PATIENCE), f"{name}: no pong"
-        self.open[name] = socket
+        if read:
+            self.open[name] = socket
         for channel in subscribes:
             self.channels.setdefault(PREFIX + channel, set()).add((node.port, name))
         self.wait_for_redis()
@@ -80,8 +86,7 @@ class Sockets:
         return received
 
     def close(self) -> None:
-        for socket in self.open.values():
-            socket.close()
+        self.stack.close()
         self.redis.close()
 
 
@@ -141,8 +146,8 @@ def test_sockets_publish_to_their_own_user_groups_and_session(
     watcher.subscribe(f"{PREFIX}user:ada:{facility}")
     assert watcher.get_message(timeout=PATIENCE)["type"] == "subscribe"
 
-    writer = sockets.add("ada-1", nodes[0], facility, "publish-user&publish-group&publish-session", ada_1, [])
-    sockets.open.pop("ada-1")
+    writer = sockets.add("ada-1", nodes[0], facility, "publish-user&publish-group&publish-session", ada_1, [],
+                         read=False)
     sockets.add("ada-2", nodes[1], facility, EVERY_AUDIENCE, ada_2,
                 [f"user:ada:{facility}", f"group:staff:{facility}", f"broadcast:{facility}"])
     sockets.add("bob", nodes[0], facility, EVERY_AUDIENCE, bob,
@@ -164,7 +169,6 @@ def test_sockets_publish_to_their_own_user_groups_and_session(
     for audience in ("user:ada", "group:staff", f"session:{ada_1}"):
         assert raw.get(f"{PREFIX}{audience}:{facility}") == b"ada writes", audience
     assert raw.get(f"{PREFIX}group:ops:{facility}") is None
-    writer.close()
     watcher.close()
     raw.close()
 
