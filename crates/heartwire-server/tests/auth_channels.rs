@@ -246,6 +246,62 @@ async fn the_channels_claim_opens_what_no_rule_matches_for_its_holder() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_takes_a_permission_away_ends_its_subscriptions() {
+    let rules = r#"
+        [[channels]]
+        pattern = "staff:*"
+        subscribe = "group:staff"
+        publish = "anyone"
+
+        [[channels]]
+        pattern = "lobby"
+        subscribe = "anyone"
+        publish = "anyone"
+    "#;
+    let server = TestServer::start(config(rules)).await;
+    let [before, after] = <[String; 2]>::try_from(
+        tokens(&[("sam", &["staff"], &["doc:1"]), ("sam", &[], &[])]).await,
+    )
+    .unwrap();
+    let (mut sam, _) = connect_with(&server, &before, "sam").await;
+    for channel in ["staff:news", "doc:1", "lobby"] {
+        subscribe(&mut sam, channel).await;
+    }
+    send(&mut sam, &ClientFrame::Refresh { token: after }).await;
+    assert!(matches!(
+        next_frame(&mut sam).await,
+        ServerFrame::Refreshed { .. }
+    ));
+    for lost in ["staff:news", "doc:1"] {
+        let frame = next_frame(&mut sam).await;
+        assert!(is_forbidden(&frame, lost), "{frame:?}");
+        assert_eq!(
+            next_frame(&mut sam).await,
+            ServerFrame::Unsubscribed {
+                channel: lost.into()
+            }
+        );
+    }
+    // What it still may read still comes, and only that.
+    let (mut other, _) = connect_as(&server, "ada", &[], &[]).await;
+    for channel in ["staff:news", "lobby"] {
+        send(
+            &mut other,
+            &ClientFrame::Publish {
+                channel: channel.into(),
+                data: json!(channel),
+                id: None,
+            },
+        )
+        .await;
+    }
+    match next_frame(&mut sam).await {
+        ServerFrame::Message { channel, .. } => assert_eq!(channel, "lobby"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn identity_channels_belong_to_their_owner_whatever_the_rules() {
     let wide_open = r#"
         [[channels]]
