@@ -170,7 +170,7 @@ impl Endpoint for Native {
                 .identity
                 .as_ref()
                 .map(|identity| identity.user.clone()),
-            expires_in_ms: None,
+            expires_in_ms: expiry::expires_in_ms(context.identity.as_deref(), SystemTime::now()),
         };
         context.reply(frame(&hello));
     }
