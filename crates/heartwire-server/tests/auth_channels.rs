@@ -3,15 +3,14 @@
 //! belong to their owner whatever the rules say, and presence by user (a user joins with
 //! its first connection and leaves with its last, on one node and across Redis nodes).
 //!
-//! The tokens are minted by PyJWT, an implementation independent of the server's.
-
-use std::process::Stdio;
+//! The tokens are minted by PyJWT (the test kit's `TokenKit`), an implementation
+//! independent of the server's.
 
 use heartwire_core::ErrorCode;
 use heartwire_core::protocol::{ClientFrame, PresenceUser, ServerFrame};
 use heartwire_server::{Access, ChannelRule, ServerConfig};
-use heartwire_testkit::peer::repo_root;
 use heartwire_testkit::redis::{TestRedis, node};
+use heartwire_testkit::tokens::{Spec, TokenKit};
 use heartwire_testkit::{Socket, TestServer, connect, next_frame, send, subscribe};
 use serde_json::json;
 
@@ -68,35 +67,16 @@ fn config(rules_text: &str) -> ServerConfig {
 }
 
 /// A token for each of `people` (user, groups, claimed channels), signed with
-/// [`SECRET`] by PyJWT, in one run of it.
+/// [`SECRET`] by PyJWT.
 async fn tokens(people: &[(&str, &[&str], &[&str])]) -> Vec<String> {
-    let claims: Vec<serde_json::Value> = people
+    let specs: Vec<Spec> = people
         .iter()
-        .map(|(user, groups, claimed)| json!({"sub": user, "groups": groups, "channels": claimed}))
+        .map(|(user, groups, claimed)| {
+            let claims = json!({"sub": user, "groups": groups, "channels": claimed});
+            Spec::secret("HS256", SECRET, claims)
+        })
         .collect();
-    let script = "import json, sys, jwt\n\
-        for claims in json.loads(sys.argv[1]):\n    \
-        print(jwt.encode(claims, sys.argv[2], algorithm='HS256'))";
-    let output = tokio::process::Command::new("python3")
-        .args(["-c", script, &json!(claims).to_string(), SECRET])
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "PyJWT could not mint the tokens (run scripts/test, which installs it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let minted: Vec<String> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(minted.len(), people.len());
-    minted
+    TokenKit::new().await.mint(&specs).await
 }
 
 /// Connects to `/ws` of `server` with `token`, the token of `user`, and reads the

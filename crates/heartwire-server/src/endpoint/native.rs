@@ -124,6 +124,29 @@ impl Native {
         }
     }
 
+    /// After a refresh changed the identity's groups or channel claims: the
+    /// subscriptions it no longer allows end, each told with `forbidden` and then
+    /// `unsubscribed`.
+    fn end_what_is_no_longer_allowed(&mut self, context: &mut Context) {
+        let mut kept = Vec::with_capacity(self.subscriptions.len());
+        for channel in std::mem::take(&mut self.subscriptions) {
+            match context.permit(Action::Subscribe, &channel) {
+                Ok(()) => kept.push(channel),
+                Err(refusal) => {
+                    context
+                        .server
+                        .broker
+                        .unsubscribe(&channel, context.mailbox.id());
+                    context.reply(forbidden(refusal, &channel, None));
+                    context.reply(frame(&ServerFrame::Unsubscribed {
+                        channel: channel.to_string(),
+                    }));
+                }
+            }
+        }
+        self.subscriptions = kept;
+    }
+
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
         self.subscriptions.retain(|held| **held != *channel);
         context
@@ -245,11 +268,14 @@ impl Endpoint for Native {
                 })
             }
             Outbound::Error { code, reason, id } => error(code, reason, id),
-            Outbound::Refreshed(outcome) => frame(&expiry::apply_refresh(
-                &mut context.identity,
-                *outcome,
-                SystemTime::now(),
-            )),
+            Outbound::Refreshed(outcome) => {
+                let answer =
+                    expiry::apply_refresh(&mut context.identity, *outcome, SystemTime::now());
+                if matches!(answer, ServerFrame::Refreshed { .. }) {
+                    self.end_what_is_no_longer_allowed(context);
+                }
+                frame(&answer)
+            }
         })
     }
 
