@@ -321,6 +321,8 @@ impl Harness {
                 ping_interval_ms: *u.choose(&ADVERTISED)?,
                 ping_timeout_ms: *u.choose(&ADVERTISED)?,
                 server: "heartwire/fuzz".into(),
+                user: None,
+                expires_in_ms: None,
             },
             1..=3 => ServerFrame::Message {
                 channel,
@@ -346,6 +348,7 @@ impl Harness {
                 ])?,
                 reason: "refused".into(),
                 id: Some(self.some_id(u)?),
+                channel: None,
             },
             7 => ServerFrame::Reconnect {
                 after_ms: *u.choose(&ADVERTISED)?,

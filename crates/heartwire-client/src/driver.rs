@@ -164,6 +164,10 @@ fn schedule(backoff: &mut Backoff, rng: &mut SmallRng, rule: Retry, last: &str) 
             .next_delay(now, rng)
             .map(|delay| (delay, backoff.attempt())),
         Retry::After(delay) => backoff.next_attempt(now).map(|attempt| (delay, attempt)),
+        // The next attempt asks the token provider again, as every attempt does.
+        Retry::FreshToken => backoff
+            .next_fresh_token(now, rng)
+            .map(|delay| (delay, backoff.attempt())),
     };
     match next {
         Some((delay, attempt)) => Next::Retry { delay, attempt },

@@ -13,6 +13,9 @@
 //!   "never give up".
 //! - A connection that stayed open for `reset_after` was healthy: when it ends, the
 //!   streak starts again from attempt 0.
+//! - A token that expired (close 4498) is answered with a fresh token at once, once
+//!   per streak and without counting an attempt; a second expired token in the same
+//!   streak (the token provider hands out stale tokens) waits like any failure.
 
 use std::time::{Duration, Instant};
 
@@ -87,6 +90,8 @@ pub struct Backoff {
     streak_started: Option<Instant>,
     /// When the current connection opened, while one is open.
     connected_at: Option<Instant>,
+    /// The current streak has used its immediate retry with a fresh token.
+    fresh_token_used: bool,
 }
 
 impl Backoff {
@@ -97,6 +102,7 @@ impl Backoff {
             attempt: 0,
             streak_started: None,
             connected_at: None,
+            fresh_token_used: false,
         }
     }
 
@@ -122,6 +128,7 @@ impl Backoff {
             if now.saturating_duration_since(opened) >= self.config.reset_after {
                 self.attempt = 0;
                 self.streak_started = None;
+                self.fresh_token_used = false;
             }
         }
     }
@@ -140,6 +147,17 @@ impl Backoff {
             }
         };
         Some(delay)
+    }
+
+    /// The delay before reconnecting with a fresh token after the server said the
+    /// token expired: none, and no attempt counted, the first time in a streak;
+    /// afterwards [`next_delay`](Self::next_delay)'s. `None` when the policy gives up.
+    pub fn next_fresh_token(&mut self, now: Instant, rng: &mut impl Rng) -> Option<Duration> {
+        if self.fresh_token_used {
+            return self.next_delay(now, rng);
+        }
+        self.fresh_token_used = true;
+        Some(Duration::ZERO)
     }
 
     /// Counts one attempt whose delay someone else chose (a server's retry hint), or
@@ -328,6 +346,33 @@ mod tests {
         let first = backoff.next_delay(t0, &mut rng).unwrap();
         assert!(first <= BASE);
         assert_eq!(backoff.attempt(), 1);
+    }
+
+    #[test]
+    fn an_expired_token_is_retried_at_once_once_per_streak() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        let t0 = Instant::now();
+        let mut backoff = Backoff::new(BackoffConfig {
+            reset_after: Duration::from_secs(10),
+            ..exponential()
+        });
+        // A token that expired on a long connection: straight back, nothing counted.
+        backoff.handle_connected(t0);
+        backoff.handle_disconnected(t0 + Duration::from_secs(3600));
+        assert_eq!(backoff.next_fresh_token(t0, &mut rng), Some(Duration::ZERO));
+        assert_eq!(backoff.attempt(), 0);
+        // The fresh token was expired too: that is a failure, with its delay.
+        backoff.handle_connected(t0);
+        backoff.handle_disconnected(t0 + Duration::from_millis(5));
+        let delay = backoff.next_fresh_token(t0, &mut rng).unwrap();
+        assert!(delay <= BASE);
+        assert_eq!(backoff.attempt(), 1);
+        backoff.next_fresh_token(t0, &mut rng).unwrap();
+        assert_eq!(backoff.attempt(), 2);
+        // A healthy connection starts a new streak, with its own free retry.
+        backoff.handle_connected(t0);
+        backoff.handle_disconnected(t0 + Duration::from_secs(10));
+        assert_eq!(backoff.next_fresh_token(t0, &mut rng), Some(Duration::ZERO));
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub enum ErrorCode {
     Unsupported,
     /// The server does not track presence on this channel.
     PresenceOff,
+    /// The credentials are missing or invalid (such as a `refresh` whose token does
+    /// not verify).
+    Unauthorized,
+    /// The identity is not allowed to do this (such as a channel the rules refuse, or
+    /// a `refresh` with another user's token).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -36,6 +42,8 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Unsupported => "unsupported",
             Self::PresenceOff => "presence_off",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
         }
     }
 }

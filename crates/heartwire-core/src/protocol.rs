@@ -58,11 +58,23 @@ pub enum ClientFrame {
         /// The channel.
         channel: String,
     },
+    /// A fresh token for the same user, sent before the connection's token expires.
+    Refresh {
+        /// The token.
+        token: String,
+    },
 }
 
 impl ClientFrame {
     /// Every `op` a client may send.
-    pub const OPS: [&'static str; 5] = ["ping", "subscribe", "unsubscribe", "publish", "presence"];
+    pub const OPS: [&'static str; 6] = [
+        "ping",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "presence",
+        "refresh",
+    ];
 
     /// Parses a text frame, naming precisely what is wrong with a bad one.
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -122,6 +134,13 @@ pub enum ServerFrame {
         ping_timeout_ms: u64,
         /// Server name and version, such as `heartwire/0.1.0`.
         server: String,
+        /// The user this connection was identified as; absent when anonymous.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Milliseconds until the identity expires unless refreshed; absent when it
+        /// does not expire.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
     },
     /// The answer to a `ping`, with the ping's other fields.
     Pong {
@@ -177,29 +196,45 @@ pub enum ServerFrame {
         /// The `id` of the publish this error answers, if it answers one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The channel this error is about, when it is about one (a `forbidden`
+        /// subscribe or publish).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
     },
-    /// The answer to `presence`: the sessions subscribed to the channel, on every node.
+    /// The answer to `presence`: the sessions subscribed to the channel, on every node,
+    /// and the users they are.
     Presence {
         /// The channel.
         channel: String,
         /// Session ids (as in `hello`), sorted.
         members: Vec<String>,
+        /// The identified users among the members, sorted, each with its number of
+        /// connections on the channel. Anonymous sessions are in `members` only.
+        #[serde(default)]
+        users: Vec<PresenceUser>,
     },
-    /// A session subscribed to a channel with presence that this connection is
-    /// subscribed to.
+    /// Someone arrived on a channel with presence that this connection is subscribed
+    /// to: an anonymous session that subscribed, or a user whose first connection
+    /// did (its other connections arrive unannounced).
     Join {
         /// The channel.
         channel: String,
         /// The session that joined.
         session: String,
+        /// The user that joined; absent for an anonymous session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
-    /// A session left such a channel: it unsubscribed, disconnected, or its node
-    /// stopped answering.
+    /// Someone left such a channel: an anonymous session, or a user whose last
+    /// connection there unsubscribed, disconnected, or whose node stopped answering.
     Leave {
         /// The channel.
         channel: String,
         /// The session that left.
         session: String,
+        /// The user that left; absent for an anonymous session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// The server is about to close; come back after `after_ms`.
     Reconnect {
@@ -207,6 +242,12 @@ pub enum ServerFrame {
         after_ms: u64,
         /// Why the server is closing.
         reason: String,
+    },
+    /// The answer to a `refresh` whose token was accepted.
+    Refreshed {
+        /// Milliseconds until the new token expires; absent when it does not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
     },
 }
 
@@ -221,6 +262,15 @@ impl ServerFrame {
         serde_json::from_str(text)
             .map_err(|err| Error::request(ErrorCode::BadJson, err.to_string()))
     }
+}
+
+/// A user among the members of a channel, in a `presence` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceUser {
+    /// The user, as in `hello`.
+    pub user: String,
+    /// How many of its connections are subscribed to the channel, on every node.
+    pub connections: u32,
 }
 
 /// Where a client stands in a channel: the channel's epoch and the last `seq` seen.
@@ -344,6 +394,12 @@ mod tests {
                 channel: "room:1".into()
             }
         );
+        assert_eq!(
+            ClientFrame::parse(r#"{"op":"refresh","token":"a.b.c"}"#).unwrap(),
+            ClientFrame::Refresh {
+                token: "a.b.c".into()
+            }
+        );
         let ClientFrame::Ping { echo } = ClientFrame::parse(r#"{"op":"ping","t":12.5}"#).unwrap()
         else {
             panic!()
@@ -358,6 +414,7 @@ mod tests {
         assert_eq!(code_of(r#"{"channel":"a"}"#), ErrorCode::BadRequest);
         assert_eq!(code_of(r#"{"op":"dance"}"#), ErrorCode::UnknownOp);
         assert_eq!(code_of(r#"{"op":"subscribe"}"#), ErrorCode::BadRequest);
+        assert_eq!(code_of(r#"{"op":"refresh"}"#), ErrorCode::BadRequest);
         assert_eq!(
             code_of(r#"{"op":"subscribe","channel":"no spaces"}"#),
             ErrorCode::InvalidChannel
@@ -449,6 +506,16 @@ mod tests {
                 ping_interval_ms: 20_000,
                 ping_timeout_ms: 20_000,
                 server: "heartwire/0.1.0".into(),
+                user: None,
+                expires_in_ms: None,
+            },
+            ServerFrame::Hello {
+                session: "s2".into(),
+                ping_interval_ms: 20_000,
+                ping_timeout_ms: 20_000,
+                server: "heartwire/0.1.0".into(),
+                user: Some("ada".into()),
+                expires_in_ms: Some(60_000),
             },
             ServerFrame::Subscribed {
                 channel: "a".into(),
@@ -479,32 +546,79 @@ mod tests {
                 code: ErrorCode::UnknownOp,
                 reason: "no".into(),
                 id: None,
+                channel: None,
+            },
+            ServerFrame::Error {
+                code: ErrorCode::Forbidden,
+                reason: "not yours".into(),
+                id: None,
+                channel: Some("room:1".into()),
             },
             ServerFrame::Error {
                 code: ErrorCode::Unavailable,
                 reason: "broker down".into(),
                 id: Some("7".into()),
+                channel: None,
             },
             ServerFrame::Reconnect {
                 after_ms: 1500,
                 reason: "restart".into(),
             },
+            ServerFrame::Refreshed {
+                expires_in_ms: Some(300_000),
+            },
+            ServerFrame::Refreshed {
+                expires_in_ms: None,
+            },
             ServerFrame::Presence {
                 channel: "room:1".into(),
-                members: vec!["00000000000000a1".into()],
+                members: vec!["00000000000000a1".into(), "00000000000000a2".into()],
+                users: vec![PresenceUser {
+                    user: "ada".into(),
+                    connections: 2,
+                }],
             },
             ServerFrame::Join {
                 channel: "room:1".into(),
                 session: "00000000000000a1".into(),
+                user: None,
+            },
+            ServerFrame::Join {
+                channel: "room:1".into(),
+                session: "00000000000000a1".into(),
+                user: Some("ada".into()),
             },
             ServerFrame::Leave {
                 channel: "room:1".into(),
                 session: "00000000000000a1".into(),
+                user: Some("ada".into()),
             },
         ];
         for frame in frames {
             assert_eq!(ServerFrame::parse(&frame.encode()).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn presence_frames_without_users_still_parse() {
+        let earlier = r#"{"op":"presence","channel":"c","members":["00000000000000a1"]}"#;
+        assert_eq!(
+            ServerFrame::parse(earlier).unwrap(),
+            ServerFrame::Presence {
+                channel: "c".into(),
+                members: vec!["00000000000000a1".into()],
+                users: Vec::new(),
+            }
+        );
+        let join = ServerFrame::Join {
+            channel: "c".into(),
+            session: "00000000000000a1".into(),
+            user: None,
+        };
+        assert_eq!(
+            join.encode(),
+            r#"{"op":"join","channel":"c","session":"00000000000000a1"}"#
+        );
     }
 
     #[test]

@@ -24,8 +24,15 @@ pub mod close_code {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The server is restarting: reconnect after the hinted delay.
     pub const SERVICE_RESTART: u16 = 1012;
-    /// The server is overloaded: reconnect after the hinted delay.
+    /// The server is overloaded, or cannot check credentials now: reconnect after the
+    /// hinted delay.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The credentials are missing or invalid: do not come back with them.
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// The identity is not allowed in: do not come back.
+    pub const FORBIDDEN: u16 = 4403;
+    /// The token expired: reconnect at once with a fresh one.
+    pub const TOKEN_EXPIRED: u16 = 4498;
 }
 
 /// The typed reason a connection ended.
@@ -52,6 +59,8 @@ pub enum DisconnectReason {
     SlowConsumer,
     /// The server is shutting down.
     ServerShutdown,
+    /// The connection's token expired and no fresh one came in time.
+    TokenExpired,
     /// The transport failed or was cut without a close frame.
     Transport(String),
 }
@@ -70,6 +79,7 @@ impl DisconnectReason {
             Self::MessageTooBig => Some(close_code::MESSAGE_TOO_BIG),
             Self::SlowConsumer => Some(close_code::POLICY_VIOLATION),
             Self::ServerShutdown => Some(close_code::SERVICE_RESTART),
+            Self::TokenExpired => Some(close_code::TOKEN_EXPIRED),
         }
     }
 
@@ -84,12 +94,13 @@ impl DisconnectReason {
             Self::MessageTooBig => "message_too_big",
             Self::SlowConsumer => "slow_consumer",
             Self::ServerShutdown => "server_shutdown",
+            Self::TokenExpired => "token_expired",
             Self::Transport(_) => "transport",
         }
     }
 
     /// Every label [`label`](Self::label) can return, so metrics can be registered up front.
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 10] = [
         "peer_closed",
         "local_close",
         "ping_timeout",
@@ -98,6 +109,7 @@ impl DisconnectReason {
         "message_too_big",
         "slow_consumer",
         "server_shutdown",
+        "token_expired",
         "transport",
     ];
 }
@@ -125,6 +137,7 @@ impl fmt::Display for DisconnectReason {
             Self::MessageTooBig => f.write_str("message too big"),
             Self::SlowConsumer => f.write_str("slow consumer"),
             Self::ServerShutdown => f.write_str("server shutting down"),
+            Self::TokenExpired => f.write_str("token expired"),
             Self::Transport(detail) => write!(f, "transport failed: {detail}"),
         }
     }
@@ -148,6 +161,7 @@ mod tests {
             DisconnectReason::MessageTooBig,
             DisconnectReason::SlowConsumer,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::TokenExpired,
             DisconnectReason::Transport("x".into()),
         ];
         let labels: Vec<_> = all.iter().map(DisconnectReason::label).collect();
@@ -161,6 +175,7 @@ mod tests {
         assert_eq!(DisconnectReason::MessageTooBig.close_code(), Some(1009));
         assert_eq!(DisconnectReason::SlowConsumer.close_code(), Some(1008));
         assert_eq!(DisconnectReason::ServerShutdown.close_code(), Some(1012));
+        assert_eq!(DisconnectReason::TokenExpired.close_code(), Some(4498));
         assert_eq!(
             DisconnectReason::Transport("reset".into()).close_code(),
             None

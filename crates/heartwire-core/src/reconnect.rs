@@ -14,14 +14,17 @@ pub enum Retry {
     Backoff,
     /// Reconnect after the delay the server asked for.
     After(Duration),
+    /// The token expired: fetch a fresh one and reconnect at once. The attempt is
+    /// not a failure of the streak; see [`Backoff::next_fresh_token`](crate::Backoff::next_fresh_token).
+    FreshToken,
     /// Do not come back: trying again cannot help.
     Never,
 }
 
 /// Close code an application uses for "authentication failed" (HTTP 401 + 4000).
-pub const AUTH_FAILED: u16 = 4401;
+pub const AUTH_FAILED: u16 = close_code::UNAUTHORIZED;
 /// Close code an application uses for "forbidden" (HTTP 403 + 4000).
-pub const FORBIDDEN: u16 = 4403;
+pub const FORBIDDEN: u16 = close_code::FORBIDDEN;
 
 /// Close 1003: the peer received a kind of data it cannot accept.
 const UNSUPPORTED_DATA: u16 = 1003;
@@ -40,6 +43,7 @@ pub fn rule_for(reason: &DisconnectReason) -> Retry {
         | DisconnectReason::InvalidUtf8
         | DisconnectReason::MessageTooBig => Retry::Never,
         DisconnectReason::PeerClosed { code: None, .. }
+        | DisconnectReason::TokenExpired
         | DisconnectReason::PingTimeout
         | DisconnectReason::SlowConsumer
         | DisconnectReason::ServerShutdown
@@ -58,6 +62,7 @@ pub fn rule_for_close(code: u16, reason: &str) -> Retry {
         | AUTH_FAILED
         | FORBIDDEN => Retry::Never,
         close_code::POLICY_VIOLATION if reason != "slow consumer" => Retry::Never,
+        close_code::TOKEN_EXPIRED => Retry::FreshToken,
         close_code::SERVICE_RESTART | close_code::TRY_AGAIN_LATER => {
             retry_hint(reason).map_or(Retry::Backoff, Retry::After)
         }
@@ -121,6 +126,7 @@ mod tests {
                 ("backoff", None) => Retry::Backoff,
                 ("after", Some(ms)) => Retry::After(Duration::from_millis(ms)),
                 ("never", None) => Retry::Never,
+                ("fresh_token", None) => Retry::FreshToken,
                 (other, after) => panic!("a vector says retry {other:?} with after_ms {after:?}"),
             };
             assert_eq!(

@@ -27,11 +27,12 @@ use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
 use std::task::{self, Poll, ready};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use heartwire_core::DisconnectReason;
 use tokio::time::Sleep;
 
+use super::auth::Identity;
 use super::endpoint::Endpoint;
 use super::slot::Slot;
 use super::websocket::Socket;
@@ -49,9 +50,14 @@ const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
 
-/// Opens a connection on `socket`: the endpoint greets and subscribes, and the
-/// returned task drives the connection until it ends.
-pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) -> ConnectionTask<E> {
+/// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
+/// greets and subscribes, and the returned task drives the connection until it ends.
+pub(crate) fn start<E: Endpoint>(
+    socket: Socket,
+    endpoint: E,
+    identity: Option<Box<Identity>>,
+    mut slot: Slot,
+) -> ConnectionTask<E> {
     let server = slot.server().clone();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
@@ -59,7 +65,7 @@ pub(crate) fn start<E: Endpoint>(socket: Socket, endpoint: E, mut slot: Slot) ->
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler::open(endpoint, server, mailbox, now),
+        handler: Handler::open(endpoint, server, mailbox, identity, now),
     };
     ConnectionTask {
         connection,
@@ -114,8 +120,9 @@ impl<E: Endpoint> Connection<E> {
         self.handler.context.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
+            let wall = SystemTime::now();
             let reading = self.poll_read(cx, now);
-            self.handler.advance(now);
+            self.handler.advance(now, wall);
             let write_budget_left = self.poll_write(cx);
             if let Some(reason) = self.handler.ended.take() {
                 return Poll::Ready(reason);
@@ -123,7 +130,7 @@ impl<E: Endpoint> Connection<E> {
             if self.handler.liveness.is_over() {
                 continue;
             }
-            if !self.arm_timer(cx) {
+            if !self.arm_timer(cx, now, wall) {
                 continue;
             }
             match reading {
@@ -227,10 +234,10 @@ impl<E: Endpoint> Connection<E> {
         budget_left
     }
 
-    /// Sets the timer to the liveness deadline and polls it. Returns `false` when it
-    /// has already fired, so the caller goes round again.
-    fn arm_timer(&mut self, cx: &mut task::Context<'_>) -> bool {
-        let Some(deadline) = self.handler.liveness.poll_timeout() else {
+    /// Sets the timer to the handler's next deadline and polls it. Returns `false`
+    /// when it has already fired, so the caller goes round again.
+    fn arm_timer(&mut self, cx: &mut task::Context<'_>, now: Instant, wall: SystemTime) -> bool {
+        let Some(deadline) = self.handler.poll_timeout(now, wall) else {
             return true;
         };
         if self.armed.is_none_or(|armed| deadline < armed) {

@@ -12,15 +12,17 @@
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
 //!
-//! Around them: [`config`] declares every option once (its flag, variable, file key,
+//! Around them: [`auth`] is who a connection is; [`config`] declares every option once (its flag, variable, file key,
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
 //! buffer while a connection is idle; [`state`] is what every connection shares;
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+pub mod auth;
 mod broker;
 mod config;
 mod connection;
@@ -30,6 +32,7 @@ mod id;
 mod listener;
 mod mailbox;
 mod metrics;
+mod permissions;
 mod publication;
 mod registry;
 mod routes;
@@ -47,17 +50,19 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use auth::Identity;
 pub use broker::{
     Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    ServerConfig,
+    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
+    Secret, ServerConfig,
 };
 pub use error::Error;
 pub use id::ConnectionId;
-pub use mailbox::{Mailbox, Outbound};
+pub use mailbox::{Mailbox, Member, Outbound};
+pub use permissions::{ChannelPattern, ChannelRule, Permission};
 pub use publication::{Payload, Publication};
 
 use metrics::ServerMetrics;
@@ -93,6 +98,8 @@ impl Server {
         broker: Arc<dyn Broker>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let auth = auth::Auth::new(&config.access)?;
+        auth.prefetch().await;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -104,6 +111,7 @@ impl Server {
             broker,
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
+            auth,
         });
         Ok(Self { listener, state })
     }

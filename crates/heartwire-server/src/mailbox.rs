@@ -15,6 +15,7 @@ use futures_util::task::AtomicWaker;
 use heartwire_core::ErrorCode;
 use parking_lot::Mutex;
 
+use crate::auth::{Refusal, Verified};
 use crate::id::ConnectionId;
 use crate::publication::Publication;
 
@@ -48,15 +49,17 @@ pub enum Outbound {
     Presence {
         /// The channel.
         channel: Arc<str>,
-        /// The subscribed connections, on every node.
-        members: Vec<ConnectionId>,
+        /// The subscribed connections, on every node, in the order of their sessions.
+        members: Vec<Member>,
     },
-    /// Another connection subscribed to (`joined`) or left a channel with presence.
+    /// Someone joined (`joined`) or left a channel with presence: an anonymous
+    /// connection that subscribed or left, or a user whose first connection
+    /// subscribed or whose last one left.
     PresenceChange {
         /// The channel.
         channel: Arc<str>,
-        /// The connection that joined or left.
-        session: ConnectionId,
+        /// The connection that joined or left, and its user.
+        member: Member,
         /// Whether it joined (else it left).
         joined: bool,
     },
@@ -69,6 +72,18 @@ pub enum Outbound {
         /// The id of the publish that failed, if it had one.
         id: Option<String>,
     },
+    /// The token of a `refresh` was verified, or refused.
+    Refreshed(Box<Result<Verified, Refusal>>),
+}
+
+/// A member of a channel with presence: a connection, and its user when it was
+/// identified.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// The connection.
+    pub session: ConnectionId,
+    /// The connection's user; `None` when anonymous.
+    pub user: Option<Arc<str>>,
 }
 
 /// A signal that ends the connection, checked before anything else in the queue.

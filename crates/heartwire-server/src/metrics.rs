@@ -15,6 +15,7 @@ use heartwire_core::DisconnectReason;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
+use crate::auth::Refusal;
 use crate::broker::BrokerHealth;
 use crate::endpoint::kind::EndpointKind;
 
@@ -37,12 +38,24 @@ pub(crate) struct ServerMetrics {
     pub(crate) heartbeat_texts_sent: Counter,
     pub(crate) client_heartbeats: Counter,
     pub(crate) rejected_at_capacity: Counter,
+    /// Upgrades refused for their origin or credentials, by reason.
+    refusals: [Counter; REFUSAL_LABELS.len()],
     rtt: Histogram,
     broker_up: Gauge,
     broker_reconnects: Counter,
     broker_failovers: Counter,
     broker_epochs_renewed: Counter,
 }
+
+/// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), and each
+/// refusal of credentials.
+const REFUSAL_LABELS: [&str; 5] = [
+    "origin",
+    Refusal::LABELS[0],
+    Refusal::LABELS[1],
+    Refusal::LABELS[2],
+    Refusal::LABELS[3],
+];
 
 /// How often histogram samples are folded into their buckets between scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -101,6 +114,11 @@ impl ServerMetrics {
             "heartwire_rejected_total",
             None,
             "Upgrades refused at max-connections",
+        );
+        describe(
+            "heartwire_refused_total",
+            None,
+            "Upgrades refused for their origin (HTTP 403) or their credentials (close 4401, 4403, 4498 or 1013), by reason",
         );
         describe(
             "heartwire_broker_reconnects_total",
@@ -177,6 +195,13 @@ impl ServerMetrics {
             endpoint.open.set(0.0);
         }
         disconnects.iter().for_each(|counter| counter.increment(0));
+        let refusals = REFUSAL_LABELS.map(|reason| {
+            counter(
+                "heartwire_refused_total",
+                vec![Label::new("reason", reason)],
+            )
+        });
+        refusals.iter().for_each(|counter| counter.increment(0));
         Self {
             endpoints,
             disconnects,
@@ -185,6 +210,7 @@ impl ServerMetrics {
             heartbeat_texts_sent: counter("heartwire_heartbeat_texts_sent_total", vec![]),
             client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
+            refusals,
             broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),
             broker_failovers: counter("heartwire_broker_failovers_total", vec![]),
@@ -204,6 +230,15 @@ impl ServerMetrics {
             .position(|label| *label == reason.label())
             .expect("LABELS lists every reason");
         self.disconnects[index].increment(1);
+    }
+
+    /// Counts an upgrade refused for `reason`: `origin` or a [`Refusal::label`].
+    pub(crate) fn refused(&self, reason: &str) {
+        let index = REFUSAL_LABELS
+            .iter()
+            .position(|label| *label == reason)
+            .expect("REFUSAL_LABELS lists every refusal");
+        self.refusals[index].increment(1);
     }
 
     pub(crate) fn rtt(&self, rtt: Duration) {
@@ -253,6 +288,7 @@ mod tests {
     fn every_series_is_rendered_from_the_start() {
         let metrics = ServerMetrics::new();
         metrics.disconnected(&DisconnectReason::PingTimeout);
+        metrics.refused("token_expired");
         metrics.rtt(Duration::from_millis(3));
         let text = metrics.render(&BrokerHealth {
             up: false,
@@ -291,6 +327,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"heartwire_disconnects_total{reason="slow_consumer"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_refused_total{reason="token_expired"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"heartwire_refused_total{reason="origin"} 0"#),
             "{text}"
         );
         assert!(

@@ -8,6 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use std::time::SystemTime;
+
+use super::auth::Caller;
 use super::connection;
 use super::endpoint::Endpoint;
 use super::endpoint::echo::Echo;
@@ -56,29 +59,43 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn native(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
-    accept(state, upgrade, Native::default())
+async fn native(
+    State(state): State<Arc<ServerState>>,
+    caller: Caller,
+    upgrade: Upgrade,
+) -> Response {
+    accept(state, caller, upgrade, Native::default()).await
 }
 
-async fn echo(State(state): State<Arc<ServerState>>, upgrade: Upgrade) -> Response {
-    accept(state, upgrade, Echo)
+async fn echo(State(state): State<Arc<ServerState>>, caller: Caller, upgrade: Upgrade) -> Response {
+    accept(state, caller, upgrade, Echo).await
 }
 
 async fn ws4redis(
     State(state): State<Arc<ServerState>>,
     Path(facility): Path<String>,
     RawQuery(query): RawQuery,
+    caller: Caller,
     upgrade: Upgrade,
 ) -> Response {
     match Ws4Redis::from_request(&facility, query.as_deref()) {
-        Ok(endpoint) => accept(state, upgrade, endpoint),
+        Ok(endpoint) => accept(state, caller, upgrade, endpoint).await,
         Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
 }
 
-/// Upgrades to a WebSocket driven by `endpoint`, or refuses with 503 when the server
-/// holds `max-connections` already or is shutting down.
-fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -> Response {
+/// Upgrades to a WebSocket driven by `endpoint` for the identity of `caller`; refuses
+/// with 503 when the server holds `max-connections` already or is shutting down.
+///
+/// A caller refused for its credentials is upgraded all the same, and sent one close
+/// frame with the refusal's code and reason: browsers cannot read the status of a
+/// failed handshake, but they see a close code. It never receives `hello` or data.
+async fn accept<E: Endpoint>(
+    state: Arc<ServerState>,
+    caller: Caller,
+    upgrade: Upgrade,
+    endpoint: E,
+) -> Response {
     let Some(slot) = Slot::reserve(&state) else {
         state.metrics.rejected_at_capacity.increment(1);
         let reason = if state.registry.is_draining() {
@@ -93,9 +110,24 @@ fn accept<E: Endpoint>(state: Arc<ServerState>, upgrade: Upgrade, endpoint: E) -
         )
             .into_response();
     };
-    upgrade.on_upgrade(state.config.limits.max_message_size, move |socket| {
-        connection::start(socket, endpoint, slot)
-    })
+    let max_message_size = state.config.limits.max_message_size;
+    match state.auth.identify(caller, SystemTime::now()).await {
+        Ok(identity) => upgrade.on_upgrade(max_message_size, move |socket| {
+            connection::start(socket, endpoint, identity, slot)
+        }),
+        Err(refusal) => {
+            state.metrics.refused(refusal.label());
+            tracing::debug!(%refusal, "connection refused");
+            let close_timeout = state.config.liveness.close_timeout;
+            upgrade.on_upgrade(max_message_size, move |socket| async move {
+                socket
+                    .close_at_once(refusal.close_code(), &refusal.close_reason(), close_timeout)
+                    .await;
+                // The slot is held until the refused socket is gone.
+                drop(slot);
+            })
+        }
+    }
 }
 
 async fn healthz(State(state): State<Arc<ServerState>>) -> Response {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
 use crate::metrics::ServerMetrics;
@@ -13,4 +14,5 @@ pub(crate) struct ServerState {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
+    pub(crate) auth: Auth,
 }

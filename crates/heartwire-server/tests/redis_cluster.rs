@@ -1,7 +1,8 @@
 //! Nodes sharing channels through a Redis Cluster of three masters with one replica
 //! each, six `redis-server` processes started by the test: messages travel by
 //! sharded pub/sub only within the shard that owns their channel, django-websocket-
-//! redis's classic publishes reach facilities on every node, and a node that joins
+//! redis's classic publishes reach facilities on every node, its identity audiences
+//! work for user and group names that hold spaces and braces, and a node that joins
 //! takes live channels by a resharding that loses nothing. (`scripts/test` installs
 //! redis-server 7.)
 
@@ -9,12 +10,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use heartwire_server::ServerConfig;
+use heartwire_server::{Access, ServerConfig};
 use heartwire_testkit::redis::node_on;
 use heartwire_testkit::redis_cluster::TestCluster;
 use heartwire_testkit::redis_process::wait_until;
 use heartwire_testkit::stream::{Publisher, Watcher, judge};
+use heartwire_testkit::tokens::{Spec, TokenKit};
 use heartwire_testkit::{PATIENCE, TestServer, connect, http_get, next_text};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Three nodes on `cluster`.
@@ -202,6 +205,87 @@ async fn a_classic_publish_to_any_node_reaches_facilities_on_every_heartwire_nod
     });
     let mut late = connect(&nodes[1].url("/ws/news?subscribe-broadcast")).await;
     assert_eq!(next_text(&mut late).await, "kept by django");
+}
+
+/// django-websocket-redis's identity audiences in a cluster, for a user and a group
+/// whose names hold spaces and braces: heartwire's names of their channels are tagged
+/// by the whole channel (its braces written `#(` and `#)`), Django's are untouched,
+/// and messages from heartwire and from Django both arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_channels_of_names_with_spaces_and_braces_work_in_a_cluster() {
+    const SECRET: &str = "cluster-identity-test-secret";
+    let cluster = tokio::task::block_in_place(TestCluster::start);
+    let config = || ServerConfig {
+        access: Access {
+            jwt_secret: Some(SECRET.into()),
+            ..Access::default()
+        },
+        ..ServerConfig::default()
+    };
+    let (a, b) = (
+        node_on(&cluster.config(), config()).await,
+        node_on(&cluster.config(), config()).await,
+    );
+    let claims = json!({"sub": "{ada} lovelace", "groups": ["ops} {eu"]});
+    let token = TokenKit::new()
+        .await
+        .mint_one(Spec::secret("HS256", SECRET, claims))
+        .await;
+    let url = |node: &TestServer, flags: &str| node.url(&format!("/ws/chat?{flags}&token={token}"));
+    // Django's channel, and heartwire's live channel with its tag, of each audience.
+    let channels = [
+        (
+            "user:{ada} lovelace:chat",
+            "hw:{user:#(ada#) lovelace:chat}#live",
+        ),
+        ("group:ops} {eu:chat", "hw:{group:ops#) #(eu:chat}#live"),
+    ];
+    let mut reader = connect(&url(&a, "subscribe-user&subscribe-group")).await;
+    tokio::task::block_in_place(|| {
+        for (raw, live) in channels {
+            wait_until(&format!("{raw} subscribed"), PATIENCE, || {
+                let owner = cluster.master_of(live);
+                let numsub = cluster.cli(owner, &["PUBSUB", "NUMSUB", raw]);
+                numsub.lines().nth(1).map(str::trim) == Some("1")
+            });
+        }
+    });
+    let mut writer = connect(&url(&b, "publish-user&publish-group")).await;
+    writer.send(Message::text("from heartwire")).await.unwrap();
+    for _ in channels {
+        assert_eq!(next_text(&mut reader).await, "from heartwire");
+    }
+    tokio::task::block_in_place(|| {
+        for (raw, live) in channels {
+            // Published once in heartwire's sequence, on the slot of the whole channel.
+            let seq = live.replace("#live", "#seq");
+            assert_eq!(
+                cluster.master_of(&seq),
+                cluster.master_of(live),
+                "{seq} beside {live}"
+            );
+            assert_eq!(
+                cluster.cli(cluster.master_of(&seq), &["GET", &seq]).trim(),
+                "1"
+            );
+            // Kept raw under Django's name, on that name's own slot.
+            let kept = cluster.cli(cluster.master_of(raw), &["GET", raw]);
+            assert_eq!(kept.trim(), "from heartwire", "{raw}");
+            // Django publishes there too.
+            cluster.cli(
+                cluster.ports()[0],
+                &["PUBLISH", raw, &format!("django to {raw}")],
+            );
+        }
+    });
+    for (raw, _) in channels {
+        assert_eq!(next_text(&mut reader).await, format!("django to {raw}"));
+    }
+    // A late joiner gets each channel's last message.
+    let mut late = connect(&url(&a, "subscribe-user&subscribe-group")).await;
+    for _ in channels {
+        assert_eq!(next_text(&mut late).await, "from heartwire");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

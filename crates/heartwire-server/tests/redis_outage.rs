@@ -81,7 +81,9 @@ async fn a_redis_restart_degrades_the_nodes_which_recover_by_themselves() {
     println!("both nodes degraded");
     // A publish now is refused with its id, never dropped in silence.
     match publish(&mut writer, json!("during"), "during").await {
-        ServerFrame::Error { code, id, reason } => {
+        ServerFrame::Error {
+            code, id, reason, ..
+        } => {
             assert_eq!(
                 (code, id.as_deref()),
                 (ErrorCode::Unavailable, Some("during"))

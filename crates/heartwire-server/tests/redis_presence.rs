@@ -1,13 +1,14 @@
 //! Presence: who is subscribed to a channel, with join and leave events, on one node
 //! (in-process broker) and across nodes (Redis), and the expiry of a dead node's
-//! members.
+//! members, counted by user.
 
 use std::time::{Duration, Instant};
 
 use heartwire_core::ErrorCode;
-use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::ServerConfig;
+use heartwire_core::protocol::{ClientFrame, PresenceUser, ServerFrame};
+use heartwire_server::{Access, ServerConfig};
 use heartwire_testkit::redis::{IsolatedNode, TestRedis, node};
+use heartwire_testkit::tokens::{Spec, TokenKit};
 use heartwire_testkit::{Socket, TestServer, connect, connect_native, next_frame, send, subscribe};
 
 fn presence_config() -> ServerConfig {
@@ -49,7 +50,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Join {
             channel: "room:1".into(),
-            session: second_session.clone()
+            session: second_session.clone(),
+            user: None,
         }
     );
     let expected = sorted(vec![first_session.clone(), second_session.clone()]);
@@ -67,7 +69,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Leave {
             channel: "room:1".into(),
-            session: second_session.clone()
+            session: second_session.clone(),
+            user: None,
         }
     );
     // A closed connection leaves too.
@@ -81,7 +84,8 @@ async fn members_join_list_and_leave(nodes: [&TestServer; 2]) {
         next_frame(&mut first).await,
         ServerFrame::Leave {
             channel: "room:1".into(),
-            session: third_session
+            session: third_session,
+            user: None,
         }
     );
     assert_eq!(members(&mut first, "room:1").await, vec![first_session]);
@@ -143,7 +147,8 @@ async fn the_members_of_a_dead_node_leave_after_the_node_ttl() {
         next_frame(&mut watcher).await,
         ServerFrame::Leave {
             channel: "room:9".into(),
-            session: victim_session
+            session: victim_session,
+            user: None,
         }
     );
     let took = killed.elapsed();
@@ -157,4 +162,94 @@ async fn the_members_of_a_dead_node_leave_after_the_node_ttl() {
         "a leave this early was not the expiry: {took:?}"
     );
     assert_eq!(members(&mut watcher, "room:9").await, vec![watcher_session]);
+}
+
+/// Connects to `url` (a node's `/ws`) with `token` and reads the hello; returns the
+/// socket and its session.
+async fn connect_with(url: String, token: &str) -> (Socket, String) {
+    let mut socket = connect(&format!("{url}?token={token}")).await;
+    match next_frame(&mut socket).await {
+        ServerFrame::Hello { session, .. } => (socket, session),
+        other => panic!("expected hello, got {other:?}"),
+    }
+}
+
+/// A dead node's members are removed as any member is: a user with a connection
+/// left on a live node stays, one whose connections were all on the dead node
+/// leaves, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_users_leave_only_with_their_last_connection() {
+    const SECRET: &str = "dead-node-users-secret";
+    let config = || ServerConfig {
+        access: Access {
+            jwt_secret: Some(SECRET.into()),
+            allow_anonymous: Some(true),
+            ..Access::default()
+        },
+        ..presence_config()
+    };
+    let redis = TestRedis::start();
+    let survivor = node(&redis, config()).await;
+    let mut doomed = IsolatedNode::start(&redis, config()).await;
+    let specs = ["ada lovelace", "bob", "carol"]
+        .map(|user| Spec::secret("HS256", SECRET, serde_json::json!({ "sub": user })));
+    let [ada, bob, carol] =
+        <[String; 3]>::try_from(TokenKit::new().await.mint(&specs).await).unwrap();
+    let (mut watcher, watcher_session) = connect_native(&survivor).await;
+    subscribe(&mut watcher, "room:9").await;
+    let (mut ada_1, ada_1_session) = connect_with(survivor.url("/ws"), &ada).await;
+    subscribe(&mut ada_1, "room:9").await;
+    assert!(matches!(
+        next_frame(&mut watcher).await,
+        ServerFrame::Join { session, user: Some(user), .. }
+            if session == ada_1_session && user == "ada lovelace"
+    ));
+    let (mut ada_2, _) = connect_with(doomed.url("/ws"), &ada).await;
+    subscribe(&mut ada_2, "room:9").await;
+    let (mut bob, bob_session) = connect_with(doomed.url("/ws"), &bob).await;
+    subscribe(&mut bob, "room:9").await;
+    // Ada's second connection came unannounced: the next event is bob's.
+    assert!(matches!(
+        next_frame(&mut watcher).await,
+        ServerFrame::Join { session, .. } if session == bob_session
+    ));
+
+    doomed.kill();
+    assert_eq!(
+        next_frame(&mut watcher).await,
+        ServerFrame::Leave {
+            channel: "room:9".into(),
+            session: bob_session,
+            user: Some("bob".into()),
+        }
+    );
+    // Ada's connection on the dead node is gone, uncounted, and no leave of hers
+    // came before the list (the sweep that removed it answers the list).
+    send(
+        &mut watcher,
+        &ClientFrame::Presence {
+            channel: "room:9".into(),
+        },
+    )
+    .await;
+    match next_frame(&mut watcher).await {
+        ServerFrame::Presence { members, users, .. } => {
+            assert_eq!(members, sorted(vec![watcher_session, ada_1_session]));
+            assert_eq!(
+                users,
+                [PresenceUser {
+                    user: "ada lovelace".into(),
+                    connections: 1,
+                }]
+            );
+        }
+        other => panic!("expected presence, got {other:?}"),
+    }
+    // Nor after it: the next event is carol's join.
+    let (mut carol, carol_session) = connect_with(survivor.url("/ws"), &carol).await;
+    subscribe(&mut carol, "room:9").await;
+    assert!(matches!(
+        next_frame(&mut watcher).await,
+        ServerFrame::Join { session, .. } if session == carol_session
+    ));
 }

@@ -182,7 +182,9 @@ async fn publishes_are_acknowledged_once_a_replica_holds_them() {
         .unwrap();
     tokio::task::block_in_place(|| sentinels.signal(replica, "STOP"));
     match publish(&mut socket, "room", json!(2), "w-2").await {
-        ServerFrame::Error { code, id, reason } => {
+        ServerFrame::Error {
+            code, id, reason, ..
+        } => {
             assert_eq!((code, id.as_deref()), (ErrorCode::Unavailable, Some("w-2")));
             assert!(reason.contains("replicas confirmed"), "{reason}");
             println!("refused while the replica hangs: {reason}");

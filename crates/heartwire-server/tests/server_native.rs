@@ -21,8 +21,12 @@ async fn hello_advertises_the_heartbeat_and_a_unique_session() {
                 ping_interval_ms,
                 ping_timeout_ms,
                 server,
+                user,
+                expires_in_ms,
             } => {
                 assert_eq!((ping_interval_ms, ping_timeout_ms), (1500, 2500));
+                // No credentials configured: anonymous, and nothing expires.
+                assert_eq!((user, expires_in_ms), (None, None));
                 assert!(server.starts_with("heartwire/"), "{server}");
                 assert!(sessions.insert(session));
             }

@@ -1,5 +1,6 @@
 //! The django-websocket-redis endpoint `/ws/{facility}`: raw-text broadcast, the
-//! `echo` flag, the last message for late joiners, and refused identity facilities.
+//! `echo` flag, the last message for late joiners, bad facility names, and the
+//! identity flags of an anonymous socket.
 
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ async fn facility_and_native_channel_are_one() {
 }
 
 #[tokio::test]
-async fn identity_facilities_and_bad_names_are_refused_before_the_upgrade() {
+async fn bad_facility_names_are_refused_before_the_upgrade() {
     let server = TestServer::start(ServerConfig::default()).await;
     let request = |path: &str| {
         format!(
@@ -118,12 +119,24 @@ async fn identity_facilities_and_bad_names_are_refused_before_the_upgrade() {
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
     };
-    let response = http_request(server.addr, &request("/ws/chat?subscribe-user")).await;
-    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    assert!(response.contains("Django identity"), "{response}");
     let response = http_request(server.addr, &request("/ws/bad%20name?subscribe-broadcast")).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("invalid facility"), "{response}");
     let mut ok = connect(&server.url("/ws/chat?subscribe-broadcast")).await;
     ok.close(None).await.unwrap();
     assert!(ok.next().await.is_none_or(|end| end.is_ok()));
+}
+
+#[tokio::test]
+async fn an_anonymous_socket_has_the_broadcast_only() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    // As in django-websocket-redis, identity flags of an anonymous socket do nothing.
+    let all = "subscribe-broadcast&subscribe-user&subscribe-group&subscribe-session\
+               &publish-user&publish-group&publish-session";
+    let mut anonymous = connect(&server.url(&format!("/ws/chat?{all}&echo"))).await;
+    let mut writer = connect(&server.url("/ws/chat?publish-broadcast")).await;
+    writer.send(Message::text("to all")).await.unwrap();
+    assert_eq!(next_text(&mut anonymous).await, "to all");
+    anonymous.send(Message::text("to nobody")).await.unwrap();
+    assert_nothing_within(&mut anonymous, Duration::from_millis(300)).await;
 }

@@ -7,7 +7,8 @@
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
 //!   watched by sentinels ([`redis_process`] runs their processes);
 //! - [`stream`]: numbered streams over many channels, and the judge of what
-//!   subscribers received.
+//!   subscribers received;
+//! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
 
 pub mod client;
 pub mod peer;
@@ -16,6 +17,7 @@ pub mod redis_cluster;
 pub mod redis_process;
 pub mod redis_sentinel;
 pub mod stream;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -190,6 +192,41 @@ pub async fn connect(url: &str) -> Socket {
         .expect("connect in time")
         .unwrap_or_else(|err| panic!("connect to {url}: {err}"));
     socket
+}
+
+/// Opens a WebSocket to `url` with extra request `headers` (`Origin`, `Cookie`,
+/// `Authorization`…), failing the test after [`PATIENCE`].
+pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    let (socket, _) = tokio::time::timeout(PATIENCE, connect_async(request))
+        .await
+        .expect("connect in time")
+        .unwrap_or_else(|err| panic!("connect to {url}: {err}"));
+    socket
+}
+
+/// The close frame a refused connection gets as its first and only frame: its code
+/// and reason. Fails the test when anything else comes first (a `hello`, data).
+pub async fn expect_refusal(socket: &mut Socket) -> (u16, String) {
+    let first = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .expect("a frame in time");
+    match first {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            // Reading on answers the close and sees the server hang up.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, socket.next()).await {}
+            (frame.code.into(), frame.reason.to_string())
+        }
+        other => panic!("expected a close frame first, got {other:?}"),
+    }
 }
 
 /// Connects to `/ws` and reads the hello.

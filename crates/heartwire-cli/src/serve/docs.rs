@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory};
+use heartwire_server::Permission;
 
 use super::tests::read;
 use crate::Cli;
@@ -133,6 +134,13 @@ fn the_example_file_loads_and_sets_every_option() {
     );
     assert_eq!(config.broker.redis_prefix.as_deref(), Some("ws4redis"));
     assert!(config.broker.redis_config().unwrap().is_some());
+    let patterns: Vec<&str> = config
+        .channels
+        .iter()
+        .map(|rule| rule.pattern.as_str())
+        .collect();
+    assert_eq!(patterns, ["user:{user}:*", "room:*"]);
+    assert_eq!(config.channels[1].presence, Permission::Authenticated);
 
     let command = Cli::command();
     let serve = command

@@ -190,7 +190,7 @@ where
             }
             Value::Table(rest)
                 .try_into()
-                .map_err(|source| SourceError::Tables { path, source })?
+                .map_err(|reason| SourceError::Tables { path, reason })?
         }
     };
     config.update_from_arg_matches(matches)?;

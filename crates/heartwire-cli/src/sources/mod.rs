@@ -86,11 +86,12 @@ pub(crate) enum SourceError {
         path.display()
     )]
     UnknownKey { path: PathBuf, key: String },
-    /// The lists of tables of the file do not have the expected shape.
-    #[error("config file {}: {source}", path.display())]
+    /// The lists of tables of the file do not have the expected shape. The reason is
+    /// part of the message, not a source, so that it is said once.
+    #[error("config file {}: {reason}", path.display())]
     Tables {
         path: PathBuf,
-        source: toml::de::Error,
+        reason: toml::de::Error,
     },
 }
 

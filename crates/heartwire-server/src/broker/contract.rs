@@ -37,8 +37,23 @@ pub struct SubscribeRequest {
     /// Deliver first every message after this position, or say that it cannot.
     pub since: Option<Position>,
     /// The channel's members are tracked: others learn that this subscriber joined
-    /// and, when it unsubscribes, that it left.
+    /// and, when it unsubscribes, that it left (for an identified subscriber, when
+    /// it is its user's first connection on the channel, and its last).
     pub presence: bool,
+    /// The subscriber's user, by which presence counts it; `None` when anonymous.
+    pub user: Option<Arc<str>>,
+}
+
+impl SubscribeRequest {
+    /// The position of a subscriber that may not have the history replayed: its
+    /// epoch is no channel's (epochs are hex digits), so a subscription `since` it is
+    /// confirmed with `recovered: false` and replays nothing.
+    pub(crate) fn unreplayable() -> Position {
+        Position {
+            epoch: "-".into(),
+            seq: 0,
+        }
+    }
 }
 
 /// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.

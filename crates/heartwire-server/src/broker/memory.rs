@@ -8,7 +8,7 @@
 //!
 //! The broker reads the time from its [`Clock`], so tests can move it by hand.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use super::contract::{Broker, PublishRequest, SubscribeRequest};
 use crate::config::Retention;
 use crate::id::{ConnectionId, random_id};
-use crate::mailbox::{Mailbox, Outbound};
+use crate::mailbox::{Mailbox, Member, Outbound};
 use crate::publication::Publication;
 
 /// Operations between two sweeps of unused channels and expired publish ids.
@@ -35,8 +35,10 @@ struct Channel {
     /// When the channel was last published on or left by a subscriber.
     touched: Instant,
     subscribers: HashMap<ConnectionId, Arc<Mailbox>>,
-    /// Subscribers that asked to be seen (presence).
-    members: HashSet<ConnectionId>,
+    /// Subscribers that asked to be seen (presence), with their users.
+    members: HashMap<ConnectionId, Option<Arc<str>>>,
+    /// How many of the members each user is.
+    users: HashMap<Arc<str>, usize>,
     /// The last retained message and when it expires.
     retained: Option<(Arc<Publication>, Instant)>,
 }
@@ -49,7 +51,8 @@ impl Channel {
             history: VecDeque::new(),
             touched: now,
             subscribers: HashMap::new(),
-            members: HashSet::new(),
+            members: HashMap::new(),
+            users: HashMap::new(),
             retained: None,
         }
     }
@@ -83,13 +86,47 @@ impl Channel {
         )
     }
 
-    /// Tells every subscriber but `session` that it joined or left.
-    fn announce(&self, channel: &Arc<str>, session: ConnectionId, joined: bool) {
+    /// Adds a member; announces it when it is anonymous or its user's first.
+    fn add_member(&mut self, channel: &Arc<str>, session: ConnectionId, user: Option<Arc<str>>) {
+        if self.members.contains_key(&session) {
+            return;
+        }
+        self.members.insert(session, user.clone());
+        let first = user.as_ref().is_none_or(|user| {
+            let count = self.users.entry(user.clone()).or_default();
+            *count += 1;
+            *count == 1
+        });
+        if first {
+            self.announce(channel, Member { session, user }, true);
+        }
+    }
+
+    /// Removes a member; announces it when it was anonymous or its user's last.
+    fn remove_member(&mut self, channel: &Arc<str>, session: ConnectionId) {
+        let Some(user) = self.members.remove(&session) else {
+            return;
+        };
+        let last = user.as_ref().is_none_or(|user| {
+            let count = self
+                .users
+                .get_mut(user)
+                .expect("a member's user is counted");
+            *count -= 1;
+            *count == 0 && self.users.remove(user).is_some()
+        });
+        if last {
+            self.announce(channel, Member { session, user }, false);
+        }
+    }
+
+    /// Tells every subscriber but the member itself that it joined or left.
+    fn announce(&self, channel: &Arc<str>, member: Member, joined: bool) {
         for (id, subscriber) in &self.subscribers {
-            if *id != session {
+            if *id != member.session {
                 subscriber.deliver(Outbound::PresenceChange {
                     channel: channel.clone(),
-                    session,
+                    member: member.clone(),
                     joined,
                 });
             }
@@ -215,6 +252,7 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             with_retained,
             since,
             presence,
+            user,
         } = request;
         let now = self.clock.now();
         let mut state = self.state();
@@ -237,8 +275,8 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         let id = subscriber.id();
         if subscriber.deliver_all(items) {
             entry.subscribers.insert(id, subscriber);
-            if presence && entry.members.insert(id) {
-                entry.announce(&channel, id, true);
+            if presence {
+                entry.add_member(&channel, id, user);
             }
         }
     }
@@ -249,8 +287,8 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         if let Some(entry) = state.channels.get_mut(channel) {
             entry.subscribers.remove(&subscriber);
             entry.touched = now;
-            if entry.members.remove(&subscriber) {
-                entry.announce(&Arc::from(channel), subscriber, false);
+            if entry.members.contains_key(&subscriber) {
+                entry.remove_member(&Arc::from(channel), subscriber);
             }
         }
         state.sweep(now, &self.retention);
@@ -312,11 +350,19 @@ impl<C: Clock> Broker for MemoryBroker<C> {
     }
 
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
-        let mut members: Vec<ConnectionId> = self
+        let mut members: Vec<Member> = self
             .state()
             .channels
             .get(&channel)
-            .map(|entry| entry.members.iter().copied().collect())
+            .map(|entry| {
+                let members = entry.members.iter();
+                members
+                    .map(|(session, user)| Member {
+                        session: *session,
+                        user: user.clone(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         members.sort_unstable();
         asker.deliver(Outbound::Presence { channel, members });
@@ -363,11 +409,19 @@ mod tests {
                     Some(recovered) => format!("subscribed {channel} {seq} recovered={recovered}"),
                 },
                 Outbound::Ack { id, seq, duplicate } => format!("ack {id} {seq} {duplicate}"),
-                Outbound::Presence { members, .. } => format!("presence {members:?}"),
+                Outbound::Presence { members, .. } => {
+                    let members: Vec<String> = members.iter().map(member).collect();
+                    format!("presence {members:?}")
+                }
                 Outbound::PresenceChange {
-                    session, joined, ..
-                } => format!("{} {session}", if joined { "join" } else { "leave" }),
+                    member: who,
+                    joined,
+                    ..
+                } => {
+                    format!("{} {}", if joined { "join" } else { "leave" }, member(&who))
+                }
                 Outbound::Error { reason, .. } => format!("error {reason}"),
+                Outbound::Refreshed(_) => "refreshed".into(),
             })
             .collect()
     }
@@ -384,6 +438,7 @@ mod tests {
             with_retained: true,
             since,
             presence: false,
+            user: None,
         });
     }
 
@@ -625,27 +680,67 @@ mod tests {
         assert_ne!(epoch_of(&broker, "room"), epoch);
     }
 
+    /// A member as the tests write it: its session, and `@user` when it has one.
+    fn member(member: &Member) -> String {
+        match &member.user {
+            Some(user) => format!("{}@{user}", member.session),
+            None => member.session.to_string(),
+        }
+    }
+
+    fn join(broker: &MemoryBroker, who: &Arc<Mailbox>, user: Option<&str>) {
+        broker.subscribe(SubscribeRequest {
+            channel: Arc::from("room"),
+            subscriber: who.clone(),
+            with_retained: false,
+            since: None,
+            presence: true,
+            user: user.map(Arc::from),
+        });
+    }
+
     #[test]
     fn members_are_announced_and_listed() {
         let broker = MemoryBroker::new(retention());
         let (a, b) = (mailbox(1), mailbox(2));
         for who in [&a, &b] {
-            broker.subscribe(SubscribeRequest {
-                channel: Arc::from("room"),
-                subscriber: who.clone(),
-                with_retained: false,
-                since: None,
-                presence: true,
-            });
+            join(&broker, who, None);
         }
         broker.presence(Arc::from("room"), b.clone());
         broker.unsubscribe("room", 2);
         broker.presence(Arc::from("room"), a.clone());
         assert_eq!(
             drain(&a),
-            ["subscribed room 0", "join 2", "leave 2", "presence [1]"]
+            ["subscribed room 0", "join 2", "leave 2", "presence [\"1\"]"]
         );
-        assert_eq!(drain(&b), ["subscribed room 0", "presence [1, 2]"]);
+        assert_eq!(drain(&b), ["subscribed room 0", "presence [\"1\", \"2\"]"]);
+    }
+
+    #[test]
+    fn a_user_joins_with_its_first_connection_and_leaves_with_its_last() {
+        let broker = MemoryBroker::new(retention());
+        let watcher = mailbox(1);
+        join(&broker, &watcher, None);
+        let (ada_1, ada_2, bob) = (mailbox(2), mailbox(3), mailbox(4));
+        join(&broker, &ada_1, Some("ada"));
+        join(&broker, &ada_2, Some("ada"));
+        join(&broker, &bob, Some("bob"));
+        broker.presence(Arc::from("room"), watcher.clone());
+        broker.unsubscribe("room", 2);
+        broker.unsubscribe("room", 3);
+        broker.unsubscribe("room", 3);
+        assert_eq!(
+            drain(&watcher),
+            [
+                "subscribed room 0",
+                "join 2@ada",
+                "join 4@bob",
+                "presence [\"1\", \"2@ada\", \"3@ada\", \"4@bob\"]",
+                "leave 3@ada",
+            ]
+        );
+        // Ada's second connection saw bob come, not herself.
+        assert_eq!(drain(&ada_2), ["subscribed room 0", "join 4@bob"]);
     }
 
     #[test]

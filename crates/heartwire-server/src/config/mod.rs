@@ -13,6 +13,7 @@
 //! fields with `#[arg(skip)]`, read by serde: that is what `Deserialize` is for; the
 //! fields with a flag are `#[serde(skip)]`.
 
+mod access;
 mod broker;
 mod glob;
 mod heartbeats;
@@ -27,8 +28,11 @@ use std::time::Duration;
 use heartwire_core::LivenessConfig;
 
 use crate::Error;
+use crate::permissions::ChannelRule;
 
+pub use access::{Access, Secret};
 pub use broker::BrokerConfig;
+pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
@@ -98,6 +102,16 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub broker: BrokerConfig,
+
+    /// Who may connect, and as whom.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub access: Access,
+
+    /// Who may subscribe, publish, see presence and replay history on which channels:
+    /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).
+    #[arg(skip)]
+    pub channels: Vec<ChannelRule>,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +129,9 @@ impl ServerConfig {
             ("close-timeout", self.liveness.close_timeout),
             ("heartbeat-interval", self.heartbeats.heartbeat_interval),
             ("handshake-timeout", self.limits.handshake_timeout),
+            ("auth-timeout", self.access.auth_timeout),
+            ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
+            ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -135,6 +152,8 @@ impl ServerConfig {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
         self.broker.redis_config()?;
+        crate::auth::origin::OriginPolicy::new(&self.access.allowed_origins)
+            .map_err(Error::Config)?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use heartwire_core::liveness::Action;
@@ -15,6 +15,7 @@ use heartwire_core::{DisconnectReason, Liveness};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::auth::{Identity, expiry};
 use crate::endpoint::{Context, Endpoint};
 use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
@@ -34,17 +35,20 @@ pub(super) struct Handler<E> {
 }
 
 impl<E: Endpoint> Handler<E> {
-    /// A connection opened at `now`: the endpoint greets and subscribes.
+    /// A connection of `identity` (`None`: anonymous) opened at `now`: the endpoint
+    /// greets and subscribes.
     pub(super) fn open(
         mut endpoint: E,
         server: Arc<ServerState>,
         mailbox: Arc<Mailbox>,
+        identity: Option<Box<Identity>>,
         now: Instant,
     ) -> Self {
         let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
         let mut context = Context {
             server,
             mailbox,
+            identity,
             replies: VecDeque::new(),
         };
         endpoint.on_open(&mut context);
@@ -57,10 +61,12 @@ impl<E: Endpoint> Handler<E> {
         }
     }
 
-    /// Applies the mailbox's signals and the deadlines passed at `now`, and queues
-    /// what the liveness machine asks for.
-    pub(super) fn advance(&mut self, now: Instant) {
+    /// Applies the mailbox's signals and the deadlines passed at `now` (`wall` on the
+    /// wall clock, which token expiry is judged by), and queues what the liveness
+    /// machine asks for.
+    pub(super) fn advance(&mut self, now: Instant, wall: SystemTime) {
         self.check_signals(now);
+        self.check_expiry(now, wall);
         if self
             .liveness
             .poll_timeout()
@@ -126,6 +132,33 @@ impl<E: Endpoint> Handler<E> {
             }
             // The reader never yields raw frames.
             Message::Frame(_) => {}
+        }
+    }
+
+    /// When [`advance`](Self::advance) must next be called: the liveness deadline,
+    /// or the end of the identity's grace after expiry if that comes first.
+    pub(super) fn poll_timeout(&self, now: Instant, wall: SystemTime) -> Option<Instant> {
+        let liveness = self.liveness.poll_timeout();
+        if self.liveness.is_closing() || self.liveness.is_over() {
+            return liveness;
+        }
+        let grace = self.context.server.config.access.token_grace;
+        let expiry =
+            expiry::time_left(self.context.identity.as_deref(), grace, wall).map(|left| now + left);
+        liveness.into_iter().chain(expiry).min()
+    }
+
+    /// Closes with 4498 a connection whose identity expired more than the grace ago.
+    fn check_expiry(&mut self, now: Instant, wall: SystemTime) {
+        if self.liveness.is_closing() || self.liveness.is_over() {
+            return;
+        }
+        let grace = self.context.server.config.access.token_grace;
+        if expiry::time_left(self.context.identity.as_deref(), grace, wall)
+            .is_some_and(|left| left.is_zero())
+        {
+            let text = "token expired; reconnect with a fresh token".to_owned();
+            self.start_close(DisconnectReason::TokenExpired, Some(text), now);
         }
     }
 
@@ -214,7 +247,7 @@ impl<E: Endpoint> Handler<E> {
             } else if self.liveness.is_closing() || self.liveness.is_over() {
                 break;
             } else if let Some(item) = self.context.mailbox.take() {
-                match self.endpoint.on_outbound(item, &self.context) {
+                match self.endpoint.on_outbound(item, &mut self.context) {
                     Some(message) => message,
                     None => continue,
                 }

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use heartwire_core::client::{
     Carried, ClientConnection, ConnectionConfig, End, Event, Frame, Incoming, Outgoing, Publish,
@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::handler::{FrameSink, Handler};
+use crate::auth::{Auth, Identity};
 use crate::broker::{Clock, MemoryBroker, PublishRequest};
 use crate::config::ServerConfig;
 use crate::endpoint::Endpoint;
@@ -39,6 +40,9 @@ const MAX_ROUNDS: usize = 1000;
 /// Capacity of each server connection's mailbox.
 const MAILBOX: usize = 1024;
 
+/// The wall-clock time at which every test begins.
+const WALL_START: u64 = 1_700_000_000;
+
 /// A clock moved by hand.
 #[derive(Debug, Clone)]
 struct HandClock(Arc<Mutex<Instant>>);
@@ -53,6 +57,8 @@ impl Clock for HandClock {
 struct Server {
     state: Arc<ServerState>,
     clock: HandClock,
+    /// The instant the test began, which the wall clock reads as [`WALL_START`].
+    started: Instant,
     connections: u64,
 }
 
@@ -68,17 +74,24 @@ impl fmt::Debug for Server {
 impl Server {
     fn new(now: Instant) -> Self {
         let config = ServerConfig::default();
+        Self::with_config(config, now)
+    }
+
+    fn with_config(config: ServerConfig, now: Instant) -> Self {
         let clock = HandClock(Arc::new(Mutex::new(now)));
         let broker = Arc::new(MemoryBroker::with_clock(config.retention, clock.clone()));
+        let auth = Auth::new(&config.access).expect("the test's access settings are valid");
         let state = Arc::new(ServerState {
             config,
             broker,
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
+            auth,
         });
         Self {
             state,
             clock,
+            started: now,
             connections: 0,
         }
     }
@@ -120,6 +133,7 @@ impl FrameSink for Wire {
 struct Pair {
     now: Instant,
     clock: HandClock,
+    started: Instant,
     client: ClientConnection,
     outbox: VecDeque<Outgoing>,
     handler: Handler<Native>,
@@ -159,6 +173,11 @@ fn client_config() -> ConnectionConfig {
     }
 }
 
+/// The wall-clock time at `now` of a test that began at `started`.
+fn wall_at(started: Instant, now: Instant) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_START) + (now - started)
+}
+
 fn first_carried() -> Carried {
     Carried::new(Failover::new(1, Duration::from_secs(30)))
 }
@@ -166,15 +185,28 @@ fn first_carried() -> Carried {
 impl Pair {
     /// A connection opened at the server's current time, the client carrying `carried`.
     fn open(server: &mut Server, carried: Carried) -> Self {
+        Self::open_as(server, carried, None)
+    }
+
+    /// A connection of `identity`, as [`open`](Self::open).
+    fn open_as(server: &mut Server, carried: Carried, identity: Option<Identity>) -> Self {
         let now = *server.clock.0.lock().unwrap();
         server.connections += 1;
         let mailbox = Arc::new(Mailbox::new(server.connections, MAILBOX));
-        let handler = Handler::open(Native::default(), server.state.clone(), mailbox, now);
+        let identity = identity.map(Box::new);
+        let handler = Handler::open(
+            Native::default(),
+            server.state.clone(),
+            mailbox,
+            identity,
+            now,
+        );
         let subscriptions = vec![CHANNEL.to_owned()];
         let client = ClientConnection::new(client_config(), carried, 0, subscriptions, now);
         Self {
             now,
             clock: server.clock.clone(),
+            started: server.started,
             client,
             outbox: VecDeque::new(),
             handler,
@@ -212,7 +244,7 @@ impl Pair {
                     self.handler.on_message(to_message(frame), now);
                 }
             }
-            self.handler.advance(now);
+            self.handler.advance(now, self.wall());
             if let Some(reason) = self.handler.ended.take() {
                 self.server_end.get_or_insert((now, reason));
             }
@@ -243,7 +275,7 @@ impl Pair {
             self.exchange();
             let next = [
                 self.client.poll_timeout(),
-                self.handler.liveness.poll_timeout(),
+                self.handler.poll_timeout(self.now, self.wall()),
             ]
             .into_iter()
             .flatten()
@@ -251,7 +283,7 @@ impl Pair {
             .filter(|&next| next <= until);
             self.set_now(next.unwrap_or(until).max(self.now));
             // Both timers fire before what either sends at this instant arrives.
-            self.handler.advance(self.now);
+            self.handler.advance(self.now, self.wall());
             self.client.handle_timeout(self.now);
             if next.is_none() {
                 self.exchange();
@@ -259,6 +291,11 @@ impl Pair {
             }
         }
         panic!("more than {MAX_ROUNDS} deadlines before {until:?}: {self:?}");
+    }
+
+    /// The wall-clock time now.
+    fn wall(&self) -> SystemTime {
+        wall_at(self.started, self.now)
     }
 
     fn set_now(&mut self, now: Instant) {

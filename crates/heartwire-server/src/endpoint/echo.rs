@@ -22,7 +22,7 @@ impl Endpoint for Echo {
         context.reply(Message::Binary(data));
     }
 
-    fn on_outbound(&mut self, _item: Outbound, _context: &Context) -> Option<Message> {
+    fn on_outbound(&mut self, _item: Outbound, _context: &mut Context) -> Option<Message> {
         None
     }
 

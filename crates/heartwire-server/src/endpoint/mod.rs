@@ -16,7 +16,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::auth::Identity;
 use super::mailbox::{Mailbox, Outbound};
+use super::permissions::{self, Action, Forbidden};
 use super::state::ServerState;
 
 pub(crate) use kind::EndpointKind;
@@ -39,7 +41,7 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     fn on_binary(&mut self, data: Bytes, context: &mut Context);
 
     /// Turns an item of the mailbox into a frame, or skips it.
-    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message>;
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message>;
 
     /// The frame to send before the close at shutdown, if this endpoint has one.
     fn on_shutdown(&mut self, _reconnect_after_ms: u64) -> Option<Message> {
@@ -57,6 +59,8 @@ pub(crate) struct Context {
     pub(crate) server: Arc<ServerState>,
     /// This connection's mailbox: broker results come back here.
     pub(crate) mailbox: Arc<Mailbox>,
+    /// Who the connection is; `None` when anonymous.
+    pub(crate) identity: Option<Box<Identity>>,
     pub(crate) replies: VecDeque<Message>,
 }
 
@@ -64,5 +68,22 @@ impl Context {
     /// Queues a frame to send back, ahead of mailbox items.
     pub(crate) fn reply(&mut self, message: Message) {
         self.replies.push_back(message);
+    }
+
+    /// The connection's user, as presence counts it; `None` when anonymous.
+    pub(crate) fn user(&self) -> Option<Arc<str>> {
+        self.identity
+            .as_ref()
+            .map(|identity| Arc::from(identity.user.as_str()))
+    }
+
+    /// Whether this connection may do `action` on `channel` (docs/SECURITY.md).
+    pub(crate) fn permit(&self, action: Action, channel: &str) -> Result<(), Forbidden> {
+        permissions::check(
+            &self.server.config.channels,
+            self.identity.as_deref(),
+            action,
+            channel,
+        )
     }
 }

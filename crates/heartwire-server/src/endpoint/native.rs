@@ -1,15 +1,21 @@
 //! `/ws`: the native protocol of JSON envelopes (docs/PROTOCOL.md).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use heartwire_core::protocol::{ClientFrame, Position, ServerFrame, millis, session_name};
+use heartwire_core::protocol::{
+    ClientFrame, Position, PresenceUser, ServerFrame, millis, session_name,
+};
 use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind};
+use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
-use crate::mailbox::Outbound;
+use crate::mailbox::{Member, Outbound};
+use crate::permissions::{Action, Forbidden};
 use crate::publication::Payload;
 
 /// The native endpoint: its subscriptions, to release them at the end.
@@ -27,11 +33,55 @@ fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Mess
         code,
         reason: reason.into(),
         id,
+        channel: None,
+    })
+}
+
+/// The `error` frame `forbidden` for a request on `channel`.
+fn forbidden(refusal: Forbidden, channel: &str, id: Option<String>) -> Message {
+    frame(&ServerFrame::Error {
+        code: ErrorCode::Forbidden,
+        reason: refusal.reason,
+        id,
+        channel: Some(channel.to_owned()),
+    })
+}
+
+/// The answer to a `presence` request: the members' sessions, and their users with
+/// the number of connections of each.
+fn presence(channel: &str, members: &[Member]) -> Message {
+    let mut users: BTreeMap<&str, u32> = BTreeMap::new();
+    for user in members.iter().filter_map(|member| member.user.as_deref()) {
+        *users.entry(user).or_default() += 1;
+    }
+    frame(&ServerFrame::Presence {
+        channel: channel.to_owned(),
+        members: members
+            .iter()
+            .map(|member| session_name(member.session))
+            .collect(),
+        users: users
+            .into_iter()
+            .map(|(user, connections)| PresenceUser {
+                user: user.to_owned(),
+                connections,
+            })
+            .collect(),
     })
 }
 
 impl Native {
     fn subscribe(&mut self, channel: String, since: Option<Position>, context: &mut Context) {
+        if let Err(refusal) = context.permit(Action::Subscribe, &channel) {
+            context.reply(forbidden(refusal, &channel, None));
+            return;
+        }
+        // Without the history permission the subscription starts at the live edge;
+        // a client that asked to resume learns that nothing was recovered.
+        let since = since.map(|since| match context.permit(Action::History, &channel) {
+            Ok(()) => since,
+            Err(_) => SubscribeRequest::unreplayable(),
+        });
         let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
             Some(held) => held.clone(),
             None if self.subscriptions.len() >= context.server.config.limits.max_subscriptions => {
@@ -55,11 +105,14 @@ impl Native {
             with_retained: false,
             since,
             presence,
+            user: context.user(),
         });
     }
 
     fn presence(&mut self, channel: String, context: &mut Context) {
-        if context.server.config.has_presence(&channel) {
+        if let Err(refusal) = context.permit(Action::Presence, &channel) {
+            context.reply(forbidden(refusal, &channel, None));
+        } else if context.server.config.has_presence(&channel) {
             let channel = Arc::from(channel);
             context
                 .server
@@ -69,6 +122,29 @@ impl Native {
             let reason = format!("the server does not track who is subscribed to {channel}");
             context.reply(error(ErrorCode::PresenceOff, reason, None));
         }
+    }
+
+    /// After a refresh changed the identity's groups or channel claims: the
+    /// subscriptions it no longer allows end, each told with `forbidden` and then
+    /// `unsubscribed`.
+    fn end_what_is_no_longer_allowed(&mut self, context: &mut Context) {
+        let mut kept = Vec::with_capacity(self.subscriptions.len());
+        for channel in std::mem::take(&mut self.subscriptions) {
+            match context.permit(Action::Subscribe, &channel) {
+                Ok(()) => kept.push(channel),
+                Err(refusal) => {
+                    context
+                        .server
+                        .broker
+                        .unsubscribe(&channel, context.mailbox.id());
+                    context.reply(forbidden(refusal, &channel, None));
+                    context.reply(frame(&ServerFrame::Unsubscribed {
+                        channel: channel.to_string(),
+                    }));
+                }
+            }
+        }
+        self.subscriptions = kept;
     }
 
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
@@ -87,6 +163,10 @@ impl Native {
         id: Option<String>,
         context: &mut Context,
     ) {
+        if let Err(refusal) = context.permit(Action::Publish, &channel) {
+            context.reply(forbidden(refusal, &channel, id));
+            return;
+        }
         let data =
             serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
         context.server.broker.publish(PublishRequest {
@@ -109,6 +189,11 @@ impl Endpoint for Native {
             ping_interval_ms: millis(config.liveness.ping_interval),
             ping_timeout_ms: millis(config.liveness.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
+            user: context
+                .identity
+                .as_ref()
+                .map(|identity| identity.user.clone()),
+            expires_in_ms: expiry::expires_in_ms(context.identity.as_deref(), SystemTime::now()),
         };
         context.reply(frame(&hello));
     }
@@ -127,6 +212,9 @@ impl Endpoint for Native {
             Ok(ClientFrame::Publish { channel, data, id }) => {
                 self.publish(channel, data, id, context)
             }
+            Ok(ClientFrame::Refresh { token }) => {
+                auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
+            }
             Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
         }
     }
@@ -139,7 +227,7 @@ impl Endpoint for Native {
         ));
     }
 
-    fn on_outbound(&mut self, item: Outbound, _context: &Context) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
         Some(match item {
             Outbound::Message(message) => Message::Text(message.native_frame()),
             Outbound::Subscribed {
@@ -154,23 +242,40 @@ impl Endpoint for Native {
                 recovered,
             }),
             Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
-            Outbound::Presence { channel, members } => frame(&ServerFrame::Presence {
-                channel: channel.to_string(),
-                members: members.into_iter().map(session_name).collect(),
-            }),
+            Outbound::Presence { channel, members } => presence(&channel, &members),
             Outbound::PresenceChange {
                 channel,
-                session,
+                member,
                 joined,
             } => {
-                let (channel, session) = (channel.to_string(), session_name(session));
+                // Only those who may see presence learn of joins and leaves.
+                context.permit(Action::Presence, &channel).ok()?;
+                let channel = channel.to_string();
+                let session = session_name(member.session);
+                let user = member.user.map(|user| user.to_string());
                 frame(&if joined {
-                    ServerFrame::Join { channel, session }
+                    ServerFrame::Join {
+                        channel,
+                        session,
+                        user,
+                    }
                 } else {
-                    ServerFrame::Leave { channel, session }
+                    ServerFrame::Leave {
+                        channel,
+                        session,
+                        user,
+                    }
                 })
             }
             Outbound::Error { code, reason, id } => error(code, reason, id),
+            Outbound::Refreshed(outcome) => {
+                let answer =
+                    expiry::apply_refresh(&mut context.identity, *outcome, SystemTime::now());
+                if matches!(answer, ServerFrame::Refreshed { .. }) {
+                    self.end_what_is_no_longer_allowed(context);
+                }
+                frame(&answer)
+            }
         })
     }
 

@@ -1,9 +1,24 @@
 //! `/ws/{facility}`: the conventions of django-websocket-redis (ws4redis).
 //!
-//! Raw text, no envelope. The query flags choose what the socket does:
-//! `subscribe-broadcast` (receive the facility's messages, starting with its last
-//! one), `publish-broadcast` (every text sent is published), `echo` (receive one's own
-//! messages too). The facility `F` is the channel `broadcast:F`.
+//! Raw text, no envelope. The query flags choose what the socket does, for each
+//! audience of the facility `F`:
+//!
+//! | audience | channel | `subscribe-…` / `publish-…` |
+//! |---|---|---|
+//! | `broadcast` | `broadcast:F` | everyone's |
+//! | `user` | `user:{user}:F` | the connection's user |
+//! | `group` | `group:{group}:F`, each group | the connection's groups |
+//! | `session` | `session:{key}:F` | the connection's session cookie |
+//!
+//! A subscribed socket receives its channels' messages, each starting with its last
+//! one (when the `history` permission allows it); every text a publishing socket
+//! sends is published on each of its publish channels; `echo` lets it receive its
+//! own messages too. An anonymous connection has no user, group or session channels:
+//! those flags subscribe and publish nothing, as in django-websocket-redis.
+//!
+//! Every channel goes through the channel permissions. A raw socket has no envelope
+//! to carry a refusal, so a refused channel is left out, as django-websocket-redis's
+//! `WS4REDIS_ALLOWED_CHANNELS` leaves out a flag: the socket opens with the others.
 
 use std::sync::Arc;
 
@@ -12,31 +27,92 @@ use heartwire_core::protocol::validate_channel;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind};
+use crate::auth::Identity;
 use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::Outbound;
+use crate::permissions::Action;
+use crate::permissions::identity_channels::Audience;
 use crate::publication::Payload;
 
-/// A ws4redis socket: its facility's channel and the flags of its URL.
+/// Which audiences of the facility a direction (subscribe or publish) uses.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Audiences {
+    broadcast: bool,
+    user: bool,
+    group: bool,
+    session: bool,
+}
+
+impl Audiences {
+    /// Sets the audience named `name` (`broadcast`, `user`, `group`, `session`);
+    /// returns whether it is one.
+    fn set(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "broadcast" => &mut self.broadcast,
+            "user" => &mut self.user,
+            "group" => &mut self.group,
+            "session" => &mut self.session,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
+
+    /// The channels of these audiences of `facility` for `identity` (`None`:
+    /// anonymous, who has only the broadcast).
+    fn channels(self, facility: &str, identity: Option<&Identity>) -> Vec<String> {
+        let mut channels = Vec::new();
+        if self.broadcast {
+            channels.push(format!("broadcast:{facility}"));
+        }
+        let Some(identity) = identity else {
+            return channels;
+        };
+        for (wanted, audience) in [
+            (self.user, Audience::User),
+            (self.group, Audience::Group),
+            (self.session, Audience::Session),
+        ] {
+            if wanted {
+                let owners = audience.owners(identity);
+                channels.extend(
+                    owners
+                        .into_iter()
+                        .filter_map(|owner| audience.channel(owner, facility)),
+                );
+            }
+        }
+        channels
+    }
+}
+
+/// A ws4redis socket: its facility, the flags of its URL, and the channels they
+/// came to once its identity was known.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Ws4Redis {
-    channel: Arc<str>,
-    subscribe: bool,
-    publish: bool,
+    facility: Box<str>,
+    subscribe: Audiences,
+    publish: Audiences,
     echo: bool,
+    /// The channels subscribed to when the socket opened.
+    subscribed: Box<[Arc<str>]>,
+    /// The channels every text is published on.
+    publishing: Box<[Arc<str>]>,
 }
 
 impl Ws4Redis {
     /// Reads the facility and the query string, or says what is wrong with them.
     pub(crate) fn from_request(facility: &str, query: Option<&str>) -> Result<Self, String> {
-        let channel = format!("broadcast:{facility}");
-        validate_channel(&channel).map_err(|_| {
+        validate_channel(&format!("broadcast:{facility}")).map_err(|_| {
             format!("invalid facility {facility:?}: use ASCII letters, digits or -_.:@/")
         })?;
         let mut socket = Self {
-            channel: Arc::from(channel),
-            subscribe: false,
-            publish: false,
+            facility: facility.into(),
+            subscribe: Audiences::default(),
+            publish: Audiences::default(),
             echo: false,
+            subscribed: Box::default(),
+            publishing: Box::default(),
         };
         for flag in query
             .unwrap_or("")
@@ -44,21 +120,34 @@ impl Ws4Redis {
             .filter(|flag| !flag.is_empty())
         {
             let name = flag.split_once('=').map_or(flag, |(name, _)| name);
-            match name {
-                "subscribe-broadcast" => socket.subscribe = true,
-                "publish-broadcast" => socket.publish = true,
-                "echo" => socket.echo = true,
-                "subscribe-user" | "publish-user" | "subscribe-group" | "publish-group"
-                | "subscribe-session" | "publish-session" => {
-                    return Err(format!(
-                        "{name} needs the caller's Django identity, which heartwire does not have; use the broadcast flags"
-                    ));
-                }
-                // Unknown flags are ignored, as django-websocket-redis does.
-                _ => {}
+            if name == "echo" {
+                socket.echo = true;
+            } else if let Some(audience) = name.strip_prefix("subscribe-") {
+                socket.subscribe.set(audience);
+            } else if let Some(audience) = name.strip_prefix("publish-") {
+                socket.publish.set(audience);
             }
+            // Unknown flags are ignored, as django-websocket-redis does.
         }
         Ok(socket)
+    }
+
+    /// The channels of `audiences` that this connection may use for `action`.
+    fn permitted(&self, audiences: Audiences, action: Action, context: &Context) -> Vec<String> {
+        let mut channels = audiences.channels(&self.facility, context.identity.as_deref());
+        channels.retain(|channel| match context.permit(action, channel) {
+            Ok(()) => true,
+            Err(refusal) => {
+                let connection = context.mailbox.id();
+                tracing::debug!(
+                    connection,
+                    reason = refusal.reason,
+                    "ws4redis flag left out"
+                );
+                false
+            }
+        });
+        channels
     }
 }
 
@@ -67,22 +156,30 @@ impl Endpoint for Ws4Redis {
     const SENDS_HEARTBEAT_TEXT: bool = true;
 
     fn on_open(&mut self, context: &mut Context) {
-        if self.subscribe {
+        let subscribed = self.permitted(self.subscribe, Action::Subscribe, context);
+        self.publishing = self
+            .permitted(self.publish, Action::Publish, context)
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        self.subscribed = subscribed.into_iter().map(Arc::from).collect();
+        for channel in &self.subscribed {
             context.server.broker.subscribe(SubscribeRequest {
-                channel: self.channel.clone(),
+                channel: channel.clone(),
                 subscriber: context.mailbox.clone(),
-                with_retained: true,
+                with_retained: context.permit(Action::History, channel).is_ok(),
                 since: None,
-                presence: context.server.config.has_presence(&self.channel),
+                presence: context.server.config.has_presence(channel),
+                user: context.user(),
             });
         }
     }
 
     fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
-        // Without publish-broadcast the text goes nowhere, as in django-websocket-redis.
-        if self.publish {
+        // Without a publish flag the text goes nowhere, as in django-websocket-redis.
+        for channel in &self.publishing {
             context.server.broker.publish(PublishRequest {
-                channel: self.channel.clone(),
+                channel: channel.clone(),
                 payload: Payload::Text(text.as_str().into()),
                 retain: true,
                 origin: Some(context.mailbox.clone()),
@@ -93,7 +190,7 @@ impl Endpoint for Ws4Redis {
 
     fn on_binary(&mut self, _data: Bytes, _context: &mut Context) {}
 
-    fn on_outbound(&mut self, item: Outbound, context: &Context) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
         match item {
             Outbound::Message(message)
                 if self.echo || message.origin != Some(context.mailbox.id()) =>
@@ -105,11 +202,11 @@ impl Endpoint for Ws4Redis {
     }
 
     fn on_close(&mut self, context: &mut Context) {
-        if self.subscribe {
+        for channel in &self.subscribed {
             context
                 .server
                 .broker
-                .unsubscribe(&self.channel, context.mailbox.id());
+                .unsubscribe(channel, context.mailbox.id());
         }
     }
 }
@@ -118,23 +215,72 @@ impl Endpoint for Ws4Redis {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_the_query_flags() {
-        let socket =
-            Ws4Redis::from_request("chat", Some("subscribe-broadcast&publish-broadcast&echo"))
-                .unwrap();
-        assert_eq!(&*socket.channel, "broadcast:chat");
-        assert!(socket.subscribe && socket.publish && socket.echo);
-        let quiet = Ws4Redis::from_request("chat", Some("subscribe-broadcast")).unwrap();
-        assert!(quiet.subscribe && !quiet.publish && !quiet.echo);
-        let none = Ws4Redis::from_request("chat", None).unwrap();
-        assert!(!none.subscribe && !none.publish);
+    fn everything() -> Audiences {
+        Audiences {
+            broadcast: true,
+            user: true,
+            group: true,
+            session: true,
+        }
     }
 
     #[test]
-    fn refuses_identity_facilities_and_bad_names() {
-        let err = Ws4Redis::from_request("chat", Some("subscribe-user")).unwrap_err();
-        assert!(err.contains("Django identity"), "{err}");
-        assert!(Ws4Redis::from_request("a b", None).is_err());
+    fn reads_the_query_flags() {
+        let socket = Ws4Redis::from_request(
+            "chat",
+            Some("subscribe-broadcast&publish-broadcast&subscribe-user&publish-group&echo"),
+        )
+        .unwrap();
+        assert_eq!(&*socket.facility, "chat");
+        assert!(socket.subscribe.broadcast && socket.subscribe.user && !socket.subscribe.group);
+        assert!(socket.publish.broadcast && socket.publish.group && !socket.publish.user);
+        assert!(socket.echo);
+        let quiet =
+            Ws4Redis::from_request("chat", Some("subscribe-session&x=1&publish-all")).unwrap();
+        assert!(quiet.subscribe.session && !quiet.echo);
+        assert_eq!(quiet.publish, Audiences::default());
+        let none = Ws4Redis::from_request("chat", None).unwrap();
+        assert_eq!(none.subscribe, Audiences::default());
+    }
+
+    #[test]
+    fn refuses_bad_facility_names() {
+        let err = Ws4Redis::from_request("a b", None).unwrap_err();
+        assert!(err.contains("invalid facility"), "{err}");
+    }
+
+    #[test]
+    fn audiences_name_the_channels_of_the_identity() {
+        let ada = Identity {
+            user: "ada".into(),
+            groups: vec!["staff".into(), "ops".into()],
+            session_key: Some("k1".into()),
+            expires_at: None,
+            channels: Vec::new(),
+        };
+        assert_eq!(
+            everything().channels("chat", Some(&ada)),
+            [
+                "broadcast:chat",
+                "user:ada:chat",
+                "group:staff:chat",
+                "group:ops:chat",
+                "session:k1:chat"
+            ]
+        );
+        // Anonymous: the broadcast only.
+        assert_eq!(everything().channels("chat", None), ["broadcast:chat"]);
+        // A name that would spell another's channel has none.
+        let odd = Identity {
+            user: "a:b".into(),
+            groups: Vec::new(),
+            session_key: None,
+            ..ada
+        };
+        let user_only = Audiences {
+            user: true,
+            ..Audiences::default()
+        };
+        assert!(user_only.channels("chat", Some(&odd)).is_empty());
     }
 }

@@ -7,15 +7,18 @@
 //! also what tells the connection to stop queueing more.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -127,6 +130,39 @@ impl Socket {
             .format(payload.len() as u64, &mut self.unsent)
             .expect("writing to a vector cannot fail");
         self.unsent.extend_from_slice(payload);
+    }
+
+    /// Sends a close frame with `code` and `reason` as the only frame, then waits up
+    /// to `timeout` for the peer's close (or the end of the stream), dropping
+    /// whatever else it sends. The socket closes when this returns.
+    pub(crate) async fn close_at_once(mut self, code: u16, reason: &str, timeout: Duration) {
+        self.queue(&Message::Close(Some(CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        })));
+        let handshake = async {
+            if poll_fn(|cx| self.poll_write(cx)).await.is_err() {
+                return;
+            }
+            loop {
+                let mut answered = false;
+                let read = poll_fn(|cx| {
+                    self.poll_read(cx, &mut |message| {
+                        answered = matches!(message, Message::Close(_));
+                        if answered {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                })
+                .await;
+                if answered || !matches!(read, Ok(true)) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, handshake).await;
     }
 
     /// Hands queued frames to the kernel until it takes them all (`Ready(Ok)`) or

@@ -31,7 +31,7 @@ use super::local_channel::LocalChannel;
 use super::names::{ChannelNames, Naming, is_ws4redis};
 use super::replies::Snapshot;
 use crate::id::ConnectionId;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Member};
 
 /// A resync to run: the channel, the resync's number, and the position this node
 /// delivered up to.
@@ -163,17 +163,19 @@ impl Channels {
             .is_some_and(|local| local.is_joining(subscriber))
     }
 
-    /// Ends a join with the snapshot read after the Redis subscription was in place.
-    /// Returns whether the subscriber is now a member to announce.
+    /// Ends a join of `mailbox` (of `user`) with the snapshot read after the Redis
+    /// subscription was in place. Returns the member to announce, when the
+    /// subscriber is now a new one.
     pub(super) fn finish_join(
         &mut self,
         channel: &Arc<str>,
         mailbox: &Arc<Mailbox>,
+        user: Option<Arc<str>>,
         snapshot: Snapshot,
-    ) -> bool {
+    ) -> Option<Member> {
         self.by_name
-            .get_mut(channel)
-            .is_some_and(|local| local.finish_join(channel, mailbox, snapshot))
+            .get_mut(channel)?
+            .finish_join(channel, mailbox, user, snapshot)
     }
 
     /// Whether `subscriber` is a member of `channel` on this node.
@@ -184,7 +186,7 @@ impl Channels {
     }
 
     /// The channels with tracked members here, with this node's members of each.
-    pub(super) fn memberships(&self) -> Vec<(Arc<str>, Vec<ConnectionId>)> {
+    pub(super) fn memberships(&self) -> Vec<(Arc<str>, Vec<Member>)> {
         self.by_name
             .iter()
             .filter(|(_, local)| local.tracks_presence())
@@ -384,7 +386,7 @@ mod tests {
     fn joined(channels: &mut Channels, id: ConnectionId, snapshot: Snapshot) -> Arc<Mailbox> {
         let mailbox = Arc::new(Mailbox::new(id, 64));
         channels.join(&channel(), id, false);
-        channels.finish_join(&channel(), &mailbox, snapshot);
+        channels.finish_join(&channel(), &mailbox, None, snapshot);
         mailbox
     }
 
@@ -403,7 +405,12 @@ mod tests {
         // Live messages arrive while the snapshot is read; 3 was already in it.
         channels.on_pubsub(LIVE, envelope(3, "e", false, "three"));
         channels.on_pubsub(LIVE, envelope(4, "e", false, "four"));
-        channels.finish_join(&channel(), &mailbox, snapshot("e", 3, Some(true), &[2, 3]));
+        channels.finish_join(
+            &channel(),
+            &mailbox,
+            None,
+            snapshot("e", 3, Some(true), &[2, 3]),
+        );
         channels.on_pubsub(LIVE, envelope(5, "e", false, "five"));
         assert_eq!(
             drain(&mailbox),
@@ -581,7 +588,7 @@ mod tests {
         assert_eq!(again.resume_from.map(|position| position.seq), Some(1));
         // 2 comes live before the snapshot (which holds it), 3 after.
         channels.on_pubsub(LIVE, envelope(2, "e", false, "2"));
-        channels.finish_join(&channel(), &mailbox, snapshot("e", 2, None, &[2]));
+        channels.finish_join(&channel(), &mailbox, None, snapshot("e", 2, None, &[2]));
         channels.on_pubsub(LIVE, envelope(3, "e", false, "3"));
         assert_eq!(
             drain(&mailbox),

@@ -14,7 +14,7 @@ use super::scripts::{
 };
 use crate::broker::contract::PublishRequest;
 use crate::config::Retention;
-use crate::id::ConnectionId;
+use crate::mailbox::Member;
 use crate::publication::Payload;
 
 /// How long a node's members stay without a sign of life from it.
@@ -200,21 +200,23 @@ pub(super) fn touch(names: &ChannelNames, retention: &Retention) -> ScriptCall<'
         .number(history_ttl_ms(retention))
 }
 
-/// Adds `session`, of `node`, to the members of the channel named by `names`.
-pub(super) fn add_member(
+/// Adds `member`, of `node`, to the members of the channel named by `names`.
+pub(super) fn add_member<'a>(
     names: &ChannelNames,
-    session: ConnectionId,
+    member: &'a Member,
     node: &NodeNames,
     retention: &Retention,
     cluster: bool,
-) -> ScriptCall<'static> {
+) -> ScriptCall<'a> {
     ScriptCall::new(&ADD_MEMBER)
         .key(&names.members)
         .key(&names.presence)
-        .arg(session_name(session))
+        .key(&names.users)
+        .arg(session_name(member.session))
         .arg(node.id.clone())
         .number(history_ttl_ms(retention))
         .arg(publish_command(cluster))
+        .arg(member.user.as_deref().unwrap_or(""))
 }
 
 /// Removes `session` from the members of the channel named by `names`.
@@ -226,14 +228,16 @@ pub(super) fn remove_member(
     ScriptCall::new(&REMOVE_MEMBER)
         .key(&names.members)
         .key(&names.presence)
+        .key(&names.users)
         .arg(session.to_owned())
         .arg(publish_command(cluster))
 }
 
-/// The members of the channel named by `names`, each with its node.
+/// The members of the channel named by `names`, each with its node and user.
 pub(super) fn members(names: &ChannelNames, retention: &Retention) -> ScriptCall<'static> {
     ScriptCall::new(&MEMBERS)
         .key(&names.members)
+        .key(&names.users)
         .number(history_ttl_ms(retention))
 }
 
@@ -412,20 +416,42 @@ mod tests {
     }
 
     #[test]
-    fn members_are_named_by_their_session_and_node() {
+    fn members_are_named_by_their_session_node_and_user() {
         let names = ChannelNames::new("", "room:1", false);
         let node = NodeNames::new("", "0123456789abcdef".into());
-        let add = add_member(&names, 0xa1, &node, &retention(), false);
-        assert_eq!(add.keys, ["hw:room:1#members", "hw:room:1#presence"]);
+        let anonymous = Member {
+            session: 0xa1,
+            user: None,
+        };
+        let add = add_member(&names, &anonymous, &node, &retention(), false);
+        assert_eq!(
+            add.keys,
+            ["hw:room:1#members", "hw:room:1#presence", "hw:room:1#users"]
+        );
         assert_eq!(
             args(&add),
-            ["00000000000000a1", "0123456789abcdef", "1000", "PUBLISH"]
+            [
+                "00000000000000a1",
+                "0123456789abcdef",
+                "1000",
+                "PUBLISH",
+                ""
+            ]
         );
+        let ada = Member {
+            session: 0xa1,
+            user: Some(Arc::from("ada lovelace")),
+        };
         assert_eq!(
-            args(&remove_member(&names, "00000000000000a1", true)),
-            ["00000000000000a1", "SPUBLISH"]
+            args(&add_member(&names, &ada, &node, &retention(), true))[3..],
+            ["SPUBLISH", "ada lovelace"]
         );
-        assert_eq!(args(&members(&names, &retention())), ["1000"]);
+        let remove = remove_member(&names, "00000000000000a1", true);
+        assert_eq!(remove.keys, add.keys);
+        assert_eq!(args(&remove), ["00000000000000a1", "SPUBLISH"]);
+        let read = members(&names, &retention());
+        assert_eq!(read.keys, ["hw:room:1#members", "hw:room:1#users"]);
+        assert_eq!(args(&read), ["1000"]);
         let refresh: Vec<Vec<u8>> = refresh_node(&node)
             .args_iter()
             .map(|arg| match arg {

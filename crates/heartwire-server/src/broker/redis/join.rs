@@ -21,6 +21,7 @@ pub(super) async fn join(shared: Arc<Shared>, request: SubscribeRequest, joining
         with_retained,
         since,
         presence: _,
+        user,
     } = request;
     while shared.channels().is_joining(&channel, mailbox.id()) {
         if subscribe(&shared, &channel).await == Placed::Gone {
@@ -33,9 +34,11 @@ pub(super) async fn join(shared: Arc<Shared>, request: SubscribeRequest, joining
                     // The position was this node's, not asked by the client.
                     snapshot.recovered = None;
                 }
-                let member = shared.channels().finish_join(&channel, &mailbox, snapshot);
-                if member {
-                    announce_member(&shared, &channel, mailbox.id()).await;
+                let member = shared
+                    .channels()
+                    .finish_join(&channel, &mailbox, user, snapshot);
+                if let Some(member) = member {
+                    announce_member(&shared, &channel, &member).await;
                 }
                 return;
             }

@@ -3,7 +3,7 @@
 //! and how each message reaches them under the ordering rules of
 //! [`channels`](super::channels).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
@@ -12,7 +12,7 @@ use super::links::LinkKey;
 use super::names::ChannelNames;
 use super::replies::{Envelope, PresenceEvent, Snapshot};
 use crate::id::ConnectionId;
-use crate::mailbox::{Mailbox, Outbound};
+use crate::mailbox::{Mailbox, Member, Outbound};
 use crate::publication::{Payload, Publication};
 
 /// A live message with the epoch it was published in (none for a raw one).
@@ -44,8 +44,8 @@ pub(super) struct LocalChannel {
     twins: u32,
     /// Whether the channel's members are tracked.
     presence: bool,
-    /// This node's members of the channel.
-    members: HashSet<ConnectionId>,
+    /// This node's members of the channel, with their users.
+    members: HashMap<ConnectionId, Option<Arc<str>>>,
 }
 
 impl LocalChannel {
@@ -62,7 +62,7 @@ impl LocalChannel {
             link: None,
             twins: 0,
             presence,
-            members: HashSet::new(),
+            members: HashMap::new(),
         }
     }
 
@@ -112,25 +112,31 @@ impl LocalChannel {
 
     /// Whether `subscriber` is a member on this node.
     pub(super) fn is_member(&self, subscriber: ConnectionId) -> bool {
-        self.members.contains(&subscriber)
+        self.members.contains_key(&subscriber)
     }
 
     /// This node's members of the channel.
-    pub(super) fn members(&self) -> Vec<ConnectionId> {
-        self.members.iter().copied().collect()
+    pub(super) fn members(&self) -> Vec<Member> {
+        self.members
+            .iter()
+            .map(|(session, user)| Member {
+                session: *session,
+                user: user.clone(),
+            })
+            .collect()
     }
 
-    /// Ends the join of `mailbox` with the snapshot read after the Redis subscription
-    /// was in place. Returns whether the subscriber is now a member to announce.
+    /// Ends the join of `mailbox` (of `user`) with the snapshot read after the Redis
+    /// subscription was in place. Returns the member to announce, when the
+    /// subscriber is now a new one.
     pub(super) fn finish_join(
         &mut self,
         channel: &Arc<str>,
         mailbox: &Arc<Mailbox>,
+        user: Option<Arc<str>>,
         snapshot: Snapshot,
-    ) -> bool {
-        let Some(buffered) = self.joining.remove(&mailbox.id()) else {
-            return false;
-        };
+    ) -> Option<Member> {
+        let buffered = self.joining.remove(&mailbox.id())?;
         let Snapshot {
             epoch,
             seq,
@@ -179,16 +185,22 @@ impl LocalChannel {
                 after,
             };
             self.live.insert(mailbox.id(), subscriber);
-            return self.presence && self.members.insert(mailbox.id());
+            if self.presence && !self.members.contains_key(&mailbox.id()) {
+                self.members.insert(mailbox.id(), user.clone());
+                return Some(Member {
+                    session: mailbox.id(),
+                    user,
+                });
+            }
         }
-        false
+        None
     }
 
     /// Removes `subscriber`; returns whether it was a member.
     pub(super) fn leave(&mut self, subscriber: ConnectionId) -> bool {
         self.live.remove(&subscriber);
         self.joining.remove(&subscriber);
-        self.members.remove(&subscriber)
+        self.members.remove(&subscriber).is_some()
     }
 
     /// Starts a resync: live messages wait in the backlog until it is done. After
@@ -371,10 +383,10 @@ impl LocalChannel {
 
     fn announce(&self, channel: &Arc<str>, event: PresenceEvent) {
         for (id, subscriber) in &self.live {
-            if *id != event.session {
+            if *id != event.member.session {
                 subscriber.mailbox.deliver(Outbound::PresenceChange {
                     channel: channel.clone(),
-                    session: event.session,
+                    member: event.member.clone(),
                     joined: event.joined,
                 });
             }

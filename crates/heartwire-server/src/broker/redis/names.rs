@@ -3,24 +3,29 @@
 //! The raw channel follows django-websocket-redis: a heartwire channel `broadcast:chat`
 //! (the facility `chat` of `/ws/chat`) is the Redis channel and key
 //! `{prefix}broadcast:chat`, where the prefix is `WS4REDIS_PREFIX + ":"` when one is
-//! set, else empty. Raw text is published there, and its last value is kept there
-//! with `SETEX`, so Django's publisher and subscribers interoperate unchanged. These
-//! names are Django's and never change, in any topology.
+//! set, else empty; so are the identity audiences `user:{name}:chat`,
+//! `group:{name}:chat` and `session:{key}:chat`. Raw text is published there, and
+//! its last value is kept there with `SETEX`, so Django's publisher and subscribers
+//! interoperate unchanged. These names are Django's and never change, in any
+//! topology.
 //!
 //! heartwire's own keys carry a `#`, which no channel name may contain, so they can
 //! never collide with a channel: `{prefix}hw:{channel}#seq`, `#epoch`, `#stream`,
-//! `#id:{publish id}`, `#members`, and the pub/sub channel `#live` that carries
+//! `#id:{publish id}`, `#members`, `#users`, and the pub/sub channel `#live` that carries
 //! sequenced envelopes between nodes and `#presence` that carries join and leave
 //! events. Each node proves it is alive with the key `{prefix}hw#node:{node}`.
 //!
 //! In a Redis Cluster the channel's part of those names is a hash tag,
 //! `{prefix}hw:{{channel}}#seq` (braces included), so every key and shard channel of
-//! one channel hashes to one slot and its scripts run on one node. Channel names
-//! cannot hold braces, so the tag is always the whole channel name. The raw ws4redis
-//! channel and key keep Django's names and hash to a slot of their own.
+//! one channel hashes to one slot and its scripts run on one node. The tag is the
+//! whole channel name: a brace in it (an identity channel's user or group name may
+//! hold one; other channel names cannot) is written `#(` or `#)`, since Redis would
+//! end the tag at the first `}`. No channel name holds a `#`, so two channels never
+//! share a tag. The raw ws4redis channel and key keep Django's names and hash to a
+//! slot of their own.
 
-/// The prefix of ws4redis facilities among channel names.
-const BROADCAST: &str = "broadcast:";
+/// The prefixes of ws4redis audiences among channel names.
+const WS4REDIS_AUDIENCES: [&str; 4] = ["broadcast:", "user:", "group:", "session:"];
 
 /// How names are made: the ws4redis prefix, and whether heartwire's own names carry
 /// a hash tag (Redis Cluster).
@@ -71,9 +76,13 @@ pub(super) struct ChannelNames {
     pub(super) epoch: String,
     /// The stream of recent messages, entry id `0-{seq}`.
     pub(super) stream: String,
-    /// The hash of members: session → node.
+    /// The hash of members: session → node, then a space and the user when it has
+    /// one.
     pub(super) members: String,
-    /// The pub/sub channel of join (`j {session}`) and leave (`l {session}`) events.
+    /// The hash of users: user → how many of the members it is.
+    pub(super) users: String,
+    /// The pub/sub channel of join (`j {session}`, or `j {session} {user}`) and
+    /// leave (`l …`) events.
     pub(super) presence: String,
     /// What every publish id key starts with.
     id_prefix: String,
@@ -85,7 +94,8 @@ impl ChannelNames {
     pub(super) fn new(prefix: &str, channel: &str, tagged: bool) -> Self {
         let prefix = redis_prefix(prefix);
         let own = if tagged {
-            format!("{prefix}hw:{{{channel}}}#")
+            let tag = channel.replace('{', "#(").replace('}', "#)");
+            format!("{prefix}hw:{{{tag}}}#")
         } else {
             format!("{prefix}hw:{channel}#")
         };
@@ -96,6 +106,7 @@ impl ChannelNames {
             epoch: format!("{own}epoch"),
             stream: format!("{own}stream"),
             members: format!("{own}members"),
+            users: format!("{own}users"),
             presence: format!("{own}presence"),
             id_prefix: format!("{own}id:"),
         }
@@ -147,7 +158,9 @@ impl NodeNames {
 
 /// Whether messages of `channel` are also published raw, for django-websocket-redis.
 pub(super) fn is_ws4redis(channel: &str) -> bool {
-    channel.starts_with(BROADCAST)
+    WS4REDIS_AUDIENCES
+        .iter()
+        .any(|audience| channel.starts_with(audience))
 }
 
 #[cfg(test)]
@@ -164,7 +177,18 @@ mod tests {
         assert_eq!(prefixed.raw, "ws4redis:broadcast:chat");
         assert_eq!(prefixed.seq, "ws4redis:hw:broadcast:chat#seq");
         assert_eq!(prefixed.publish_id("7"), "ws4redis:hw:broadcast:chat#id:7");
-        assert!(is_ws4redis("broadcast:chat"));
+        for audience in [
+            "broadcast:chat",
+            "user:ada:chat",
+            "group:staff:chat",
+            "session:k:chat",
+        ] {
+            assert!(is_ws4redis(audience), "{audience}");
+            assert_eq!(
+                ChannelNames::new("p", audience, false).raw,
+                format!("p:{audience}")
+            );
+        }
         assert!(!is_ws4redis("room:1"));
     }
 
@@ -177,6 +201,7 @@ mod tests {
             &names.epoch,
             &names.stream,
             &names.members,
+            &names.users,
             &names.presence,
         ] {
             assert!(own.starts_with("hw:room:1#"), "{own}");
@@ -200,11 +225,49 @@ mod tests {
             &names.epoch,
             &names.stream,
             &names.members,
+            &names.users,
             &names.presence,
             &names.publish_id("p-1"),
         ] {
             assert_eq!(Slot::for_key(own), slot, "{own}");
         }
         assert!(!names.raw.contains('{'), "Django's names carry no tag");
+    }
+
+    #[test]
+    fn in_a_cluster_a_user_or_group_name_with_braces_or_spaces_is_the_whole_tag() {
+        use redis::cluster_routing::Slot;
+        let naming = Naming::new("", true);
+        let channels = [
+            "user:{ada}:chat",
+            "user:}ada{:chat",
+            "user:a}b:chat",
+            "user:a}c:chat",
+            "group:Support Team:chat",
+            "group:{ops} {eu}:chat",
+        ];
+        let mut own_names = std::collections::HashSet::new();
+        for channel in channels {
+            let names = naming.channel(channel);
+            assert_eq!(names.raw, channel, "Django's name stays as it is");
+            // Redis hashes what lies between the first `{` and the next `}`: here the
+            // whole channel, its braces written `#(` and `#)`.
+            let tag = channel.replace('{', "#(").replace('}', "#)");
+            assert_eq!(names.seq, format!("hw:{{{tag}}}#seq"));
+            let slot = Slot::for_key(&tag);
+            for own in [
+                &names.live,
+                &names.seq,
+                &names.epoch,
+                &names.stream,
+                &names.members,
+                &names.users,
+                &names.presence,
+                &names.publish_id("p-1"),
+            ] {
+                assert_eq!(Slot::for_key(own), slot, "{own} of {channel}");
+                assert!(own_names.insert(own.clone()), "{own} is another's too");
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! An envelope (on `#live`) is `{seq} {epoch} {kind}{raw} {origin}\n{body}`: `kind`
 //! is `j` (JSON) or `t` (text), `raw` is `r` when the same message follows raw on
 //! the django-websocket-redis channel (else `-`), `origin` the publishing connection
-//! or `-`. A presence event (on `#presence`) is `j {session}` or `l {session}`.
+//! or `-`. A presence event (on `#presence`) is `j {session}` or `l {session}` for an
+//! anonymous member, `j {session} {user}` or `l {session} {user}` for a user's first
+//! and last.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use heartwire_core::protocol::parse_session_name;
 use serde_json::value::RawValue;
 
 use crate::id::ConnectionId;
+use crate::mailbox::Member;
 use crate::publication::{Payload, Publication};
 
 /// A script's answer about a channel, or the stamp that stopped it: the channel's
@@ -121,10 +124,38 @@ impl Snapshot {
     }
 }
 
-/// The members script's reply: each session with its node.
-pub(super) fn member_pairs(reply: Vec<String>) -> Vec<(String, String)> {
+/// One member as the members script gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MemberEntry {
+    /// The session, as Redis holds it (what removing it takes).
+    pub(super) session: String,
+    /// The node it is connected to.
+    pub(super) node: String,
+    /// Its user; `None` when anonymous.
+    pub(super) user: Option<Arc<str>>,
+}
+
+/// The members script's reply: each session with its value, the node then a space
+/// and the user when it has one (a node id holds no space; a user name may).
+pub(super) fn member_entries(reply: Vec<String>) -> Vec<MemberEntry> {
     let mut fields = reply.into_iter();
-    std::iter::from_fn(|| Some((fields.next()?, fields.next()?))).collect()
+    std::iter::from_fn(|| {
+        let session = fields.next()?;
+        let value = fields.next()?;
+        Some(match value.split_once(' ') {
+            Some((node, user)) => MemberEntry {
+                session,
+                node: node.to_owned(),
+                user: Some(Arc::from(user)),
+            },
+            None => MemberEntry {
+                session,
+                node: value,
+                user: None,
+            },
+        })
+    })
+    .collect()
 }
 
 /// The header of a sequenced message between nodes. See the [module docs](self).
@@ -177,25 +208,32 @@ impl Envelope {
 }
 
 /// A join or leave announced on a channel's `#presence`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PresenceEvent {
-    /// The session.
-    pub(super) session: ConnectionId,
+    /// The member.
+    pub(super) member: Member,
     /// Whether it joined (else it left).
     pub(super) joined: bool,
 }
 
 impl PresenceEvent {
-    /// Reads `j {session}` or `l {session}`.
+    /// Reads `j {session}`, `l {session}`, `j {session} {user}` or `l {session} {user}`.
     pub(super) fn parse(text: &str) -> Option<Self> {
-        let (kind, session) = text.split_once(' ')?;
+        let (kind, rest) = text.split_once(' ')?;
         let joined = match kind {
             "j" => true,
             "l" => false,
             _ => return None,
         };
+        let (session, user) = match rest.split_once(' ') {
+            Some((session, user)) => (session, Some(Arc::from(user))),
+            None => (rest, None),
+        };
         let session = parse_session_name(session)?;
-        Some(Self { session, joined })
+        Some(Self {
+            member: Member { session, user },
+            joined,
+        })
     }
 }
 
@@ -284,20 +322,29 @@ mod tests {
             Published::parse(&stale),
             Some(Checked::Stale("ab12".into()))
         );
-        assert_eq!(
-            member_pairs(["s1", "n1", "s2", "n2"].map(String::from).to_vec()),
-            [("s1".into(), "n1".into()), ("s2".into(), "n2".into())]
-        );
     }
 
     #[test]
-    fn events_name_the_session() {
+    fn events_name_the_session_and_the_user() {
         let session = session_name(0xa1);
         assert_eq!(
             PresenceEvent::parse(&format!("j {session}")),
             Some(PresenceEvent {
-                session: 0xa1,
+                member: Member {
+                    session: 0xa1,
+                    user: None
+                },
                 joined: true
+            })
+        );
+        assert_eq!(
+            PresenceEvent::parse(&format!("l {session} ada lovelace")),
+            Some(PresenceEvent {
+                member: Member {
+                    session: 0xa1,
+                    user: Some(Arc::from("ada lovelace"))
+                },
+                joined: false
             })
         );
         assert_eq!(
@@ -306,5 +353,31 @@ mod tests {
         );
         assert!(PresenceEvent::parse("x 1").is_none());
         assert!(PresenceEvent::parse("j not-hex").is_none());
+        assert!(PresenceEvent::parse("j not-hex ada").is_none());
+    }
+
+    #[test]
+    fn members_come_with_their_node_and_user() {
+        let reply = ["s1", "n1", "s2", "n2 ada lovelace", "s3", "n1 {ops}"];
+        assert_eq!(
+            member_entries(reply.map(String::from).to_vec()),
+            [
+                MemberEntry {
+                    session: "s1".into(),
+                    node: "n1".into(),
+                    user: None
+                },
+                MemberEntry {
+                    session: "s2".into(),
+                    node: "n2".into(),
+                    user: Some(Arc::from("ada lovelace"))
+                },
+                MemberEntry {
+                    session: "s3".into(),
+                    node: "n1".into(),
+                    user: Some(Arc::from("{ops}"))
+                },
+            ]
+        );
     }
 }

@@ -11,7 +11,8 @@
 //! reads a channel's epoch, latest `seq`, the messages after a position and the
 //! retained ws4redis value, also in one step. [`TOUCH`] keeps a channel's history
 //! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`MEMBERS`] keep a channel's members
-//! and announce their joins and leaves (see [`presence`](super::presence)).
+//! and the count of each user's, and announce their joins and leaves (see
+//! [`presence`](super::presence)).
 //!
 //! **Epochs and fail-overs.** Redis replicates asynchronously: a replica promoted to
 //! master may lack the last messages of a channel and count its `seq` again from
@@ -208,40 +209,72 @@ return 0
     )
 });
 
-/// Adds a member. KEYS: members, presence channel. ARGV: session, node, members
-/// ttl in ms, the publish command. Adds the member, and announces it
-/// (`j {session}`) when it is new.
+/// Adds a member. KEYS: members, presence channel, users. ARGV: session, node,
+/// members ttl in ms, the publish command, user (empty: anonymous). Adds the member
+/// (its value in `#members` is the node, then a space and the user when it has
+/// one). A new anonymous member is announced (`j {session}`); a new user's member
+/// is counted in `#users`, and announced (`j {session} {user}`) when it is the
+/// user's first.
 pub(super) static ADD_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if added == 1 then redis.call(ARGV[4], KEYS[2], 'j ' .. ARGV[1]) end
+local session, node, ttl, publish, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local value = node
+if user ~= '' then value = node .. ' ' .. user end
+local added = redis.call('HSET', KEYS[1], session, value)
+redis.call('PEXPIRE', KEYS[1], ttl)
+if added == 1 then
+    if user == '' then
+        redis.call(publish, KEYS[2], 'j ' .. session)
+    elseif redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
+        redis.call(publish, KEYS[2], 'j ' .. session .. ' ' .. user)
+    end
+end
+redis.call('PEXPIRE', KEYS[3], ttl)
 return added
 "#,
     )
 });
 
-/// Removes a member. KEYS: members, presence channel. ARGV: session, the publish
-/// command. Announces the leave (`l {session}`) when it was there.
+/// Removes a member. KEYS: members, presence channel, users. ARGV: session, the
+/// publish command. When it was there, an anonymous member's leave is announced
+/// (`l {session}`); a user's member is counted down in `#users`, and its leave
+/// announced (`l {session} {user}`) when it was the user's last. Both the node's
+/// own removals and its sweeps of dead nodes' members go through here.
 pub(super) static REMOVE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local removed = redis.call('HDEL', KEYS[1], ARGV[1])
-if removed == 1 then redis.call(ARGV[2], KEYS[2], 'l ' .. ARGV[1]) end
-return removed
+local session, publish = ARGV[1], ARGV[2]
+local value = redis.call('HGET', KEYS[1], session)
+if not value then return 0 end
+redis.call('HDEL', KEYS[1], session)
+local space = string.find(value, ' ', 1, true)
+if not space then
+    redis.call(publish, KEYS[2], 'l ' .. session)
+    return 1
+end
+local user = string.sub(value, space + 1)
+if redis.call('HINCRBY', KEYS[3], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[3], user)
+    redis.call(publish, KEYS[2], 'l ' .. session .. ' ' .. user)
+end
+return 1
 "#,
     )
 });
 
-/// Reads the members. KEYS: members. ARGV: members ttl in ms. Returns session,
-/// node, session, node…; the node then removes the members of dead nodes with
+/// Reads the members. KEYS: members, users. ARGV: members ttl in ms. Returns
+/// session, value, session, value… where a value is the node, then a space and the
+/// user when it has one; the node then removes the members of dead nodes with
 /// [`REMOVE_MEMBER`] (node liveness keys live elsewhere in a cluster).
 pub(super) static MEMBERS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local all = redis.call('HGETALL', KEYS[1])
-if #all > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if #all > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
 return all
 "#,
     )

@@ -4,7 +4,8 @@
 //! - Several independent servers (`--redis URL,URL,…`): each channel on one of them,
 //!   chosen by a jump consistent hash of its name, so adding a server moves only the
 //!   channels that go to the new one. django-websocket-redis facilities
-//!   (`broadcast:*`) stay on the first server, the one a Django app publishes to.
+//!   (`broadcast:*`) and identity audiences (`user:*`, `group:*`, `session:*`) stay
+//!   on the first server, the one a Django app publishes to.
 //! - A Redis Cluster (`--redis-cluster URL,…`, seed nodes): the library's cluster
 //!   client routes each command by its key's slot; see [`names`](super::names) for the
 //!   hash tags.
@@ -198,7 +199,9 @@ mod tests {
 
     #[test]
     fn facilities_stay_on_the_first_server() {
-        assert!((0..100).all(|n| shard_of(&format!("broadcast:f{n}"), 5) == 0));
+        for audience in ["broadcast", "user:ada lovelace", "group:{ops}", "session:k"] {
+            assert!((0..100).all(|n| shard_of(&format!("{audience}:f{n}"), 5) == 0));
+        }
         assert_eq!(shard_of("room:1", 1), 0);
     }
 
