@@ -73,7 +73,11 @@ pub(crate) async fn open(
         } else {
             "server at max-connections; retry later"
         };
-        return refused(StatusCode::SERVICE_UNAVAILABLE, reason, Some(RETRY_AFTER_SECS));
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+            Some(RETRY_AFTER_SECS),
+        );
     };
     let now = SystemTime::now();
     let identity = match server.auth.identify(caller, now).await {
@@ -135,12 +139,7 @@ fn subscribe(
     let user = identity.map(|identity| Arc::from(identity.user.as_str()));
     for (index, channel) in request.channels.iter().enumerate() {
         let since = resume.get(index).map(|since| {
-            match permissions::check(
-                &server.config.channels,
-                identity,
-                Action::History,
-                channel,
-            ) {
+            match permissions::check(&server.config.channels, identity, Action::History, channel) {
                 Ok(()) => since.clone(),
                 Err(_) => SubscribeRequest::unreplayable(),
             }

@@ -98,7 +98,11 @@ mod tests {
         let cases = [
             (None, None, "no channel"),
             (Some("token=x"), None, "no channel"),
-            (Some("channel=a&since=3"), None, "unknown query parameter \"since\""),
+            (
+                Some("channel=a&since=3"),
+                None,
+                "unknown query parameter \"since\"",
+            ),
             (Some("channel=a%20b"), None, "invalid channel name"),
             (Some("channel="), None, "invalid channel name"),
             (Some("channel=a&channel=a"), None, "given twice"),

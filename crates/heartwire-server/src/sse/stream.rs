@@ -99,7 +99,10 @@ impl EventStream {
                 );
                 let id = self.positions.encode();
                 event::event(out, None, &id, &message.native_frame());
-                let metrics = self.server.metrics.endpoint(crate::endpoint::EndpointKind::Sse);
+                let metrics = self
+                    .server
+                    .metrics
+                    .endpoint(crate::endpoint::EndpointKind::Sse);
                 metrics.messages_out.increment(1);
             }
             Outbound::Subscribed {
