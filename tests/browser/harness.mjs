@@ -48,13 +48,15 @@ export class HeartwireServer {
   #child = null;
   #log = '';
 
-  constructor(port) {
+  /** `args` are flags added to those of every test (`--redis URL`, say). */
+  constructor(port, args = []) {
     this.port = port;
     this.origin = `http://127.0.0.1:${port}`;
+    this.args = args;
   }
 
-  static async start() {
-    const server = new HeartwireServer(await freePort());
+  static async start(args = []) {
+    const server = new HeartwireServer(await freePort(), args);
     await server.start();
     return server;
   }
@@ -66,6 +68,7 @@ export class HeartwireServer {
       '--listen', `127.0.0.1:${this.port}`,
       '--ping-interval', `${PING_INTERVAL_MS}ms`,
       '--ping-timeout', `${PING_TIMEOUT_MS}ms`,
+      ...this.args,
     ];
     const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
@@ -88,6 +91,14 @@ export class HeartwireServer {
   async kill() {
     if (!this.#child || this.#child.exitCode !== null) return;
     this.#child.kill('SIGKILL');
+    await this.exited;
+    this.#child = null;
+  }
+
+  /** Stops the server as a deploy does (SIGTERM: it tells its clients, then exits). */
+  async stop() {
+    if (!this.#child || this.#child.exitCode !== null) return;
+    this.#child.kill('SIGTERM');
     await this.exited;
     this.#child = null;
   }
