@@ -1,6 +1,8 @@
 //! What a `GET /sse` asks for: its channels (the `channel` parameters of the query)
-//! and, when a browser reconnects, the positions of its `Last-Event-ID`. A bad
-//! request is refused with a sentence, before anything else is done.
+//! and, when a browser reconnects, the positions of its `Last-Event-ID` header (else
+//! of the `lastEventId` parameter, with which a page opens a new `EventSource` where
+//! an old one stopped). A bad request is refused with a sentence, before anything
+//! else is done.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use heartwire_core::protocol::validate_channel;
 use super::event_id::Positions;
 
 /// The query parameters `/sse` reads; any other is refused.
-const KNOWN_PARAMETERS: [&str; 2] = ["channel", "token"];
+const KNOWN_PARAMETERS: [&str; 3] = ["channel", "token", "lastEventId"];
 
 /// A valid request for a stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,21 +23,29 @@ pub(crate) struct StreamRequest {
 }
 
 impl StreamRequest {
-    /// Reads `query` and the `Last-Event-ID` header; at most `max_channels` channels.
+    /// Reads `query` and the `Last-Event-ID` header, which wins over the query's
+    /// `lastEventId` (a browser that reconnects sends its newer id in the header, to
+    /// the URL that holds the older one); at most `max_channels` channels.
     pub(crate) fn parse(
         query: Option<&str>,
         last_event_id: Option<&str>,
         max_channels: usize,
     ) -> Result<Self, String> {
         let mut channels: Vec<Arc<str>> = Vec::new();
+        let mut id_in_query = None;
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             if !KNOWN_PARAMETERS.contains(&name.as_ref()) {
                 return Err(format!(
-                    "unknown query parameter {name:?}: /sse takes channel (one per channel) and token"
+                    "unknown query parameter {name:?}: /sse takes channel (one per channel), token and lastEventId"
                 ));
             }
-            if name != "channel" {
-                continue;
+            match name.as_ref() {
+                "channel" => {}
+                "lastEventId" => {
+                    id_in_query = Some(value.into_owned());
+                    continue;
+                }
+                _ => continue,
             }
             validate_channel(&value).map_err(|err| err.to_string())?;
             if channels.iter().any(|held| **held == *value) {
@@ -53,6 +63,7 @@ impl StreamRequest {
             ));
         }
         let resume = last_event_id
+            .or(id_in_query.as_deref())
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .map(|id| Positions::parse(id, channels.len()))
@@ -91,6 +102,14 @@ mod tests {
         // An empty id is no id.
         let fresh = StreamRequest::parse(Some("channel=a"), Some(""), 8).unwrap();
         assert_eq!(fresh.resume, None);
+        // The query's id serves when there is no header, which wins over it.
+        let from_query = StreamRequest::parse(Some("channel=a&lastEventId=e1%3A4"), None, 8);
+        let header_wins =
+            StreamRequest::parse(Some("channel=a&lastEventId=e1%3A4"), Some("e1:9"), 8);
+        let seq = |request: Result<StreamRequest, String>| {
+            request.unwrap().resume.unwrap().get(0).unwrap().seq
+        };
+        assert_eq!((seq(from_query), seq(header_wins)), (4, 9));
     }
 
     #[test]
