@@ -319,6 +319,7 @@ async fn a_stream_ends_when_its_token_expires() {
     let events = client.rest().await;
     let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
     assert_eq!(kinds, ["subscribed", "expired"]);
+    assert!(!client.cut, "the stream ends with its last chunk");
     assert!(
         events[1].json()["reason"]
             .as_str()
@@ -396,8 +397,69 @@ async fn a_stream_has_retry_heartbeats_a_slot_and_a_clean_end_at_shutdown() {
     let after = rest[0].json()["after_ms"].as_u64().unwrap();
     assert!(after <= 1000, "{after}");
     assert_eq!(client.retry_ms, Some(400 + after));
+    assert!(!client.cut, "the stream ends with its last chunk");
     tokio::time::timeout(PATIENCE, stopping)
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_as_a_slow_consumer() {
+    const SLOW: &str = r#"heartwire_disconnects_total{reason="slow_consumer"}"#;
+    let config = ServerConfig {
+        limits: Limits {
+            outbound_queue: 4,
+            ..Limits::default()
+        },
+        // A close timeout of 500 ms: the watchdog's patience.
+        ..fast_config(5_000, 5_000)
+    };
+    let server = TestServer::start(config).await;
+    let (mut publisher, _) = connect_native(&server).await;
+    let mut reader = open(&server, "/sse?channel=flood", &[]).await;
+    assert_eq!(reader.next().await.unwrap().kind, "subscribed");
+    // From here the reader reads nothing: the socket buffers fill, then its mailbox.
+    let big = "x".repeat(256 * 1024);
+    let mut published = 0;
+    while server.metric(SLOW).await < 1.0 {
+        assert!(
+            published < 400,
+            "still not cut after {published} messages of 256 KiB"
+        );
+        for _ in 0..16 {
+            published += 1;
+            let frame = ClientFrame::Publish {
+                channel: "flood".into(),
+                data: json!(big),
+                id: Some(published.to_string()),
+            };
+            send(&mut publisher, &frame).await;
+            assert!(matches!(
+                next_frame(&mut publisher).await,
+                ServerFrame::Ack { .. }
+            ));
+        }
+    }
+    assert_eq!(
+        server
+            .metric(r#"heartwire_connections_open{endpoint="sse"}"#)
+            .await,
+        0.0
+    );
+    // Its connection is gone: reading what was buffered ends in the end of the socket.
+    let rest = tokio::time::timeout(PATIENCE, async {
+        let mut count = 0;
+        while reader.next().await.is_some() {
+            count += 1;
+        }
+        count
+    })
+    .await
+    .expect("the cut socket ends");
+    assert!(reader.cut, "the stream was cut, not ended");
+    assert!(
+        rest < published,
+        "{rest} of {published} delivered before the cut"
+    );
 }

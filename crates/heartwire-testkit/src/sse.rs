@@ -70,8 +70,10 @@ pub struct SseClient {
     reader: BufReader<TcpStream>,
     /// Decoded body bytes not yet parsed into lines.
     body: Vec<u8>,
-    /// Whether the last chunk (size 0) came.
+    /// Whether the body is over.
     ended: bool,
+    /// Whether the body ended without its last chunk (size 0): the connection was cut.
+    pub cut: bool,
     /// The response's headers, one per line.
     pub headers: String,
     /// The last `retry:` field seen, in milliseconds.
@@ -133,6 +135,7 @@ pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ope
         reader,
         body: Vec::new(),
         ended: false,
+        cut: false,
         headers,
         retry_ms: None,
         comments: 0,
@@ -220,11 +223,12 @@ impl SseClient {
     }
 
     /// Reads one chunk of the body into `body`; `false` at the last chunk or when the
-    /// server hung up.
+    /// connection ended without it (`cut`).
     async fn chunk(&mut self) -> bool {
         let mut size_line = String::new();
         if self.reader.read_line(&mut size_line).await.unwrap_or(0) == 0 {
             self.ended = true;
+            self.cut = true;
             return false;
         }
         let size = usize::from_str_radix(size_line.trim(), 16)
@@ -234,10 +238,11 @@ impl SseClient {
             return false;
         }
         let mut chunk = vec![0; size + 2];
-        self.reader
-            .read_exact(&mut chunk)
-            .await
-            .expect("a whole chunk");
+        if self.reader.read_exact(&mut chunk).await.is_err() {
+            self.ended = true;
+            self.cut = true;
+            return false;
+        }
         assert_eq!(&chunk[size..], b"\r\n", "a chunk ends with CRLF");
         chunk.truncate(size);
         self.body.extend_from_slice(&chunk);

@@ -16,17 +16,19 @@
 //! - at the end: `reconnect` at shutdown, `expired` when the token runs out.
 //!
 //! The stream takes a [`Slot`] like a WebSocket (`--max-connections`), its mailbox
-//! has the same bound (`--outbound-queue`), and `/metrics` counts it as
-//! `endpoint="sse"`.
+//! has the same bound (`--outbound-queue`; a client that does not read is cut,
+//! `watchdog`), and `/metrics` counts it as `endpoint="sse"`.
 
 mod event;
 mod event_id;
 mod request;
 mod stream;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
@@ -36,6 +38,7 @@ use rand::Rng;
 use crate::auth::{Caller, Identity, Refusal, expiry};
 use crate::broker::SubscribeRequest;
 use crate::endpoint::EndpointKind;
+use crate::listener::Cut;
 use crate::permissions::{self, Action};
 use crate::slot::Slot;
 use crate::state::ServerState;
@@ -53,6 +56,7 @@ const RETRY_AFTER_SECS: &str = "1";
 pub(crate) async fn open(
     State(server): State<Arc<ServerState>>,
     RawQuery(query): RawQuery,
+    Extension(cut): Extension<Cut>,
     headers: HeaderMap,
     caller: Caller,
 ) -> Response {
@@ -105,6 +109,7 @@ pub(crate) async fn open(
     let retry_ms = rand::rng().random_range(base..=base.saturating_mul(2));
     let body = EventStream::new(
         slot,
+        cut,
         mailbox,
         request.channels,
         positions,

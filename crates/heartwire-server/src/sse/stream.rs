@@ -4,8 +4,9 @@
 //!
 //! It is polled by the HTTP connection as it writes: each poll takes what the mailbox
 //! holds (a bounded batch) and hands it on as one chunk. A client that does not read
-//! is not polled, so its mailbox fills up to `--outbound-queue` and the stream ends
-//! as a slow consumer, exactly as a WebSocket would be closed.
+//! is not polled, so its mailbox fills up to `--outbound-queue`, its backlog is
+//! dropped as a WebSocket's would be, and the stream's watchdog cuts its connection
+//! (`watchdog`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,9 +20,12 @@ use futures_util::Stream;
 use heartwire_core::DisconnectReason;
 use heartwire_core::protocol::Position;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::DropGuard;
 
 use super::event::{self, HEARTBEAT};
 use super::event_id::Positions;
+use super::watchdog;
+use crate::listener::Cut;
 use crate::mailbox::{Mailbox, Outbound, Signal};
 use crate::slot::Slot;
 use crate::state::ServerState;
@@ -43,14 +47,18 @@ pub(crate) struct EventStream {
     expiry: Option<Pin<Box<Sleep>>>,
     /// Why the stream ended, once it did; its last chunk may still be on its way.
     ended: Option<DisconnectReason>,
+    /// Held for its `Drop`: the watchdog stops when the stream ends.
+    _watchdog: DropGuard,
     /// Held for its `Drop`: the stream counts against `--max-connections` while it lives.
     _slot: Slot,
 }
 
 impl EventStream {
-    /// A stream of `channels`, already subscribed through `mailbox`, from `positions`.
+    /// A stream of `channels`, already subscribed through `mailbox`, from `positions`,
+    /// on the connection that `cut` drops.
     pub(crate) fn new(
         slot: Slot,
+        cut: Cut,
         mailbox: Arc<Mailbox>,
         channels: Vec<Arc<str>>,
         positions: Positions,
@@ -61,7 +69,9 @@ impl EventStream {
         let mut greeting = String::new();
         event::retry(&mut greeting, retry_ms);
         let heartbeat_every = server.config.liveness.ping_interval;
+        let patience = server.config.liveness.close_timeout;
         Self {
+            _watchdog: watchdog::watch(mailbox.clone(), cut, patience),
             heartbeat: Box::pin(tokio::time::sleep(heartbeat_every)),
             expiry: expires_in.map(|left| Box::pin(tokio::time::sleep(left))),
             server,
@@ -222,10 +232,16 @@ impl Drop for EventStream {
         for channel in &self.channels {
             self.server.broker.unsubscribe(channel, self.mailbox.id());
         }
-        let reason = self.ended.take().unwrap_or(DisconnectReason::PeerClosed {
-            code: None,
-            reason: "the client closed the stream".into(),
-        });
+        // A stream that ended without its last poll was cut by its watchdog.
+        let reason = match (self.ended.take(), self.mailbox.signal()) {
+            (Some(reason), _) => reason,
+            (None, Some(Signal::SlowConsumer)) => DisconnectReason::SlowConsumer,
+            (None, Some(Signal::Shutdown { .. })) => DisconnectReason::ServerShutdown,
+            (None, None) => DisconnectReason::PeerClosed {
+                code: None,
+                reason: "the client closed the stream".into(),
+            },
+        };
         self.server.metrics.disconnected(&reason);
         tracing::debug!(connection = self.mailbox.id(), %reason, "event stream ended");
     }
