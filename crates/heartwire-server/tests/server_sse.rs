@@ -216,6 +216,9 @@ async fn a_position_history_no_longer_covers_gets_a_gap_event() {
     }
 }
 
+/// A request (path and headers), and the status and words of its refusal.
+type Refused<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 #[tokio::test]
 async fn refusals_are_http_statuses_with_a_sentence() {
     let kit = TokenKit::new().await;
@@ -252,7 +255,7 @@ async fn refusals_are_http_statuses_with_a_sentence() {
         )
         .await;
     let with = |query: &str| format!("/sse?{query}&token={ada}");
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<Refused<'_>> = vec![
         ("/sse?token=x".into(), vec![], 400, "no channel"),
         (
             with("channel=a&since=1"),
