@@ -54,6 +54,11 @@ impl SubscribeRequest {
             seq: 0,
         }
     }
+
+    /// Whether `since` is [`unreplayable`](Self::unreplayable).
+    pub(crate) fn is_unreplayable(since: &Position) -> bool {
+        since.epoch == "-"
+    }
 }
 
 /// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.
