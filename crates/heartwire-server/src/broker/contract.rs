@@ -124,6 +124,10 @@ pub trait Broker: Send + Sync + 'static {
     /// A name for `/healthz` and logs, such as `memory`.
     fn name(&self) -> &'static str;
 
+    /// This node's id among the nodes that share channels (random, made at start),
+    /// for `/healthz` and logs.
+    fn node_id(&self) -> &str;
+
     /// The state of the link to other nodes; a broker of one node is always up.
     fn health(&self) -> BrokerHealth {
         BrokerHealth {

@@ -233,6 +233,7 @@ pub struct MemoryBroker<C = SystemClock> {
     state: Mutex<State>,
     retention: Retention,
     clock: C,
+    node_id: String,
 }
 
 impl MemoryBroker {
@@ -249,6 +250,7 @@ impl<C: Clock> MemoryBroker<C> {
             state: Mutex::default(),
             retention,
             clock,
+            node_id: random_id(),
         }
     }
 
@@ -388,6 +390,10 @@ impl<C: Clock> Broker for MemoryBroker<C> {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
     }
 }
 

@@ -212,6 +212,10 @@ impl Broker for RedisBroker {
         "redis"
     }
 
+    fn node_id(&self) -> &str {
+        self.shared.node_id()
+    }
+
     fn health(&self) -> BrokerHealth {
         self.shared.health()
     }
