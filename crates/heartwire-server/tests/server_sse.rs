@@ -1,7 +1,8 @@
 //! `/sse` over real sockets, read by a raw HTTP client that parses the event stream:
 //! a stream of several channels resumes from the `Last-Event-ID` of any event with
 //! nothing lost and nothing repeated, a position history no longer covers gets a
-//! `gap` event, refusals are HTTP statuses with a sentence before any event, and the
+//! `gap` event, refusals (of a token, of the connect hook, of a channel rule) are
+//! HTTP statuses with a sentence before any event, and the
 //! stream has its heartbeats, its `retry:`, its slot and its end at shutdown and at
 //! token expiry.
 
@@ -300,6 +301,71 @@ async fn refusals_are_http_statuses_with_a_sentence() {
     let bearer = format!("Bearer {ada}");
     let mut client = open(&server, "/sse?channel=a", &[("Authorization", &bearer)]).await;
     assert_eq!(client.next().await.unwrap().kind, "subscribed");
+}
+
+/// A connect hook: who each session cookie belongs to.
+async fn hook(headers: axum::http::HeaderMap) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let cookie = headers
+        .get("cookie")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    match cookie.strip_prefix("sessionid=").unwrap_or("") {
+        "ada" => (
+            StatusCode::OK,
+            json!({"user": "ada", "groups": ["staff"]}).to_string(),
+        ),
+        "bo" => (StatusCode::OK, json!({"user": "bo"}).to_string()),
+        "" => (StatusCode::OK, json!({"user": null}).to_string()),
+        "banned" => (StatusCode::FORBIDDEN, String::new()),
+        _ => (StatusCode::UNAUTHORIZED, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn the_connect_hook_identifies_a_stream_as_it_does_a_websocket() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/auth", axum::routing::post(hook));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let server = TestServer::start(ServerConfig {
+        access: Access {
+            auth_url: Some(Secret::from(format!("http://{app}/auth").as_str())),
+            ..Access::default()
+        },
+        channels: rules(
+            r#"
+            [[channels]]
+            pattern = "ops:*"
+            subscribe = "group:staff"
+
+            [[channels]]
+            pattern = "*"
+            subscribe = "authenticated"
+            "#,
+        ),
+        ..ServerConfig::default()
+    })
+    .await;
+    let path = "/sse?channel=ops:deploy";
+    let mut ada = open(&server, path, &[("Cookie", "sessionid=ada")]).await;
+    assert_eq!(ada.next().await.unwrap().kind, "subscribed");
+    for (session, status, sentence) in [
+        ("bo", 403, "cannot subscribe to ops:deploy"),
+        ("banned", 403, ""),
+        ("stranger", 401, ""),
+        ("", 401, "not signed in"),
+    ] {
+        let cookie = format!("sessionid={session}");
+        let (got, body) = sse::open(server.addr, path, &[("Cookie", &cookie)])
+            .await
+            .refusal();
+        assert_eq!(got, status, "{session}: {body}");
+        assert!(
+            body.contains(sentence) && body.len() > 10,
+            "{session}: {body}"
+        );
+    }
 }
 
 #[tokio::test]
