@@ -50,6 +50,17 @@ impl Positions {
         self.0[index] = Some(position);
     }
 
+    /// The `index`th channel delivered message `seq`. A message without a `seq` (0:
+    /// published into Redis by other software, never replayed) moves nothing, and
+    /// neither does one before the channel's confirmation gave it an epoch.
+    pub(crate) fn advance(&mut self, index: usize, seq: u64) {
+        if let Some(position) = &mut self.0[index]
+            && seq != 0
+        {
+            position.seq = seq;
+        }
+    }
+
     /// The id that resumes every channel from here.
     pub(crate) fn encode(&self) -> String {
         let mut id = String::new();
@@ -118,6 +129,17 @@ mod tests {
         assert_eq!(parsed, positions);
         assert_eq!(parsed.get(1), None);
         assert_eq!(parsed.get(2), Some(&at("bb", 0)));
+    }
+
+    #[test]
+    fn messages_advance_their_channel_but_one_without_a_seq_does_not() {
+        let mut positions = Positions::none(2);
+        positions.advance(0, 3);
+        assert_eq!(positions.encode(), ",", "no epoch yet");
+        positions.set(0, at("aa", 2));
+        positions.advance(0, 3);
+        positions.advance(0, 0);
+        assert_eq!(positions.encode(), "aa:3,");
     }
 
     #[test]

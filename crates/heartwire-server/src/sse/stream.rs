@@ -96,17 +96,7 @@ impl EventStream {
                 let Some(index) = self.index(&message.channel) else {
                     return;
                 };
-                let Some(epoch) = self.positions.get(index).map(|at| at.epoch.clone()) else {
-                    // Every message follows its channel's confirmation, which gave it an epoch.
-                    return;
-                };
-                self.positions.set(
-                    index,
-                    Position {
-                        epoch,
-                        seq: message.seq,
-                    },
-                );
+                self.positions.advance(index, message.seq);
                 let id = self.positions.encode();
                 event::event(out, None, &id, &message.native_frame());
                 let metrics = self
