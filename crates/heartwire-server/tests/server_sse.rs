@@ -422,11 +422,9 @@ async fn a_stream_has_retry_heartbeats_a_slot_and_a_clean_end_at_shutdown() {
     };
     let server = TestServer::start(config).await;
     let mut client = open(&server, "/sse?channel=a", &[]).await;
-    assert!(
-        client.headers.contains("cache-control: no-store"),
-        "{}",
-        client.headers
-    );
+    for header in ["cache-control: no-store", "connection: close"] {
+        assert!(client.headers.contains(header), "{}", client.headers);
+    }
     assert_eq!(client.next().await.unwrap().kind, "subscribed");
     let retry = client.retry_ms.expect("a retry field first");
     assert!((400..=800).contains(&retry), "{retry}");
@@ -467,6 +465,12 @@ async fn a_stream_has_retry_heartbeats_a_slot_and_a_clean_end_at_shutdown() {
     assert!(after <= 1000, "{after}");
     assert_eq!(client.retry_ms, Some(400 + after));
     assert!(!client.cut, "the stream ends with its last chunk");
+    // The connection ends with it, so the browser reconnects on a new one, which the
+    // stopped listener refuses (network error: it tries again) rather than on this one.
+    assert!(
+        client.connection_closed().await,
+        "and its connection with it"
+    );
     tokio::time::timeout(PATIENCE, stopping)
         .await
         .unwrap()

@@ -85,9 +85,8 @@ pub struct SseClient {
 /// Opens `path` (such as `/sse?channel=a`) on `addr` with extra request `headers`.
 pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Opened {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nConnection: close\r\n"
-    );
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -115,8 +114,13 @@ pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ope
         .unwrap_or_else(|| panic!("a status line: {status_line}"));
     let headers = headers.replace("\r\n", "\n").to_ascii_lowercase();
     if status != 200 {
-        let mut body = Vec::new();
-        tokio::time::timeout(PATIENCE, reader.read_to_end(&mut body))
+        let length: usize = headers
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|length| length.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a refusal has a content-length: {headers}"));
+        let mut body = vec![0; length];
+        tokio::time::timeout(PATIENCE, reader.read_exact(&mut body))
             .await
             .expect("the body in time")
             .expect("read");
@@ -208,6 +212,16 @@ impl SseClient {
         }
     }
 
+    /// Whether the server closed the connection once the stream ended (nothing more
+    /// comes, and the socket reaches its end), waiting up to [`PATIENCE`].
+    pub async fn connection_closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(
+            tokio::time::timeout(PATIENCE, self.reader.read_to_end(&mut rest)).await,
+            Ok(Ok(0))
+        )
+    }
+
     /// The next line of the body, without its end; `None` at the end of the stream.
     async fn line(&mut self) -> Option<String> {
         loop {
@@ -234,6 +248,10 @@ impl SseClient {
         let size = usize::from_str_radix(size_line.trim(), 16)
             .unwrap_or_else(|_| panic!("a chunk size: {size_line:?}"));
         if size == 0 {
+            // The blank line that ends the (empty) trailer.
+            let mut end = String::new();
+            let _ = self.reader.read_line(&mut end).await;
+            assert_eq!(end, "\r\n", "the body ends with a blank line");
             self.ended = true;
             return false;
         }

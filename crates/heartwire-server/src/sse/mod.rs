@@ -120,6 +120,10 @@ pub(crate) async fn open(
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-store"),
+            // The connection ends with the stream: an `EventSource` reconnects on a new
+            // one, which a draining server no longer accepts (another node does), rather
+            // than on this one, where it would be refused with a status it never retries.
+            (header::CONNECTION, "close"),
             // Proxies such as nginx would otherwise buffer the stream.
             (HeaderName::from_static("x-accel-buffering"), "no"),
         ],
