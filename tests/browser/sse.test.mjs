@@ -119,9 +119,9 @@ test('EventSource across a deploy and a crash with Redis: nothing lost, nothing 
     // A deploy: the stream ends with `reconnect`; while the node is down, the other node
     // publishes; then the node comes back on the same port.
     await server.stop();
-    assert.equal((await seen(page)).reconnects, 1);
+    await waitUntil(async () => (await seen(page)).reconnects === 1, 10_000, 'the reconnect event');
     await publish(publisher, PER_ROUND + 1, 2 * PER_ROUND);
-    assert.equal((await seen(page)).messages.length, CHANNELS.length * PER_ROUND);
+    assert.equal((await seen(page)).messages.length, CHANNELS.length * PER_ROUND, 'nothing while the node is down');
     await server.start();
     await received(CHANNELS.length * 2 * PER_ROUND);
 
@@ -132,14 +132,15 @@ test('EventSource across a deploy and a crash with Redis: nothing lost, nothing 
     await received(CHANNELS.length * 3 * PER_ROUND);
 
     const result = await seen(page);
+    const all = JSON.stringify(result);
     for (const channel of CHANNELS) {
       const expected = Array.from({ length: 3 * PER_ROUND }, (_, i) => `${channel}#${i + 1}=${channel}-${i + 1}`);
-      assert.deepEqual(result.messages.filter((m) => m.startsWith(`${channel}#`)), expected, `every message of ${channel} once, in order`);
+      assert.deepEqual(result.messages.filter((m) => m.startsWith(`${channel}#`)), expected, `every message of ${channel} once, in order: ${all}`);
     }
-    assert.equal(result.messages.length, CHANNELS.length * 3 * PER_ROUND, 'nothing more');
-    assert.deepEqual(result.gaps, [], 'no gap: Redis kept the history across both restarts');
+    assert.equal(result.messages.length, CHANNELS.length * 3 * PER_ROUND, `nothing more: ${all}`);
+    assert.deepEqual(result.gaps, [], `no gap: Redis kept the history across both restarts: ${all}`);
     // Three streams: the first, and one after each restart, which resumed each channel.
-    assert.equal(result.opens, 3);
+    assert.equal(result.opens, 3, all);
     const resumed = result.subscribed.slice(CHANNELS.length);
     assert.equal(resumed.length, 2 * CHANNELS.length);
     assert.ok(resumed.every((s) => s.recovered === true), JSON.stringify(resumed));
