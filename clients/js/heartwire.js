@@ -97,6 +97,9 @@
 /** Close codes after which retrying cannot help: the client or its credentials must change. */
 const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
 
+/** Close 4498: the server ended a connection whose token expired; a fresh token helps. */
+const CLOSE_TOKEN_EXPIRED = 4498;
+
 /** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
 const SLOW_CONSUMER_REASON = 'slow consumer';
 
@@ -174,13 +177,13 @@ export function retryHintFromReason(reason) {
 }
 
 /**
- * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'never'}} ReconnectRule
+ * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'fresh_token'}|{retry: 'never'}} ReconnectRule
  */
 
 /**
  * What a client does after the server closed with `code` and `reason` (docs/PROTOCOL.md,
  * "Client reconnect rules"): reconnect with backoff, reconnect after the delay the reason
- * names, or never.
+ * names, reconnect at once with a fresh token (once per streak; the token expired), or never.
  *
  * @param {number} code
  * @param {string} reason
@@ -189,6 +192,7 @@ export function retryHintFromReason(reason) {
 export function reconnectRule(code, reason) {
   if (FATAL_CLOSE_CODES.has(code)) return { retry: 'never' };
   if (code === 1008 && reason !== SLOW_CONSUMER_REASON) return { retry: 'never' };
+  if (code === CLOSE_TOKEN_EXPIRED) return { retry: 'fresh_token' };
   if (code === 1012 || code === 1013) {
     const afterMs = retryHintFromReason(reason);
     if (afterMs !== null) return { retry: 'after', afterMs };
@@ -521,6 +525,8 @@ class Connection {
   // Reconnect policy.
   #attempt = 0;
   /** @type {number|null} */ #streakStartedAt = null;
+  /** The streak has used its immediate retry with a fresh token (close 4498). */
+  #freshTokenUsed = false;
   /** @type {number|null} */ #openedAt = null;
   /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
   /** @type {number|null} */ #nextAttemptAt = null;
@@ -947,6 +953,7 @@ class Connection {
     if (openFor >= this.#options.healthyAfterMs) {
       this.#attempt = 0;
       this.#streakStartedAt = null;
+      this.#freshTokenUsed = false;
     }
     this.#afterClose(code, reason, wasClean, delayMs);
   }
@@ -963,6 +970,12 @@ class Connection {
     let delay = delayMs;
     if (rule.retry === 'never') {
       delay = null;
+    } else if (delay === null && rule.retry === 'fresh_token') {
+      // The next attempt asks the token provider again, as every attempt does: at once the
+      // first time in a streak, with backoff after that (a provider handing out stale tokens
+      // must not make a loop).
+      delay = this.#freshTokenUsed ? this.#nextDelay(null) : 0;
+      this.#freshTokenUsed = true;
     } else if (delay === null) {
       // A `reconnect` frame's delay wins over the close reason's, as in the Rust client.
       const hint = this.#serverHintMs ?? (rule.retry === 'after' ? rule.afterMs : null);
