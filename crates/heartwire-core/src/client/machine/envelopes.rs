@@ -1,6 +1,6 @@
 //! What the machine does with a heartwire server's envelopes: channel messages and
-//! their positions, acks and errors of publishes, the `reconnect` hint; and how the
-//! caller's messages become envelopes.
+//! their positions, acks and errors of publishes, other errors, presence, token
+//! refreshes, the `reconnect` hint; and how the caller's messages become envelopes.
 
 use std::time::{Duration, Instant};
 
@@ -63,9 +63,47 @@ impl ClientConnection {
                 self.carried.unacked.ack(&id);
                 self.events.push_back(Event::Message(Incoming::Text(text)));
             }
+            Some(ServerFrame::Error {
+                code,
+                reason,
+                id: None,
+                channel,
+            }) => self.refused(now, code, reason, channel),
             Some(ServerFrame::Reconnect { after_ms, .. }) => {
                 self.retry_after = Some(Duration::from_millis(after_ms));
             }
+            Some(ServerFrame::Refreshed { expires_in_ms }) => {
+                let expires_in = expires_in_ms.map(Duration::from_millis);
+                self.refresh.handle_lifetime(now, expires_in);
+                self.events.push_back(Event::Refreshed { expires_in });
+            }
+            Some(ServerFrame::Presence {
+                channel,
+                members,
+                users,
+            }) => self.events.push_back(Event::Presence {
+                channel,
+                members,
+                users,
+            }),
+            Some(ServerFrame::Join {
+                channel,
+                session,
+                user,
+            }) => self.events.push_back(Event::Join {
+                channel,
+                session,
+                user,
+            }),
+            Some(ServerFrame::Leave {
+                channel,
+                session,
+                user,
+            }) => self.events.push_back(Event::Leave {
+                channel,
+                session,
+                user,
+            }),
             Some(
                 ServerFrame::Pong { .. }
                 | ServerFrame::Unsubscribed { .. }
@@ -100,8 +138,14 @@ impl ClientConnection {
                 self.carried.positions.forget(&channel);
                 Some(Frame::Text(ClientFrame::Unsubscribe { channel }.encode()))
             }
+            Outgoing::Presence(channel) if native => {
+                Some(Frame::Text(ClientFrame::Presence { channel }.encode()))
+            }
             // Envelopes mean nothing to a server that is not heartwire.
-            Outgoing::Publish(_) | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_) => None,
+            Outgoing::Publish(_)
+            | Outgoing::Subscribe(_)
+            | Outgoing::Unsubscribe(_)
+            | Outgoing::Presence(_) => None,
         }
     }
 
@@ -116,6 +160,24 @@ impl ClientConnection {
         again.append(&mut self.carried.resend);
         self.carried.resend = again;
         self.hold_until = Some(now + self.config.unavailable_hold);
+    }
+
+    /// An `error` that answers no publish. A refused channel is forgotten: its
+    /// position means nothing. An `unauthorized` or `forbidden` without a channel
+    /// while a refresh is under way answers the refresh.
+    fn refused(&mut self, now: Instant, code: ErrorCode, reason: String, channel: Option<String>) {
+        match (&channel, code) {
+            (Some(channel), ErrorCode::Forbidden) => self.carried.positions.forget(channel),
+            (None, ErrorCode::Unauthorized | ErrorCode::Forbidden) => {
+                self.refresh.handle_refused(now);
+            }
+            _ => {}
+        }
+        self.events.push_back(Event::Error {
+            code,
+            reason,
+            channel,
+        });
     }
 
     fn deliver(&mut self, channel: String, seq: u64, data: Value) {
