@@ -49,9 +49,9 @@ pub enum Event {
         reason: GapReason,
     },
     /// The server refused a request and the connection stays open: a channel the
-    /// identity may not use (`forbidden`, with `channel`; the client stops asking for
-    /// it), a refused token refresh (`unauthorized` or `forbidden`, no channel), or
-    /// any other `error` that answers no publish.
+    /// identity may not use (`forbidden`, with `channel`), a refused token refresh
+    /// (`unauthorized` or `forbidden`, no channel), or any other `error` that answers
+    /// no publish and no subscribe.
     Error {
         /// The server's code.
         code: ErrorCode,
@@ -59,6 +59,14 @@ pub enum Event {
         reason: String,
         /// The channel it is about, when it is about one.
         channel: Option<String>,
+    },
+    /// The server refused to subscribe to `channel` (`forbidden`): the identity may
+    /// not read it. The driver stops subscribing to it on later connections.
+    SubscriptionRefused {
+        /// The channel.
+        channel: String,
+        /// The server's sentence.
+        reason: String,
     },
     /// The answer to a presence request: who is subscribed to `channel`.
     Presence {

@@ -110,6 +110,8 @@ pub struct ClientConnection {
     mode: Mode,
     /// Channels to subscribe to once the server turns out to be heartwire.
     subscriptions: Vec<String>,
+    /// Channels subscribed to whose `subscribed` has not come yet.
+    subscribing: Vec<String>,
     /// Frames to send before anything from the outbox.
     transmits: VecDeque<Frame>,
     events: VecDeque<Event>,
@@ -155,6 +157,7 @@ impl ClientConnection {
                 until: now + HELLO_WAIT,
             },
             subscriptions,
+            subscribing: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             hold_until: None,
@@ -440,6 +443,7 @@ impl ClientConnection {
         // After the caller's close frame nothing more may go out (RFC 6455 §5.5.1).
         if to == Mode::Native && !self.closing {
             for channel in std::mem::take(&mut self.subscriptions) {
+                self.subscribing.push(channel.clone());
                 let since = self.carried.positions.since(&channel);
                 let frame = ClientFrame::Subscribe { channel, since };
                 self.transmits.push_back(Frame::Text(frame.encode()));

@@ -39,6 +39,7 @@ impl ClientConnection {
                 epoch,
                 recovered,
             }) => {
+                self.subscribing.retain(|known| *known != channel);
                 let positions = &mut self.carried.positions;
                 let gap = positions.handle_subscribed(&channel, seq, &epoch, recovered);
                 if let Some(gap) = gap {
@@ -129,6 +130,9 @@ impl ClientConnection {
                 Some(Frame::Text(frame.encode()))
             }
             Outgoing::Subscribe(channel) if native => {
+                if !self.subscribing.contains(&channel) {
+                    self.subscribing.push(channel.clone());
+                }
                 let since = self.carried.positions.since(&channel);
                 Some(Frame::Text(
                     ClientFrame::Subscribe { channel, since }.encode(),
@@ -162,22 +166,31 @@ impl ClientConnection {
         self.hold_until = Some(now + self.config.unavailable_hold);
     }
 
-    /// An `error` that answers no publish. A refused channel is forgotten: its
-    /// position means nothing. An `unauthorized` or `forbidden` without a channel
-    /// while a refresh is under way answers the refresh.
+    /// An `error` that answers no publish. A `forbidden` naming a channel whose
+    /// `subscribed` is awaited refuses that subscribe: the channel is forgotten. An
+    /// `unauthorized` or `forbidden` without a channel while a refresh is under way
+    /// answers the refresh.
     fn refused(&mut self, now: Instant, code: ErrorCode, reason: String, channel: Option<String>) {
-        match (&channel, code) {
-            (Some(channel), ErrorCode::Forbidden) => self.carried.positions.forget(channel),
-            (None, ErrorCode::Unauthorized | ErrorCode::Forbidden) => {
-                self.refresh.handle_refused(now);
+        match (channel, code) {
+            (Some(channel), ErrorCode::Forbidden) if self.subscribing.contains(&channel) => {
+                self.subscribing.retain(|known| *known != channel);
+                self.carried.positions.forget(&channel);
+                self.events
+                    .push_back(Event::SubscriptionRefused { channel, reason });
             }
-            _ => {}
+            (channel, code) => {
+                if channel.is_none()
+                    && matches!(code, ErrorCode::Unauthorized | ErrorCode::Forbidden)
+                {
+                    self.refresh.handle_refused(now);
+                }
+                self.events.push_back(Event::Error {
+                    code,
+                    reason,
+                    channel,
+                });
+            }
         }
-        self.events.push_back(Event::Error {
-            code,
-            reason,
-            channel,
-        });
     }
 
     fn deliver(&mut self, channel: String, seq: u64, data: Value) {

@@ -121,7 +121,8 @@ fn a_refused_refresh_is_an_error_event_and_is_tried_again() {
     assert!(machine.poll_token_request());
     machine.handle_token(due, Some("stale".into()));
     sent(&mut machine, due);
-    let refusal = json!({"op": "error", "code": "unauthorized", "reason": "refresh refused: token expired"});
+    let refusal =
+        json!({"op": "error", "code": "unauthorized", "reason": "refresh refused: token expired"});
     machine.handle_frame(due, text(refusal));
     assert_eq!(
         events(&mut machine),
@@ -155,14 +156,27 @@ fn a_forbidden_channel_is_an_error_event_and_is_not_resumed() {
     machine.handle_frame(t0, text(refusal));
     assert_eq!(
         events(&mut machine),
-        [Event::Error {
-            code: ErrorCode::Forbidden,
+        [Event::SubscriptionRefused {
+            channel: "secret".into(),
             reason: "the rules do not let ada subscribe to `secret`".into(),
-            channel: Some("secret".into()),
         }]
     );
     assert!(machine.poll_end().is_none(), "the connection stays");
     assert!(!machine.poll_token_request(), "not a refresh's answer");
+    // Another refusal naming it (a presence request) is a plain error.
+    let presence = json!({
+        "op": "error", "code": "forbidden", "channel": "secret",
+        "reason": "cannot see presence of secret",
+    });
+    machine.handle_frame(t0, text(presence));
+    assert_eq!(
+        events(&mut machine),
+        [Event::Error {
+            code: ErrorCode::Forbidden,
+            reason: "cannot see presence of secret".into(),
+            channel: Some("secret".into()),
+        }]
+    );
 }
 
 #[test]
