@@ -4,8 +4,10 @@
 //! connection's identity lasts, `expires_in_ms`; it closes the connection with 4498
 //! once that time (plus its grace) has passed without a `refresh`. [`Refresh`] picks
 //! the instant to ask the token provider for a fresh token and send it:
-//! [`refresh_after`] of the lifetime. While a refresh is under way nothing more is
-//! asked; a refused one (the provider had no token, or the server said
+//! [`refresh_after`] of the lifetime. An identity that lasts less than two
+//! [`RETRY_FLOOR`]s is not refreshed (a provider that hands out the same token again
+//! would otherwise make refreshes ever closer together). While a refresh is under
+//! way nothing more is asked; a refused one (the provider had no token, or the server said
 //! `unauthorized` or `forbidden`) is tried again once half of what is left of the
 //! lifetime has passed, while at least [`RETRY_FLOOR`] is left. When no refresh
 //! succeeds the server's 4498 ends the connection, and the reconnect rules fetch a
@@ -51,7 +53,9 @@ impl Refresh {
     pub fn handle_lifetime(&mut self, now: Instant, lifetime: Option<Duration>) {
         self.pending = false;
         self.expires_at = lifetime.map(|lifetime| now + lifetime);
-        self.due = lifetime.map(|lifetime| now + refresh_after(lifetime));
+        self.due = lifetime
+            .filter(|&lifetime| lifetime >= RETRY_FLOOR * 2)
+            .map(|lifetime| now + refresh_after(lifetime));
     }
 
     /// Whether a refresh starts at `now`: `true` once when it is due, and then not
@@ -128,6 +132,10 @@ mod tests {
         refresh.handle_lifetime(t0 + secs(91), Some(secs(120)));
         assert!(!refresh.is_pending());
         assert_eq!(refresh.poll_timeout(), Some(t0 + secs(181)));
+
+        // The same token again: its lifetime shrinks, until it is too short.
+        refresh.handle_lifetime(t0 + secs(180), Some(Duration::from_millis(1999)));
+        assert_eq!(refresh.poll_timeout(), None);
 
         // A token without exp: nothing more to do.
         refresh.handle_lifetime(t0 + secs(200), None);
