@@ -176,6 +176,25 @@ export function retryHintFromReason(reason) {
   return /^\d+$/.test(number) && Number.isSafeInteger(Number(number)) ? Number(number) : null;
 }
 
+/** The latest a token refresh comes: this long before the identity expires. */
+const REFRESH_LEAD_MS = 30_000;
+
+/** An identity that lasts less than this is not refreshed; a refused refresh is tried again
+ *  only while this much is left (then the server's 4498 and a fresh token take over). */
+const REFRESH_FLOOR_MS = 2_000;
+
+/**
+ * When the token of an identity that lasts `lifetimeMs` more is refreshed, in ms from now:
+ * at 80 % of the lifetime or 30 s before its end, whichever comes first, but never before
+ * half of it (the rule of the Rust client, `heartwire_core::client::refresh_after`).
+ *
+ * @param {number} lifetimeMs
+ * @returns {number}
+ */
+export function refreshAfterMs(lifetimeMs) {
+  return Math.max(Math.min(lifetimeMs * 0.8, lifetimeMs - REFRESH_LEAD_MS), lifetimeMs / 2);
+}
+
 /**
  * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'fresh_token'}|{retry: 'never'}} ReconnectRule
  */
@@ -531,7 +550,11 @@ class Connection {
   /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
   /** @type {number|null} */ #nextAttemptAt = null;
   /** Pending timer handles by purpose; at most one of each. */
-  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null };
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null, refresh: null };
+  /** When the connection's identity expires (ms since the epoch), or `null`. */
+  #expiresAt = null;
+  /** A token refresh was sent (or its token is being fetched) and is not answered yet. */
+  #refreshing = false;
   /** @type {WebSocket|null} */ #failbackProbe = null;
 
   // Liveness.
@@ -746,6 +769,47 @@ class Connection {
     this.#sendProbe(false);
     this.#armMeasure();
     this.#scheduleFailback();
+    this.#scheduleRefresh(frame.expires_in_ms);
+  }
+
+  // ---- token refresh ----------------------------------------------------------------------
+
+  /** The server said the identity lasts `expiresInMs` more (absent: it does not expire). */
+  #scheduleRefresh(expiresInMs) {
+    this.#clearTimer('refresh');
+    this.#refreshing = false;
+    if (!Number.isFinite(expiresInMs)) {
+      this.#expiresAt = null;
+      return;
+    }
+    this.#expiresAt = this.#options.now() + expiresInMs;
+    if (expiresInMs >= REFRESH_FLOOR_MS) this.#startTimer('refresh', refreshAfterMs(expiresInMs), () => this.#refresh());
+  }
+
+  /** Fetches a fresh token from the provider and sends it as `refresh`. */
+  async #refresh() {
+    const socket = this.#socket;
+    this.#refreshing = true;
+    let token = null;
+    try {
+      if (this.#options.token) token = await this.#options.token();
+    } catch {
+      token = null;
+    }
+    if (socket !== this.#socket || !this.#refreshing) return;
+    if (typeof token === 'string' && token !== '') {
+      this.#write({ op: 'refresh', token });
+    } else {
+      this.#refreshRefused();
+    }
+  }
+
+  /** The refresh under way failed: try again at half of what is left, while enough is. */
+  #refreshRefused() {
+    if (!this.#refreshing) return;
+    this.#refreshing = false;
+    const left = this.#expiresAt === null ? 0 : this.#expiresAt - this.#options.now();
+    if (left >= REFRESH_FLOOR_MS) this.#startTimer('refresh', left / 2, () => this.#refresh());
   }
 
   // ---- frames -----------------------------------------------------------------------------
@@ -785,6 +849,17 @@ class Connection {
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
         break;
       case 'error': this.#onError(frame); break;
+      case 'refreshed':
+        this.#scheduleRefresh(frame.expires_in_ms);
+        this.#emit('refreshed', { expiresInMs: Number.isFinite(frame.expires_in_ms) ? frame.expires_in_ms : null });
+        break;
+      case 'presence':
+        this.#emit('presence', { channel: frame.channel, members: frame.members ?? [], users: frame.users ?? [] });
+        break;
+      case 'join':
+      case 'leave':
+        this.#emit(frame.op, { channel: frame.channel, session: frame.session, user: frame.user ?? null });
+        break;
       default: break;
     }
     this.#owner.heard();
@@ -798,7 +873,10 @@ class Connection {
     entry.resolve(seq);
   }
 
-  #onError({ code, reason, id }) {
+  #onError({ code, reason, id, channel }) {
+    if (id === undefined && channel === undefined && (code === 'unauthorized' || code === 'forbidden')) {
+      this.#refreshRefused();
+    }
     const index = id === undefined ? -1 : this.#outbox.findIndex((entry) => entry.id === id);
     if (index !== -1 && code === 'unavailable') {
       // The server had no broker for it: send it and every later one again, in order. A
@@ -815,7 +893,7 @@ class Connection {
       const [entry] = this.#outbox.splice(index, 1);
       entry.reject(Object.assign(new Error(`heartwire: publish refused (${code}: ${reason})`), { code, reason }));
     }
-    this.#emit('error', { code, reason, id });
+    this.#emit('error', { code, reason, id, channel: channel ?? null });
   }
 
   /** Sends the outbox's publishes from position `from` on, in order, with their ids. */
@@ -1144,6 +1222,9 @@ class Connection {
     this.#clearTimer('connect');
     this.#clearTimer('failback');
     this.#clearTimer('retry');
+    this.#clearTimer('refresh');
+    this.#refreshing = false;
+    this.#expiresAt = null;
     this.#probe = null;
     if (this.#failbackProbe) {
       const probe = this.#failbackProbe;
@@ -1171,7 +1252,7 @@ class Connection {
     }, ms);
   }
 
-  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose */
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'|'refresh'} purpose */
   #clearTimer(purpose) {
     if (this.#timers[purpose] === null) return;
     this.#options.clearTimeout(this.#timers[purpose]);

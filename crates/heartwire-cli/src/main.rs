@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 mod connect;
 mod serve;
 mod sources;
+mod token_command;
 
 use sources::SourceError;
 

@@ -36,6 +36,7 @@ from .errors import (
     OutboxFull,
     PresenceOff,
     PublishRefused,
+    SubscriptionRefused,
 )
 from .events import (
     Event,
@@ -44,6 +45,7 @@ from .events import (
     Join,
     Leave,
     Message,
+    Refreshed,
     ServerError,
     State,
     StateChange,
@@ -70,12 +72,14 @@ __all__ = [
     "OutboxFull",
     "PresenceOff",
     "PublishRefused",
+    "Refreshed",
     "ServerError",
     "State",
     "StateChange",
     "StopReason",
     "Stream",
     "Subscription",
+    "SubscriptionRefused",
     "TokenPlacement",
     "TokenProvider",
 ]

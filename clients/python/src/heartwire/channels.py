@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .errors import ClientClosed
+from .errors import ClientClosed, SubscriptionRefused
 from .events import Gap, Message
 from .positions import Delivery, Positions
 from .protocol import Position, Subscribed
@@ -85,6 +85,22 @@ class Channels:
         return self.positions.handle_subscribed(
             frame.channel, frame.seq, frame.epoch, frame.recovered
         )
+
+    def handle_refused(self, channel: str, reason: str) -> bool:
+        """The server refused ``forbidden`` a request on ``channel``; ``True`` when it
+        was a subscribe awaiting its ``subscribed``: the channel's subscriptions end with
+        :class:`~heartwire.errors.SubscriptionRefused` and it is not asked for again."""
+        waiting = self._confirmations.pop(channel, [])
+        if not waiting:
+            return False
+        refused = SubscriptionRefused(channel, reason)
+        for future in waiting:
+            if not future.done():
+                future.set_exception(refused)
+        for subscription in self._subscriptions.pop(channel, []):
+            subscription.finish(refused)
+        self.positions.forget(channel)
+        return True
 
     def handle_message(self, message: Message) -> tuple[list[Subscription], Gap | None]:
         """Who gets ``message``, after which gap; nobody when it is a duplicate."""

@@ -25,6 +25,8 @@ from .streams import Broadcaster
 UNAVAILABLE = "unavailable"
 #: The error code that answers a presence request for an untracked channel.
 PRESENCE_OFF = "presence_off"
+#: The error code of a request the identity may not make.
+FORBIDDEN = "forbidden"
 
 
 class Link(Protocol):
@@ -108,6 +110,8 @@ class Hub:
             future = self._acks.pop(error.id, None)
             if future is not None and not future.done():
                 future.set_exception(PublishRefused(error.code, error.reason))
+        elif error.code == FORBIDDEN and error.channel is not None:
+            self.channels.handle_refused(error.channel, error.reason)
         elif error.code == PRESENCE_OFF and self._presence:
             _, waiter = self._presence.popleft()
             if not waiter.done():

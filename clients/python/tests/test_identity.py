@@ -1,0 +1,121 @@
+"""The client's side of identity against a real server verifying tokens minted by PyJWT:
+a short-lived token is refreshed through the provider before it expires, a close 4498
+fetches a fresh token and reconnects at once, a forbidden channel is an error and no
+reconnect, and presence frames name users."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import jwt
+import pytest
+
+from heartwire import Client, Join, Refreshed, ServerError, State, StateChange, SubscriptionRefused
+from peers import HeartwireServer
+from timing import bounded, next_event, next_state, quick_config, within
+
+SECRET = "a shared secret of at least thirty-two bytes"
+GRACE = 0.5
+
+
+def mint(user: str, lifetime: int) -> tuple[str, int]:
+    """A token for ``user`` expiring ``lifetime`` seconds from now, and its ``exp``."""
+    exp = int(time.time()) + lifetime
+    return jwt.encode({"sub": user, "exp": exp}, SECRET, algorithm="HS256"), exp
+
+
+def start(start_server: Callable[..., HeartwireServer]) -> HeartwireServer:
+    return start_server(
+        "--jwt-secret", SECRET, "--token-grace", f"{int(GRACE * 1000)}ms", "--presence", "room:*"
+    )
+
+
+async def events_until(stream: object, until: float) -> list[object]:
+    """Every event of ``stream`` until wall-clock ``until``."""
+    seen: list[object] = []
+    while (left := until - time.time()) > 0:
+        try:
+            seen.append(await asyncio.wait_for(stream.__anext__(), left))  # type: ignore[attr-defined]
+        except asyncio.TimeoutError:
+            break
+    return seen
+
+
+@bounded(30)
+async def test_a_short_lived_token_is_refreshed_and_the_connection_outlives_it(
+    start_server: Callable[..., HeartwireServer],
+) -> None:
+    server = start(start_server)
+    first, first_exp = mint("ada", 4)
+    calls: list[int] = []
+
+    def provider() -> str:
+        calls.append(1)
+        return first if len(calls) == 1 else mint("ada", 600)[0]
+
+    async with Client(server.url, token=provider, config=quick_config()) as client:
+        events = client.events()
+        await within(5, "open", next_state(client.states(), 5, lambda c: c.state is State.OPEN, "open"))
+        session = client.session
+        seen = await events_until(events, first_exp + GRACE + 1)
+        refreshed = [e for e in seen if isinstance(e, Refreshed)]
+        assert len(refreshed) == 1, seen
+        assert refreshed[0].expires_in is not None and refreshed[0].expires_in > 500
+        changes = [e.state for e in seen if isinstance(e, StateChange)]
+        assert changes in ([], [State.OPEN]), seen
+        assert client.state is State.OPEN and client.session == session
+        assert len(calls) == 2, "one token to connect, one to refresh"
+
+
+@bounded(30)
+async def test_close_4498_fetches_a_fresh_token_and_reconnects_at_once(
+    start_server: Callable[..., HeartwireServer],
+) -> None:
+    server = start(start_server)
+    stale, stale_exp = mint("ada", 3)
+    fresh, _ = mint("ada", 600)
+    calls: list[int] = []
+
+    def provider() -> str:
+        # The same token until it expired: refreshing it moves nothing.
+        calls.append(1)
+        return fresh if time.time() >= stale_exp else stale
+
+    async with Client(server.url, token=provider, config=quick_config()) as client:
+        states = client.states()
+        await next_state(states, 5, lambda c: c.state is State.OPEN, "open")
+        lost = await next_state(states, 10, lambda c: c.state is State.RECONNECTING, "reconnecting")
+        assert lost.close_code == 4498, lost
+        assert lost.delay == 0, "at once"
+        before = len(calls)
+        await next_state(states, 5, lambda c: c.state is State.OPEN, "open again")
+        assert len(calls) == before + 1, "the attempt asked for a token"
+
+
+@bounded(30)
+async def test_a_forbidden_channel_is_an_error_and_presence_names_users(
+    start_server: Callable[..., HeartwireServer],
+) -> None:
+    server = start(start_server)
+    ada_token, _ = mint("ada", 600)
+    bob_token, _ = mint("bob", 600)
+    async with Client(server.url, token=lambda: ada_token, config=quick_config()) as ada:
+        events = ada.events()
+        states = ada.states()
+        with pytest.raises(SubscriptionRefused):
+            await within(5, "a refused subscribe", ada.subscribe("user:bob:inbox"))
+        error = await next_event(events, 5, ServerError, "the refusal")
+        assert (error.code, error.channel) == ("forbidden", "user:bob:inbox")
+        assert "user:bob:inbox" not in ada.subscriptions
+        session = ada.session
+        await within(5, "room:1", ada.subscribe("room:1"))
+        async with Client(server.url, token=lambda: bob_token, config=quick_config()) as bob:
+            await within(5, "bob subscribed", bob.subscribe("room:1"))
+            joined = await next_event(events, 5, Join, "bob's join")
+            assert joined == Join("room:1", bob.session or "", "bob")
+        # Through all of it the first connection stayed.
+        assert ada.session == session and ada.state is State.OPEN
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(states.__anext__(), 0.3)
