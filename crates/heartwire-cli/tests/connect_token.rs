@@ -132,7 +132,7 @@ fn a_refused_token_ends_the_command_with_one_sentence() {
     let calls = dir.join("calls");
     let addr = free_port();
     let mut server = serve(addr);
-    let output = Command::new(HEARTWIRE)
+    let mut child = Command::new(HEARTWIRE)
         .args(["connect", &format!("ws://{addr}/ws")])
         .args([
             "--token-command",
@@ -142,9 +142,10 @@ fn a_refused_token_ends_the_command_with_one_sentence() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-        .wait_with_output()
         .unwrap();
+    // Stdin stays open: the command ends on the refusal, not on its input's end.
+    let _stdin = child.stdin.take();
+    let output = child.wait_with_output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     let last = stderr.lines().last().unwrap_or_default();
