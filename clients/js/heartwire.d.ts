@@ -203,6 +203,9 @@ export class Heartwire extends EventTarget {
   close(code?: number, reason?: string): void;
   /** Probes now and reconnects at once if the probe fails; while waiting, attempts now. */
   check(): void;
+  /** Asks who is subscribed to `channel`; the answer is a `presence` event. `false` when
+   *  not connected (nothing was sent). */
+  presence(channel: string): boolean;
 
   addEventListener<K extends keyof HeartwireEventMap>(
     type: K,

@@ -387,6 +387,19 @@ export class Heartwire extends EventTarget {
     this.#link.check();
   }
 
+  /**
+   * Asks who is subscribed to `channel`, if the connection is open; the answer is a
+   * `presence` event with `members` (sessions) and `users` (`{user, connections}`). In
+   * shared mode every page of the connection hears it.
+   *
+   * @param {string} channel
+   * @returns {boolean} whether the request went out (false while not connected)
+   */
+  presence(channel) {
+    checkChannel(channel);
+    return this.#link.presence(channel);
+  }
+
   #deliver(channel, seq, data) {
     this.dispatchEvent(new HeartwireEvent('message', { channel, seq, data }));
     for (const handler of this.#handlers.get(channel) ?? []) {
@@ -697,6 +710,13 @@ class Connection {
    * Probes now; if the probe goes unanswered, reconnects at once instead of after a backoff.
    * While waiting to reconnect, or suspended, attempts at once.
    */
+  /** Sends a `presence` request for `channel` when connected; whether it went out. */
+  presence(channel) {
+    if (!this.#isConnected()) return false;
+    this.#write({ op: 'presence', channel });
+    return true;
+  }
+
   check() {
     if (this.#state === 'closed') return;
     if (this.#suspended) {
@@ -1362,6 +1382,8 @@ class DirectLink {
 
   check() { this.#connection.check(); }
 
+  presence(channel) { return this.#connection.presence(channel); }
+
   close(code, reason) {
     for (const [target, type, listener] of this.#listeners) target.removeEventListener(type, listener);
     this.#listeners = [];
@@ -1637,6 +1659,12 @@ class SharedMember {
   }
 
   check() { this.#post({ type: 'check' }); }
+
+  presence(channel) {
+    if (this.state !== 'open' && this.state !== 'degraded') return false;
+    this.#post({ type: 'presence', channel });
+    return true;
+  }
 
   close(code, reason) {
     if (this.#state === 'closed') return;
@@ -1973,6 +2001,7 @@ class Hub {
       case 'unsubscribe': this.#unsubscribe(member, message.channel); break;
       case 'publish': this.#publish(member, message.id, message.channel, message.data); break;
       case 'check': this.#connection.check(); break;
+      case 'presence': this.#connection.presence(message.channel); break;
       case 'leave': this.remove(member.id); break;
       case 'token': this.#tokenAnswered(message); break;
       default: break;
