@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jwt
 import pytest
@@ -20,15 +21,18 @@ SECRET = "a shared secret of at least thirty-two bytes"
 GRACE = 0.5
 
 
-def mint(user: str, lifetime: int) -> tuple[str, int]:
+def mint(user: str, lifetime: int, groups: list[str] | None = None) -> tuple[str, int]:
     """A token for ``user`` expiring ``lifetime`` seconds from now, and its ``exp``."""
     exp = int(time.time()) + lifetime
-    return jwt.encode({"sub": user, "exp": exp}, SECRET, algorithm="HS256"), exp
+    claims: dict[str, object] = {"sub": user, "exp": exp}
+    if groups is not None:
+        claims["groups"] = groups
+    return jwt.encode(claims, SECRET, algorithm="HS256"), exp
 
 
-def start(start_server: Callable[..., HeartwireServer]) -> HeartwireServer:
+def start(start_server: Callable[..., HeartwireServer], *more: str) -> HeartwireServer:
     return start_server(
-        "--jwt-secret", SECRET, "--token-grace", f"{int(GRACE * 1000)}ms", "--presence", "room:*"
+        "--jwt-secret", SECRET, "--token-grace", f"{int(GRACE * 1000)}ms", "--presence", "room:*", *more
     )
 
 
@@ -116,3 +120,32 @@ async def test_a_forbidden_channel_is_an_error_and_presence_names_users(
             assert joined == Join("room:1", bob.session or "", "bob")
         # Through all of it the first connection stayed.
         assert ada.session == session and ada.state is State.OPEN
+
+
+@bounded(30)
+async def test_a_refresh_that_takes_a_channel_away_ends_its_subscription(
+    start_server: Callable[..., HeartwireServer], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[channels]]\npattern = "staff:*"\nsubscribe = "group:staff"\n\n'
+        '[[channels]]\npattern = "*"\nsubscribe = "anyone"\n'
+    )
+    server = start(start_server, "--config", str(rules))
+    staff, _ = mint("ada", 4, ["staff"])
+    calls: list[int] = []
+
+    def provider() -> str:
+        calls.append(1)
+        return staff if len(calls) == 1 else mint("ada", 600, [])[0]
+
+    async with Client(server.url, token=provider, config=quick_config()) as ada:
+        events = ada.events()
+        payroll = await within(5, "staff:payroll", ada.subscribe("staff:payroll"))
+        # The refresh, at half of the first token's life, leaves the group.
+        error = await next_event(events, 10, ServerError, "the refusal after the refresh")
+        assert (error.code, error.channel) == ("forbidden", "staff:payroll")
+        with pytest.raises(SubscriptionRefused):
+            await within(5, "the end of the subscription", payroll.__anext__())
+        assert ada.subscriptions == []
+        assert len(calls) == 2, "no reconnect"

@@ -233,6 +233,9 @@ fn report(event: &Event, url: &str, json: bool) {
             Some(channel) => eprintln!("refused ({}) on {channel}: {reason}", code.as_str()),
             None => eprintln!("refused ({}): {reason}", code.as_str()),
         },
+        Event::SubscriptionEnded { channel } => {
+            eprintln!("unsubscribed: {channel}: the server ended the subscription");
+        }
         Event::Refreshed { expires_in } => match expires_in {
             Some(left) => eprintln!("token refreshed: it expires in {} s", left.as_secs()),
             None => eprintln!("token refreshed: it does not expire"),
@@ -312,6 +315,9 @@ fn state_json(event: &Event, url: &str) -> Value {
             "reason": reason,
             "channel": channel,
         }),
+        Event::SubscriptionEnded { channel } => {
+            json!({"state": "unsubscribed", "url": url, "channel": channel})
+        }
         Event::Refreshed { expires_in } => json!({
             "state": "refreshed",
             "url": url,

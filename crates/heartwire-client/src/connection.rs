@@ -219,6 +219,10 @@ impl Connection<'_> {
                     channel: Some(channel),
                 }
             }
+            client::Event::SubscriptionEnded { channel } => {
+                self.state.remove_subscription(&channel);
+                Event::SubscriptionEnded { channel }
+            }
             client::Event::Presence {
                 channel,
                 members,

@@ -72,6 +72,13 @@ pub enum Event {
         /// The channel it is about, when it is about one.
         channel: Option<String>,
     },
+    /// The server ended the subscription to `channel`: a token refresh took away the
+    /// permission to read it (an [`Event::Error`] `forbidden` naming it came just
+    /// before). It is no longer subscribed, now or on later connections.
+    SubscriptionEnded {
+        /// The channel.
+        channel: String,
+    },
     /// The answer to [`Client::presence`](super::Client::presence).
     Presence {
         /// The channel.

@@ -195,6 +195,46 @@ async fn close_4498_fetches_a_fresh_token_and_reconnects_at_once() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_takes_a_channel_away_ends_its_subscription() {
+    let kit = TokenKit::new().await;
+    let server = TestServer::start(server_config()).await;
+    let tokens = kit
+        .mint(&[
+            Spec::secret("HS256", SECRET, json!({"sub": "ada", "groups": ["staff"]})).expires_in(4),
+            Spec::secret("HS256", SECRET, json!({"sub": "ada", "groups": []})).expires_in(600),
+        ])
+        .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut config = client_config(&server, &calls, move |call| tokens[call.min(1)].clone());
+    config.subscriptions = vec!["staff:payroll".into(), "room:1".into()];
+    let (client, mut events) = client::connect(config).unwrap();
+    wait_for(
+        &mut events,
+        WITHIN,
+        "subscribed",
+        |event| matches!(event, Event::Subscribed { channel, .. } if channel == "staff:payroll"),
+    )
+    .await;
+    // The refresh, at half of the first token's life, leaves the group.
+    let (ended, _) = wait_for(
+        &mut events,
+        WITHIN,
+        "the end of the subscription",
+        |event| matches!(event, Event::SubscriptionEnded { .. }),
+    )
+    .await;
+    assert_eq!(
+        ended,
+        Event::SubscriptionEnded {
+            channel: "staff:payroll".into()
+        }
+    );
+    assert_eq!(client.subscriptions(), ["room:1"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "no reconnect");
+    client.close();
+}
+
+#[tokio::test]
 async fn a_forbidden_channel_is_an_error_event_and_presence_reaches_the_application() {
     let kit = TokenKit::new().await;
     let server = TestServer::start(server_config()).await;

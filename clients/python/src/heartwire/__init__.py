@@ -35,6 +35,7 @@ from .errors import (
     InvalidUrl,
     OutboxFull,
     PresenceOff,
+    PresenceRefused,
     PublishRefused,
     SubscriptionRefused,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Message",
     "OutboxFull",
     "PresenceOff",
+    "PresenceRefused",
     "PublishRefused",
     "Refreshed",
     "ServerError",

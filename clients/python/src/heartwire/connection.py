@@ -35,6 +35,7 @@ from .protocol import (
     Reconnect,
     ServerFrame,
     Subscribed,
+    Unsubscribed,
     encode_ping,
     encode_publish,
     encode_refresh,
@@ -117,6 +118,7 @@ class Connection:
     async def run(self) -> Outcome:
         """Runs the connection until its outcome."""
         hub = self._hub
+        hub.channels.handle_connected()
         for channel in hub.channels.names():
             self._control.append(encode_subscribe(channel, hub.channels.since(channel)))
         self._control.extend(hub.presence_requests())
@@ -183,6 +185,8 @@ class Connection:
             await self._deliver(frame)
         elif isinstance(frame, Subscribed):
             self._gap(hub.channels.handle_subscribed(frame))
+        elif isinstance(frame, Unsubscribed):
+            hub.channels.handle_unsubscribed(frame.channel)
         elif isinstance(frame, Ack):
             hub.handle_ack(frame)
             self._writable.set()

@@ -65,6 +65,16 @@ class SubscriptionRefused(HeartwireError):
         self.reason = reason
 
 
+class PresenceRefused(HeartwireError):
+    """The server refused a presence request (``forbidden``: the identity may not see who
+    is on the channel)."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(f"presence of {channel} refused: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
 class PresenceOff(HeartwireError):
     """The server tracks no presence for this channel (it matches no ``--presence``
     pattern)."""

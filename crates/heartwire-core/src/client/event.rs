@@ -68,6 +68,13 @@ pub enum Event {
         /// The server's sentence.
         reason: String,
     },
+    /// The server ended a subscription the client did not leave: a `refresh` took away
+    /// the permission to read `channel` (a `forbidden` naming it came just before).
+    /// The driver stops subscribing to it on later connections.
+    SubscriptionEnded {
+        /// The channel.
+        channel: String,
+    },
     /// The answer to a presence request: who is subscribed to `channel`.
     Presence {
         /// The channel.

@@ -112,6 +112,8 @@ pub struct ClientConnection {
     subscriptions: Vec<String>,
     /// Channels subscribed to whose `subscribed` has not come yet.
     subscribing: Vec<String>,
+    /// Channels left whose `unsubscribed` has not come yet.
+    leaving: Vec<String>,
     /// Frames to send before anything from the outbox.
     transmits: VecDeque<Frame>,
     events: VecDeque<Event>,
@@ -158,6 +160,7 @@ impl ClientConnection {
             },
             subscriptions,
             subscribing: Vec::new(),
+            leaving: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             hold_until: None,

@@ -105,11 +105,15 @@ impl ClientConnection {
                 session,
                 user,
             }),
-            Some(
-                ServerFrame::Pong { .. }
-                | ServerFrame::Unsubscribed { .. }
-                | ServerFrame::Hello { .. },
-            ) => {}
+            Some(ServerFrame::Unsubscribed { channel }) => {
+                if let Some(at) = self.leaving.iter().position(|known| *known == channel) {
+                    self.leaving.swap_remove(at);
+                } else {
+                    self.carried.positions.forget(&channel);
+                    self.events.push_back(Event::SubscriptionEnded { channel });
+                }
+            }
+            Some(ServerFrame::Pong { .. } | ServerFrame::Hello { .. }) => {}
             _ => self.events.push_back(Event::Message(Incoming::Text(text))),
         }
     }
@@ -140,6 +144,8 @@ impl ClientConnection {
             }
             Outgoing::Unsubscribe(channel) if native => {
                 self.carried.positions.forget(&channel);
+                self.subscribing.retain(|known| *known != channel);
+                self.leaving.push(channel.clone());
                 Some(Frame::Text(ClientFrame::Unsubscribe { channel }.encode()))
             }
             Outgoing::Presence(channel) if native => {

@@ -180,6 +180,42 @@ fn a_forbidden_channel_is_an_error_event_and_is_not_resumed() {
 }
 
 #[test]
+fn a_subscription_the_server_ends_is_an_event_one_the_caller_left_is_not() {
+    let t0 = Instant::now();
+    let mut machine = native(t0, None, &["doc", "room"]);
+    for channel in ["doc", "room"] {
+        let frame = json!({"op": "subscribed", "channel": channel, "seq": 0, "epoch": "e"});
+        machine.handle_frame(t0, text(frame));
+    }
+    events(&mut machine);
+    let mut outbox = VecDeque::from([Outgoing::Unsubscribe("room".into())]);
+    while machine.poll_transmit(t0, &mut outbox).is_some() {}
+    // A refresh took `doc` away: forbidden, then unsubscribed, unasked.
+    for frame in [
+        json!({"op": "refreshed", "expires_in_ms": 600_000}),
+        json!({"op": "error", "code": "forbidden", "channel": "doc", "reason": "cannot subscribe to doc"}),
+        json!({"op": "unsubscribed", "channel": "doc"}),
+        json!({"op": "unsubscribed", "channel": "room"}),
+    ] {
+        machine.handle_frame(t0, text(frame));
+    }
+    let events = events(&mut machine);
+    assert_eq!(
+        events[1..],
+        [
+            Event::Error {
+                code: ErrorCode::Forbidden,
+                reason: "cannot subscribe to doc".into(),
+                channel: Some("doc".into()),
+            },
+            Event::SubscriptionEnded {
+                channel: "doc".into()
+            },
+        ]
+    );
+}
+
+#[test]
 fn presence_frames_are_events() {
     let t0 = Instant::now();
     let mut machine = native(t0, None, &["room"]);
