@@ -148,6 +148,14 @@ export interface HeartwireMemberEvent extends HeartwireEvent {
   readonly user: string | null;
 }
 
+/** The server ended a subscription the page did not leave: a token refresh took away the
+ *  permission to read the channel (an `error` `forbidden` naming it came just before). Its
+ *  handlers hear nothing more and it is not asked for again. */
+export interface HeartwireUnsubscribedEvent extends HeartwireEvent {
+  readonly type: 'unsubscribed';
+  readonly channel: string;
+}
+
 export interface HeartwireEventMap {
   open: HeartwireOpenEvent;
   message: HeartwireMessageEvent;
@@ -159,6 +167,7 @@ export interface HeartwireEventMap {
   presence: HeartwirePresenceEvent;
   join: HeartwireMemberEvent;
   leave: HeartwireMemberEvent;
+  unsubscribed: HeartwireUnsubscribedEvent;
 }
 
 /** A WebSocket to a heartwire server that stays connected. */

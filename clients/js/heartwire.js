@@ -274,7 +274,12 @@ export class Heartwire extends EventTarget {
     const settings = withDefaults(urls, options);
     /** @type {Page} */
     const page = {
-      emit: (type, fields) => this.dispatchEvent(new HeartwireEvent(type, fields)),
+      emit: (type, fields) => {
+        // The server ended a subscription (a token refresh took the channel away): its
+        // handlers hear nothing more, and the channel is not asked for again.
+        if (type === 'unsubscribed') this.#handlers.delete(fields.channel);
+        this.dispatchEvent(new HeartwireEvent(type, fields));
+      },
       deliver: (channel, seq, data) => this.#deliver(channel, seq, data),
     };
     this.#link = (settings.shared ? SharedMember.open(urls, settings, page) : null)
@@ -532,6 +537,8 @@ class Positions {
  * @typedef {object} ConnectionOwner
  * @property {(type: string, fields: object) => void} event `open`, `close`, `state`, `error`
  * @property {() => object[]} subscribeFrames the `subscribe` frames to send after `hello`
+ * @property {(channel: string) => void} [onUnsubscribed] the server's `unsubscribed` for
+ *   `channel` (unasked when a token refresh took the channel away)
  * @property {(frame: object) => void} onSubscribed a `subscribed` frame
  * @property {(frame: object) => void} onMessage a `message` frame
  * @property {() => void} heard after every frame from the server
@@ -864,6 +871,7 @@ class Connection {
     switch (frame.op) {
       case 'message': this.#owner.onMessage(frame); break;
       case 'subscribed': this.#owner.onSubscribed(frame); break;
+      case 'unsubscribed': this.#owner.onUnsubscribed?.(frame.channel); break;
       case 'ack': this.#onAck(frame); break;
       case 'reconnect':
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
@@ -1330,6 +1338,12 @@ class DirectLink {
       onSubscribed: (frame) => {
         const gap = this.#positions.subscribed(frame);
         if (gap) page.emit('gap', gap);
+      },
+      onUnsubscribed: (channel) => {
+        // Still wanted: the server ended it, not the page.
+        if (!this.#channels.delete(channel)) return;
+        this.#positions.delete(channel);
+        page.emit('unsubscribed', { channel });
       },
       onMessage: ({ channel, seq, data }) => {
         const { deliver, gap } = this.#positions.accept(channel, seq);

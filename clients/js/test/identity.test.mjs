@@ -24,7 +24,7 @@ const settle = () => new Promise((resolve) => setImmediate(resolve));
 async function identified(expiresInMs) {
   let issued = 0;
   const { hw, events } = recordedClient(clock, { token: () => `token-${++issued}` });
-  for (const type of ['refreshed', 'presence', 'join', 'leave']) hw.addEventListener(type, (e) => events.push(e));
+  for (const type of ['refreshed', 'presence', 'join', 'leave', 'unsubscribed']) hw.addEventListener(type, (e) => events.push(e));
   await settle();
   const socket = FakeWebSocket.latest();
   socket.receive({ op: 'hello', session: 's1', ping_interval_ms: 600_000, ping_timeout_ms: 600_000, server: 't', user: 'ada', expires_in_ms: expiresInMs });
@@ -99,5 +99,27 @@ test('a forbidden channel is an error event, presence frames are events, and no 
   assert.equal(events.find((e) => e.type === 'leave').user, null);
   assert.equal(hw.state, 'open');
   assert.equal(FakeWebSocket.all.length, 1);
+  hw.close();
+});
+
+test('a subscription the server ends after a refresh is an event and is not asked for again', async () => {
+  const { hw, events, socket } = await identified(undefined);
+  const got = [];
+  hw.subscribe('doc', (data) => got.push(data));
+  hw.subscribe('room', () => {});
+  socket.receive({ op: 'subscribed', channel: 'doc', seq: 0, epoch: 'e' });
+  socket.receive({ op: 'refreshed', expires_in_ms: 600_000 });
+  socket.receive({ op: 'error', code: 'forbidden', channel: 'doc', reason: 'cannot subscribe to doc' });
+  socket.receive({ op: 'unsubscribed', channel: 'doc' });
+  assert.deepEqual(events.filter((e) => e.type === 'unsubscribed').map((e) => e.channel), ['doc']);
+  socket.receive({ op: 'message', channel: 'doc', seq: 1, data: 'late' });
+  assert.deepEqual(got, []);
+  // The next connection asks for `room` only.
+  socket.serverClose(1011, 'ping timeout');
+  clock.advance(250);
+  await settle();
+  const next = FakeWebSocket.latest();
+  next.hello();
+  assert.deepEqual(next.sentOps('subscribe').map((f) => f.channel), ['room']);
   hw.close();
 });
