@@ -13,7 +13,16 @@ from pathlib import Path
 import jwt
 import pytest
 
-from heartwire import Client, Join, Refreshed, ServerError, State, StateChange, SubscriptionRefused
+from heartwire import (
+    Client,
+    Join,
+    PresenceRefused,
+    Refreshed,
+    ServerError,
+    State,
+    StateChange,
+    SubscriptionRefused,
+)
 from peers import HeartwireServer
 from timing import bounded, next_event, next_state, quick_config, within
 
@@ -149,3 +158,20 @@ async def test_a_refresh_that_takes_a_channel_away_ends_its_subscription(
             await within(5, "the end of the subscription", payroll.__anext__())
         assert ada.subscriptions == []
         assert len(calls) == 2, "no reconnect"
+
+
+@bounded(30)
+async def test_a_refused_presence_request_raises_and_the_connection_stays(
+    start_server: Callable[..., HeartwireServer], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[channels]]\npattern = "*"\nsubscribe = "anyone"\npresence = "group:staff"\n')
+    server = start(start_server, "--config", str(rules))
+    token, _ = mint("ada", 600, [])
+    async with Client(server.url, token=lambda: token, config=quick_config()) as ada:
+        await within(5, "room:1", ada.subscribe("room:1"))
+        session = ada.session
+        with pytest.raises(PresenceRefused):
+            await within(5, "a refused presence request", ada.presence("room:1"))
+        assert ada.subscriptions == ["room:1"], "a subscription is not a presence request"
+        assert ada.session == session and ada.state is State.OPEN
