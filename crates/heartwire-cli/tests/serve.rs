@@ -208,3 +208,14 @@ async fn sigterm_closes_clients_with_1012_and_exits_cleanly() {
     while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, socket.next()).await {}
     assert!(server.wait().success());
 }
+
+#[tokio::test]
+async fn listen_takes_a_bare_port_or_a_host_name() {
+    for (listen, host) in [("0", "127.0.0.1:"), ("localhost:0", "")] {
+        let mut command = heartwire();
+        command.args(["serve", "--listen", listen]);
+        let server = Running::start(command);
+        assert!(server.addr.starts_with(host), "{listen}: {}", server.addr);
+        hello(&server.addr).await;
+    }
+}

@@ -42,11 +42,13 @@ pub use retention::Retention;
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerConfig {
-    /// Address and port to listen on
+    /// Address and port to listen on: 127.0.0.1:8080, [::1]:8080, localhost:8080,
+    /// :8080 (every interface) or 8080 (loopback)
     #[arg(
         long,
         env = "HEARTWIRE_LISTEN",
         value_name = "ADDR",
+        value_parser = parse::listen,
         default_value = "127.0.0.1:8080"
     )]
     #[serde(skip)]
