@@ -174,13 +174,14 @@ impl ServerConfig {
             .any(|pattern| glob::glob_matches(pattern, channel))
     }
 
-    /// Liveness timing of a connection, with the magic heartbeat when it sends one.
-    pub(crate) fn liveness(&self, sends_heartbeat_text: bool) -> LivenessConfig {
+    /// Liveness timing of a connection (on `facility`, for django-websocket-redis's
+    /// endpoint), with the magic heartbeat when it is sent there.
+    pub(crate) fn liveness(&self, facility: Option<&str>) -> LivenessConfig {
         let heartbeats = &self.heartbeats;
-        self.liveness.machine(
-            (sends_heartbeat_text && heartbeats.heartbeat_text.is_some())
-                .then_some(heartbeats.heartbeat_interval),
-        )
+        let sends_text = heartbeats.heartbeat_text.is_some()
+            && facility.is_some_and(|facility| heartbeats.is_sent_on(facility));
+        self.liveness
+            .machine(sends_text.then_some(heartbeats.heartbeat_interval))
     }
 }
 
