@@ -5,7 +5,8 @@
  * node shares the channels through a real `redis-server` started here, and messages are
  * published there while the first node is down, so the page certainly misses them live. The
  * browser reconnects by itself and sends `Last-Event-ID`; every message must arrive exactly
- * once, in order.
+ * once, in order. And a stream read across origins: Chromium shows it to a page of an allowed
+ * origin (CORS with credentials) and to no other.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -149,5 +150,28 @@ test('EventSource across a deploy and a crash with Redis: nothing lost, nothing 
     await publisher.close();
     await server.kill();
     await other.kill();
+  }
+});
+
+test('a page of an allowed origin reads a stream of another origin; a page of any other origin cannot', async () => {
+  const pages = await HeartwireServer.start();
+  const stranger = await HeartwireServer.start();
+  const server = await HeartwireServer.start(['--allowed-origin', pages.origin]);
+  const page = await browser.context.newPage();
+  const foreign = await browser.context.newPage();
+  try {
+    await page.goto(`${pages.origin}/heartwire.js`);
+    await foreign.goto(`${stranger.origin}/heartwire.js`);
+    const open = (from) => from.evaluate((url) => new Promise((done) => {
+      const source = new EventSource(url, { withCredentials: true });
+      source.addEventListener('subscribed', (event) => { source.close(); done(JSON.parse(event.data).channel); });
+      source.onerror = () => { if (source.readyState === EventSource.CLOSED) done('refused'); };
+    }), `${server.origin}/sse?channel=news`);
+    assert.equal(await open(page), 'news');
+    assert.equal(await open(foreign), 'refused');
+  } finally {
+    await page.close();
+    await foreign.close();
+    await Promise.all([pages.kill(), stranger.kill(), server.kill()]);
   }
 });

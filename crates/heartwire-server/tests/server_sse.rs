@@ -297,6 +297,23 @@ async fn refusals_are_http_statuses_with_a_sentence() {
         assert!(body.contains(sentence), "{path}: {body}");
         assert!(body.len() > 10 && !body.contains(&ada), "{path}: {body}");
     }
+    // A page of the server's own origin may read the stream, with CORS headers that
+    // let its browser show it.
+    let own = format!("http://{}", server.addr);
+    let path = with("channel=a");
+    let client = open(&server, &path, &[("Origin", &own)]).await;
+    let allowed = format!("access-control-allow-origin: {own}");
+    for header in [
+        allowed.as_str(),
+        "access-control-allow-credentials: true",
+        "vary: origin",
+    ] {
+        assert!(
+            client.headers.contains(header),
+            "{header}: {}",
+            client.headers
+        );
+    }
     // Bearer tokens work as on /ws, and the stream then starts.
     let bearer = format!("Bearer {ada}");
     let mut client = open(&server, "/sse?channel=a", &[("Authorization", &bearer)]).await;

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
@@ -107,6 +107,7 @@ pub(crate) async fn open(
     let positions = subscribe(&server, &request, identity.as_deref(), &mailbox);
     let base = millis(server.config.sse.sse_retry);
     let retry_ms = rand::rng().random_range(base..=base.saturating_mul(2));
+    let origin = headers.get(header::ORIGIN).cloned();
     let body = EventStream::new(
         slot,
         cut,
@@ -116,7 +117,7 @@ pub(crate) async fn open(
         retry_ms,
         expires_in,
     );
-    (
+    let mut response = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-store"),
@@ -129,7 +130,24 @@ pub(crate) async fn open(
         ],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response();
+    if let Some(origin) = origin {
+        allow_reading_from(&mut response, origin);
+    }
+    response
+}
+
+/// Lets a page of `origin`, which passed the origin check, read the stream: unlike a
+/// WebSocket, an `EventSource` of another origin needs CORS, with credentials for one
+/// opened `withCredentials` (its cookies are what the connect hook reads).
+fn allow_reading_from(response: &mut Response, origin: HeaderValue) {
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
 }
 
 /// Subscribes the stream's mailbox to each channel, from the position the client
