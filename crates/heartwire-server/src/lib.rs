@@ -22,6 +22,7 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod admission;
 pub mod auth;
 mod broker;
 mod config;
@@ -56,8 +57,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits, LivenessTiming,
+    Rate, RateLimits, Retention, Secret, ServerConfig,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -88,7 +89,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -112,6 +113,8 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            admission: admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
         });
         Ok(Self { listener, state })
     }
@@ -134,7 +137,7 @@ impl Server {
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
-        let serve = listener::serve(listener, router, config.limits.handshake_timeout, shutdown);
+        let serve = listener::serve(listener, router, state.clone(), shutdown);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},

@@ -184,6 +184,7 @@ impl Endpoint for Ws4Redis {
                 retain: true,
                 origin: Some(context.mailbox.clone()),
                 ack_id: None,
+                publisher: context.publisher(),
             });
         }
     }
