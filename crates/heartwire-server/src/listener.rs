@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -26,6 +26,7 @@ use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
@@ -40,6 +41,12 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// At most one log line per this interval for failing accepts.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a refused connection is read from before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Refused connections that may linger at once.
+const LINGERING_AT_MOST: usize = 64;
 
 /// The answer to a connection refused before its request is read.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\nserver at accept-rate or max-connections; retry later";
@@ -66,6 +73,7 @@ pub(crate) async fn serve(
         Instant::now(),
     );
     let mut accept_errors = LogThrottle::new(ACCEPT_ERROR_LOG_EVERY);
+    let lingering = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -92,7 +100,7 @@ pub(crate) async fn serve(
             } else {
                 "max_connections"
             });
-            refuse(stream);
+            refuse(stream, &lingering);
             continue;
         }
         // Heartbeats and small messages must not wait for Nagle's algorithm.
@@ -119,10 +127,31 @@ pub(crate) async fn serve(
     }
 }
 
-/// Answers 503 without waiting (what the socket does not take at once is dropped)
-/// and closes.
-fn refuse(stream: TcpStream) {
+/// Answers 503 and closes. The socket lingers up to [`REFUSAL_LINGER`], reading what
+/// the client sends, so the kernel does not reset the connection (which would drop
+/// the answer) for a request left unread; past [`LINGERING_AT_MOST`] refusals at
+/// once, a refusal is closed at once.
+fn refuse(stream: TcpStream, lingering: &Arc<AtomicUsize>) {
     let _ = stream.try_write(BUSY);
+    if lingering.fetch_add(1, Ordering::AcqRel) >= LINGERING_AT_MOST {
+        lingering.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let lingering = lingering.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut sink = [0; 1024];
+        let drain = async {
+            for _ in 0..16 {
+                if matches!(stream.read(&mut sink).await, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
+        lingering.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// A TCP connection served as HTTP, counted until its upgrade or its end.

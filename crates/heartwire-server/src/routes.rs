@@ -1,6 +1,6 @@
 //! The HTTP routes: WebSocket upgrades, health, metrics and the browser files.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -31,9 +31,28 @@ const RETRY_AFTER_SECS: &str = "1";
 /// to wait: its own connections must end first.
 const RETRY_AFTER_OWN_SECS: &str = "10";
 
-/// What the demo page may load and reach: its own script and its own server (the
-/// WebSocket on the same origin); nothing of other origins, and no framing.
-const PAGE_POLICY: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// What the demo page may load and reach: the client library and its own inline
+/// script and style (named by their hashes), its own server (the WebSocket on the
+/// same origin), its icon; nothing of other origins, and no framing.
+static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let script = inline_hash(INDEX_HTML, "<script type=\"module\">", "</script>");
+    let style = inline_hash(INDEX_HTML, "<style>", "</style>");
+    format!(
+        "default-src 'none'; script-src 'self' {script}; style-src {style}; connect-src 'self'; \
+         img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+});
+
+/// The CSP source (`'sha256-…'`) of the text between `open` and `close` in `html`.
+fn inline_hash(html: &str, open: &str, close: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let start = html.find(open).expect("the page has the element") + open.len();
+    let length = html[start..].find(close).expect("the element is closed");
+    let digest = sha2::Sha256::digest(&html.as_bytes()[start..start + length]);
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+    format!("'sha256-{hash}'")
+}
 
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     Router::new()
@@ -43,7 +62,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
                 (
                     [
                         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+                        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY.as_str()),
                         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                         (header::X_FRAME_OPTIONS, "DENY"),
                         (header::REFERRER_POLICY, "no-referrer"),
