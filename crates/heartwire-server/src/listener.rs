@@ -10,9 +10,9 @@
 //! client a SYN retransmission (a second or more) instead of a connection.
 //!
 //! Before a connection is served it must pass two bounds: the node's accept rate
-//! (`--accept-rate`), and `--max-connections` counted over the WebSockets and the
-//! connections that have not upgraded yet, so a client cannot hold sockets by
-//! never finishing its request. A connection past either is answered HTTP 503 with
+//! (`--accept-rate`), and `--max-connections` (plus [`HTTP_HEADROOM`]) counted over
+//! the WebSockets and the connections that have not upgraded yet, so a client cannot
+//! hold sockets by never finishing its request. A connection past either is answered HTTP 503 with
 //! `Retry-After` and closed, without being parsed. When accepting fails (out of
 //! file descriptors, say) the log says so at most once per [`ACCEPT_ERROR_LOG_EVERY`].
 
@@ -41,6 +41,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// At most one log line per this interval for failing accepts.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Connections accepted beyond `--max-connections`, so that a node full of WebSockets
+/// still answers health checks and scrapes (an upgrade among them gets 503 from its
+/// route).
+pub(crate) const HTTP_HEADROOM: usize = 8;
 
 /// How long a refused connection is read from before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -94,12 +99,12 @@ pub(crate) async fn serve(
             .as_mut()
             .is_some_and(|bucket| bucket.take(Instant::now()).is_err());
         let held = state.unupgraded.load(Ordering::Acquire) + state.registry.taken();
-        if over_rate || held >= config.limits.max_connections {
-            state.metrics.refused(if over_rate {
-                "accept_rate"
+        if over_rate || held >= config.limits.max_connections + HTTP_HEADROOM {
+            if over_rate {
+                state.metrics.refused("accept_rate");
             } else {
-                "max_connections"
-            });
+                state.metrics.rejected_at_capacity.increment(1);
+            }
             refuse(stream, &lingering);
             continue;
         }
