@@ -20,7 +20,7 @@ pub struct RateLimits {
         long,
         env = "HEARTWIRE_MESSAGE_RATE",
         value_name = "RATE",
-        default_value = "100/s"
+        default_value = "1000/s"
     )]
     pub message_rate: Rate,
 
@@ -31,7 +31,7 @@ pub struct RateLimits {
         long,
         env = "HEARTWIRE_MESSAGE_BURST",
         value_name = "N",
-        default_value = "200"
+        default_value = "1000"
     )]
     pub message_burst: u32,
 
