@@ -6,7 +6,10 @@
 //! drives them with real sockets and timers.
 //!
 //! How a connection flows through the files here:
-//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
+//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline,
+//!   within the accept rate and `--max-connections`;
+//! - [`admission`] decides the rate limits and the connections of each address and
+//!   user;
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
 //!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
