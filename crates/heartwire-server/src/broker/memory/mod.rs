@@ -1081,4 +1081,20 @@ mod tests {
         publish(&broker, "room", "real", Some((&alice, "a-1")));
         assert_eq!(drain(&alice), ["ack a-1 6 false"]);
     }
+
+    #[test]
+    fn an_operation_expires_a_few_channels_never_all_of_them() {
+        let clock = HandClock(Arc::new(Mutex::new(Instant::now())));
+        let broker = MemoryBroker::with_clock(retention(), clock.clone());
+        for n in 0..10_000 {
+            publish(&broker, &format!("c{n}"), "x", None);
+        }
+        *clock.0.lock() += Duration::from_secs(3600);
+        broker.unsubscribe("elsewhere", 1);
+        assert_eq!(broker.state().channels.len(), 10_000 - SWEEP_BUDGET);
+        for _ in 0..10_000 / SWEEP_BUDGET {
+            broker.unsubscribe("elsewhere", 1);
+        }
+        assert!(broker.state().channels.is_empty());
+    }
 }
