@@ -1,6 +1,7 @@
 //! What every connection of a server shares.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::admission::Admission;
 use crate::auth::Auth;
@@ -20,4 +21,6 @@ pub(crate) struct ServerState {
     pub(crate) admission: Admission,
     /// TCP connections accepted that have not become WebSockets (or ended) yet.
     pub(crate) unupgraded: std::sync::atomic::AtomicUsize,
+    /// When the server started, for `/healthz`'s uptime.
+    pub(crate) started: Instant,
 }

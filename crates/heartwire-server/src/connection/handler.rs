@@ -51,7 +51,7 @@ impl<E: Endpoint> Handler<E> {
         address: IpAddr,
         now: Instant,
     ) -> Self {
-        let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
+        let liveness = Liveness::new(server.config.liveness(endpoint.facility()), now);
         let rate = MessageRate::new(&server.config.rates, now);
         let mut context = Context {
             server,

@@ -89,6 +89,7 @@ impl Server {
             auth,
             admission: crate::admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
+            started: now,
         });
         Self {
             state,
