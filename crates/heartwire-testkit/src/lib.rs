@@ -53,7 +53,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
     pub async fn start(config: ServerConfig) -> Self {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::start_with_broker(config, broker).await
     }
 
