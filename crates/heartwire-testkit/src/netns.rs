@@ -126,13 +126,6 @@ impl Namespaces {
         }
     }
 
-    /// Lets every packet through again.
-    pub fn heal(&self) {
-        for namespace in [&self.server, &self.client] {
-            nft(namespace, &format!("flush chain inet {TABLE} input\n"));
-        }
-    }
-
     /// The namespaces whose input drops packets going `direction`.
     fn receivers(&self, direction: Direction) -> Vec<&str> {
         match direction {

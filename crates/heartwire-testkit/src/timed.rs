@@ -2,8 +2,10 @@
 //! tests that measure when a process noticed something (a client declaring its server
 //! dead, a server logging a connection's end), and that stop, resume and kill them.
 //!
-//! A [`Watched`] process is killed when dropped, and so is every process of a group it
-//! named with [`Watched::also_kill_group`] (a browser it started in a group of its own).
+//! A [`Watched`] process is killed when dropped (after the grace of
+//! [`Watched::with_grace`] to end by itself once its stdin closes), and so is every
+//! process of a group it named with [`Watched::also_kill_group`] (a browser it started
+//! in a group of its own).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -101,6 +103,7 @@ pub struct Watched {
     /// What it printed.
     pub lines: TimedLines,
     group: Option<u32>,
+    grace: Duration,
 }
 
 impl Watched {
@@ -123,7 +126,15 @@ impl Watched {
             child,
             lines,
             group: None,
+            grace: Duration::ZERO,
         }
+    }
+
+    /// When dropped, first close its stdin and give it `grace` to end by itself (to
+    /// close a browser it started), before it is killed.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// The child's process id.
@@ -161,6 +172,9 @@ impl Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
+        if !self.grace.is_zero() {
+            self.finish(self.grace);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(pgid) = self.group {
