@@ -10,6 +10,7 @@ mod connect;
 mod logging;
 mod serve;
 mod sources;
+mod token_command;
 
 use sources::SourceError;
 
