@@ -12,6 +12,8 @@
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`sse`] streams channels as Server-Sent Events on `/sse`, with the same checks,
+//!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
@@ -37,6 +39,7 @@ mod publication;
 mod registry;
 mod routes;
 mod slot;
+mod sse;
 mod state;
 mod websocket;
 
@@ -58,7 +61,7 @@ pub use broker::{
 };
 pub use config::{
     Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Secret, ServerConfig, SseOptions,
 };
 pub use error::Error;
 pub use id::ConnectionId;
