@@ -87,6 +87,7 @@ pub(crate) async fn open(
         if !slot.claim_user(&identity.user) {
             server.metrics.refused("max_connections_per_user");
             return routes::too_many(
+                &server,
                 "this user holds max-connections-per-user connections already; close one, or retry later",
             );
         }
