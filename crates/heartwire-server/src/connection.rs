@@ -68,19 +68,16 @@ pub(crate) fn start<E: Endpoint>(
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask {
-        connection,
-        _slot: slot,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
 /// connection's memory is mostly this.
 pub(crate) struct ConnectionTask<E> {
     connection: Connection<E>,
-    /// Held for its `Drop`: the slot is given back, and the connection unregistered,
+    /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
@@ -91,8 +88,7 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
         handler.context.server.metrics.disconnected(&reason);
-        let id = handler.context.mailbox.id();
-        tracing::debug!(connection = id, %reason, "connection ended");
+        self.slot.log_end(&reason);
         // The task drops its future now, and with it the slot.
         Poll::Ready(())
     }
