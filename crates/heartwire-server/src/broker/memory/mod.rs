@@ -26,7 +26,7 @@ use heartwire_core::ErrorCode;
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::contract::{Broker, PublishRequest, SubscribeRequest};
+use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
@@ -586,6 +586,20 @@ impl<C: Clock> Broker for MemoryBroker<C> {
 
     fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    fn health(&self) -> BrokerHealth {
+        let state = self.state();
+        BrokerHealth {
+            up: true,
+            channels: state.channels.len(),
+            subscriptions: state
+                .channels
+                .values()
+                .map(|channel| channel.subscribers.len())
+                .sum(),
+            ..BrokerHealth::default()
+        }
     }
 }
 

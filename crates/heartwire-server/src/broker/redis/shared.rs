@@ -193,9 +193,14 @@ impl Shared {
     /// and the counters of fail-overs.
     pub(super) fn health(&self) -> BrokerHealth {
         let links = self.links.all();
-        let (counts, unplaced) = {
+        let (counts, unplaced, held, subscriptions) = {
             let channels = self.channels();
-            (channels.count_by_link(), channels.unplaced())
+            (
+                channels.count_by_link(),
+                channels.unplaced(),
+                channels.len(),
+                channels.subscriber_count(),
+            )
         };
         let mut shards = Vec::new();
         let mut up = true;
@@ -245,6 +250,8 @@ impl Shared {
             failovers: shards.iter().map(|shard| shard.failovers).sum(),
             epochs_renewed: self.renewed.load(Ordering::Relaxed),
             shards,
+            channels: held,
+            subscriptions,
         }
     }
 }
