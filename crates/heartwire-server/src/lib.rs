@@ -14,7 +14,8 @@
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
-//! - [`metrics`] counts it all for `/metrics`.
+//! - [`metrics`] counts it all for `/metrics`;
+//! - [`api`] is the server API for the application's backend (`/api/*`).
 //!
 //! Around them: [`auth`] is who a connection is; [`config`] declares every option once (its flag, variable, file key,
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
@@ -22,6 +23,7 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod api;
 pub mod auth;
 mod broker;
 mod config;
@@ -56,7 +58,7 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
+    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
     Secret, ServerConfig,
 };
 pub use error::Error;
@@ -100,6 +102,7 @@ impl Server {
         config.validate()?;
         let auth = auth::Auth::new(&config.access)?;
         auth.prefetch().await;
+        let api_key = api::ApiKey::from_config(&config.api)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -112,6 +115,7 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            api_key,
         });
         Ok(Self { listener, state })
     }

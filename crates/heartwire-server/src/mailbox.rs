@@ -42,6 +42,8 @@ pub enum Outbound {
         id: String,
         /// The sequence number the message got.
         seq: u64,
+        /// The channel's epoch, in which `seq` counts.
+        epoch: Arc<str>,
         /// The id had been published before: nothing was published again.
         duplicate: bool,
     },
@@ -193,6 +195,7 @@ mod tests {
         Outbound::Ack {
             id: String::new(),
             seq,
+            epoch: Arc::from("e"),
             duplicate: false,
         }
     }

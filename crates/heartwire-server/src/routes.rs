@@ -56,6 +56,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/echo", get(echo))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(super::api::router(state.clone()))
         .with_state(state)
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::api::ApiKey;
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
@@ -15,4 +16,6 @@ pub(crate) struct ServerState {
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) auth: Auth,
+    /// The key of the server API and the admin page; both are off without it.
+    pub(crate) api_key: Option<ApiKey>,
 }

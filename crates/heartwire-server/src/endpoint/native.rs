@@ -241,7 +241,9 @@ impl Endpoint for Native {
                 epoch: epoch.to_string(),
                 recovered,
             }),
-            Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
+            Outbound::Ack {
+                id, seq, duplicate, ..
+            } => frame(&ServerFrame::Ack { id, seq, duplicate }),
             Outbound::Presence { channel, members } => presence(&channel, &members),
             Outbound::PresenceChange {
                 channel,
