@@ -58,8 +58,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming,
+    Retention, Secret, ServerConfig,
 };
 pub use error::Error;
 pub use id::ConnectionId;

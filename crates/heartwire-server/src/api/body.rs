@@ -40,9 +40,9 @@ impl<T: DeserializeOwned> FromRequest<Arc<ServerState>> for JsonBody<T> {
                     ApiError::bad_request(format!("the body could not be read: {source}"))
                 }
             })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|err| ApiError::bad_request(format!("the body is not the JSON expected: {err}")))
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
+            ApiError::bad_request(format!("the body is not the JSON expected: {err}"))
+        })
     }
 }
 

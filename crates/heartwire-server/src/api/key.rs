@@ -96,7 +96,11 @@ mod tests {
 
     #[test]
     fn no_key_is_off_and_a_short_key_is_refused() {
-        assert!(ApiKey::from_config(&ApiAccess::default()).unwrap().is_none());
+        assert!(
+            ApiKey::from_config(&ApiAccess::default())
+                .unwrap()
+                .is_none()
+        );
         let err = ApiKey::from_config(&access("short")).unwrap_err();
         assert!(err.to_string().contains("at least 16 bytes"), "{err}");
     }

@@ -102,9 +102,9 @@ pub(crate) async fn broadcast(
 
 fn check_id(id: Option<&str>) -> Result<(), ApiError> {
     match id {
-        Some(id) if id.is_empty() || id.len() > MAX_ID_LEN => Err(ApiError::bad_request(
-            format!("id must be 1 to {MAX_ID_LEN} bytes"),
-        )),
+        Some(id) if id.is_empty() || id.len() > MAX_ID_LEN => Err(ApiError::bad_request(format!(
+            "id must be 1 to {MAX_ID_LEN} bytes"
+        ))),
         _ => Ok(()),
     }
 }
