@@ -61,6 +61,11 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The connection's token expired and no fresh one came in time.
     TokenExpired,
+    /// The application disconnected it through the server API, with this close code.
+    ServerDisconnect {
+        /// The close code the application chose.
+        code: u16,
+    },
     /// The transport failed or was cut without a close frame.
     Transport(String),
 }
@@ -80,6 +85,7 @@ impl DisconnectReason {
             Self::SlowConsumer => Some(close_code::POLICY_VIOLATION),
             Self::ServerShutdown => Some(close_code::SERVICE_RESTART),
             Self::TokenExpired => Some(close_code::TOKEN_EXPIRED),
+            Self::ServerDisconnect { code } => Some(*code),
         }
     }
 
@@ -95,12 +101,13 @@ impl DisconnectReason {
             Self::SlowConsumer => "slow_consumer",
             Self::ServerShutdown => "server_shutdown",
             Self::TokenExpired => "token_expired",
+            Self::ServerDisconnect { .. } => "server_disconnect",
             Self::Transport(_) => "transport",
         }
     }
 
     /// Every label [`label`](Self::label) can return, so metrics can be registered up front.
-    pub const LABELS: [&'static str; 10] = [
+    pub const LABELS: [&'static str; 11] = [
         "peer_closed",
         "local_close",
         "ping_timeout",
@@ -110,6 +117,7 @@ impl DisconnectReason {
         "slow_consumer",
         "server_shutdown",
         "token_expired",
+        "server_disconnect",
         "transport",
     ];
 }
@@ -138,6 +146,7 @@ impl fmt::Display for DisconnectReason {
             Self::SlowConsumer => f.write_str("slow consumer"),
             Self::ServerShutdown => f.write_str("server shutting down"),
             Self::TokenExpired => f.write_str("token expired"),
+            Self::ServerDisconnect { code } => write!(f, "disconnected by the server with {code}"),
             Self::Transport(detail) => write!(f, "transport failed: {detail}"),
         }
     }
@@ -162,6 +171,7 @@ mod tests {
             DisconnectReason::SlowConsumer,
             DisconnectReason::ServerShutdown,
             DisconnectReason::TokenExpired,
+            DisconnectReason::ServerDisconnect { code: 4403 },
             DisconnectReason::Transport("x".into()),
         ];
         let labels: Vec<_> = all.iter().map(DisconnectReason::label).collect();

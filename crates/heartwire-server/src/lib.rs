@@ -75,6 +75,8 @@ use state::ServerState;
 pub struct Server {
     listener: TcpListener,
     state: Arc<ServerState>,
+    /// The subscription to the server API's commands, when the API is on.
+    control: Option<api::Control>,
 }
 
 impl std::fmt::Debug for Server {
@@ -117,7 +119,15 @@ impl Server {
             auth,
             api_key,
         });
-        Ok(Self { listener, state })
+        let control = match state.api_key {
+            Some(_) => Some(api::Control::join(&state).await),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            state,
+            control,
+        })
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -134,7 +144,11 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            control,
+        } = self;
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
@@ -142,6 +156,7 @@ impl Server {
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
+            never = api::Control::run_if_on(control, state.clone()) => match never {},
         }
 
         let open = state.registry.len();

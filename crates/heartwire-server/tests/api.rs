@@ -1,20 +1,24 @@
 //! The server API over real sockets, called with `reqwest`: the key (none, wrong,
 //! right), bodies too large or malformed, publish and broadcast reaching native and
 //! django-websocket-redis sockets, publish ids deduplicated, history, presence,
-//! channels and info, on one node and on two nodes sharing a real `redis-server`.
+//! channels and info, on one node and on two nodes sharing a real `redis-server`;
+//! sessions and users unsubscribed and disconnected on every node (users' tokens
+//! minted by PyJWT).
 
 use std::time::Duration;
 
 use heartwire_core::protocol::ServerFrame;
-use heartwire_server::{ApiAccess, ChannelRule, Limits, Secret, ServerConfig};
+use heartwire_server::{Access, ApiAccess, ChannelRule, Limits, Secret, ServerConfig};
 use heartwire_testkit::redis::{TestRedis, node};
+use heartwire_testkit::tokens::{Spec, TokenKit};
 use heartwire_testkit::{
-    PATIENCE, TestServer, connect, connect_native, http_get, http_request, next_frame, next_text,
-    subscribe,
+    PATIENCE, Socket, TestServer, connect, connect_native, expect_close, http_get, http_request,
+    next_frame, next_text, subscribe,
 };
 use serde_json::{Value, json};
 
 const KEY: &str = "api-key-of-the-tests-0123456789";
+const JWT_SECRET: &str = "api-test-jwt-secret";
 
 fn config() -> ServerConfig {
     #[derive(serde::Deserialize)]
@@ -40,7 +44,36 @@ presence = "anyone"
         },
         channels: toml::from_str::<File>(rules).unwrap().channels,
         presence: vec!["room:*".into()],
+        access: Access {
+            jwt_secret: Some(JWT_SECRET.into()),
+            allow_anonymous: Some(true),
+            ..Access::default()
+        },
         ..ServerConfig::default()
+    }
+}
+
+/// Connects to `/ws` of `server` as the user of `token`; returns the socket and its
+/// session.
+async fn connect_as(server: &TestServer, token: &str) -> (Socket, String) {
+    let mut socket = connect(&server.url(&format!("/ws?token={token}"))).await;
+    match next_frame(&mut socket).await {
+        ServerFrame::Hello {
+            session,
+            user: Some(_),
+            ..
+        } => (socket, session),
+        other => panic!("expected an identified hello, got {other:?}"),
+    }
+}
+
+/// Reads frames until a message of `channel`; returns its data.
+async fn message_on(socket: &mut Socket, channel: &str) -> Value {
+    match next_frame(socket).await {
+        ServerFrame::Message {
+            channel: got, data, ..
+        } if got == channel => data,
+        other => panic!("expected a message on {channel}, got {other:?}"),
     }
 }
 
@@ -467,12 +500,16 @@ async fn on_two_nodes_a_publish_on_one_reaches_the_other_and_django() {
         history["publications"],
         json!([{"seq": 1, "data": "across"}])
     );
-    let (_, presence) = api_first.get("/api/presence?channel=room:9").await;
-    assert_eq!(
-        presence["members"].as_array().unwrap().len(),
-        1,
-        "{presence}"
-    );
+    // Members reach the other node's view through Redis, soon after the subscribe.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, presence) = api_first.get("/api/presence?channel=room:9").await;
+        if presence["members"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{presence}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     redis.wait_for_subscribers("broadcast:alerts", 2);
     api_first
@@ -503,4 +540,133 @@ fn read_lines(child: &mut std::process::Child, count: usize) -> Vec<String> {
     (0..count)
         .map_while(|_| read.recv_timeout(PATIENCE).ok())
         .collect()
+}
+
+#[tokio::test]
+async fn a_session_is_unsubscribed_or_disconnected_with_the_code_given() {
+    let server = TestServer::start(config()).await;
+    let api = Api::new(server.addr, Some(KEY));
+    let (mut socket, session) = connect_native(&server).await;
+    subscribe(&mut socket, "room:a").await;
+    subscribe(&mut socket, "room:b").await;
+
+    let (status, answer) = api
+        .post(
+            "/api/unsubscribe",
+            json!({"session": session, "channel": "room:a"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    match next_frame(&mut socket).await {
+        ServerFrame::Unsubscribed { channel } => assert_eq!(channel, "room:a"),
+        other => panic!("expected unsubscribed, got {other:?}"),
+    }
+    api.publish(json!({"channel": "room:a", "data": "gone"}))
+        .await;
+    api.publish(json!({"channel": "room:b", "data": "kept"}))
+        .await;
+    assert_eq!(message_on(&mut socket, "room:b").await, json!("kept"));
+
+    for (body, needle) in [
+        (json!({"code": 4403}), "either a user or a session"),
+        (
+            json!({"user": "ada", "session": session}),
+            "either a user or a session",
+        ),
+        (json!({"session": "not-a-session"}), "not a session id"),
+        (json!({"session": session, "code": 3000}), "code must be"),
+        (
+            json!({"session": session, "reason": "x".repeat(124)}),
+            "at most 123 bytes",
+        ),
+    ] {
+        let (status, answer) = api.post("/api/disconnect", body.to_string()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{answer}"
+        );
+    }
+    let reason = "server restarting; retry after 250 ms";
+    let (status, _) = api
+        .post(
+            "/api/disconnect",
+            json!({"session": session, "code": 1012, "reason": reason}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(expect_close(&mut socket).await, (1012, reason.to_owned()));
+    server
+        .wait_for_metric(
+            r#"heartwire_disconnects_total{reason="server_disconnect"}"#,
+            1.0,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_unsubscribed_and_disconnected_on_every_node() {
+    let tokens = TokenKit::new()
+        .await
+        .mint(&[
+            Spec::secret("HS256", JWT_SECRET, json!({"sub": "ada"})),
+            Spec::secret("HS256", JWT_SECRET, json!({"sub": "bob"})),
+        ])
+        .await;
+    let redis = TestRedis::start();
+    let (first, second) = (node(&redis, config()).await, node(&redis, config()).await);
+    let api = Api::new(first.addr, Some(KEY));
+    let (mut ada_here, _) = connect_as(&first, &tokens[0]).await;
+    let (mut ada_there, _) = connect_as(&second, &tokens[0]).await;
+    let (mut bob, _) = connect_as(&second, &tokens[1]).await;
+    for socket in [&mut ada_here, &mut ada_there, &mut bob] {
+        subscribe(socket, "feed:1").await;
+        subscribe(socket, "feed:2").await;
+    }
+
+    let (status, answer) = api
+        .post(
+            "/api/unsubscribe",
+            json!({"user": "ada", "channel": "feed:1"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for socket in [&mut ada_here, &mut ada_there] {
+        match next_frame(socket).await {
+            ServerFrame::Unsubscribed { channel } => assert_eq!(channel, "feed:1"),
+            other => panic!("expected unsubscribed, got {other:?}"),
+        }
+    }
+    api.publish(json!({"channel": "feed:1", "data": "for bob"}))
+        .await;
+    api.publish(json!({"channel": "feed:2", "data": "for all"}))
+        .await;
+    assert_eq!(message_on(&mut bob, "feed:1").await, json!("for bob"));
+    assert_eq!(message_on(&mut bob, "feed:2").await, json!("for all"));
+    for socket in [&mut ada_here, &mut ada_there] {
+        assert_eq!(message_on(socket, "feed:2").await, json!("for all"));
+    }
+
+    let (status, _) = api
+        .post(
+            "/api/disconnect",
+            json!({"user": "ada", "reason": "account closed"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for socket in [&mut ada_here, &mut ada_there] {
+        assert_eq!(
+            expect_close(socket).await,
+            (4403, "account closed".to_owned())
+        );
+    }
+    // Others stay connected.
+    api.publish(json!({"channel": "feed:2", "data": "still here"}))
+        .await;
+    assert_eq!(message_on(&mut bob, "feed:2").await, json!("still here"));
+    let (_, info) = Api::new(second.addr, Some(KEY)).get("/api/info").await;
+    assert_eq!(info["connections"], 1, "{info}");
 }

@@ -43,21 +43,7 @@ impl Inbox {
 
     /// The next answer; 503 once the deadline has passed or the inbox overflowed.
     pub(crate) async fn next(&self) -> Result<Outbound, ApiError> {
-        let answer = poll_fn(|cx| {
-            if self.mailbox.signal().is_some() {
-                return Poll::Ready(None);
-            }
-            if let Some(item) = self.mailbox.take() {
-                return Poll::Ready(Some(item));
-            }
-            self.mailbox.register(cx);
-            match self.mailbox.take() {
-                Some(item) => Poll::Ready(Some(item)),
-                None if self.mailbox.signal().is_some() => Poll::Ready(None),
-                None => Poll::Pending,
-            }
-        });
-        match tokio::time::timeout_at(self.deadline, answer).await {
+        match tokio::time::timeout_at(self.deadline, receive(&self.mailbox)).await {
             Ok(Some(item)) => Ok(item),
             Ok(None) => Err(ApiError::unavailable(
                 "the channel is too busy to read now; ask again",
@@ -68,4 +54,24 @@ impl Inbox {
             ))),
         }
     }
+}
+
+/// The next item of `mailbox`, waiting for it; `None` once the mailbox overflowed
+/// (it then takes nothing more).
+pub(crate) async fn receive(mailbox: &Mailbox) -> Option<Outbound> {
+    poll_fn(|cx| {
+        if mailbox.signal().is_some() {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = mailbox.take() {
+            return Poll::Ready(Some(item));
+        }
+        mailbox.register(cx);
+        match mailbox.take() {
+            Some(item) => Poll::Ready(Some(item)),
+            None if mailbox.signal().is_some() => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }

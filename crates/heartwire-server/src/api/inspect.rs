@@ -67,6 +67,8 @@ pub(crate) async fn channels(
     QueryOf(query): QueryOf<ChannelsQuery>,
 ) -> Json<serde_json::Value> {
     let mut channels = state.broker.channels();
+    // The server's own channels (`$…`) are no client's business.
+    channels.retain(|(channel, _)| !channel.starts_with('$'));
     if let Some(pattern) = &query.pattern {
         channels.retain(|(channel, _)| glob_matches(pattern, channel));
     }

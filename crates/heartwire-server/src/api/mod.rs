@@ -11,14 +11,18 @@
 //! - [`inbox`]: a mailbox of the call's own, where the broker answers;
 //! - [`publish`]: `POST /api/publish` and `POST /api/broadcast`;
 //! - [`history`]: `GET /api/history`;
-//! - [`inspect`]: `GET /api/presence`, `/api/channels` and `/api/info`.
+//! - [`inspect`]: `GET /api/presence`, `/api/channels` and `/api/info`;
+//! - [`manage`]: `POST /api/disconnect` and `/api/unsubscribe`, which reach every
+//!   node through [`control`].
 
 mod body;
+mod control;
 mod error;
 mod history;
 mod inbox;
 mod inspect;
 pub(crate) mod key;
+mod manage;
 mod publish;
 
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
 use crate::state::ServerState;
+pub(crate) use control::Control;
 pub(crate) use error::ApiError;
 pub(crate) use key::ApiKey;
 
@@ -45,6 +50,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router<Arc<ServerState>> {
         .route("/api/presence", get(inspect::presence))
         .route("/api/channels", get(inspect::channels))
         .route("/api/info", get(inspect::info))
+        .route("/api/disconnect", post(manage::disconnect))
+        .route("/api/unsubscribe", post(manage::unsubscribe))
         .route("/api/{*rest}", any(unknown))
         .route_layer(middleware::from_fn_with_state(state, require_key))
 }

@@ -117,11 +117,24 @@ pub(crate) async fn publish_one(
     id: Option<&str>,
 ) -> Result<Published, ApiError> {
     validate_channel(&channel).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let retain = is_ws4redis(&channel);
+    send(state, Arc::from(channel), data, id, retain).await
+}
+
+/// Publishes `data` on `channel` (a name the caller checked) and waits for the
+/// broker's answer.
+pub(crate) async fn send(
+    state: &ServerState,
+    channel: Arc<str>,
+    data: Box<RawValue>,
+    id: Option<&str>,
+    retain: bool,
+) -> Result<Published, ApiError> {
     let inbox = Inbox::new(4);
     let ack_id = format!("api:{}", id.map_or_else(random_id, str::to_owned));
     state.broker.publish(PublishRequest {
-        retain: is_ws4redis(&channel),
-        channel: Arc::from(channel),
+        retain,
+        channel,
         payload: Payload::Json(data),
         origin: Some(inbox.mailbox()),
         ack_id: Some(ack_id),

@@ -437,6 +437,7 @@ mod tests {
                 }
                 Outbound::Error { reason, .. } => format!("error {reason}"),
                 Outbound::Refreshed(_) => "refreshed".into(),
+                Outbound::Unsubscribe { channel } => format!("unsubscribe {channel}"),
             })
             .collect()
     }

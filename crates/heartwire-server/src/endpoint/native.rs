@@ -270,6 +270,20 @@ impl Endpoint for Native {
                 })
             }
             Outbound::Error { code, reason, id } => error(code, reason, id),
+            Outbound::Unsubscribe { channel } => {
+                // The application ended it; a subscription already gone is left alone.
+                if !self.subscriptions.contains(&channel) {
+                    return None;
+                }
+                self.subscriptions.retain(|held| *held != channel);
+                context
+                    .server
+                    .broker
+                    .unsubscribe(&channel, context.mailbox.id());
+                frame(&ServerFrame::Unsubscribed {
+                    channel: channel.to_string(),
+                })
+            }
             Outbound::Refreshed(outcome) => {
                 let answer =
                     expiry::apply_refresh(&mut context.identity, *outcome, SystemTime::now());
