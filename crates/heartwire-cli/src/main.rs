@@ -7,6 +7,7 @@ use clap::{CommandFactory, FromArgMatches, Subcommand};
 use heartwire_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
+mod api;
 mod connect;
 mod serve;
 mod sources;
@@ -28,6 +29,11 @@ enum Command {
     /// Connect to a WebSocket server, reconnecting by itself: stdin lines go out,
     /// received messages are printed, state changes go to stderr.
     Connect(connect::ConnectArgs),
+    /// Publish a message through the server API (POST /api/publish).
+    Publish(api::PublishArgs),
+    /// Call the server API: publish, broadcast, history, presence, channels, info,
+    /// disconnect, unsubscribe (docs/API.md).
+    Api(api::ApiArgs),
     /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
     Bench(heartwire_bench::BenchArgs),
     /// Faults on demand: a TCP fault proxy, and a check of a server through it.
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
+        Command::Publish(args) => api::publish(args),
+        Command::Api(args) => api::api(args),
         Command::Bench(args) => heartwire_bench::run(args),
         Command::Chaos(args) => heartwire_chaos::run(args).map_err(Into::into),
     };

@@ -26,9 +26,11 @@ impl std::fmt::Debug for ApiKey {
 
 impl ApiKey {
     /// The key of `--api-key` or `--api-key-file`; `None` when neither is given
-    /// (the API and the admin page are then off).
+    /// (the API and the admin page are then off). An empty `--api-key` counts as
+    /// not given.
     pub(crate) fn from_config(api: &ApiAccess) -> Result<Option<Self>, Error> {
-        let key = match (&api.api_key, &api.api_key_file) {
+        let given = api.api_key.as_ref().filter(|key| !key.expose().is_empty());
+        let key = match (given, &api.api_key_file) {
             (Some(_), Some(_)) => {
                 return Err(Error::Config(
                     "give --api-key or --api-key-file, not both".into(),
