@@ -15,7 +15,8 @@
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`;
-//! - [`api`] is the server API for the application's backend (`/api/*`).
+//! - [`api`] is the server API for the application's backend (`/api/*`), and
+//!   [`admin`] the admin page (`/admin`) on top of it.
 //!
 //! Around them: [`auth`] is who a connection is; [`config`] declares every option once (its flag, variable, file key,
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
@@ -23,6 +24,7 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod admin;
 mod api;
 pub mod auth;
 mod broker;
@@ -52,6 +54,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use admin::sessions::OverTls;
 pub use auth::Identity;
 pub use broker::{
     Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
@@ -118,6 +121,8 @@ impl Server {
             registry: Registry::default(),
             auth,
             api_key,
+            admin_sessions: admin::AdminSessions::default(),
+            node_reports: api::NodeReports::default(),
         });
         let control = match state.api_key {
             Some(_) => Some(api::Control::join(&state).await),

@@ -40,6 +40,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) rejected_at_capacity: Counter,
     /// Server API calls refused for a missing or wrong key.
     pub(crate) api_refused: Counter,
+    /// Messages published through the server API.
+    pub(crate) api_publishes: Counter,
     /// Upgrades refused for their origin or credentials, by reason.
     refusals: [Counter; REFUSAL_LABELS.len()],
     rtt: Histogram,
@@ -213,6 +215,7 @@ impl ServerMetrics {
             client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
             api_refused: counter("heartwire_api_refused_total", vec![]),
+            api_publishes: counter("heartwire_api_publishes_total", vec![]),
             refusals,
             broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),

@@ -57,6 +57,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(super::api::router(state.clone()))
+        .merge(super::admin::router())
         .with_state(state)
 }
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::api::ApiKey;
+use crate::admin::AdminSessions;
+use crate::api::{ApiKey, NodeReports};
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
@@ -18,4 +19,8 @@ pub(crate) struct ServerState {
     pub(crate) auth: Auth,
     /// The key of the server API and the admin page; both are off without it.
     pub(crate) api_key: Option<ApiKey>,
+    /// The admin page's logins.
+    pub(crate) admin_sessions: AdminSessions,
+    /// What the nodes last said of themselves (`/api/info`).
+    pub(crate) node_reports: NodeReports,
 }

@@ -521,8 +521,27 @@ async fn on_two_nodes_a_publish_on_one_reaches_the_other_and_django() {
     raw.kill().unwrap();
     let _ = raw.wait();
     assert!(output.iter().any(|line| line == "fire drill"), "{output:?}");
-    let (_, info) = api_first.get("/api/info").await;
-    assert_eq!(info["broker"]["name"], "redis");
+    // Each node reports itself to the others.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, info) = api_first.get("/api/info").await;
+        assert_eq!(info["broker"]["name"], "redis");
+        let nodes = info["nodes"].as_array().unwrap();
+        if nodes.len() == 2 {
+            let (_, other) = api_second.get("/api/info").await;
+            assert!(
+                nodes.iter().any(|node| node["node"] == other["node"]),
+                "{info}"
+            );
+            assert!(
+                nodes.iter().all(|node| node["broker"]["up"] == true),
+                "{info}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads `count` lines of a child's output, failing after [`PATIENCE`].
@@ -669,4 +688,86 @@ async fn a_user_is_unsubscribed_and_disconnected_on_every_node() {
     assert_eq!(message_on(&mut bob, "feed:2").await, json!("still here"));
     let (_, info) = Api::new(second.addr, Some(KEY)).get("/api/info").await;
     assert_eq!(info["connections"], 1, "{info}");
+}
+
+#[tokio::test]
+async fn the_admin_login_sets_a_strict_http_only_cookie_that_only_the_admin_page_may_use() {
+    let off = TestServer::start(ServerConfig::default()).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("http://{}/admin", off.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    let server = TestServer::start(config()).await;
+    let base = format!("http://{}", server.addr);
+    let page = client.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text().await.unwrap().contains(r#"name="key""#),
+        "the login form"
+    );
+
+    let wrong = client
+        .post(format!("{base}/admin/login"))
+        .form(&[("key", "not-the-key-at-all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let login = client
+        .post(format!("{base}/admin/login"))
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+
+    let call = |with_header: bool| {
+        let request = client
+            .get(format!("{base}/api/info"))
+            .header("cookie", &pair);
+        let request = if with_header {
+            request.header("x-heartwire-admin", "1")
+        } else {
+            request
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(call(false).await, 401, "the cookie alone opens nothing");
+    assert_eq!(call(true).await, 200);
+    let dashboard = client
+        .get(format!("{base}/admin"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert!(dashboard.text().await.unwrap().contains("Busiest channels"));
+
+    let logout = client
+        .post(format!("{base}/admin/logout"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        logout.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(call(true).await, 401, "the login is over");
 }

@@ -7,12 +7,15 @@
 //! [`Registry`](crate::registry::Registry) by user or session). The channel's name
 //! starts with `$`, which no client may write in a channel name, so no connection
 //! can subscribe to it or publish on it.
+//!
+//! The same subscription reads the nodes' reports of themselves ([`super::nodes`]).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::inbox::{ANSWER_TIMEOUT, receive};
+use super::nodes::NODES_CHANNEL;
 use crate::broker::SubscribeRequest;
 use crate::id::new_connection_id;
 use crate::mailbox::{Mailbox, Outbound};
@@ -81,14 +84,16 @@ impl Control {
 
     fn subscribe(state: &ServerState) -> Self {
         let mailbox = Arc::new(Mailbox::new(new_connection_id(), CONTROL_QUEUE));
-        state.broker.subscribe(SubscribeRequest {
-            channel: Arc::from(CONTROL_CHANNEL),
-            subscriber: mailbox.clone(),
-            with_retained: false,
-            since: None,
-            presence: false,
-            user: None,
-        });
+        for channel in [CONTROL_CHANNEL, NODES_CHANNEL] {
+            state.broker.subscribe(SubscribeRequest {
+                channel: Arc::from(channel),
+                subscriber: mailbox.clone(),
+                with_retained: false,
+                since: None,
+                presence: false,
+                user: None,
+            });
+        }
         Self { mailbox }
     }
 
@@ -98,7 +103,12 @@ impl Control {
         state: Arc<ServerState>,
     ) -> std::convert::Infallible {
         match control {
-            Some(control) => control.run(state).await,
+            Some(control) => {
+                tokio::select! {
+                    never = control.run(state.clone()) => never,
+                    never = super::nodes::report(state) => never,
+                }
+            }
             None => std::future::pending().await,
         }
     }
@@ -107,18 +117,30 @@ impl Control {
     pub(crate) async fn run(mut self, state: Arc<ServerState>) -> std::convert::Infallible {
         loop {
             match receive(&self.mailbox).await {
-                Some(Outbound::Message(message)) => match &message.payload {
-                    Payload::Json(data) => match serde_json::from_str(data.get()) {
+                Some(Outbound::Message(message)) => {
+                    let Payload::Json(data) = &message.payload else {
+                        tracing::warn!(channel = %message.channel, "a control message that is not JSON");
+                        continue;
+                    };
+                    if &*message.channel == NODES_CHANNEL {
+                        match serde_json::from_str(data.get()) {
+                            Ok(report) => state.node_reports.heard(report),
+                            Err(err) => tracing::warn!(%err, "an unreadable node report"),
+                        }
+                        continue;
+                    }
+                    match serde_json::from_str(data.get()) {
                         Ok(command) => apply(&state, command),
                         Err(err) => tracing::warn!(%err, "an unreadable control command"),
-                    },
-                    Payload::Text(_) => tracing::warn!("a control command that is not JSON"),
-                },
+                    }
+                }
                 Some(_) => {}
                 None => {
                     // Commands came faster than they were applied: start over.
                     tracing::warn!("control commands overflowed; subscribing again");
-                    state.broker.unsubscribe(CONTROL_CHANNEL, self.mailbox.id());
+                    for channel in [CONTROL_CHANNEL, NODES_CHANNEL] {
+                        state.broker.unsubscribe(channel, self.mailbox.id());
+                    }
                     self = Self::subscribe(&state);
                 }
             }

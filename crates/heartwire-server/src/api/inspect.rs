@@ -83,10 +83,12 @@ pub(crate) async fn channels(
 }
 
 pub(crate) async fn info(State(state): State<Arc<ServerState>>) -> Json<serde_json::Value> {
-    Json(info_of(&state))
+    let mut info = info_of(&state);
+    info["nodes"] = serde_json::Value::Array(state.node_reports.current(info.clone()));
+    Json(info)
 }
 
-/// The node's version, connections and broker state.
+/// The node's id, version, connections and broker state.
 pub(crate) fn info_of(state: &ServerState) -> serde_json::Value {
     let health = state.broker.health();
     let shards: Vec<_> = health
@@ -104,6 +106,7 @@ pub(crate) fn info_of(state: &ServerState) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
+        "node": state.node_reports.id,
         "version": env!("CARGO_PKG_VERSION"),
         "connections": state.registry.len(),
         "draining": state.registry.is_draining(),

@@ -2,7 +2,8 @@
 //! presence, channels and info, as JSON over HTTP under `/api/` (docs/API.md).
 //!
 //! The API is off unless the server has a key (`--api-key`, `--api-key-file`); a
-//! call sends it in the `X-API-Key` header ([`key`] compares it in constant time).
+//! call sends it in the `X-API-Key` header ([`key`] compares it in constant time),
+//! or comes from the admin page of a logged-in visitor (see [`crate::admin`]).
 //! The API acts as the server: it may publish on any channel, including those whose
 //! rule says `publish = "server"`. Every error is an HTTP status with
 //! `{"error":{"code":…,"message":…}}` ([`error`]).
@@ -13,7 +14,8 @@
 //! - [`history`]: `GET /api/history`;
 //! - [`inspect`]: `GET /api/presence`, `/api/channels` and `/api/info`;
 //! - [`manage`]: `POST /api/disconnect` and `/api/unsubscribe`, which reach every
-//!   node through [`control`].
+//!   node through [`control`];
+//! - [`nodes`]: each node's report of itself, for `/api/info`.
 
 mod body;
 mod control;
@@ -23,6 +25,7 @@ mod inbox;
 mod inspect;
 pub(crate) mod key;
 mod manage;
+mod nodes;
 mod publish;
 
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use crate::state::ServerState;
 pub(crate) use control::Control;
 pub(crate) use error::ApiError;
 pub(crate) use key::ApiKey;
+pub(crate) use nodes::NodeReports;
 
 /// The header that carries the key.
 pub(crate) const KEY_HEADER: &str = "x-api-key";
@@ -70,7 +74,9 @@ async fn require_key(
         .headers()
         .get(KEY_HEADER)
         .map(|value| value.as_bytes());
-    if presented.is_some_and(|presented| key.matches(presented)) {
+    if presented.is_some_and(|presented| key.matches(presented))
+        || crate::admin::admin_page_request(&state, request.headers())
+    {
         next.run(request).await
     } else {
         state.metrics.api_refused.increment(1);

@@ -118,7 +118,11 @@ pub(crate) async fn publish_one(
 ) -> Result<Published, ApiError> {
     validate_channel(&channel).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let retain = is_ws4redis(&channel);
-    send(state, Arc::from(channel), data, id, retain).await
+    let published = send(state, Arc::from(channel), data, id, retain).await?;
+    if !published.duplicate {
+        state.metrics.api_publishes.increment(1);
+    }
+    Ok(published)
 }
 
 /// Publishes `data` on `channel` (a name the caller checked) and waits for the

@@ -88,6 +88,8 @@ impl Server {
             registry: Registry::default(),
             auth,
             api_key: None,
+            admin_sessions: Default::default(),
+            node_reports: Default::default(),
         });
         Self {
             state,
