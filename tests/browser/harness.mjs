@@ -48,7 +48,7 @@ export class HeartwireServer {
   #child = null;
   #log = '';
 
-  /** `extraArgs` are added to `heartwire serve`'s command line. */
+  /** @param {number} port @param {string[]} [extraArgs] more options of `heartwire serve` */
   constructor(port, extraArgs = []) {
     this.port = port;
     this.origin = `http://127.0.0.1:${port}`;

@@ -1,6 +1,7 @@
 //! What every connection of a server shares.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::admin::AdminSessions;
 use crate::api::{ApiKey, NodeReports};
@@ -23,4 +24,6 @@ pub(crate) struct ServerState {
     pub(crate) admin_sessions: AdminSessions,
     /// What the nodes last said of themselves (`/api/info`).
     pub(crate) node_reports: NodeReports,
+    /// When the server started, for `/healthz`'s uptime.
+    pub(crate) started: Instant,
 }

@@ -90,6 +90,7 @@ impl Server {
             api_key: None,
             admin_sessions: Default::default(),
             node_reports: Default::default(),
+            started: now,
         });
         Self {
             state,
