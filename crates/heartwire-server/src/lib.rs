@@ -12,6 +12,8 @@
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`sse`] streams channels as Server-Sent Events on `/sse`, with the same checks,
+//!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`;
@@ -41,6 +43,7 @@ mod publication;
 mod registry;
 mod routes;
 mod slot;
+mod sse;
 mod state;
 mod websocket;
 
@@ -63,7 +66,7 @@ pub use broker::{
 };
 pub use config::{
     Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming,
-    Retention, Secret, ServerConfig,
+    Retention, Secret, ServerConfig, SseOptions,
 };
 pub use error::Error;
 pub use id::ConnectionId;

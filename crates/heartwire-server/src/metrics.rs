@@ -31,7 +31,7 @@ pub(crate) struct EndpointMetrics {
 /// Every metric of one server.
 pub(crate) struct ServerMetrics {
     recorder: PrometheusRecorder,
-    endpoints: [EndpointMetrics; 3],
+    endpoints: [EndpointMetrics; EndpointKind::ALL.len()],
     disconnects: [Counter; DisconnectReason::LABELS.len()],
     pub(crate) pings_sent: Counter,
     pub(crate) pongs_received: Counter,
@@ -81,7 +81,7 @@ impl ServerMetrics {
         describe(
             "heartwire_connections_accepted_total",
             None,
-            "WebSocket connections accepted",
+            "Connections accepted (WebSocket, and SSE streams)",
         );
         describe(
             "heartwire_disconnects_total",
@@ -162,7 +162,7 @@ impl ServerMetrics {
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
-            "Open WebSocket connections".into(),
+            "Open connections (WebSocket, and SSE streams)".into(),
         );
         recorder.describe_histogram(
             "heartwire_rtt_seconds".into(),

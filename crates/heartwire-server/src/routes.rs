@@ -1,4 +1,5 @@
-//! The HTTP routes: WebSocket upgrades, health, metrics and the browser files.
+//! The HTTP routes: WebSocket upgrades, the event stream, health, metrics and the
+//! browser files.
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/ws", get(native))
         .route("/ws/{facility}", get(ws4redis))
         .route("/echo", get(echo))
+        .route("/sse", get(super::sse::open))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(super::api::router(state.clone()))

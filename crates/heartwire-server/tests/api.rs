@@ -771,3 +771,49 @@ async fn the_admin_login_sets_a_strict_http_only_cookie_that_only_the_admin_page
     );
     assert_eq!(call(true).await, 401, "the login is over");
 }
+
+/// Reads `response`'s event stream until its text holds `needle`; returns all read.
+async fn read_until(response: &mut reqwest::Response, needle: &str, read: &mut String) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !read.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in time; read {read:?}"))
+            .expect("the stream reads");
+        let chunk = chunk.unwrap_or_else(|| panic!("the stream ended before {needle:?}: {read:?}"));
+        read.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn an_event_stream_of_a_user_is_unsubscribed_and_disconnected_too() {
+    let tokens = TokenKit::new()
+        .await
+        .mint(&[Spec::secret("HS256", JWT_SECRET, json!({"sub": "cy"}))])
+        .await;
+    let server = TestServer::start(config()).await;
+    let api = Api::new(server.addr, Some(KEY));
+    let mut stream = reqwest::get(format!(
+        "http://{}/sse?channel=feed:s&token={}",
+        server.addr, tokens[0]
+    ))
+    .await
+    .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut read = String::new();
+    read_until(&mut stream, "event: subscribed", &mut read).await;
+
+    let body = json!({"user": "cy", "channel": "feed:s"}).to_string();
+    assert_eq!(api.post("/api/unsubscribe", body).await.0, 200);
+    read_until(&mut stream, "event: unsubscribed", &mut read).await;
+
+    let body = json!({"user": "cy", "reason": "bye"}).to_string();
+    assert_eq!(api.post("/api/disconnect", body).await.0, 200);
+    read_until(&mut stream, "event: disconnected", &mut read).await;
+    read_until(&mut stream, r#""reason":"bye""#, &mut read).await;
+    assert!(read.contains(r#""code":4403"#), "{read}");
+    let end = tokio::time::timeout(PATIENCE, stream.chunk())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None)), "the stream ends: {end:?}");
+}

@@ -22,6 +22,7 @@ mod limits;
 mod liveness;
 mod parse;
 mod retention;
+mod sse;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
 pub use retention::Retention;
+pub use sse::SseOptions;
 
 /// Everything a [`Server`](super::Server) needs to know.
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -107,6 +109,11 @@ pub struct ServerConfig {
     #[serde(skip)]
     pub broker: BrokerConfig,
 
+    /// How browsers reading `/sse` come back.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub sse: SseOptions,
+
     /// Who may connect, and as whom.
     #[command(flatten)]
     #[serde(skip)]
@@ -141,6 +148,7 @@ impl ServerConfig {
             ("auth-timeout", self.access.auth_timeout),
             ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
             ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
+            ("sse-retry", self.sse.sse_retry),
         ];
         for (name, value) in positive {
             if value.is_zero() {
