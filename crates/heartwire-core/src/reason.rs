@@ -66,6 +66,11 @@ pub enum DisconnectReason {
         /// The close code the application chose.
         code: u16,
     },
+    /// The peer went on sending past the message rate after being told to wait.
+    RateLimited,
+    /// A message stayed incomplete (a frame or fragments not all sent) for longer
+    /// than the server waits.
+    IncompleteMessage,
     /// The transport failed or was cut without a close frame.
     Transport(String),
 }
@@ -86,6 +91,7 @@ impl DisconnectReason {
             Self::ServerShutdown => Some(close_code::SERVICE_RESTART),
             Self::TokenExpired => Some(close_code::TOKEN_EXPIRED),
             Self::ServerDisconnect { code } => Some(*code),
+            Self::RateLimited | Self::IncompleteMessage => Some(close_code::POLICY_VIOLATION),
         }
     }
 
@@ -102,12 +108,14 @@ impl DisconnectReason {
             Self::ServerShutdown => "server_shutdown",
             Self::TokenExpired => "token_expired",
             Self::ServerDisconnect { .. } => "server_disconnect",
+            Self::RateLimited => "rate_limited",
+            Self::IncompleteMessage => "incomplete_message",
             Self::Transport(_) => "transport",
         }
     }
 
     /// Every label [`label`](Self::label) can return, so metrics can be registered up front.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 13] = [
         "peer_closed",
         "local_close",
         "ping_timeout",
@@ -118,6 +126,8 @@ impl DisconnectReason {
         "server_shutdown",
         "token_expired",
         "server_disconnect",
+        "rate_limited",
+        "incomplete_message",
         "transport",
     ];
 }
@@ -147,6 +157,8 @@ impl fmt::Display for DisconnectReason {
             Self::ServerShutdown => f.write_str("server shutting down"),
             Self::TokenExpired => f.write_str("token expired"),
             Self::ServerDisconnect { code } => write!(f, "disconnected by the server with {code}"),
+            Self::RateLimited => f.write_str("rate limited"),
+            Self::IncompleteMessage => f.write_str("message left incomplete"),
             Self::Transport(detail) => write!(f, "transport failed: {detail}"),
         }
     }
@@ -172,6 +184,8 @@ mod tests {
             DisconnectReason::ServerShutdown,
             DisconnectReason::TokenExpired,
             DisconnectReason::ServerDisconnect { code: 4403 },
+            DisconnectReason::RateLimited,
+            DisconnectReason::IncompleteMessage,
             DisconnectReason::Transport("x".into()),
         ];
         let labels: Vec<_> = all.iter().map(DisconnectReason::label).collect();
@@ -186,6 +200,8 @@ mod tests {
         assert_eq!(DisconnectReason::SlowConsumer.close_code(), Some(1008));
         assert_eq!(DisconnectReason::ServerShutdown.close_code(), Some(1012));
         assert_eq!(DisconnectReason::TokenExpired.close_code(), Some(4498));
+        assert_eq!(DisconnectReason::RateLimited.close_code(), Some(1008));
+        assert_eq!(DisconnectReason::IncompleteMessage.close_code(), Some(1008));
         assert_eq!(
             DisconnectReason::Transport("reset".into()).close_code(),
             None

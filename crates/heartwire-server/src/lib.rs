@@ -6,7 +6,10 @@
 //! drives them with real sockets and timers.
 //!
 //! How a connection flows through the files here:
-//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
+//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline,
+//!   within the accept rate and `--max-connections`;
+//! - [`admission`] decides the rate limits and the connections of each address and
+//!   user;
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
 //!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
@@ -27,6 +30,7 @@
 //! error type.
 
 mod admin;
+mod admission;
 mod api;
 pub mod auth;
 mod broker;
@@ -65,8 +69,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming,
-    Retention, Secret, ServerConfig, SseOptions,
+    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits,
+    LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -99,7 +103,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -127,6 +131,8 @@ impl Server {
             api_key,
             admin_sessions: admin::AdminSessions::default(),
             node_reports: api::NodeReports::default(),
+            admission: admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
         });
         let control = match state.api_key {
@@ -161,11 +167,10 @@ impl Server {
             state,
             control,
         } = self;
-        let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
         let drain = drain_after(shutdown, state.clone());
-        let serve = listener::serve(listener, router, config.limits.handshake_timeout, drain);
+        let serve = listener::serve(listener, router, state.clone(), drain);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::admin::AdminSessions;
+use crate::admission::Admission;
 use crate::api::{ApiKey, NodeReports};
 use crate::auth::Auth;
 use crate::broker::Broker;
@@ -24,6 +25,10 @@ pub(crate) struct ServerState {
     pub(crate) admin_sessions: AdminSessions,
     /// What the nodes last said of themselves (`/api/info`).
     pub(crate) node_reports: NodeReports,
+    /// Connections of each client address and user.
+    pub(crate) admission: Admission,
+    /// TCP connections accepted that have not become WebSockets (or ended) yet.
+    pub(crate) unupgraded: std::sync::atomic::AtomicUsize,
     /// When the server started, for `/healthz`'s uptime.
     pub(crate) started: Instant,
 }

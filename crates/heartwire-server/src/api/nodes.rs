@@ -78,6 +78,7 @@ pub(crate) async fn report(state: Arc<ServerState>) -> std::convert::Infallible 
             retain: false,
             origin: None,
             ack_id: None,
+            publisher: Arc::from(super::publish::API_PUBLISHER),
         });
     }
 }

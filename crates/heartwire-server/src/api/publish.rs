@@ -29,6 +29,9 @@ use crate::permissions::identity_channels::owner_of;
 use crate::publication::Payload;
 use crate::state::ServerState;
 
+/// The publisher of every API publish: its ids are its own, apart from every
+/// client's (`user:…`, `addr:…`).
+pub(crate) const API_PUBLISHER: &str = "$api";
 /// Longest `id` a caller may give.
 const MAX_ID_LEN: usize = 200;
 /// Most channels of one broadcast.
@@ -142,6 +145,7 @@ pub(crate) async fn send(
         payload: Payload::Json(data),
         origin: Some(inbox.mailbox()),
         ack_id: Some(ack_id),
+        publisher: Arc::from(API_PUBLISHER),
     });
     // Only the answer to this publish comes to this inbox.
     match inbox.next().await? {

@@ -90,6 +90,8 @@ impl Server {
             api_key: None,
             admin_sessions: Default::default(),
             node_reports: Default::default(),
+            admission: crate::admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: now,
         });
         Self {
@@ -108,6 +110,7 @@ impl Server {
             retain: false,
             origin: None,
             ack_id: None,
+            publisher: Arc::from("u:test"),
         });
     }
 }
@@ -203,6 +206,7 @@ impl Pair {
             server.state.clone(),
             mailbox,
             identity,
+            std::net::IpAddr::from([127, 0, 0, 1]),
             now,
         );
         let subscriptions = vec![CHANNEL.to_owned()];

@@ -35,11 +35,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
+use crate::admission::ClientAddr;
 use crate::auth::{Caller, Identity, Refusal, expiry};
 use crate::broker::SubscribeRequest;
 use crate::endpoint::EndpointKind;
 use crate::listener::Cut;
 use crate::permissions::{self, Action};
+use crate::routes;
 use crate::slot::Slot;
 use crate::state::ServerState;
 use event_id::Positions;
@@ -49,14 +51,12 @@ use stream::EventStream;
 /// The header with which a browser's `EventSource` resumes.
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
-/// Seconds a client refused at capacity is asked to wait.
-const RETRY_AFTER_SECS: &str = "1";
-
 /// `GET /sse`: see the [module docs](self).
 pub(crate) async fn open(
     State(server): State<Arc<ServerState>>,
     RawQuery(query): RawQuery,
     Extension(cut): Extension<Cut>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     caller: Caller,
 ) -> Response {
@@ -70,18 +70,9 @@ pub(crate) async fn open(
         Ok(request) => request,
         Err(reason) => return bad_request(reason),
     };
-    let Some(mut slot) = Slot::reserve(&server) else {
-        server.metrics.rejected_at_capacity.increment(1);
-        let reason = if server.registry.is_draining() {
-            "server shutting down; retry later"
-        } else {
-            "server at max-connections; retry later"
-        };
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            reason,
-            Some(RETRY_AFTER_SECS),
-        );
+    let mut slot = match Slot::reserve(&server, address) {
+        Ok(slot) => slot,
+        Err(no_slot) => return routes::refuse(&server, no_slot),
     };
     let now = SystemTime::now();
     let identity = match server.auth.identify(caller, now).await {
@@ -92,6 +83,15 @@ pub(crate) async fn open(
             return refusal_response(&refusal);
         }
     };
+    if let Some(identity) = &identity {
+        if !slot.claim_user(&identity.user) {
+            server.metrics.refused("max_connections_per_user");
+            return routes::too_many(
+                &server,
+                "this user holds max-connections-per-user connections already; close one, or retry later",
+            );
+        }
+    }
     let channels = &server.config.channels;
     for channel in &request.channels {
         if let Err(forbidden) =

@@ -49,8 +49,9 @@ pub(crate) struct EventStream {
     ended: Option<DisconnectReason>,
     /// Held for its `Drop`: the watchdog stops when the stream ends.
     _watchdog: DropGuard,
-    /// Held for its `Drop`: the stream counts against `--max-connections` while it lives.
-    _slot: Slot,
+    /// Logs the stream's end; held for its `Drop`, the stream counts against
+    /// `--max-connections` while it lives.
+    slot: Slot,
 }
 
 impl EventStream {
@@ -80,7 +81,7 @@ impl EventStream {
             positions,
             greeting: Some(greeting),
             ended: None,
-            _slot: slot,
+            slot,
         }
     }
 
@@ -255,6 +256,6 @@ impl Drop for EventStream {
             },
         };
         self.server.metrics.disconnected(&reason);
-        tracing::debug!(connection = self.mailbox.id(), %reason, "event stream ended");
+        self.slot.log_end(&reason);
     }
 }
