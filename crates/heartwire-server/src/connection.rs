@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{self, Poll, ready};
 use std::time::{Instant, SystemTime};
 
@@ -60,7 +61,10 @@ pub(crate) fn start<E: Endpoint>(
 ) -> ConnectionTask<E> {
     let server = slot.server().clone();
     let address = slot.address();
-    let mailbox = slot.open(E::KIND);
+    let user = identity
+        .as_ref()
+        .map(|identity| Arc::from(identity.user.as_str()));
+    let mailbox = slot.open(E::KIND, user);
     let now = Instant::now();
     let connection = Connection {
         socket,

@@ -44,6 +44,10 @@ pub(crate) struct ServerMetrics {
     pub(crate) heartbeat_texts_sent: Counter,
     pub(crate) client_heartbeats: Counter,
     pub(crate) rejected_at_capacity: Counter,
+    /// Server API calls refused for a missing or wrong key.
+    pub(crate) api_refused: Counter,
+    /// Messages published through the server API.
+    pub(crate) api_publishes: Counter,
     /// Upgrades refused for their origin or credentials, by reason.
     refusals: [Counter; REFUSAL_LABELS.len()],
     rtt: Histogram,
@@ -234,6 +238,8 @@ impl ServerMetrics {
             heartbeat_texts_sent: counter("heartwire_heartbeat_texts_sent_total", vec![]),
             client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
+            api_refused: counter("heartwire_api_refused_total", vec![]),
+            api_publishes: counter("heartwire_api_publishes_total", vec![]),
             refusals,
             broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),

@@ -94,6 +94,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/sse", get(super::sse::open))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(super::api::router(state.clone()))
+        .merge(super::admin::router())
         .with_state(state)
 }
 

@@ -94,11 +94,12 @@ impl Slot {
         self.address
     }
 
-    /// The upgrade is done: registers the connection and returns its mailbox.
-    pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
+    /// The upgrade is done: registers the connection of `user` (`None`: anonymous)
+    /// and returns its mailbox.
+    pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> Arc<Mailbox> {
         let id = new_connection_id();
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
-        self.server.registry.register(mailbox.clone());
+        self.server.registry.register(mailbox.clone(), user);
         let metrics = self.server.metrics.endpoint(endpoint);
         metrics.accepted.increment(1);
         metrics.open.increment(1.0);

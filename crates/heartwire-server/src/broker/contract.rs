@@ -128,6 +128,9 @@ pub trait Broker: Send + Sync + 'static {
     /// dedup window is not published again: its origin gets the first `seq`, marked duplicate.
     fn publish(&self, request: PublishRequest);
 
+    /// The channels that have subscribers on this node, with how many.
+    fn channels(&self) -> Vec<(Arc<str>, usize)>;
+
     /// A name for `/healthz` and logs, such as `memory`.
     fn name(&self) -> &'static str;
 

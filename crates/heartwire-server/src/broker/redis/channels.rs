@@ -313,6 +313,14 @@ impl Channels {
         })
     }
 
+    /// The channels that have local subscribers, with how many.
+    pub(super) fn subscriber_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.by_name
+            .iter()
+            .map(|(name, local)| (name.clone(), local.subscriber_count()))
+            .collect()
+    }
+
     /// The channels that have local subscribers (to keep their history alive).
     pub(super) fn in_use(&self) -> Vec<Arc<str>> {
         self.by_name.keys().cloned().collect()

@@ -66,6 +66,11 @@ impl LocalChannel {
         }
     }
 
+    /// Its subscribers here, live or joining.
+    pub(super) fn subscriber_count(&self) -> usize {
+        self.live.len() + self.joining.len()
+    }
+
     /// The channel's Redis names.
     pub(super) fn names(&self) -> &ChannelNames {
         &self.names

@@ -180,6 +180,10 @@ impl Broker for RedisBroker {
         }
     }
 
+    fn channels(&self) -> Vec<(Arc<str>, usize)> {
+        self.shared.channels().subscriber_counts()
+    }
+
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
         let shared = self.shared.clone();
         tokio::spawn(async move {
