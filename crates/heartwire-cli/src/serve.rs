@@ -37,7 +37,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => Server::bind(config).await?,
         };
-        println!("heartwire listening on http://{}/", server.local_addr());
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        println!("heartwire listening on {scheme}://{}/", server.local_addr());
         server.run(shutdown_signal()).await?;
         Ok(())
     })

@@ -26,7 +26,9 @@
 //! The files: [`config`] (settings), `state` (what the handles and the task share),
 //! `outbox` (the caller's bounded queue), `attempt` (one handshake), `driver` (the
 //! reconnect loop), `connection` (one open socket: the select loop around the
-//! machine, the writer task, the fail-back probe), [`event`] (what the caller hears).
+//! machine, the writer task, the fail-back probe), [`event`] (what the caller hears),
+//! [`tls`] (`wss://`: trusted roots, and a failed certificate check as one final
+//! sentence).
 
 mod attempt;
 pub mod config;
@@ -36,6 +38,7 @@ mod error;
 pub mod event;
 mod outbox;
 mod state;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,7 @@ use tokio::sync::mpsc;
 pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
 pub use error::Error;
 pub use event::{ClosedReason, Event, GapReason, Incoming};
+pub use tls::TlsRoots;
 
 use heartwire_core::client::{Outgoing, Publish};
 use state::ClientState;

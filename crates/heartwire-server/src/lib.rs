@@ -6,7 +6,8 @@
 //! drives them with real sockets and timers.
 //!
 //! How a connection flows through the files here:
-//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
+//! - [`listener`] accepts TCP connections, does the TLS handshake when [`tls`] is on,
+//!   and serves HTTP with a handshake deadline over a [`stream`];
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
 //!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
@@ -38,6 +39,8 @@ mod registry;
 mod routes;
 mod slot;
 mod state;
+mod stream;
+mod tls;
 mod websocket;
 
 #[cfg(feature = "fuzzing")]
@@ -57,13 +60,14 @@ pub use broker::{
 };
 pub use config::{
     Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Secret, ServerConfig, TlsFiles,
 };
 pub use error::Error;
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Member, Outbound};
 pub use permissions::{ChannelPattern, ChannelRule, Permission};
 pub use publication::{Payload, Publication};
+pub use tls::TlsFileError;
 
 use metrics::ServerMetrics;
 use registry::Registry;
@@ -72,6 +76,7 @@ use state::ServerState;
 /// A bound, not yet running, heartwire server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<Arc<tls::Tls>>,
     state: Arc<ServerState>,
 }
 
@@ -79,6 +84,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listen", &self.listener.local_addr().ok())
+            .field("tls", &self.tls)
             .field("broker", &self.state.broker.name())
             .field("connections", &self.state.registry.len())
             .finish_non_exhaustive()
@@ -98,6 +104,7 @@ impl Server {
         broker: Arc<dyn Broker>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let tls = tls::Tls::new(&config.tls)?.map(Arc::new);
         let auth = auth::Auth::new(&config.access)?;
         auth.prefetch().await;
         let listener = TcpListener::bind(config.listen)
@@ -113,7 +120,16 @@ impl Server {
             registry: Registry::default(),
             auth,
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            tls,
+            state,
+        })
+    }
+
+    /// Whether the listener speaks TLS (`https://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -130,14 +146,31 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            tls,
+            state,
+        } = self;
         let config = &state.config;
-        tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
+        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "heartwire listening");
         let router = routes::router(state.clone());
-        let serve = listener::serve(listener, router, config.limits.handshake_timeout, shutdown);
+        let reload = async {
+            match &tls {
+                Some(tls) => tls::reload(tls, config.tls.tls_reload_check, &state.metrics).await,
+                None => std::future::pending().await,
+            }
+        };
+        let serve = listener::serve(
+            listener,
+            router,
+            tls.clone(),
+            config.limits.handshake_timeout,
+            shutdown,
+        );
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
+            never = reload => match never {},
         }
 
         let open = state.registry.len();

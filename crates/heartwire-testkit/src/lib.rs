@@ -1,21 +1,25 @@
 //! What heartwire's integration tests share: an in-process server on a free loopback
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
+//! - [`certs`]: a private CA and server certificates made by `openssl`, for TLS;
 //! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
 //!   watched by sentinels ([`redis_process`] runs their processes);
+//! - [`redis_tls`]: a `redis-server` that speaks only TLS;
 //! - [`stream`]: numbered streams over many channels, and the judge of what
 //!   subscribers received;
 //! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
 
+pub mod certs;
 pub mod client;
 pub mod peer;
 pub mod redis;
 pub mod redis_cluster;
 pub mod redis_process;
 pub mod redis_sentinel;
+pub mod redis_tls;
 pub mod stream;
 pub mod tokens;
 
@@ -84,6 +88,12 @@ impl TestServer {
     /// The `ws://` URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// The `wss://` URL of `path` on this server, by the name `localhost` (for a
+    /// server with a certificate from [`certs::TestCa::localhost`]).
+    pub fn wss_url(&self, path: &str) -> String {
+        format!("wss://localhost:{}{path}", self.addr.port())
     }
 
     /// Signals shutdown and waits for `run` to return.

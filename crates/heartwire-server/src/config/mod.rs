@@ -21,6 +21,7 @@ mod limits;
 mod liveness;
 mod parse;
 mod retention;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
 pub use retention::Retention;
+pub use tls::TlsFiles;
 
 /// Everything a [`Server`](super::Server) needs to know.
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,11 @@ pub struct ServerConfig {
     #[serde(skip)]
     pub access: Access,
 
+    /// TLS on the listener.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub tls: TlsFiles,
+
     /// Who may subscribe, publish, see presence and replay history on which channels:
     /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).
     #[arg(skip)]
@@ -132,6 +139,7 @@ impl ServerConfig {
             ("auth-timeout", self.access.auth_timeout),
             ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
             ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
+            ("tls-reload-check", self.tls.tls_reload_check),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -152,6 +160,7 @@ impl ServerConfig {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
         self.broker.redis_config()?;
+        self.tls.pair()?;
         crate::auth::origin::OriginPolicy::new(&self.access.allowed_origins)
             .map_err(Error::Config)?;
         Ok(())
