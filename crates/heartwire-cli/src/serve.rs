@@ -37,11 +37,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => Server::bind(config).await?,
         };
+        if !server.is_tls() {
+            // Listening from now on, before anyone is told the server is up.
+            let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP")?;
+            tokio::spawn(hangup_logged(hangup));
+        }
         let scheme = if server.is_tls() { "https" } else { "http" };
         println!("heartwire listening on {scheme}://{}/", server.local_addr());
         server.run(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Without TLS, SIGHUP has nothing to reload: it is logged rather than fatal, as
+/// service managers send it on reload whatever the options (with TLS, the server
+/// reloads its certificate on it).
+async fn hangup_logged(mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload without --tls-cert");
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

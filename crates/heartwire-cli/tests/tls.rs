@@ -238,3 +238,12 @@ fn a_redis_whose_certificate_is_not_trusted_is_logged() {
         "{line}"
     );
 }
+
+#[test]
+fn sighup_without_tls_is_logged_not_fatal() {
+    let server = Serving::start(&[], &[]);
+    server.hangup();
+    server.log_line("nothing to reload");
+    let health = std::net::TcpStream::connect(&server.addr);
+    assert!(health.is_ok(), "the server still listens");
+}

@@ -77,6 +77,8 @@ use state::ServerState;
 pub struct Server {
     listener: TcpListener,
     tls: Option<Arc<tls::Tls>>,
+    /// SIGHUP, listened for from `bind` when there is a certificate to reload.
+    hangups: Option<tokio::signal::unix::Signal>,
     state: Arc<ServerState>,
 }
 
@@ -120,9 +122,11 @@ impl Server {
             registry: Registry::default(),
             auth,
         });
+        let hangups = tls.as_ref().and_then(|_| tls::hangups());
         Ok(Self {
             listener,
             tls,
+            hangups,
             state,
         })
     }
@@ -149,6 +153,7 @@ impl Server {
         let Self {
             listener,
             tls,
+            hangups,
             state,
         } = self;
         let config = &state.config;
@@ -156,7 +161,9 @@ impl Server {
         let router = routes::router(state.clone());
         let reload = async {
             match &tls {
-                Some(tls) => tls::reload(tls, config.tls.tls_reload_check, &state.metrics).await,
+                Some(tls) => {
+                    tls::reload(tls, hangups, config.tls.tls_reload_check, &state.metrics).await
+                }
                 None => std::future::pending().await,
             }
         };

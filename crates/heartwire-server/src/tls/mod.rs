@@ -91,4 +91,4 @@ impl Tls {
     }
 }
 
-pub(crate) use reload::reload;
+pub(crate) use reload::{hangups, reload};

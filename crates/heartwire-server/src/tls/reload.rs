@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::Tls;
 use crate::metrics::ServerMetrics;
@@ -18,23 +18,29 @@ fn stamp(path: &Path) -> Stamp {
     Some((metadata.modified().ok()?, metadata.len()))
 }
 
-/// Loads the certificate again on SIGHUP and when its files change; runs for as long
-/// as the server does.
-/// Counts each outcome in `heartwire_tls_reloads_total`.
-pub(crate) async fn reload(
-    tls: &Tls,
-    check_every: Duration,
-    metrics: &ServerMetrics,
-) -> std::convert::Infallible {
-    let stamps = || (stamp(&tls.cert), stamp(&tls.key));
-    let mut seen = stamps();
-    let mut hangup = match signal(SignalKind::hangup()) {
+/// Listens for SIGHUP from now on (the server does from `bind`, so a SIGHUP sent once
+/// it listens is never the default action, which would end the process).
+pub(crate) fn hangups() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
         Ok(hangup) => Some(hangup),
         Err(err) => {
             tracing::warn!(%err, "cannot listen for SIGHUP; the TLS files are still watched");
             None
         }
-    };
+    }
+}
+
+/// Loads the certificate again on each of `hangup`'s signals and when its files
+/// change; runs for as long as the server does. Counts each outcome in
+/// `heartwire_tls_reloads_total`.
+pub(crate) async fn reload(
+    tls: &Tls,
+    mut hangup: Option<Signal>,
+    check_every: Duration,
+    metrics: &ServerMetrics,
+) -> std::convert::Infallible {
+    let stamps = || (stamp(&tls.cert), stamp(&tls.key));
+    let mut seen = stamps();
     let mut ticks = tokio::time::interval(check_every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
