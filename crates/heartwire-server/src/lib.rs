@@ -50,6 +50,7 @@ pub use websocket::fuzzing;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 
@@ -121,6 +122,7 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            started: Instant::now(),
         });
         let hangups = tls.as_ref().and_then(|_| tls::hangups());
         Ok(Self {
@@ -145,7 +147,9 @@ impl Server {
 
     /// Serves until `shutdown` completes, then closes every connection with 1012 and a
     /// reconnect hint spread over `shutdown_spread`, and waits up to `close_timeout`
-    /// (plus a second for the last writes) for them to finish.
+    /// (plus a second for the last writes) for them to finish. While it waits, the
+    /// server still answers HTTP: `/healthz` says `draining` (503) and upgrades are
+    /// refused with 503, so a load balancer sees the node leave.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -167,32 +171,39 @@ impl Server {
                 None => std::future::pending().await,
             }
         };
+        let drain = drain_after(shutdown, state.clone());
         let serve = listener::serve(
             listener,
             router,
             tls.clone(),
             config.limits.handshake_timeout,
-            shutdown,
+            drain,
         );
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
             never = reload => match never {},
         }
-
-        let open = state.registry.len();
-        tracing::info!(open, "shutting down: closing connections with 1012");
-        state.registry.drain(config.shutdown_spread);
-        let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
-        if tokio::time::timeout(grace, state.registry.drained())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = state.registry.len(),
-                "connections still open after the close timeout"
-            );
-        }
         Ok(())
+    }
+}
+
+/// Waits for `shutdown`, then closes every connection of `state` with 1012 and waits
+/// for them to finish, up to the close timeout and a second.
+async fn drain_after(shutdown: impl Future<Output = ()>, state: Arc<ServerState>) {
+    shutdown.await;
+    let config = &state.config;
+    let open = state.registry.len();
+    tracing::info!(open, "shutting down: closing connections with 1012");
+    state.registry.drain(config.shutdown_spread);
+    let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
+    if tokio::time::timeout(grace, state.registry.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.registry.len(),
+            "connections still open after the close timeout"
+        );
     }
 }
