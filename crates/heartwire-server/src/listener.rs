@@ -23,7 +23,7 @@ use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -39,6 +39,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// The first byte of every TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Reads of at most 1 KiB taken from a plain-text client after its answer, until it
+/// closes (all within the handshake timeout).
+const PLAIN_TEXT_READS: usize = 16;
 
 /// The answer to plain HTTP on the TLS port.
 const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
@@ -138,6 +142,14 @@ async fn tls_handshake(
                 tracing::debug!(%peer, "plain text on the TLS port");
                 let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
                 let _ = stream.shutdown().await;
+                // Take what the client sent (its request) before closing: closing with
+                // unread bytes resets the connection, which may discard the answer.
+                let mut sink = [0u8; 1024];
+                for _ in 0..PLAIN_TEXT_READS {
+                    if matches!(stream.read(&mut sink).await, Ok(0) | Err(_)) {
+                        break;
+                    }
+                }
                 return None;
             }
             Ok(_) => {}
