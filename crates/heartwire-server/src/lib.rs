@@ -7,12 +7,17 @@
 //!
 //! How a connection flows through the files here:
 //! - [`listener`] accepts TCP connections, does the TLS handshake when [`tls`] is on,
-//!   and serves HTTP with a handshake deadline over a [`stream`];
+//!   and serves HTTP with a handshake deadline over a [`stream`], within the accept
+//!   rate and `--max-connections`;
+//! - [`admission`] decides the rate limits and the connections of each address and
+//!   user;
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
 //!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`sse`] streams channels as Server-Sent Events on `/sse`, with the same checks,
+//!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
@@ -23,6 +28,7 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod admission;
 pub mod auth;
 mod broker;
 mod config;
@@ -38,6 +44,7 @@ mod publication;
 mod registry;
 mod routes;
 mod slot;
+mod sse;
 mod state;
 mod stream;
 mod tls;
@@ -60,8 +67,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig, TlsFiles,
+    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits, LivenessTiming,
+    Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions, TlsFiles,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -97,7 +104,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -122,6 +129,8 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            admission: admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
         });
         let hangups = tls.as_ref().and_then(|_| tls::hangups());
@@ -172,13 +181,7 @@ impl Server {
             }
         };
         let drain = drain_after(shutdown, state.clone());
-        let serve = listener::serve(
-            listener,
-            router,
-            tls.clone(),
-            config.limits.handshake_timeout,
-            drain,
-        );
+        let serve = listener::serve(listener, router, state.clone(), tls.clone(), drain);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
