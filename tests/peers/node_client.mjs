@@ -2,6 +2,7 @@
 // A Node `ws` client that checks heartwire's native `/ws` protocol.
 //
 //   node tests/peers/node_client.mjs ws://127.0.0.1:PORT/ws [--stay-ms 1000] [--expect-ping-interval-ms 200]
+//   node tests/peers/node_client.mjs wss://localhost:PORT/ws --ca ca.pem
 //
 // It speaks docs/PROTOCOL.md as an unchanged Node client would (package `ws`, which answers
 // protocol Pings by itself) and checks:
@@ -22,6 +23,7 @@
 // Every wait is bounded; the whole run is bounded by `--deadline-ms`.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 
 let WebSocket;
@@ -42,13 +44,21 @@ const { values: opts, positionals } = parseArgs({
     'wait-ms': { type: 'string', default: '5000' },
     'deadline-ms': { type: 'string', default: '30000' },
     'expect-ping-interval-ms': { type: 'string' },
+    ca: { type: 'string' },
   },
 });
 const url = positionals[0];
-if (!url || !url.startsWith('ws://127.0.0.1:')) {
+const loopback = ['ws://127.0.0.1:', 'wss://localhost:', 'wss://127.0.0.1:'];
+if (!url || !loopback.some((prefix) => url.startsWith(prefix))) {
   console.error('usage: node_client.mjs ws://127.0.0.1:PORT/ws (tests talk only to loopback)');
   process.exit(2);
 }
+if (url.startsWith('wss://') && opts.ca === undefined) {
+  console.error('node_client.mjs: wss:// needs --ca, the test CA\'s certificate');
+  process.exit(2);
+}
+// wss://: the server's certificate must chain to this CA, checked by Node's TLS.
+const tls = url.startsWith('wss://') ? { ca: readFileSync(opts.ca) } : {};
 const stayMs = Number(opts['stay-ms']);
 const waitMs = Number(opts['wait-ms']);
 const deadlineMs = Number(opts['deadline-ms']);
@@ -70,7 +80,7 @@ const isInt = (v) => Number.isInteger(v);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function run() {
-  const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: waitMs });
+  const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: waitMs, ...tls });
   const frames = []; // parsed frames not yet taken
   const waiters = []; // callbacks woken on every new frame or close
   let closed = null; // { code, reason } once closed

@@ -2,6 +2,7 @@
 """A Python `websockets` client that checks heartwire's native `/ws` protocol.
 
     python3 tests/peers/ws_client.py ws://127.0.0.1:PORT/ws [--ping-interval 0.2]
+    python3 tests/peers/ws_client.py wss://localhost:PORT/ws --ca ca.pem
 
 It speaks docs/PROTOCOL.md as an unchanged third-party client would, with its own
 RFC 6455 keepalive (`ping_interval` / `ping_timeout` of `websockets`), and checks:
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import ssl
 import sys
 import time
 from typing import Any, Callable
@@ -109,8 +111,11 @@ async def run(args: argparse.Namespace, checks: dict[str, bool], observed: dict[
         if not ok:
             raise CheckFailed(f"{name}: {detail}")
 
+    # wss://: the server's certificate must chain to the CA given, checked by Python's ssl.
+    tls = ssl.create_default_context(cafile=args.ca) if args.url.startswith("wss://") else None
     async with connect(
         args.url,
+        ssl=tls,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         close_timeout=args.wait,
@@ -224,9 +229,12 @@ def main() -> int:
     parser.add_argument("--wait", type=float, default=5.0, help="longest wait for one answer, s")
     parser.add_argument("--deadline", type=float, default=30.0, help="longest whole run, s")
     parser.add_argument("--expect-ping-interval-ms", type=int, default=None, help="hello must announce this")
+    parser.add_argument("--ca", default=None, help="for wss://: trust only this CA file (PEM)")
     args = parser.parse_args()
-    if not args.url.startswith("ws://127.0.0.1:"):
-        parser.error("the URL must be ws://127.0.0.1:PORT/…: tests talk only to loopback")
+    if not args.url.startswith(("ws://127.0.0.1:", "wss://localhost:", "wss://127.0.0.1:")):
+        parser.error("the URL must be ws://127.0.0.1:PORT/… or wss://localhost:PORT/…: tests talk only to loopback")
+    if args.url.startswith("wss://") and args.ca is None:
+        parser.error("wss:// needs --ca, the test CA's certificate")
 
     checks: dict[str, bool] = {}
     observed: dict[str, Any] = {}

@@ -57,7 +57,7 @@ impl Fleet {
         let mut source = first_source;
         while left > 0 {
             let share = left.min(per_process.max(1));
-            workers.push(Worker::spawn(target, share, source)?);
+            workers.push(Worker::spawn(&target, share, source)?);
             left -= share;
             source = source.saturating_add(SOURCES_PER_PROCESS);
         }
@@ -149,12 +149,16 @@ impl Fleet {
 }
 
 impl Worker {
-    fn spawn(target: Target, connections: usize, first_source: u8) -> anyhow::Result<Self> {
+    fn spawn(target: &Target, connections: usize, first_source: u8) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the heartwire executable")?;
         let dialect = clap::ValueEnum::to_possible_value(&target.dialect)
             .context("every dialect has a name")?;
-        let mut child = Command::new(exe)
-            .args(["bench", "hold", "--dialect", dialect.get_name()])
+        let mut command = Command::new(exe);
+        command.args(["bench", "hold", "--dialect", dialect.get_name()]);
+        if let Some(tls) = &target.tls {
+            command.arg("--tls-ca").arg(&tls.ca);
+        }
+        let mut child = command
             .args(["--port", &target.port.to_string()])
             .args(["--connections", &connections.to_string()])
             .args(["--first-source", &first_source.to_string()])

@@ -47,6 +47,9 @@ pub(crate) struct HoldArgs {
     /// Connections opening at the same time
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Connect with TLS, trusting only the CA in this PEM file
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// One line a generator process prints.
@@ -88,6 +91,11 @@ async fn hold_all(args: HoldArgs) -> anyhow::Result<()> {
     let target = Target {
         port: args.port,
         dialect: args.dialect,
+        tls: args
+            .tls_ca
+            .as_deref()
+            .map(wire::Tls::trusting)
+            .transpose()?,
     };
     let sources = Sources {
         first: args.first_source,
@@ -103,9 +111,10 @@ async fn hold_all(args: HoldArgs) -> anyhow::Result<()> {
         let orders = orders.subscribe();
         let gate = gate.clone();
         let errors = errors.clone();
+        let target = target.clone();
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            match wire::open(target, Role::Idle, sources.nth(index)).await {
+            match wire::open(&target, Role::Idle, sources.nth(index)).await {
                 Ok(socket) => {
                     drop(permit);
                     counters.connected.fetch_add(1, Ordering::Relaxed);

@@ -1,21 +1,29 @@
 //! Opening benchmark connections: TCP from a chosen 127.0.0.x source (each source has
-//! its own ephemeral port range), the WebSocket handshake with small buffers, then the
-//! dialect's opening exchange.
+//! its own ephemeral port range), TLS when the target has a CA to trust, the WebSocket
+//! handshake with small buffers, then the dialect's opening exchange.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::dialect::{Dialect, Role};
 
 /// An open benchmark connection.
-pub(crate) type Socket = WebSocketStream<TcpStream>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The name a TLS server's certificate must hold (the server listens on 127.0.0.1).
+const TLS_NAME: &str = "localhost";
 
 /// The longest a connection may take to open, handshake and opening exchange included.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,10 +34,47 @@ const READ_BUFFER: usize = 4096;
 const OPEN_CONCURRENCY: usize = 256;
 
 /// The server under test.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub(crate) port: u16,
     pub(crate) dialect: Dialect,
+    /// TLS (`wss://localhost`), when the server speaks it.
+    pub(crate) tls: Option<Tls>,
+}
+
+/// TLS to the server: the CA its certificate chains to, and the connector that
+/// trusts it.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    pub(crate) ca: PathBuf,
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("ca", &self.ca).finish()
+    }
+}
+
+impl Tls {
+    /// Trusts only the CA certificates of the PEM file `ca` (rustls with ring).
+    pub(crate) fn trusting(ca: &Path) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("cannot read the CA file {}", ca.display()))?
+        {
+            roots.add(cert.context("not a PEM certificate")?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            ca: ca.to_owned(),
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
 }
 
 /// Which 127.0.0.x a connection comes from.
@@ -48,13 +93,13 @@ impl Sources {
 }
 
 /// Opens a connection for `role` from `source`.
-pub(crate) async fn open(target: Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
+pub(crate) async fn open(target: &Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
     tokio::time::timeout(OPEN_TIMEOUT, open_now(target, role, source))
         .await
         .context("opening timed out")?
 }
 
-async fn open_now(target: Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
+async fn open_now(target: &Target, role: Role, source: Ipv4Addr) -> anyhow::Result<Socket> {
     let socket = TcpSocket::new_v4()?;
     socket
         .bind(SocketAddr::from((source, 0)))
@@ -62,11 +107,25 @@ async fn open_now(target: Target, role: Role, source: Ipv4Addr) -> anyhow::Resul
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, target.port));
     let stream = socket.connect(server).await.context("TCP connect failed")?;
     stream.set_nodelay(true)?;
-    let url = format!(
-        "ws://127.0.0.1:{}{}",
-        target.port,
-        target.dialect.path(role)
-    );
+    let path = target.dialect.path(role);
+    let (stream, url) = match &target.tls {
+        None => (
+            MaybeTlsStream::Plain(stream),
+            format!("ws://127.0.0.1:{}{path}", target.port),
+        ),
+        Some(tls) => {
+            let name = ServerName::try_from(TLS_NAME)?;
+            let stream = tls
+                .connector
+                .connect(name, stream)
+                .await
+                .context("TLS handshake failed")?;
+            (
+                MaybeTlsStream::Rustls(stream),
+                format!("wss://{TLS_NAME}:{}{path}", target.port),
+            )
+        }
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
@@ -106,7 +165,7 @@ pub(crate) async fn open_many(
 ) -> Vec<Socket> {
     let bar = super::progress::bar(u64::try_from(count).unwrap_or(u64::MAX), "connecting");
     let opened = futures_util::stream::iter(0..count)
-        .map(|index| open(target, role, sources.nth(index)))
+        .map(|index| open(&target, role, sources.nth(index)))
         .buffer_unordered(OPEN_CONCURRENCY)
         .inspect(|_| bar.inc(1))
         .collect::<Vec<_>>()

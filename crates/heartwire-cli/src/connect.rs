@@ -61,6 +61,10 @@ pub(crate) struct ConnectArgs {
     /// it prints is the token (sent as with --token, and in a `refresh`)
     #[arg(long, value_name = "COMMAND")]
     token_command: Option<String>,
+    /// Trust only the CA certificates in this PEM file for wss:// (a private CA)
+    /// [default: the platform's trusted roots]
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
@@ -93,6 +97,9 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         ..BackoffConfig::default()
     };
     config.subscriptions = args.subscriptions.clone();
+    if let Some(ca) = &args.ca {
+        config.tls_roots = client::TlsRoots::from_pem_file(ca)?;
+    }
     if let Some(token) = args.token.clone() {
         config.token = Some(std::sync::Arc::new(move || {
             let token = token.clone();

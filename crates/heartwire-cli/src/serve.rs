@@ -38,10 +38,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => Server::bind(config).await?,
         };
-        println!("heartwire listening on http://{}/", server.local_addr());
+        if !server.is_tls() {
+            // Listening from now on, before anyone is told the server is up.
+            let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP")?;
+            tokio::spawn(hangup_logged(hangup));
+        }
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        println!("heartwire listening on {scheme}://{}/", server.local_addr());
         server.run(shutdown).await?;
         Ok(())
     })
+}
+
+/// Without TLS, SIGHUP has nothing to reload: it is logged rather than fatal, as
+/// service managers send it on reload whatever the options (with TLS, the server
+/// reloads its certificate on it).
+async fn hangup_logged(mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload without --tls-cert");
+    }
 }
 
 /// Listens for Ctrl-C and SIGTERM from now on, and completes when either comes.

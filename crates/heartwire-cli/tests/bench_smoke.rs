@@ -107,3 +107,42 @@ fn bench_runs_every_scenario_and_writes_a_report() {
     assert!(report.contains("## Targets"), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_idle_scenario_runs_over_tls() {
+    let ca = heartwire_testkit::certs::TestCa::new("heartwire bench CA");
+    let pair = ca.localhost();
+    let figures = ca.path("figures.jsonl");
+    let port = free_port();
+    let server = format!(
+        "env HEARTWIRE_LOG=warn {HEARTWIRE} serve --listen 127.0.0.1:{port} \
+         --ping-interval 1s --ping-timeout 1s --tls-cert {} --tls-key {}",
+        pair.cert.display(),
+        pair.key.display()
+    );
+    let status = Command::new(HEARTWIRE)
+        .args(["bench", "run", "--name", "heartwire-tls"])
+        .args(["--dialect", "heartwire", "--scenarios", "idle"])
+        .args(["--port", &port.to_string(), "--server", &server])
+        .args(["--out", figures.to_str().expect("a UTF-8 path")])
+        .args(["--idle", "40", "--heartbeat-window", "2s"])
+        .args(["--per-process", "25", "--settle", "500ms"])
+        .arg("--tls-ca")
+        .arg(&ca.cert)
+        .status()
+        .expect("heartwire bench runs");
+    assert!(status.success(), "bench run failed: {status}");
+    let text = std::fs::read_to_string(&figures).expect("figures were written");
+    let value = |name: &str| {
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON figure"))
+            .find(|figure| figure["figure"] == name)
+            .and_then(|figure| figure["value"].as_f64())
+    };
+    let bytes = value("idle_bytes_per_conn_40");
+    assert!(
+        bytes.is_some_and(|b| b > 0.0),
+        "idle bytes {bytes:?}\n{text}"
+    );
+    assert_eq!(value("false_disconnects"), Some(0.0), "{text}");
+}

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::{self, error::ProtocolError};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 use super::config::{ClientConfig, TokenPlacement};
@@ -51,7 +51,15 @@ pub(crate) async fn open(url: &Url, config: &ClientConfig) -> Result<Socket, Att
         None => None,
     };
     let request = request(url, token.as_deref(), config.token_placement)?;
-    let handshake = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let connector = if url.scheme() == "wss" {
+        let tls = crate::tls::connector(&config.tls_roots)
+            .map_err(|err| AttemptError::permanent(err.to_string()))?;
+        Connector::Rustls(tls)
+    } else {
+        Connector::Plain
+    };
+    let handshake =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(err)) => Err(classify(url, err)),
@@ -113,7 +121,14 @@ fn classify(url: &Url, err: tungstenite::Error) -> AttemptError {
                 AttemptError::permanent(reason)
             }
         }
-        Error::Io(err) => AttemptError::transient(format!("cannot reach {url}: {err}")),
+        Error::Io(err) => match err.get_ref().and_then(|inner| inner.downcast_ref()) {
+            // A certificate that fails a check stays failed: not retried.
+            Some(tls) => AttemptError::permanent(format!(
+                "{url}: {}",
+                crate::tls::describe(&server_name(url), tls)
+            )),
+            None => AttemptError::transient(format!("cannot reach {url}: {err}")),
+        },
         Error::Protocol(
             ProtocolError::HandshakeIncomplete | ProtocolError::ResetWithoutClosingHandshake,
         )
@@ -128,9 +143,18 @@ fn classify(url: &Url, err: tungstenite::Error) -> AttemptError {
             AttemptError::permanent(format!("{url} is not a WebSocket server: {err}"))
         }
         Error::Url(err) => AttemptError::permanent(format!("{url} cannot be used: {err}")),
+        Error::Tls(tungstenite::error::TlsError::Rustls(err)) => AttemptError::permanent(format!(
+            "{url}: {}",
+            crate::tls::describe(&server_name(url), &err)
+        )),
         Error::Tls(err) => AttemptError::permanent(format!("TLS with {url} failed: {err}")),
         other => AttemptError::transient(format!("connecting to {url} failed: {other}")),
     }
+}
+
+/// The name a server's certificate is checked against: the URL's host.
+fn server_name(url: &Url) -> String {
+    format!("`{}`", url.host_str().unwrap_or_default())
 }
 
 #[cfg(test)]

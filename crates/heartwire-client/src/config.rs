@@ -11,6 +11,7 @@ use heartwire_core::BackoffConfig;
 use url::Url;
 
 use crate::Error;
+use crate::tls::TlsRoots;
 
 /// A future that yields a fresh token, or `None` to connect without one.
 pub type TokenFuture = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -63,6 +64,9 @@ pub struct ClientConfig {
     pub token_placement: TokenPlacement,
     /// Seed of the jitter generator; `None` seeds it from the operating system.
     pub jitter_seed: Option<u64>,
+    /// The certificate authorities a `wss://` server's certificate must chain to:
+    /// the platform's by default, a private CA with [`TlsRoots::from_pem_file`].
+    pub tls_roots: TlsRoots,
 }
 
 impl ClientConfig {
@@ -99,6 +103,7 @@ impl ClientConfig {
             token: None,
             token_placement: TokenPlacement::default(),
             jitter_seed: None,
+            tls_roots: TlsRoots::default(),
         })
     }
 
@@ -119,6 +124,10 @@ impl ClientConfig {
         for channel in &self.subscriptions {
             heartwire_core::protocol::validate_channel(channel)?;
         }
+        // Roots that cannot be loaded are an error now, not on every attempt.
+        if self.servers.iter().any(|url| url.scheme() == "wss") {
+            self.tls_roots.store()?;
+        }
         Ok(())
     }
 }
@@ -138,6 +147,7 @@ impl fmt::Debug for ClientConfig {
             .field("subscriptions", &self.subscriptions)
             .field("token", &self.token.as_ref().map(|_| "<provider>"))
             .field("token_placement", &self.token_placement)
+            .field("tls_roots", &self.tls_roots)
             .finish()
     }
 }

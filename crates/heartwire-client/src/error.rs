@@ -20,6 +20,9 @@ pub enum Error {
         /// The setting's name, as in [`ClientConfig`](crate::ClientConfig).
         setting: &'static str,
     },
+    /// The certificate authorities for `wss://` cannot be loaded.
+    #[error("cannot load the TLS roots: {0}")]
+    TlsRoots(String),
     /// A channel name breaks the naming rules.
     #[error(transparent)]
     InvalidChannel(#[from] heartwire_core::Error),

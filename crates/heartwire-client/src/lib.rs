@@ -32,7 +32,9 @@
 //! The files: [`config`] (settings), `state` (what the handles and the task share),
 //! `outbox` (the caller's bounded queue), `attempt` (one handshake), `driver` (the
 //! reconnect loop), `connection` (one open socket: the select loop around the
-//! machine, the writer task, the fail-back probe), [`event`] (what the caller hears).
+//! machine, the writer task, the fail-back probe), [`event`] (what the caller hears),
+//! [`tls`] (`wss://`: trusted roots, and a failed certificate check as one final
+//! sentence).
 
 mod attempt;
 pub mod config;
@@ -42,6 +44,7 @@ mod error;
 pub mod event;
 mod outbox;
 mod state;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,7 @@ use tokio::sync::mpsc;
 pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
 pub use error::Error;
 pub use event::{ClosedReason, ErrorCode, Event, GapReason, Incoming, PresenceUser};
+pub use tls::TlsRoots;
 
 use heartwire_core::client::{Outgoing, Publish};
 use state::ClientState;

@@ -24,6 +24,9 @@ pub enum Error {
         /// Why it failed.
         source: redis::RedisError,
     },
+    /// The TLS certificate and key cannot be served.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsFileError),
     /// An I/O error outside any one connection.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -6,8 +6,9 @@
 //! drives them with real sockets and timers.
 //!
 //! How a connection flows through the files here:
-//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline,
-//!   within the accept rate and `--max-connections`;
+//! - [`listener`] accepts TCP connections, does the TLS handshake when [`tls`] is on,
+//!   and serves HTTP with a handshake deadline over a [`stream`], within the accept
+//!   rate and `--max-connections`;
 //! - [`admission`] decides the rate limits and the connections of each address and
 //!   user;
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
@@ -49,6 +50,8 @@ mod routes;
 mod slot;
 mod sse;
 mod state;
+mod stream;
+mod tls;
 mod websocket;
 
 #[cfg(feature = "fuzzing")]
@@ -70,13 +73,14 @@ pub use broker::{
 };
 pub use config::{
     Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits,
-    LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
+    LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions, TlsFiles,
 };
 pub use error::Error;
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Member, Outbound};
 pub use permissions::{ChannelPattern, ChannelRule, Permission};
 pub use publication::{Payload, Publication};
+pub use tls::TlsFileError;
 
 use metrics::ServerMetrics;
 use registry::Registry;
@@ -85,6 +89,9 @@ use state::ServerState;
 /// A bound, not yet running, heartwire server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<Arc<tls::Tls>>,
+    /// SIGHUP, listened for from `bind` when there is a certificate to reload.
+    hangups: Option<tokio::signal::unix::Signal>,
     state: Arc<ServerState>,
     /// The subscription to the server API's commands, when the API is on.
     control: Option<api::Control>,
@@ -94,6 +101,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listen", &self.listener.local_addr().ok())
+            .field("tls", &self.tls)
             .field("broker", &self.state.broker.name())
             .field("connections", &self.state.registry.len())
             .finish_non_exhaustive()
@@ -113,6 +121,7 @@ impl Server {
         broker: Arc<dyn Broker>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        let tls = tls::Tls::new(&config.tls)?.map(Arc::new);
         let auth = auth::Auth::new(&config.access)?;
         auth.prefetch().await;
         let api_key = api::ApiKey::from_config(&config.api)?;
@@ -139,11 +148,19 @@ impl Server {
             Some(_) => Some(api::Control::join(&state).await),
             None => None,
         };
+        let hangups = tls.as_ref().and_then(|_| tls::hangups());
         Ok(Self {
             listener,
+            tls,
+            hangups,
             state,
             control,
         })
+    }
+
+    /// Whether the listener speaks TLS (`https://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -164,17 +181,29 @@ impl Server {
     ) -> Result<(), Error> {
         let Self {
             listener,
+            tls,
+            hangups,
             state,
             control,
         } = self;
-        tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
+        let config = &state.config;
+        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "heartwire listening");
         let router = routes::router(state.clone());
+        let reload = async {
+            match &tls {
+                Some(tls) => {
+                    tls::reload(tls, hangups, config.tls.tls_reload_check, &state.metrics).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         let drain = drain_after(shutdown, state.clone());
-        let serve = listener::serve(listener, router, state.clone(), drain);
+        let serve = listener::serve(listener, router, state.clone(), tls.clone(), drain);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
             never = api::Control::run_if_on(control, state.clone()) => match never {},
+            never = reload => match never {},
         }
         Ok(())
     }

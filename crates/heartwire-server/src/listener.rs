@@ -1,8 +1,12 @@
-//! The accept loop: TCP connections in, HTTP/1.1 served with a handshake deadline.
+//! The accept loop: TCP connections in, TLS when the server has a certificate, HTTP/1.1
+//! served with a handshake deadline.
 //!
 //! axum's own `serve` has no deadline for a client that connects and never finishes
 //! its request; hyper's `header_read_timeout` gives one, so connections are served
-//! here with hyper directly.
+//! here with hyper directly. With TLS, the TLS handshake and the HTTP request share
+//! that deadline (`--handshake-timeout`): a client that connects and stays silent
+//! holds a socket for no longer than it would without TLS. A client that speaks plain
+//! HTTP to the TLS port is answered with HTTP 400 and a sentence, then closed.
 //!
 //! The listen queue is raised to [`LISTEN_BACKLOG`] (the kernel caps it at
 //! `net.core.somaxconn`): after a restart every client comes back within the same
@@ -21,6 +25,7 @@
 //! file descriptors, say) the log says so at most once per [`ACCEPT_ERROR_LOG_EVERY`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,14 +40,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::admin::sessions::OverTls;
 use crate::admission::{LogThrottle, TokenBucket, retry_after_secs};
 use crate::state::ServerState;
+use crate::stream::Stream;
+use crate::tls::Tls;
 
 /// Connections the kernel may hold, handshake done, before the server accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// The first byte of every TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Reads of at most 1 KiB taken from a plain-text client after its answer, until it
+/// closes (all within the handshake timeout).
+const PLAIN_TEXT_READS: usize = 16;
+
+/// The answer to plain HTTP on the TLS port.
+const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 61\r\n\r\n\
+    This port speaks TLS: connect with https:// or wss:// instead";
 
 /// Drops the HTTP connection of the request that carries it (a request extension).
 #[derive(Debug, Clone)]
@@ -85,6 +105,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     state: Arc<ServerState>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
     // Linux applies a second listen() to a listening socket as a new backlog.
@@ -136,22 +157,54 @@ pub(crate) async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
-        // Requests know their peer's address, as axum's `ConnectInfo`, and can cut
-        // their connection.
+        // Requests know their peer's address, as axum's `ConnectInfo`, whether they
+        // came over TLS, and can cut their connection.
         let cut = CancellationToken::new();
         let request_cut = Cut(cut.clone());
+        let over_tls = tls.is_some();
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.extensions_mut().insert(request_cut.clone());
+                if over_tls {
+                    request.extensions_mut().insert(OverTls);
+                }
                 request
             });
-        let connection = http
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .with_upgrades();
         let unupgraded = Unupgraded::count(state.clone());
+        let Some(tls) = &tls else {
+            let connection = http
+                .serve_connection(
+                    TokioIo::new(Stream::Plain(stream)),
+                    TowerToHyperService::new(service),
+                )
+                .with_upgrades();
+            tokio::spawn(async move {
+                tokio::select! {
+                    result = connection => if let Err(err) = result {
+                        tracing::debug!(%err, "HTTP connection ended with an error");
+                    },
+                    () = cut.cancelled() => tracing::debug!("HTTP connection cut"),
+                }
+                drop(unupgraded);
+            });
+            continue;
+        };
+        let tls = tls.clone();
+        let mut http = http.clone();
+        let handshake_timeout = config.limits.handshake_timeout;
         tokio::spawn(async move {
+            let started = Instant::now();
+            let Some(stream) = tls_handshake(&tls, stream, peer, handshake_timeout).await else {
+                return;
+            };
+            // What is left of the deadline is the HTTP request's.
+            let left = handshake_timeout.saturating_sub(started.elapsed());
+            http.header_read_timeout(left.max(Duration::from_millis(1)));
+            let connection = http
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
             tokio::select! {
                 result = connection => if let Err(err) = result {
                     tracing::debug!(%err, "HTTP connection ended with an error");
@@ -160,6 +213,51 @@ pub(crate) async fn serve(
             }
             drop(unupgraded);
         });
+    }
+}
+
+/// The TLS handshake of `stream`, bounded by `timeout`; `None` when it failed, timed
+/// out, or the client spoke plain HTTP (answered with 400).
+async fn tls_handshake(
+    tls: &Tls,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<Stream> {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
+                tracing::debug!(%peer, "plain text on the TLS port");
+                let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
+                let _ = stream.shutdown().await;
+                // Take what the client sent (its request) before closing: closing with
+                // unread bytes resets the connection, which may discard the answer.
+                let mut sink = [0u8; 1024];
+                for _ in 0..PLAIN_TEXT_READS {
+                    if matches!(stream.read(&mut sink).await, Ok(0) | Err(_)) {
+                        break;
+                    }
+                }
+                return None;
+            }
+            Ok(_) => {}
+        }
+        match tls.acceptor().accept(stream).await {
+            Ok(stream) => Some(Stream::Tls(Box::new(stream))),
+            Err(err) => {
+                tracing::debug!(%peer, %err, "TLS handshake failed");
+                None
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(stream) => stream,
+        Err(_) => {
+            tracing::debug!(%peer, "no TLS handshake within the handshake timeout");
+            None
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct ServerMetrics {
     broker_reconnects: Counter,
     broker_failovers: Counter,
     broker_epochs_renewed: Counter,
+    /// Reloads of the TLS certificate: loaded, failed.
+    pub(crate) tls_reloads: [Counter; 2],
 }
 
 /// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), each
@@ -183,6 +185,11 @@ impl ServerMetrics {
             None,
             "Times the master of this Redis shard changed",
         );
+        describe(
+            "heartwire_tls_reloads_total",
+            None,
+            "Times the TLS certificate was read again (SIGHUP or a changed file), by result: loaded, or failed with the old one kept",
+        );
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
@@ -230,6 +237,13 @@ impl ServerMetrics {
             )
         });
         refusals.iter().for_each(|counter| counter.increment(0));
+        let tls_reloads = ["loaded", "failed"].map(|result| {
+            counter(
+                "heartwire_tls_reloads_total",
+                vec![Label::new("result", result)],
+            )
+        });
+        tls_reloads.iter().for_each(|counter| counter.increment(0));
         Self {
             endpoints,
             disconnects,
@@ -245,6 +259,7 @@ impl ServerMetrics {
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),
             broker_failovers: counter("heartwire_broker_failovers_total", vec![]),
             broker_epochs_renewed: counter("heartwire_broker_epochs_renewed_total", vec![]),
+            tls_reloads,
             rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
             recorder,
         }

@@ -1,6 +1,7 @@
 //! What heartwire's integration tests share: an in-process server on a free loopback
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
+//! - [`certs`]: a private CA and server certificates made by `openssl`, for TLS;
 //! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
 //! - [`netns`]: two network namespaces joined by a veth pair, and the path between
 //!   them dropped silently in either direction (the half-open tests);
@@ -9,11 +10,13 @@
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
 //!   watched by sentinels ([`redis_process`] runs their processes);
+//! - [`redis_tls`]: a `redis-server` that speaks only TLS;
 //! - [`sse`]: a raw client of the `/sse` event stream;
 //! - [`stream`]: numbered streams over many channels, and the judge of what
 //!   subscribers received;
 //! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
 
+pub mod certs;
 pub mod client;
 pub mod netns;
 pub mod peer;
@@ -21,6 +24,7 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod redis_process;
 pub mod redis_sentinel;
+pub mod redis_tls;
 pub mod sse;
 pub mod stream;
 pub mod timed;
@@ -91,6 +95,12 @@ impl TestServer {
     /// The `ws://` URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+
+    /// The `wss://` URL of `path` on this server, by the name `localhost` (for a
+    /// server with a certificate from [`certs::TestCa::localhost`]).
+    pub fn wss_url(&self, path: &str) -> String {
+        format!("wss://localhost:{}{path}", self.addr.port())
     }
 
     /// Signals shutdown and waits for `run` to return.

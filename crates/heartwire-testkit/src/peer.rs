@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use heartwire_server::{LivenessTiming, ServerConfig};
+use heartwire_server::{LivenessTiming, ServerConfig, TlsFiles};
 
 use super::TestServer;
+use super::certs::TestCa;
 
 /// The server's ping interval in these tests: short, so a few intervals fit in a second.
 const PING_INTERVAL: Duration = Duration::from_millis(200);
@@ -45,17 +46,40 @@ pub async fn require(program: &str, args: &[&str], what: &str) {
 /// Starts a server, runs `program args… ws://ADDR/ws` against it, stops the server and checks
 /// that the peer exited 0 and printed a JSON line with `"ok": true`. Returns that line.
 pub async fn run_peer(program: &str, args: &[&str]) -> serde_json::Value {
+    run_peer_on(program, args, None).await
+}
+
+/// As [`run_peer`], over TLS: the server presents a certificate for `localhost` that
+/// `ca` signed, and the peer gets `wss://localhost:PORT/ws` and `--ca CA_FILE`.
+pub async fn run_peer_tls(program: &str, args: &[&str], ca: &TestCa) -> serde_json::Value {
+    run_peer_on(program, args, Some(ca)).await
+}
+
+async fn run_peer_on(program: &str, args: &[&str], ca: Option<&TestCa>) -> serde_json::Value {
+    let pair = ca.map(TestCa::localhost);
     let server = TestServer::start(ServerConfig {
         liveness: LivenessTiming {
             ping_interval: PING_INTERVAL,
             ..LivenessTiming::default()
         },
+        tls: TlsFiles {
+            tls_cert: pair.as_ref().map(|pair| pair.cert.clone()),
+            tls_key: pair.as_ref().map(|pair| pair.key.clone()),
+            ..TlsFiles::default()
+        },
         ..ServerConfig::default()
     })
     .await;
-    let url = server.url("/ws");
-    let child = tokio::process::Command::new(program)
-        .args(args)
+    let mut command = tokio::process::Command::new(program);
+    command.args(args);
+    let url = match ca {
+        Some(ca) => {
+            command.arg("--ca").arg(&ca.cert);
+            server.wss_url("/ws")
+        }
+        None => server.url("/ws"),
+    };
+    let child = command
         .arg(&url)
         .arg("--expect-ping-interval-ms")
         .arg(PING_INTERVAL.as_millis().to_string())

@@ -88,7 +88,7 @@ async fn measure_one(
         received: AtomicU64::new(0),
     });
     let sockets = wire::open_many(
-        args.target(),
+        args.target()?,
         Role::Subscriber,
         subscribers,
         SUBSCRIBER_SOURCES,
@@ -100,7 +100,7 @@ async fn measure_one(
         .map(|socket| tokio::spawn(subscribe(socket, args.dialect, deliveries.clone())))
         .collect();
     let mut publisher =
-        wire::open(args.target(), Role::Publisher, SUBSCRIBER_SOURCES.nth(0)).await?;
+        wire::open(&args.target()?, Role::Publisher, SUBSCRIBER_SOURCES.nth(0)).await?;
     keep_alive(&mut publisher, args.dialect, args.settle).await?;
     let outcome = find_best_rate(args, &mut publisher, listening, size, &deliveries).await;
     for reader in readers {

@@ -45,9 +45,14 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
     let frozen_count = (args.detect_connections / 100).max(1);
     let live_count = args.detect_connections - frozen_count;
     let (mut live, _) =
-        Fleet::open(args.target(), live_count, args.per_process, LIVE_SOURCE).await?;
-    let (mut frozen, opened) =
-        Fleet::open(args.target(), frozen_count, args.per_process, FROZEN_SOURCE).await?;
+        Fleet::open(args.target()?, live_count, args.per_process, LIVE_SOURCE).await?;
+    let (mut frozen, opened) = Fleet::open(
+        args.target()?,
+        frozen_count,
+        args.per_process,
+        FROZEN_SOURCE,
+    )
+    .await?;
     tokio::time::sleep(args.settle).await;
     let live_lost_before = live.counters().await?.disconnects;
     let timeouts_before = server.metric(PING_TIMEOUTS).await?;

@@ -26,7 +26,7 @@ const SOURCES: Sources = Sources {
 
 pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Result<()> {
     let server = args.start_server().await?;
-    let sockets = wire::open_many(args.target(), Role::Echo, args.echo_connections, SOURCES).await;
+    let sockets = wire::open_many(args.target()?, Role::Echo, args.echo_connections, SOURCES).await;
     anyhow::ensure!(!sockets.is_empty(), "no echo connection opened");
     let latency = Arc::new(Histogram::new());
     let echoed = Arc::new(AtomicU64::new(0));

@@ -25,7 +25,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
         tokio::time::sleep(args.settle).await;
         let before = server.rss_bytes()?;
         let (mut fleet, opened) =
-            Fleet::open(args.target(), count, args.per_process, FIRST_SOURCE).await?;
+            Fleet::open(args.target()?, count, args.per_process, FIRST_SOURCE).await?;
         tokio::time::sleep(args.settle).await;
         let after = server.rss_bytes()?;
         if opened.connected == 0 {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::dialect::Dialect;
 use super::figures::Figures;
 use super::server::ServerProcess;
-use super::wire::Target;
+use super::wire::{self, Target};
 
 /// The scenarios, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +100,10 @@ pub(crate) struct RunArgs {
     /// Pause after connections open, before measuring (a few heartbeats pass)
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     settle: Duration,
+    /// The server speaks TLS with a certificate for localhost: connect with wss://,
+    /// trusting only the CA in this PEM file
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -111,11 +115,16 @@ impl RunArgs {
         ServerProcess::start(&self.server, self.port, Path::new(&log)).await
     }
 
-    fn target(&self) -> Target {
-        Target {
+    fn target(&self) -> anyhow::Result<Target> {
+        Ok(Target {
             port: self.port,
             dialect: self.dialect,
-        }
+            tls: self
+                .tls_ca
+                .as_deref()
+                .map(wire::Tls::trusting)
+                .transpose()?,
+        })
     }
 }
 

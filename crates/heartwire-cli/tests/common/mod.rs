@@ -43,6 +43,7 @@ impl Running {
         let addr = line
             .trim()
             .strip_prefix("heartwire listening on http://")
+            .or_else(|| line.trim().strip_prefix("heartwire listening on https://"))
             .and_then(|rest| rest.strip_suffix('/'))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();

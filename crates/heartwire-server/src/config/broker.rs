@@ -1,6 +1,7 @@
 //! Where channels live: in this process, or in Redis shared with other nodes (one
 //! server, several, a Redis Cluster, or a master found through Sentinel).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{declared_defaults, parse};
@@ -89,6 +90,11 @@ pub struct BrokerConfig {
         value_parser = parse::duration
     )]
     pub redis_wait_timeout: Duration,
+
+    /// For rediss:// URLs (Redis over TLS): trust only the CA certificates in this PEM
+    /// file for Redis's certificate (without it, the platform's trusted roots)
+    #[arg(long, env = "HEARTWIRE_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -154,6 +160,9 @@ impl BrokerConfig {
                 replicas: self.redis_wait_replicas,
                 timeout: self.redis_wait_timeout,
             });
+        }
+        if let Some(path) = &self.redis_ca {
+            config = config.with_tls_ca(path.clone());
         }
         config.validate()?;
         Ok(Some(config))

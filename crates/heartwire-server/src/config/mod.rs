@@ -25,6 +25,7 @@ mod parse;
 mod rates;
 mod retention;
 mod sse;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub use liveness::LivenessTiming;
 pub use rates::{Rate, RateLimits};
 pub use retention::Retention;
 pub use sse::SseOptions;
+pub use tls::TlsFiles;
 
 /// Everything a [`Server`](super::Server) needs to know.
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -137,6 +139,10 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub api: ApiAccess,
+    /// TLS on the listener.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub tls: TlsFiles,
 
     /// Who may subscribe, publish, see presence and replay history on which channels:
     /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).
@@ -162,6 +168,7 @@ impl ServerConfig {
             ("auth-timeout", self.access.auth_timeout),
             ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
             ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
+            ("tls-reload-check", self.tls.tls_reload_check),
             ("sse-retry", self.sse.sse_retry),
             ("message-timeout", self.holdings.message_timeout),
         ];
@@ -197,6 +204,7 @@ impl ServerConfig {
             return Err(Error::Config("heartbeat-text must not be empty".into()));
         }
         self.broker.redis_config()?;
+        self.tls.pair()?;
         crate::auth::origin::OriginPolicy::new(&self.access.allowed_origins)
             .map_err(Error::Config)?;
         Ok(())

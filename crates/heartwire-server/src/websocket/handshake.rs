@@ -1,5 +1,6 @@
 //! The opening handshake (RFC 6455 §4.2): an axum extractor that checks the upgrade
-//! request, and the 101 response that hands the TCP stream itself to the connection.
+//! request, and the 101 response that hands the stream itself (TCP, or TLS over TCP)
+//! to the connection.
 //!
 //! Once upgraded, the stream is taken back out of hyper, so a connection holds the
 //! socket alone and none of the HTTP layer's buffers.
@@ -12,10 +13,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::socket::Socket;
+use crate::stream::Stream;
 
 /// A checked WebSocket upgrade request, ready to be accepted.
 pub(crate) struct Upgrade {
@@ -101,13 +102,13 @@ impl Upgrade {
                 Ok(upgraded) => upgraded,
                 Err(err) => return tracing::debug!(%err, "upgrade failed"),
             };
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
+            match upgraded.downcast::<TokioIo<Stream>>() {
                 Ok(parts) => {
                     let socket =
                         Socket::new(parts.io.into_inner(), parts.read_buf, max_message_size);
                     connection(socket).await;
                 }
-                Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+                Err(_) => tracing::error!("upgraded connection is not the listener's stream"),
             }
         });
         let accept = HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header");

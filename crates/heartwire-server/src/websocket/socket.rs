@@ -1,4 +1,5 @@
-//! A server-side WebSocket over a TCP stream that holds no buffer while it is idle.
+//! A server-side WebSocket over a TCP (or TLS) stream that holds no buffer of its own
+//! while it is idle.
 //!
 //! Reads go into one buffer per worker thread ([`READ_BUFFER_SIZE`]); the
 //! [`Reader`] decodes the frames where they lie and keeps only an incomplete frame's
@@ -16,13 +17,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::reader::Reader;
+use crate::stream::Stream;
 
 /// Bytes taken from the kernel per read, into a buffer shared by every connection
 /// of a worker thread.
@@ -39,7 +40,7 @@ thread_local! {
 /// One WebSocket connection's transport. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Socket {
-    stream: TcpStream,
+    stream: Stream,
     reader: Reader,
     /// Encoded frames not yet taken by the kernel.
     unsent: Vec<u8>,
@@ -50,7 +51,7 @@ pub(crate) struct Socket {
 impl Socket {
     /// Wraps an upgraded stream; `early_input` is what the client sent right after
     /// its handshake request.
-    pub(crate) fn new(stream: TcpStream, early_input: Bytes, max_message_size: usize) -> Self {
+    pub(crate) fn new(stream: Stream, early_input: Bytes, max_message_size: usize) -> Self {
         Self {
             stream,
             reader: Reader::with_input(max_message_size, &early_input),
@@ -197,6 +198,10 @@ impl Socket {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Ready(Ok(()))
+        // TLS may keep records it could not hand to the kernel yet; TCP keeps nothing.
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Err(err)) => Poll::Ready(Err(DisconnectReason::Transport(err.to_string()))),
+            ready_or_pending => ready_or_pending.map(|_| Ok(())),
+        }
     }
 }

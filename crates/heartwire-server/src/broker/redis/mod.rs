@@ -95,10 +95,20 @@ impl RedisBroker {
     /// yet: the node runs degraded until it is reachable.
     pub fn start(config: &RedisConfig, retention: Retention) -> Result<Self, Error> {
         config.validate()?;
-        let shared = Shared::new(config, retention).map_err(|source| Error::Redis {
-            url: describe(config),
-            source,
-        })?;
+        let tls_ca = match &config.tls_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                Error::Config(format!(
+                    "cannot read the Redis CA file {}: {err}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        let shared =
+            Shared::new(config, tls_ca.as_deref(), retention).map_err(|source| Error::Redis {
+                url: describe(config),
+                source,
+            })?;
         let shared = Arc::new(shared);
         for (index, shard) in shared.shards().iter().enumerate() {
             if !shard.is_cluster() {

@@ -52,9 +52,19 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Shard {
-    /// The server at `url`.
-    pub(super) fn server(url: &str) -> RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+    /// The server at `url`; a `rediss://` one's certificate must chain to `tls_ca`
+    /// (PEM) when given, else to the platform's roots.
+    pub(super) fn server(url: &str, tls_ca: Option<&[u8]>) -> RedisResult<Self> {
+        let client = match tls_ca {
+            Some(ca) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                },
+            )?,
+            _ => redis::Client::open(url)?,
+        };
         let address = address_of(url);
         let manager = server_manager(client.clone())?;
         Ok(Self {
@@ -68,7 +78,7 @@ impl Shard {
     pub(super) fn sentinel(sentinels: &[String], master: &str) -> RedisResult<Self> {
         let client = SentinelClient::build(
             sentinels.to_vec(),
-            master.to_owned(),
+            master,
             Some(SentinelNodeConnectionInfo::default()),
             SentinelServerType::Master,
         )?;

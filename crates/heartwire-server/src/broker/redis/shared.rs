@@ -46,11 +46,16 @@ pub(super) struct Shared {
 
 impl Shared {
     /// The state of a node that has not reached Redis yet.
-    pub(super) fn new(config: &RedisConfig, retention: Retention) -> redis::RedisResult<Self> {
+    /// `tls_ca` is the PEM of the CA for `rediss://` servers, read by the caller.
+    pub(super) fn new(
+        config: &RedisConfig,
+        tls_ca: Option<&[u8]>,
+        retention: Retention,
+    ) -> redis::RedisResult<Self> {
         let shards = match &config.topology {
             RedisTopology::Servers(urls) => urls
                 .iter()
-                .map(|url| Shard::server(url))
+                .map(|url| Shard::server(url, tls_ca))
                 .collect::<redis::RedisResult<Vec<_>>>()?,
             RedisTopology::Cluster(seeds) => vec![Shard::cluster(seeds)?],
             RedisTopology::Sentinel { sentinels, master } => {

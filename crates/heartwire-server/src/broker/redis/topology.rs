@@ -12,6 +12,7 @@
 //! - Sentinel (`--redis-sentinel URL,… --redis-sentinel-master NAME`): one server
 //!   whose address the sentinels give, asked again whenever the link to it is lost.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::names::is_ws4redis;
@@ -54,6 +55,10 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Wait for replicas after each pipeline of publishes (none: do not wait).
     pub wait: Option<WaitReplicas>,
+    /// For `rediss://` servers: a PEM file of the CA certificates that Redis's
+    /// certificate must chain to, read when the broker starts (none: the platform's
+    /// trusted roots).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -68,6 +73,7 @@ impl RedisConfig {
             topology,
             prefix: String::new(),
             wait: None,
+            tls_ca: None,
         }
     }
 
@@ -83,6 +89,15 @@ impl RedisConfig {
     pub fn with_wait(self, wait: WaitReplicas) -> Self {
         Self {
             wait: Some(wait),
+            ..self
+        }
+    }
+
+    /// The same, trusting the CA certificates of this PEM file for `rediss://`
+    /// servers.
+    pub fn with_tls_ca(self, pem_file: impl Into<PathBuf>) -> Self {
+        Self {
+            tls_ca: Some(pem_file.into()),
             ..self
         }
     }
@@ -118,6 +133,17 @@ impl RedisConfig {
             return Err(Error::Config(format!(
                 "{what}: {given} is not a Redis URL; it starts with redis:// (rediss:// for TLS), e.g. redis://127.0.0.1:6379/"
             )));
+        }
+        let over_tls = |url: &String| url.trim_start().starts_with("rediss://");
+        if what != "redis" && urls.iter().any(over_tls) {
+            return Err(Error::Config(format!(
+                "{what} takes redis:// URLs: Redis over TLS (rediss://) is supported with --redis"
+            )));
+        }
+        if self.tls_ca.is_some() && !urls.iter().any(over_tls) {
+            return Err(Error::Config(
+                "redis-ca is for rediss:// URLs, and no --redis URL is one".into(),
+            ));
         }
         if self.prefix.contains(['{', '}']) {
             return Err(Error::Config(format!(
