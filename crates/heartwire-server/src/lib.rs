@@ -56,8 +56,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Access, BrokerConfig, Compression, HeartbeatConventions, HeartbeatReply, Limits,
+    LivenessTiming, Retention, Secret, ServerConfig,
 };
 pub use error::Error;
 pub use id::ConnectionId;

@@ -15,6 +15,7 @@
 
 mod access;
 mod broker;
+mod compression;
 mod glob;
 mod heartbeats;
 mod limits;
@@ -32,6 +33,7 @@ use crate::permissions::ChannelRule;
 
 pub use access::{Access, Secret};
 pub use broker::BrokerConfig;
+pub use compression::Compression;
 pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use limits::Limits;
@@ -92,6 +94,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub limits: Limits,
+
+    /// Whether messages are compressed (permessage-deflate), and from which size.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub compression: Compression,
 
     /// What the broker keeps of each channel.
     #[command(flatten)]

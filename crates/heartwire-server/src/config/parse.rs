@@ -20,6 +20,15 @@ pub(crate) fn size(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("{size} is too large for this machine"))
 }
 
+/// A switch: `on` or `off` (`true` and `false` too, as a config file may write it).
+pub(crate) fn switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +43,9 @@ mod tests {
         assert_eq!(size("64KiB"), Ok(64 * 1024));
         assert_eq!(size("1MiB"), Ok(1 << 20));
         assert!(size("big").unwrap_err().contains("not a size"));
+        assert_eq!(switch("on"), Ok(true));
+        assert_eq!(switch("OFF"), Ok(false));
+        assert_eq!(switch("false"), Ok(false));
+        assert!(switch("maybe").unwrap_err().contains("on or off"));
     }
 }

@@ -12,7 +12,7 @@ use heartwire_core::DisconnectReason;
 
 pub use tokio_tungstenite::tungstenite::Message;
 
-use super::handshake::Upgrade;
+use super::handshake::{Settings, Upgrade};
 use super::reader::Reader;
 
 /// The server's decoder of a client's frames (RFC 6455), as a connection drives it.
@@ -22,12 +22,12 @@ pub struct FrameDecoder(Reader);
 impl FrameDecoder {
     /// A decoder that refuses messages over `max_message_size` bytes.
     pub fn new(max_message_size: usize) -> Self {
-        Self(Reader::new(max_message_size))
+        Self(Reader::new(max_message_size, false))
     }
 
     /// A decoder that starts from bytes that arrived with the upgrade request.
     pub fn with_input(max_message_size: usize, input: &[u8]) -> Self {
-        Self(Reader::with_input(max_message_size, input))
+        Self(Reader::with_input(max_message_size, false, input))
     }
 
     /// Decodes what was kept and `input`, passing each message to `on_message`, which
@@ -56,6 +56,10 @@ impl FrameDecoder {
 /// (the upgraded connection is then dropped), else its refusal.
 pub fn upgrade_router() -> Router {
     Router::new().fallback(|upgrade: Upgrade| async move {
-        upgrade.on_upgrade(usize::MAX, |_socket| async {})
+        let settings = Settings {
+            max_message_size: usize::MAX,
+            compression_min_size: Some(0),
+        };
+        upgrade.on_upgrade(settings, |_socket| async {})
     })
 }

@@ -8,15 +8,22 @@
 //! The caller may stop decoding after any message (it stops reading while too many
 //! replies wait); the rest stays kept, undecoded, for the next call.
 //!
+//! With permessage-deflate agreed, a message whose first frame has RSV1 set is
+//! compressed: a message in one frame is inflated where it lies; the frames of a
+//! fragmented one are kept as they came and inflated once it ends. Inflation stops
+//! at the size limit, whatever the compressed size (see `deflate::codec`).
+//!
 //! Every violation is a typed [`DisconnectReason`] carrying the close code to send:
 //! 1002 for a malformed frame, 1007 for invalid UTF-8, 1009 for a message over the
-//! limit.
+//! limit, inflated or not.
 
 use std::io::Cursor;
 use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
+
+use super::deflate;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -30,6 +37,8 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 #[derive(Debug)]
 pub(crate) struct Reader {
     max_message_size: usize,
+    /// permessage-deflate was agreed: RSV1 marks a compressed message.
+    inflates: bool,
     /// The bytes of a frame that has not fully arrived; empty between frames.
     partial: Vec<u8>,
     /// A message that came in fragments and has not ended yet.
@@ -44,15 +53,18 @@ pub(crate) struct Reader {
 #[derive(Debug)]
 struct Fragmented {
     text: bool,
+    /// `data` is compressed, and inflated when the message ends.
+    compressed: bool,
     data: Vec<u8>,
     /// How much of `data` is known to be valid UTF-8 (text only).
     validated: usize,
 }
 
 impl Reader {
-    pub(crate) fn new(max_message_size: usize) -> Self {
+    pub(crate) fn new(max_message_size: usize, inflates: bool) -> Self {
         Self {
             max_message_size,
+            inflates,
             partial: Vec::new(),
             fragmented: None,
             closed: false,
@@ -62,8 +74,8 @@ impl Reader {
 
     /// Starts from bytes that arrived with the handshake; the next [`Reader::feed`]
     /// decodes them first.
-    pub(crate) fn with_input(max_message_size: usize, input: &[u8]) -> Self {
-        let mut reader = Self::new(max_message_size);
+    pub(crate) fn with_input(max_message_size: usize, inflates: bool, input: &[u8]) -> Self {
+        let mut reader = Self::new(max_message_size, inflates);
         reader.partial.extend_from_slice(input);
         reader.undecoded = !input.is_empty();
         reader
@@ -154,8 +166,17 @@ impl Reader {
     /// Checks a frame's header before its payload is waited for; returns its mask.
     fn check(&self, header: &FrameHeader, length: u64) -> Result<[u8; 4], DisconnectReason> {
         let violation = |detail: &str| Err(DisconnectReason::ProtocolError(detail.into()));
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv2 || header.rsv3 {
             return violation("reserved bits set without an extension");
+        }
+        if header.rsv1 {
+            let starts_message = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+            if !self.inflates {
+                return violation("reserved bits set without an extension");
+            }
+            if !starts_message {
+                return violation("RSV1 set on a frame that does not start a data message");
+            }
         }
         let Some(mask) = header.mask else {
             return violation("unmasked frame from a client");
@@ -167,11 +188,21 @@ impl Reader {
             }
             OpCode::Control(_) => Ok(mask),
             OpCode::Data(_) => {
-                let so_far = self
-                    .fragmented
-                    .as_ref()
-                    .map_or(0, |message| message.data.len());
-                let room = self.max_message_size.saturating_sub(so_far);
+                let (so_far, compressed) = match &self.fragmented {
+                    Some(message) if header.opcode == OpCode::Data(Data::Continue) => {
+                        (message.data.len(), message.compressed)
+                    }
+                    _ => (0, header.rsv1),
+                };
+                let limit = if compressed {
+                    // What does not compress grows a little: deflate's stored blocks
+                    // add 5 bytes per 64 KiB.
+                    let slack = self.max_message_size / 8192 + 64;
+                    self.max_message_size.saturating_add(slack)
+                } else {
+                    self.max_message_size
+                };
+                let room = limit.saturating_sub(so_far);
                 if length > room as u64 {
                     return Err(DisconnectReason::MessageTooBig);
                 }
@@ -212,12 +243,12 @@ impl Reader {
                     return violation("continuation frame with no message to continue");
                 };
                 message.data.extend_from_slice(payload);
-                if message.text {
+                if message.text && !message.compressed {
                     validate_utf8(message, header.is_final)?;
                 }
                 if header.is_final {
                     let message = self.fragmented.take().expect("checked above");
-                    return Ok(on_message(assemble(*message)?));
+                    return Ok(on_message(assemble(*message, self.max_message_size)?));
                 }
             }
             OpCode::Data(kind) => {
@@ -225,8 +256,13 @@ impl Reader {
                     return violation("a new message began before the last one ended");
                 }
                 let text = kind == Data::Text;
+                let compressed = header.rsv1;
                 if header.is_final {
-                    let data = Bytes::copy_from_slice(payload);
+                    let data = if compressed {
+                        Bytes::from(deflate::inflate(payload, self.max_message_size)?)
+                    } else {
+                        Bytes::copy_from_slice(payload)
+                    };
                     return Ok(on_message(if text {
                         Message::Text(
                             Utf8Bytes::try_from(data).map_err(|_| DisconnectReason::InvalidUtf8)?,
@@ -237,10 +273,11 @@ impl Reader {
                 } else {
                     let mut message = Fragmented {
                         text,
+                        compressed,
                         data: payload.to_vec(),
                         validated: 0,
                     };
-                    if text {
+                    if text && !compressed {
                         validate_utf8(&mut message, false)?;
                     }
                     self.fragmented = Some(Box::new(message));
@@ -265,10 +302,16 @@ fn validate_utf8(message: &mut Fragmented, is_final: bool) -> Result<(), Disconn
     Ok(())
 }
 
-fn assemble(message: Fragmented) -> Result<Message, DisconnectReason> {
-    let data = Bytes::from(message.data);
+/// The message whose fragments have all arrived, inflated to at most
+/// `max_message_size` bytes if it was compressed.
+fn assemble(message: Fragmented, max_message_size: usize) -> Result<Message, DisconnectReason> {
+    let data = if message.compressed {
+        Bytes::from(deflate::inflate(&message.data, max_message_size)?)
+    } else {
+        Bytes::from(message.data)
+    };
     if message.text {
-        // Validated fragment by fragment already.
+        // Validated fragment by fragment already, unless it was compressed.
         let text = Utf8Bytes::try_from(data).map_err(|_| DisconnectReason::InvalidUtf8)?;
         Ok(Message::Text(text))
     } else {
@@ -345,7 +388,7 @@ mod tests {
 
     #[test]
     fn decodes_every_frame_of_a_read_and_holds_nothing_afterwards() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let mut input = frame(0x1, true, b"hello");
         input.extend(frame(0x2, true, &[1, 2, 3, 4, 5, 6, 7]));
         input.extend(frame(0x9, true, b"p"));
@@ -363,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_frame_split_across_reads_is_kept_until_complete_then_released() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let input = frame(0x1, true, &[b'x'; 300]);
         for cut in [1, 2, 4, 10, 299] {
             assert!(read_all(&mut reader, &input[..cut]).unwrap().is_empty());
@@ -383,7 +426,7 @@ mod tests {
             0x89, 0x89, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x26, 0x54,
             0x11, 0x11, 0xc3,
         ];
-        let mut reader = Reader::new(2);
+        let mut reader = Reader::new(2, false);
         let mut rest = &stream[..];
         for len in [7, 3, 3, 1, 3] {
             let (read, tail) = rest.split_at(len);
@@ -399,7 +442,7 @@ mod tests {
 
         // The same at the size of a real read: one byte kept, then a full read buffer
         // of whole frames that ends with one byte of the next.
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let first = frame(0x2, true, b"first");
         read_all(&mut reader, &first[..1]).unwrap();
         let mut input = first[1..].to_vec();
@@ -418,7 +461,7 @@ mod tests {
 
     #[test]
     fn fragments_are_assembled_with_control_frames_between_them() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let mut input = frame(0x1, false, "caf".as_bytes());
         input.extend(frame(0x9, true, b""));
         // 'é' is cut between two fragments.
@@ -434,13 +477,13 @@ mod tests {
 
     #[test]
     fn invalid_utf8_fails_with_1007_as_soon_as_a_fragment_shows_it() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let result = read_all(&mut reader, &frame(0x1, false, &[b'a', 0xff]));
         assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let result = read_all(&mut reader, &frame(0x1, true, &[0xc3]));
         assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let mut input = frame(0x1, false, &[0xc3]);
         input.extend(frame(0x0, true, b""));
         assert_eq!(
@@ -451,21 +494,21 @@ mod tests {
 
     #[test]
     fn size_limit_is_enforced_from_the_header_and_across_fragments() {
-        let mut reader = Reader::new(100);
+        let mut reader = Reader::new(100, false);
         // Only the header has arrived: the frame is refused before its payload.
         let header = &frame(0x2, true, &[0; 101])[..8];
         assert_eq!(
             read_all(&mut reader, header),
             Err(DisconnectReason::MessageTooBig)
         );
-        let mut reader = Reader::new(100);
+        let mut reader = Reader::new(100, false);
         let mut input = frame(0x2, false, &[0; 60]);
         input.extend(frame(0x0, true, &[0; 41]));
         assert_eq!(
             read_all(&mut reader, &input),
             Err(DisconnectReason::MessageTooBig)
         );
-        let mut reader = Reader::new(100);
+        let mut reader = Reader::new(100, false);
         assert!(read_all(&mut reader, &frame(0x2, true, &[0; 100])).is_ok());
     }
 
@@ -480,7 +523,7 @@ mod tests {
         input.extend(u64::MAX.to_be_bytes());
         input.extend(MASK);
         assert_eq!(
-            read_all(&mut Reader::new(1024), &input),
+            read_all(&mut Reader::new(1024, false), &input),
             Err(DisconnectReason::MessageTooBig)
         );
 
@@ -493,7 +536,7 @@ mod tests {
             0x00, 0x00,
         ];
         assert_eq!(
-            read_all(&mut Reader::new(65_536), &found),
+            read_all(&mut Reader::new(65_536, false), &found),
             Err(DisconnectReason::MessageTooBig)
         );
     }
@@ -519,7 +562,7 @@ mod tests {
             }),
         ];
         for (name, input) in cases {
-            let result = read_all(&mut Reader::new(1024), &input);
+            let result = read_all(&mut Reader::new(1024, false), &input);
             assert!(
                 matches!(result, Err(DisconnectReason::ProtocolError(_))),
                 "{name}: {result:?}"
@@ -529,7 +572,7 @@ mod tests {
 
     #[test]
     fn close_frames_are_checked_and_end_reading() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let mut input = frame(0x8, true, &[0x03, 0xe8, b'b', b'y', b'e']);
         input.extend(frame(0x1, true, b"after the close"));
         let messages = read_all(&mut reader, &input).unwrap();
@@ -544,13 +587,13 @@ mod tests {
                 .is_empty()
         );
 
-        let empty = read_all(&mut Reader::new(1024), &frame(0x8, true, b"")).unwrap();
+        let empty = read_all(&mut Reader::new(1024, false), &frame(0x8, true, b"")).unwrap();
         assert_eq!(empty, [Message::Close(None)]);
-        let one_byte = read_all(&mut Reader::new(1024), &frame(0x8, true, &[0x03]));
+        let one_byte = read_all(&mut Reader::new(1024, false), &frame(0x8, true, &[0x03]));
         assert!(matches!(one_byte, Err(DisconnectReason::ProtocolError(_))));
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
             let result = read_all(
-                &mut Reader::new(1024),
+                &mut Reader::new(1024, false),
                 &frame(0x8, true, &code.to_be_bytes()),
             );
             assert!(
@@ -559,13 +602,13 @@ mod tests {
             );
         }
         let bad_reason = frame(0x8, true, &[0x03, 0xe8, 0xff]);
-        let result = read_all(&mut Reader::new(1024), &bad_reason);
+        let result = read_all(&mut Reader::new(1024, false), &bad_reason);
         assert_eq!(result, Err(DisconnectReason::InvalidUtf8));
     }
 
     #[test]
     fn decoding_stops_when_asked_and_resumes_from_the_kept_bytes() {
-        let mut reader = Reader::new(1024);
+        let mut reader = Reader::new(1024, false);
         let mut input: Vec<u8> = (0..5u8).flat_map(|n| frame(0x2, true, &[n])).collect();
         input.extend(&frame(0x2, true, &[5, 5])[..3]);
         let mut taken = Vec::new();
@@ -599,7 +642,7 @@ mod tests {
 
     #[test]
     fn bytes_that_came_with_the_handshake_are_decoded_first() {
-        let mut reader = Reader::with_input(1024, &frame(0x1, true, b"early"));
+        let mut reader = Reader::with_input(1024, false, &frame(0x1, true, b"early"));
         assert!(reader.has_undecoded());
         let messages = read_all(&mut reader, &[]).unwrap();
         assert_eq!(messages, [Message::Text("early".into())]);
