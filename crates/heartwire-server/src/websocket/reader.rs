@@ -649,6 +649,85 @@ mod tests {
         assert_eq!(reader.partial.capacity(), 0);
     }
 
+    /// A client frame with RSV1 set: the first frame of a compressed message.
+    fn compressed(opcode: u8, is_final: bool, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = frame(opcode, is_final, payload);
+        bytes[0] |= 0x40;
+        bytes
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_whole_or_in_fragments() {
+        let text = "a message that says it twice, a message that says it twice".repeat(8);
+        let deflated = deflate::deflate(text.as_bytes(), 15).unwrap();
+        let mut reader = Reader::new(1024, true);
+        let mut input = compressed(0x1, true, &deflated);
+        // Fragments: RSV1 on the first only, a Ping between them.
+        let (head, tail) = deflated.split_at(deflated.len() / 2);
+        input.extend(compressed(0x2, false, head));
+        input.extend(frame(0x9, true, b""));
+        input.extend(frame(0x0, true, tail));
+        input.extend(frame(0x1, true, b"plain"));
+        let messages = read_all(&mut reader, &input).unwrap();
+        assert_eq!(
+            messages,
+            [
+                Message::Text(text.as_str().into()),
+                Message::Ping(Bytes::new()),
+                Message::Binary(Bytes::from(text.clone())),
+                Message::Text("plain".into()),
+            ]
+        );
+        assert!(reader.fragmented.is_none());
+        assert_eq!(reader.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn rsv1_is_a_protocol_error_unless_agreed_and_on_a_first_data_frame() {
+        let deflated = deflate::deflate(&[b'a'; 200], 15).unwrap();
+        let cases: [(&str, bool, Vec<u8>); 3] = [
+            ("not agreed", false, compressed(0x1, true, &deflated)),
+            ("on a ping", true, compressed(0x9, true, b"")),
+            ("on a continuation", true, {
+                let mut bytes = frame(0x1, false, b"a");
+                bytes.extend(compressed(0x0, true, b"b"));
+                bytes
+            }),
+        ];
+        for (name, inflates, input) in cases {
+            let result = read_all(&mut Reader::new(1024, inflates), &input);
+            assert!(
+                matches!(result, Err(DisconnectReason::ProtocolError(_))),
+                "{name}: {result:?}"
+            );
+        }
+    }
+
+    /// A decompression bomb: about 1 MiB on the wire, 1 GiB inflated. It is refused
+    /// with 1009 once the limit is passed, in one frame or in fragments.
+    #[test]
+    fn a_bomb_is_too_big_as_soon_as_it_inflates_past_the_limit() {
+        use flate2::{Compress, Compression, FlushCompress};
+        // 1 MiB of zeros at the best ratio, ending in a sync flush: copies of it
+        // follow each other as one stream of 1 GiB.
+        let mut compressor = Compress::new(Compression::best(), false);
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        compressor
+            .compress_vec(&vec![0; 1 << 20], &mut chunk, FlushCompress::Sync)
+            .unwrap();
+        let mut bomb = chunk.repeat(1024);
+        bomb.truncate(bomb.len() - 4);
+        assert!(bomb.len() < 1100 * 1024, "{}", bomb.len());
+        let limit = 2 << 20;
+        let result = read_all(&mut Reader::new(limit, true), &compressed(0x2, true, &bomb));
+        assert_eq!(result, Err(DisconnectReason::MessageTooBig));
+        let (head, tail) = bomb.split_at(bomb.len() / 2);
+        let mut input = compressed(0x2, false, head);
+        input.extend(frame(0x0, true, tail));
+        let result = read_all(&mut Reader::new(limit, true), &input);
+        assert_eq!(result, Err(DisconnectReason::MessageTooBig));
+    }
+
     #[test]
     fn unmasking_handles_every_length() {
         for len in 0..20 {
