@@ -13,7 +13,7 @@ pub struct Compression {
     #[arg(
         long,
         env = "HEARTWIRE_COMPRESSION",
-        value_name = "on|off",
+        value_name = "SWITCH",
         default_value = "on",
         action = clap::ArgAction::Set,
         value_parser = parse::switch
