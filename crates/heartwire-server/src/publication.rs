@@ -30,9 +30,8 @@ pub(crate) enum Encoding {
 /// The window sizes (9 to 15 bits) a compressed form may be made for.
 const WINDOWS: usize = 7;
 
-/// The compressed forms of both encodings, by window size: made on first use, `None`
-/// inside when compressing does not make the text smaller.
-type DeflatedForms = [[OnceLock<Option<Bytes>>; WINDOWS]; 2];
+/// The compressed forms of both encodings, by window size, made on first use.
+type DeflatedForms = [[OnceLock<Bytes>; WINDOWS]; 2];
 
 /// The body of a published message.
 #[derive(Debug)]
@@ -102,14 +101,16 @@ impl Publication {
     }
 
     /// [`frame`](Self::frame) compressed with a window of `window_bits` (9 to 15),
-    /// once for every recipient that agreed to that window; `None` when compressing
-    /// does not make it smaller.
-    pub(crate) fn deflated(&self, encoding: Encoding, window_bits: u8) -> Option<Bytes> {
+    /// once for every recipient that agreed to that window.
+    pub(crate) fn deflated(&self, encoding: Encoding, window_bits: u8) -> Bytes {
         let forms = self.deflated.get_or_init(Box::default);
         let window = usize::from(window_bits.clamp(9, 15) - 9);
         let form = &forms[encoding as usize][window];
         form.get_or_init(|| {
-            deflate::deflate(self.frame(encoding).as_bytes(), window_bits).map(Bytes::from)
+            Bytes::from(deflate::deflate(
+                self.frame(encoding).as_bytes(),
+                window_bits,
+            ))
         })
         .clone()
     }
@@ -148,17 +149,20 @@ mod tests {
     fn each_compressed_form_is_made_once_and_shared() {
         let text = "a chat message that says the same thing twice, the same thing twice";
         let message = publication(Payload::Text(text.into()));
-        let first = message.deflated(Encoding::Text, 15).unwrap();
-        let again = message.deflated(Encoding::Text, 15).unwrap();
+        let first = message.deflated(Encoding::Text, 15);
+        let again = message.deflated(Encoding::Text, 15);
         // The same bytes, not a second compression.
         assert_eq!(first.as_ptr(), again.as_ptr());
         assert_eq!(deflate::inflate(&first, 1024).unwrap(), text.as_bytes());
-        let native = message.deflated(Encoding::Native, 15).unwrap();
+        let native = message.deflated(Encoding::Native, 15);
         let native = deflate::inflate(&native, 1024).unwrap();
         assert_eq!(native, message.native_frame().as_bytes());
-        assert!(message.deflated(Encoding::Text, 9).is_some());
-        let short = publication(Payload::Text("hi".into()));
-        assert_eq!(short.deflated(Encoding::Text, 15), None);
+        let small_window = message.deflated(Encoding::Text, 9);
+        assert_ne!(small_window.as_ptr(), first.as_ptr());
+        assert_eq!(
+            deflate::inflate(&small_window, 1024).unwrap(),
+            text.as_bytes()
+        );
     }
 
     fn publication(payload: Payload) -> Publication {

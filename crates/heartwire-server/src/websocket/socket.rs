@@ -7,8 +7,8 @@
 //! also what tells the connection to stop queueing more.
 //!
 //! With permessage-deflate agreed, data frames of at least the configured size go
-//! out compressed when that makes them smaller; a message that many connections
-//! receive comes compressed already, done once for all of them.
+//! out compressed; a message that many connections receive comes compressed
+//! already, done once for all of them.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -124,22 +124,15 @@ impl Socket {
     }
 
     /// Encodes a text message that others receive too: `deflated` gives its
-    /// compressed form for a window size, made once for all of them (`None` when
-    /// compressing does not make it smaller).
-    pub(crate) fn queue_shared(
-        &mut self,
-        text: &Utf8Bytes,
-        deflated: impl FnOnce(u8) -> Option<Bytes>,
-    ) {
+    /// compressed form for a window size, made once for all of them.
+    pub(crate) fn queue_shared(&mut self, text: &Utf8Bytes, deflated: impl FnOnce(u8) -> Bytes) {
         if self.close_queued {
             return;
         }
         match self.deflate {
             Some(deflate) if text.len() >= deflate.min_size => {
-                match deflated(deflate.agreement.window_bits) {
-                    Some(payload) => self.encode(OpCode::Data(Data::Text), true, &payload),
-                    None => self.encode(OpCode::Data(Data::Text), false, text.as_bytes()),
-                }
+                let payload = deflated(deflate.agreement.window_bits);
+                self.encode(OpCode::Data(Data::Text), true, &payload);
             }
             _ => self.encode(OpCode::Data(Data::Text), false, text.as_bytes()),
         }
@@ -172,7 +165,7 @@ impl Socket {
         };
         let deflated = match (opcode, self.deflate) {
             (OpCode::Data(_), Some(deflate)) if payload.len() >= deflate.min_size => {
-                deflate::deflate(payload, deflate.agreement.window_bits)
+                Some(deflate::deflate(payload, deflate.agreement.window_bits))
             }
             _ => None,
         };
