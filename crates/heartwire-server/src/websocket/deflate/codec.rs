@@ -117,10 +117,16 @@ fn inflate_with(
                 // A final block: whatever follows it is not part of the message.
                 return Ok(out);
             }
-            let all_read = (inflater.total_in() - start) as usize == input.len();
-            let stalled = out.len() == produced && all_read;
-            if all_read && out.len() < out.capacity() || stalled {
+            let read = (inflater.total_in() - start) as usize;
+            let all_read = read == input.len();
+            let progressed = out.len() > produced || read > consumed;
+            if all_read && (out.len() < out.capacity() || !progressed) {
                 break;
+            }
+            if !progressed {
+                // Input left and room for output, yet nothing moved: every turn of
+                // this loop takes input or gives output, or it ends here.
+                return Err(corrupt());
             }
         }
     }
