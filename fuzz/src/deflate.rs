@@ -38,3 +38,25 @@ pub fn check(selector: u8, input: &[u8]) {
     let inflated = inflate_message(&compressed, input.len()).expect("our own output inflates");
     assert_eq!(inflated, input, "window {window_bits}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_and_streams_of_any_bytes_hold_the_invariants() {
+        let inputs: [&[u8]; 6] = [
+            b"permessage-deflate; client_max_window_bits",
+            b"permessage-deflate; server_max_window_bits=9\npermessage-deflate; x",
+            b"permessage-deflate; server_max_window_bits=\"12\"",
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            &[0xff; 64],
+            b"",
+        ];
+        for input in inputs {
+            for selector in 0..8 {
+                check(selector, input);
+            }
+        }
+    }
+}
