@@ -120,6 +120,40 @@ export interface HeartwireErrorEvent extends HeartwireEvent {
   readonly code: string;
   readonly reason: string;
   readonly id: string | undefined;
+  /** The channel it is about: a `forbidden` subscribe, publish or presence request. */
+  readonly channel: string | null;
+}
+
+/** The server took a fresh token from the provider (sent before the old one expired). */
+export interface HeartwireRefreshedEvent extends HeartwireEvent {
+  readonly type: 'refreshed';
+  /** How long the new token lasts, or `null` when it does not expire. */
+  readonly expiresInMs: number | null;
+}
+
+/** The answer to a `presence` request. */
+export interface HeartwirePresenceEvent extends HeartwireEvent {
+  readonly type: 'presence';
+  readonly channel: string;
+  readonly members: string[];
+  readonly users: { user: string; connections: number }[];
+}
+
+/** Someone arrived on (`join`) or left (`leave`) a subscribed channel with presence. */
+export interface HeartwireMemberEvent extends HeartwireEvent {
+  readonly type: 'join' | 'leave';
+  readonly channel: string;
+  readonly session: string;
+  /** Their user; `null` for an anonymous session. */
+  readonly user: string | null;
+}
+
+/** The server ended a subscription the page did not leave: a token refresh took away the
+ *  permission to read the channel (an `error` `forbidden` naming it came just before). Its
+ *  handlers hear nothing more and it is not asked for again. */
+export interface HeartwireUnsubscribedEvent extends HeartwireEvent {
+  readonly type: 'unsubscribed';
+  readonly channel: string;
 }
 
 export interface HeartwireEventMap {
@@ -129,6 +163,11 @@ export interface HeartwireEventMap {
   state: HeartwireStateEvent;
   gap: HeartwireGapEvent;
   error: HeartwireErrorEvent;
+  refreshed: HeartwireRefreshedEvent;
+  presence: HeartwirePresenceEvent;
+  join: HeartwireMemberEvent;
+  leave: HeartwireMemberEvent;
+  unsubscribed: HeartwireUnsubscribedEvent;
 }
 
 /** A WebSocket to a heartwire server that stays connected. */
@@ -173,6 +212,9 @@ export class Heartwire extends EventTarget {
   close(code?: number, reason?: string): void;
   /** Probes now and reconnects at once if the probe fails; while waiting, attempts now. */
   check(): void;
+  /** Asks who is subscribed to `channel`; the answer is a `presence` event. `false` when
+   *  not connected (nothing was sent). */
+  presence(channel: string): boolean;
 
   addEventListener<K extends keyof HeartwireEventMap>(
     type: K,
@@ -207,7 +249,15 @@ export function fullJitterDelay(
 export function retryHintFromReason(reason: string): number | null;
 
 /** What a client does after the server closed with `code` and `reason`. */
-export type ReconnectRule = { retry: 'backoff' } | { retry: 'after'; afterMs: number } | { retry: 'never' };
+export type ReconnectRule =
+  | { retry: 'backoff' }
+  | { retry: 'after'; afterMs: number }
+  | { retry: 'fresh_token' }
+  | { retry: 'never' };
 
 /** The rule of docs/PROTOCOL.md ("Client reconnect rules") for a close. */
 export function reconnectRule(code: number, reason: string): ReconnectRule;
+
+/** When a token that lasts `lifetimeMs` more is refreshed, in ms from now: at 80 % of it or
+ *  30 s before its end, whichever comes first, but never before half of it. */
+export function refreshAfterMs(lifetimeMs: number): number;

@@ -97,6 +97,9 @@
 /** Close codes after which retrying cannot help: the client or its credentials must change. */
 const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1009, 1010, 4401, 4403]);
 
+/** Close 4498: the server ended a connection whose token expired; a fresh token helps. */
+const CLOSE_TOKEN_EXPIRED = 4498;
+
 /** The close reason of 1008 that means "you did not read fast enough": retrying is right. */
 const SLOW_CONSUMER_REASON = 'slow consumer';
 
@@ -173,14 +176,33 @@ export function retryHintFromReason(reason) {
   return /^\d+$/.test(number) && Number.isSafeInteger(Number(number)) ? Number(number) : null;
 }
 
+/** The latest a token refresh comes: this long before the identity expires. */
+const REFRESH_LEAD_MS = 30_000;
+
+/** An identity that lasts less than this is not refreshed; a refused refresh is tried again
+ *  only while this much is left (then the server's 4498 and a fresh token take over). */
+const REFRESH_FLOOR_MS = 2_000;
+
 /**
- * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'never'}} ReconnectRule
+ * When the token of an identity that lasts `lifetimeMs` more is refreshed, in ms from now:
+ * at 80 % of the lifetime or 30 s before its end, whichever comes first, but never before
+ * half of it (the rule of the Rust client, `heartwire_core::client::refresh_after`).
+ *
+ * @param {number} lifetimeMs
+ * @returns {number}
+ */
+export function refreshAfterMs(lifetimeMs) {
+  return Math.max(Math.min(lifetimeMs * 0.8, lifetimeMs - REFRESH_LEAD_MS), lifetimeMs / 2);
+}
+
+/**
+ * @typedef {{retry: 'backoff'}|{retry: 'after', afterMs: number}|{retry: 'fresh_token'}|{retry: 'never'}} ReconnectRule
  */
 
 /**
  * What a client does after the server closed with `code` and `reason` (docs/PROTOCOL.md,
  * "Client reconnect rules"): reconnect with backoff, reconnect after the delay the reason
- * names, or never.
+ * names, reconnect at once with a fresh token (once per streak; the token expired), or never.
  *
  * @param {number} code
  * @param {string} reason
@@ -189,6 +211,7 @@ export function retryHintFromReason(reason) {
 export function reconnectRule(code, reason) {
   if (FATAL_CLOSE_CODES.has(code)) return { retry: 'never' };
   if (code === 1008 && reason !== SLOW_CONSUMER_REASON) return { retry: 'never' };
+  if (code === CLOSE_TOKEN_EXPIRED) return { retry: 'fresh_token' };
   if (code === 1012 || code === 1013) {
     const afterMs = retryHintFromReason(reason);
     if (afterMs !== null) return { retry: 'after', afterMs };
@@ -251,7 +274,12 @@ export class Heartwire extends EventTarget {
     const settings = withDefaults(urls, options);
     /** @type {Page} */
     const page = {
-      emit: (type, fields) => this.dispatchEvent(new HeartwireEvent(type, fields)),
+      emit: (type, fields) => {
+        // The server ended a subscription (a token refresh took the channel away): its
+        // handlers hear nothing more, and the channel is not asked for again.
+        if (type === 'unsubscribed') this.#handlers.delete(fields.channel);
+        this.dispatchEvent(new HeartwireEvent(type, fields));
+      },
       deliver: (channel, seq, data) => this.#deliver(channel, seq, data),
     };
     this.#link = (settings.shared ? SharedMember.open(urls, settings, page) : null)
@@ -362,6 +390,19 @@ export class Heartwire extends EventTarget {
    */
   check() {
     this.#link.check();
+  }
+
+  /**
+   * Asks who is subscribed to `channel`, if the connection is open; the answer is a
+   * `presence` event with `members` (sessions) and `users` (`{user, connections}`). In
+   * shared mode every page of the connection hears it.
+   *
+   * @param {string} channel
+   * @returns {boolean} whether the request went out (false while not connected)
+   */
+  presence(channel) {
+    checkChannel(channel);
+    return this.#link.presence(channel);
   }
 
   #deliver(channel, seq, data) {
@@ -496,6 +537,8 @@ class Positions {
  * @typedef {object} ConnectionOwner
  * @property {(type: string, fields: object) => void} event `open`, `close`, `state`, `error`
  * @property {() => object[]} subscribeFrames the `subscribe` frames to send after `hello`
+ * @property {(channel: string) => void} [onUnsubscribed] the server's `unsubscribed` for
+ *   `channel` (unasked when a token refresh took the channel away)
  * @property {(frame: object) => void} onSubscribed a `subscribed` frame
  * @property {(frame: object) => void} onMessage a `message` frame
  * @property {() => void} heard after every frame from the server
@@ -521,11 +564,17 @@ class Connection {
   // Reconnect policy.
   #attempt = 0;
   /** @type {number|null} */ #streakStartedAt = null;
+  /** The streak has used its immediate retry with a fresh token (close 4498). */
+  #freshTokenUsed = false;
   /** @type {number|null} */ #openedAt = null;
   /** @type {number|null} a delay the server asked for, used by the next reconnect */ #serverHintMs = null;
   /** @type {number|null} */ #nextAttemptAt = null;
   /** Pending timer handles by purpose; at most one of each. */
-  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null };
+  #timers = { reconnect: null, connect: null, failback: null, liveness: null, measure: null, retry: null, refresh: null };
+  /** When the connection's identity expires (ms since the epoch), or `null`. */
+  #expiresAt = null;
+  /** A token refresh was sent (or its token is being fetched) and is not answered yet. */
+  #refreshing = false;
   /** @type {WebSocket|null} */ #failbackProbe = null;
 
   // Liveness.
@@ -668,6 +717,13 @@ class Connection {
    * Probes now; if the probe goes unanswered, reconnects at once instead of after a backoff.
    * While waiting to reconnect, or suspended, attempts at once.
    */
+  /** Sends a `presence` request for `channel` when connected; whether it went out. */
+  presence(channel) {
+    if (!this.#isConnected()) return false;
+    this.#write({ op: 'presence', channel });
+    return true;
+  }
+
   check() {
     if (this.#state === 'closed') return;
     if (this.#suspended) {
@@ -740,6 +796,47 @@ class Connection {
     this.#sendProbe(false);
     this.#armMeasure();
     this.#scheduleFailback();
+    this.#scheduleRefresh(frame.expires_in_ms);
+  }
+
+  // ---- token refresh ----------------------------------------------------------------------
+
+  /** The server said the identity lasts `expiresInMs` more (absent: it does not expire). */
+  #scheduleRefresh(expiresInMs) {
+    this.#clearTimer('refresh');
+    this.#refreshing = false;
+    if (!Number.isFinite(expiresInMs)) {
+      this.#expiresAt = null;
+      return;
+    }
+    this.#expiresAt = this.#options.now() + expiresInMs;
+    if (expiresInMs >= REFRESH_FLOOR_MS) this.#startTimer('refresh', refreshAfterMs(expiresInMs), () => this.#refresh());
+  }
+
+  /** Fetches a fresh token from the provider and sends it as `refresh`. */
+  async #refresh() {
+    const socket = this.#socket;
+    this.#refreshing = true;
+    let token = null;
+    try {
+      if (this.#options.token) token = await this.#options.token();
+    } catch {
+      token = null;
+    }
+    if (socket !== this.#socket || !this.#refreshing) return;
+    if (typeof token === 'string' && token !== '') {
+      this.#write({ op: 'refresh', token });
+    } else {
+      this.#refreshRefused();
+    }
+  }
+
+  /** The refresh under way failed: try again at half of what is left, while enough is. */
+  #refreshRefused() {
+    if (!this.#refreshing) return;
+    this.#refreshing = false;
+    const left = this.#expiresAt === null ? 0 : this.#expiresAt - this.#options.now();
+    if (left >= REFRESH_FLOOR_MS) this.#startTimer('refresh', left / 2, () => this.#refresh());
   }
 
   // ---- frames -----------------------------------------------------------------------------
@@ -774,11 +871,23 @@ class Connection {
     switch (frame.op) {
       case 'message': this.#owner.onMessage(frame); break;
       case 'subscribed': this.#owner.onSubscribed(frame); break;
+      case 'unsubscribed': this.#owner.onUnsubscribed?.(frame.channel); break;
       case 'ack': this.#onAck(frame); break;
       case 'reconnect':
         if (Number.isFinite(frame.after_ms)) this.#serverHintMs = Math.max(0, frame.after_ms);
         break;
       case 'error': this.#onError(frame); break;
+      case 'refreshed':
+        this.#scheduleRefresh(frame.expires_in_ms);
+        this.#emit('refreshed', { expiresInMs: Number.isFinite(frame.expires_in_ms) ? frame.expires_in_ms : null });
+        break;
+      case 'presence':
+        this.#emit('presence', { channel: frame.channel, members: frame.members ?? [], users: frame.users ?? [] });
+        break;
+      case 'join':
+      case 'leave':
+        this.#emit(frame.op, { channel: frame.channel, session: frame.session, user: frame.user ?? null });
+        break;
       default: break;
     }
     this.#owner.heard();
@@ -792,7 +901,10 @@ class Connection {
     entry.resolve(seq);
   }
 
-  #onError({ code, reason, id }) {
+  #onError({ code, reason, id, channel }) {
+    if (id === undefined && channel === undefined && (code === 'unauthorized' || code === 'forbidden')) {
+      this.#refreshRefused();
+    }
     const index = id === undefined ? -1 : this.#outbox.findIndex((entry) => entry.id === id);
     if (index !== -1 && code === 'unavailable') {
       // The server had no broker for it: send it and every later one again, in order. A
@@ -809,7 +921,7 @@ class Connection {
       const [entry] = this.#outbox.splice(index, 1);
       entry.reject(Object.assign(new Error(`heartwire: publish refused (${code}: ${reason})`), { code, reason }));
     }
-    this.#emit('error', { code, reason, id });
+    this.#emit('error', { code, reason, id, channel: channel ?? null });
   }
 
   /** Sends the outbox's publishes from position `from` on, in order, with their ids. */
@@ -947,6 +1059,7 @@ class Connection {
     if (openFor >= this.#options.healthyAfterMs) {
       this.#attempt = 0;
       this.#streakStartedAt = null;
+      this.#freshTokenUsed = false;
     }
     this.#afterClose(code, reason, wasClean, delayMs);
   }
@@ -963,6 +1076,12 @@ class Connection {
     let delay = delayMs;
     if (rule.retry === 'never') {
       delay = null;
+    } else if (delay === null && rule.retry === 'fresh_token') {
+      // The next attempt asks the token provider again, as every attempt does: at once the
+      // first time in a streak, with backoff after that (a provider handing out stale tokens
+      // must not make a loop).
+      delay = this.#freshTokenUsed ? this.#nextDelay(null) : 0;
+      this.#freshTokenUsed = true;
     } else if (delay === null) {
       // A `reconnect` frame's delay wins over the close reason's, as in the Rust client.
       const hint = this.#serverHintMs ?? (rule.retry === 'after' ? rule.afterMs : null);
@@ -1131,6 +1250,9 @@ class Connection {
     this.#clearTimer('connect');
     this.#clearTimer('failback');
     this.#clearTimer('retry');
+    this.#clearTimer('refresh');
+    this.#refreshing = false;
+    this.#expiresAt = null;
     this.#probe = null;
     if (this.#failbackProbe) {
       const probe = this.#failbackProbe;
@@ -1158,7 +1280,7 @@ class Connection {
     }, ms);
   }
 
-  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'} purpose */
+  /** @param {'reconnect'|'connect'|'failback'|'liveness'|'measure'|'retry'|'refresh'} purpose */
   #clearTimer(purpose) {
     if (this.#timers[purpose] === null) return;
     this.#options.clearTimeout(this.#timers[purpose]);
@@ -1217,6 +1339,12 @@ class DirectLink {
         const gap = this.#positions.subscribed(frame);
         if (gap) page.emit('gap', gap);
       },
+      onUnsubscribed: (channel) => {
+        // Still wanted: the server ended it, not the page.
+        if (!this.#channels.delete(channel)) return;
+        this.#positions.delete(channel);
+        page.emit('unsubscribed', { channel });
+      },
       onMessage: ({ channel, seq, data }) => {
         const { deliver, gap } = this.#positions.accept(channel, seq);
         if (gap) page.emit('gap', gap);
@@ -1267,6 +1395,8 @@ class DirectLink {
   }
 
   check() { this.#connection.check(); }
+
+  presence(channel) { return this.#connection.presence(channel); }
 
   close(code, reason) {
     for (const [target, type, listener] of this.#listeners) target.removeEventListener(type, listener);
@@ -1543,6 +1673,12 @@ class SharedMember {
   }
 
   check() { this.#post({ type: 'check' }); }
+
+  presence(channel) {
+    if (this.state !== 'open' && this.state !== 'degraded') return false;
+    this.#post({ type: 'presence', channel });
+    return true;
+  }
 
   close(code, reason) {
     if (this.#state === 'closed') return;
@@ -1879,6 +2015,7 @@ class Hub {
       case 'unsubscribe': this.#unsubscribe(member, message.channel); break;
       case 'publish': this.#publish(member, message.id, message.channel, message.data); break;
       case 'check': this.#connection.check(); break;
+      case 'presence': this.#connection.presence(message.channel); break;
       case 'leave': this.remove(member.id); break;
       case 'token': this.#tokenAnswered(message); break;
       default: break;

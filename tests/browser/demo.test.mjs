@@ -62,6 +62,39 @@ test('two pages chat with each other', async (t) => {
   }
 });
 
+test('a plain string published on the room shows as a line from someone', async () => {
+  const alice = await openDemo(browser.context, server.origin, 'alice');
+  try {
+    // Her own line coming back shows the page is subscribed.
+    await say(alice, 'first');
+    await alice.waitForFunction(
+      () => [...document.querySelectorAll('#messages .msg:not(.queued) .text')].some((e) => e.textContent === 'first'),
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    // What `heartwire connect --sub room:lobby` publishes for a line that is not JSON.
+    await alice.evaluate((url) => new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      socket.onerror = () => reject(new Error('the publisher could not connect'));
+      socket.onmessage = (event) => {
+        const frame = JSON.parse(event.data);
+        if (frame.op === 'hello') {
+          socket.send(JSON.stringify({ op: 'publish', channel: 'room:lobby', data: 'plain words', id: 'p-1' }));
+        } else if (frame.op === 'ack') {
+          socket.close();
+          resolve();
+        }
+      };
+    }), `${server.origin.replace('http', 'ws')}/ws`);
+    await alice.waitForFunction(
+      () => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === 'plain words'),
+      null, { polling: POLL_MS, timeout: 5_000 },
+    );
+    assert.deepEqual(await chatLines(alice), ['alice: first', 'someone: plain words']);
+  } finally {
+    await alice.close();
+  }
+});
+
 test('the server is killed and restarted: the page reconnects, resubscribes and sends what was typed meanwhile, in order', async (t) => {
   const alice = await openDemo(browser.context, server.origin, 'alice');
   try {

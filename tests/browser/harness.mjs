@@ -48,13 +48,15 @@ export class HeartwireServer {
   #child = null;
   #log = '';
 
-  constructor(port) {
+  /** @param {number} port @param {string[]} [extraArgs] more options of `heartwire serve` */
+  constructor(port, extraArgs = []) {
     this.port = port;
     this.origin = `http://127.0.0.1:${port}`;
+    this.extraArgs = extraArgs;
   }
 
-  static async start() {
-    const server = new HeartwireServer(await freePort());
+  static async start(extraArgs = []) {
+    const server = new HeartwireServer(await freePort(), extraArgs);
     await server.start();
     return server;
   }
@@ -66,6 +68,7 @@ export class HeartwireServer {
       '--listen', `127.0.0.1:${this.port}`,
       '--ping-interval', `${PING_INTERVAL_MS}ms`,
       '--ping-timeout', `${PING_TIMEOUT_MS}ms`,
+      ...this.extraArgs,
     ];
     const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;

@@ -17,7 +17,12 @@ from heartwire.reconnect import Rule, retry_hint, rule_for_close, rule_for_statu
 from peers import REPO
 
 VECTORS: dict[str, Any] = json.loads((REPO / "tests" / "vectors" / "reconnect.json").read_text())
-RULES = {"backoff": Rule.BACKOFF, "after": Rule.AFTER, "never": Rule.NEVER}
+RULES = {
+    "backoff": Rule.BACKOFF,
+    "after": Rule.AFTER,
+    "fresh_token": Rule.FRESH_TOKEN,
+    "never": Rule.NEVER,
+}
 
 
 def _after(case: dict[str, Any]) -> float | None:

@@ -76,13 +76,14 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
            Ratios: peer ÷ heartwire for costs, heartwire ÷ peer for rates; **above 1 means \
            heartwire wins**. — means not measured (see *Missing*).\n\n";
     md += &figure_table(&table, &servers, &peers);
-    md += &targets(&table);
+    let (targets_md, unmeasured_targets) = targets(&table);
+    md += &targets_md;
     if !scale_out.is_empty() {
         md += &scale_out_section(&scale_out);
     }
     let mut every = table.clone();
     every.extend(scale_out);
-    md += &missing(&every);
+    md += &missing(&every, &unmeasured_targets);
     md += &format!(
         "\n![ratios against heartwire]({})\n",
         args.chart
@@ -203,7 +204,8 @@ fn value(table: &Table, figure: &str, server: &str) -> Option<f64> {
     table.get(figure)?.get(server)?.value
 }
 
-fn targets(table: &Table) -> String {
+/// The targets table, and the targets it could not judge for want of a figure.
+fn targets(table: &Table) -> (String, Vec<String>) {
     let ours = |figure: &str| value(table, figure, HEARTWIRE);
     let verdict = |met: Option<bool>| match met {
         Some(true) => "**met**",
@@ -211,8 +213,12 @@ fn targets(table: &Table) -> String {
         None => "not measured",
     };
     let mut md = String::from("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
+    let mut unmeasured = Vec::new();
     let mut row = |target: &str, measured: String, met: Option<bool>| {
         let _ = writeln!(md, "| {target} | {measured} | {} |", verdict(met));
+        if met.is_none() {
+            unmeasured.push(target.to_owned());
+        }
     };
     let show = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), number);
 
@@ -262,7 +268,7 @@ fn targets(table: &Table) -> String {
         format!("{} attempts, {} overflows", show(attempts), show(overflows)),
         attempts.zip(overflows).map(|(a, o)| a <= 1.2 && o == 0.0),
     );
-    md
+    (md, unmeasured)
 }
 
 /// The scale-out scenario: each Redis topology against one Redis, measured in one run.
@@ -305,9 +311,18 @@ fn scale_out_section(table: &Table) -> String {
     md
 }
 
-fn missing(table: &Table) -> String {
+/// What has no figure: those recorded as not measured, and the targets whose figures
+/// no scenario of this run gave.
+fn missing(table: &Table, unmeasured_targets: &[String]) -> String {
     let mut md = String::from("\n## Missing\n\n");
     let mut any = false;
+    for target in unmeasured_targets {
+        any = true;
+        let _ = writeln!(
+            md,
+            "- target \"{target}\": a figure it needs was not measured in this run"
+        );
+    }
     for row in table.values() {
         for figure in row.values().filter(|f| f.value.is_none()) {
             any = true;
@@ -319,4 +334,21 @@ fn missing(table: &Table) -> String {
         md += "Nothing: every scenario gave its figures.\n";
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_without_its_figure_is_listed_as_missing() {
+        let (_, unmeasured) = targets(&Table::new());
+        assert!(!unmeasured.is_empty());
+        let md = missing(&Table::new(), &unmeasured);
+        assert!(!md.contains("Nothing"), "{md}");
+        for target in &unmeasured {
+            assert!(md.contains(target.as_str()), "{target} not in {md}");
+        }
+        assert!(missing(&Table::new(), &[]).contains("Nothing"));
+    }
 }

@@ -1,6 +1,7 @@
 //! `heartwire connect`: a terminal client. Lines from stdin go out, received messages
-//! come out on stdout, state changes and gaps (messages that will not arrive) go to
-//! stderr (as JSON lines with `--json`, a gap as `{"state":"gap",...}`).
+//! come out on stdout, state changes, gaps (messages that will not arrive), refused
+//! requests, token refreshes and presence go to stderr (as JSON lines with `--json`,
+//! a gap as `{"state":"gap",...}`). A refusal that ends the client is one sentence.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use heartwire_client::{self as client, ClientConfig, ClosedReason, Event, Incoming};
 use heartwire_core::protocol::millis;
-use heartwire_core::{BackoffConfig, Delay};
+use heartwire_core::reconnect::{AUTH_FAILED, FORBIDDEN};
+use heartwire_core::{BackoffConfig, Delay, DisconnectReason};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -51,9 +53,14 @@ pub(crate) struct ConnectArgs {
         long,
         env = "HEARTWIRE_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        conflicts_with = "token_command"
     )]
     token: Option<String>,
+    /// Run this shell command before every attempt and before the token expires; what
+    /// it prints is the token (sent as with --token, and in a `refresh`)
+    #[arg(long, value_name = "COMMAND")]
+    token_command: Option<String>,
 }
 
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
@@ -92,6 +99,9 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
             Box::pin(async move { Some(token) })
         }));
     }
+    if let Some(command) = args.token_command.clone() {
+        config.token = Some(crate::token_command::provider(command));
+    }
     Ok(config)
 }
 
@@ -128,16 +138,41 @@ async fn session(config: ClientConfig, json: bool) -> anyhow::Result<()> {
                     _ => {}
                 }
                 if let Event::Closed { reason } = &event {
-                    report(&event, &url, json);
+                    // The end is one sentence: the error's, or the JSON state line.
+                    if json || *reason == ClosedReason::ByCaller {
+                        report(&event, &url, json);
+                    }
                     return match reason {
                         ClosedReason::ByCaller => Ok(()),
-                        other => Err(anyhow::anyhow!("{other}")),
+                        other => Err(anyhow::anyhow!("{}", ending(other))),
                     };
                 }
                 report(&event, &url, json);
             }
         }
     }
+}
+
+/// Why the client stopped, in one sentence; a refusal of the credentials or of the
+/// connection says so first.
+fn ending(reason: &ClosedReason) -> String {
+    if let ClosedReason::DoNotComeBack(DisconnectReason::PeerClosed {
+        code: Some(code),
+        reason,
+    }) = reason
+    {
+        let why = if reason.is_empty() {
+            format!("close {code}")
+        } else {
+            format!("{reason} (close {code})")
+        };
+        match *code {
+            AUTH_FAILED => return format!("the server refused the credentials: {why}"),
+            FORBIDDEN => return format!("the server forbids this connection: {why}"),
+            _ => {}
+        }
+    }
+    reason.to_string()
 }
 
 /// A line as JSON when it is JSON, else as a string.
@@ -190,6 +225,34 @@ fn report(event: &Event, url: &str, json: bool) {
             Some(false) => eprintln!("subscribed: {channel} at {seq}, missed messages lost"),
             None => eprintln!("subscribed: {channel} at {seq}"),
         },
+        Event::Error {
+            code,
+            reason,
+            channel,
+        } => match channel {
+            Some(channel) => eprintln!("refused ({}) on {channel}: {reason}", code.as_str()),
+            None => eprintln!("refused ({}): {reason}", code.as_str()),
+        },
+        Event::SubscriptionEnded { channel } => {
+            eprintln!("unsubscribed: {channel}: the server ended the subscription");
+        }
+        Event::Refreshed { expires_in } => match expires_in {
+            Some(left) => eprintln!("token refreshed: it expires in {} s", left.as_secs()),
+            None => eprintln!("token refreshed: it does not expire"),
+        },
+        Event::Presence {
+            channel, members, ..
+        } => eprintln!("presence: {channel}: {}", members.join(", ")),
+        Event::Join {
+            channel,
+            session,
+            user,
+        } => eprintln!("join: {channel}: {}", user.as_deref().unwrap_or(session)),
+        Event::Leave {
+            channel,
+            session,
+            user,
+        } => eprintln!("leave: {channel}: {}", user.as_deref().unwrap_or(session)),
         Event::Closed { reason } => eprintln!("closed: {reason}"),
     }
 }
@@ -239,7 +302,51 @@ fn state_json(event: &Event, url: &str) -> Value {
             "recovered": recovered,
         }),
         Event::Closed { reason } => {
-            json!({"state": "closed", "url": url, "reason": reason.to_string()})
+            json!({"state": "closed", "url": url, "reason": ending(reason)})
+        }
+        Event::Error {
+            code,
+            reason,
+            channel,
+        } => json!({
+            "state": "error",
+            "url": url,
+            "code": code,
+            "reason": reason,
+            "channel": channel,
+        }),
+        Event::SubscriptionEnded { channel } => {
+            json!({"state": "unsubscribed", "url": url, "channel": channel})
+        }
+        Event::Refreshed { expires_in } => json!({
+            "state": "refreshed",
+            "url": url,
+            "expires_in_ms": expires_in.map(millis),
+        }),
+        Event::Presence {
+            channel,
+            members,
+            users,
+        } => json!({
+            "state": "presence",
+            "url": url,
+            "channel": channel,
+            "members": members,
+            "users": users,
+        }),
+        Event::Join {
+            channel,
+            session,
+            user,
+        } => {
+            json!({"state": "join", "url": url, "channel": channel, "session": session, "user": user})
+        }
+        Event::Leave {
+            channel,
+            session,
+            user,
+        } => {
+            json!({"state": "leave", "url": url, "channel": channel, "session": session, "user": user})
         }
         Event::Message(_) => Value::Null,
     }

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 use heartwire_server::ServerConfig;
-use tracing_subscriber::EnvFilter;
 
 mod connect;
+mod logging;
 mod serve;
 mod sources;
+mod token_command;
 
 use sources::SourceError;
 
@@ -17,6 +18,17 @@ use sources::SourceError;
 #[derive(clap::Parser)]
 #[command(name = "heartwire", version, about)]
 struct Cli {
+    /// How log lines look on stderr: text, or JSON lines for a log collector. Which
+    /// lines: RUST_LOG (e.g. "debug", "info,heartwire_server=debug"; default info)
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTWIRE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -61,13 +73,7 @@ fn main() -> ExitCode {
             return code;
         }
     };
-    // Logs go to stderr; HEARTWIRE_LOG takes tracing's filter syntax, e.g. "debug".
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("HEARTWIRE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),

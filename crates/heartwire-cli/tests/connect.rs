@@ -386,6 +386,7 @@ fn help_explains_the_flags() {
         "--reconnect-max",
         "--max-attempts",
         "--token",
+        "--token-command",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

@@ -76,6 +76,8 @@ fn errors_are_one_sentence_and_a_failing_exit() {
         stderr.contains(&format!("heartwire: cannot listen on {addr}")),
         "{stderr}"
     );
+    // The cause once, not twice.
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
 
     let (code, stderr) =
         output(heartwire().args(["serve", "--config", "/nonexistent/heartwire.toml"]));
@@ -89,9 +91,16 @@ fn errors_are_one_sentence_and_a_failing_exit() {
     assert_eq!(code, 2, "usage errors exit 2");
     assert!(stderr.contains("--ping-interval"), "{stderr}");
 
-    let (code, stderr) = output(heartwire().args(["serve", "--redis", "not-a-url"]));
+    let (code, stderr) = output(heartwire().args(["serve", "--redis", "localhost:6379"]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("cannot use Redis at not-a-url"), "{stderr}");
+    assert!(
+        stderr.contains("localhost:6379 is not a Redis URL; it starts with redis://"),
+        "{stderr}"
+    );
+    let (code, stderr) = output(heartwire().args(["serve", "--redis", "ada:s3cret@db:6379"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a Redis URL"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
 
     let (code, stderr) = output(heartwire().args(["serve", "--ping-timeout", "0s"]));
     assert_eq!(code, 1);
@@ -207,4 +216,15 @@ async fn sigterm_closes_clients_with_1012_and_exits_cleanly() {
     );
     while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, socket.next()).await {}
     assert!(server.wait().success());
+}
+
+#[tokio::test]
+async fn listen_takes_a_bare_port_or_a_host_name() {
+    for (listen, host) in [("0", "127.0.0.1:"), ("localhost:0", "")] {
+        let mut command = heartwire();
+        command.args(["serve", "--listen", listen]);
+        let server = Running::start(command);
+        assert!(server.addr.starts_with(host), "{listen}: {}", server.addr);
+        hello(&server.addr).await;
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every decision is the machine's. The loop feeds it what happens — a frame, the
 //! end of the stream, the caller's close, a probe's result, the time — and carries
-//! out what it asks: events to the caller, frames to the writer, a probe to open.
+//! out what it asks: events to the caller, frames to the writer, a probe to open, a
+//! fresh token to fetch for a refresh.
 //!
 //! Writes go through a small writer task, so the loop keeps reading (and keeps its
 //! liveness deadlines) while a write is stuck on a server that stopped reading.
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use heartwire_core::DisconnectReason;
 use heartwire_core::client::{self, ClientConnection, End, Frame};
+use heartwire_core::{DisconnectReason, ErrorCode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -47,6 +48,7 @@ pub(crate) enum Outcome {
 }
 
 type Probe = Pin<Box<dyn Future<Output = Result<Socket, AttemptError>> + Send>>;
+type TokenFetch = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
 /// What one connection works with besides its machine.
 #[derive(Debug)]
@@ -79,6 +81,7 @@ impl Connection<'_> {
         let mut outbox = &self.state.outbox;
         let mut probe: Option<(usize, Probe)> = None;
         let mut preferred: Option<Socket> = None;
+        let mut token: Option<TokenFetch> = None;
         let mut closing = false;
         loop {
             // Frames first: what the machine sends on opening (the subscriptions) is on
@@ -95,6 +98,12 @@ impl Connection<'_> {
                     server,
                     Box::pin(async move { attempt::open(&url, &config).await }),
                 ));
+            }
+            if machine.poll_token_request() {
+                token = Some(match &self.config.token {
+                    Some(provider) => provider(),
+                    None => Box::pin(async { None }),
+                });
             }
             if let Some(end) = machine.poll_end() {
                 // The last frames (a close) go out as far as the writer has room.
@@ -129,6 +138,10 @@ impl Connection<'_> {
                     let (server, _) = probe.take().expect("guarded");
                     preferred = result.ok();
                     machine.handle_probe_result(Instant::now(), server, preferred.is_some());
+                }
+                fresh = async { token.as_mut().expect("guarded").as_mut().await }, if token.is_some() => {
+                    token = None;
+                    machine.handle_token(Instant::now(), fresh);
                 }
                 () = self.state.stop.cancelled(), if !closing => {
                     closing = true;
@@ -188,6 +201,56 @@ impl Connection<'_> {
                 to_seq,
                 reason,
             },
+            client::Event::Error {
+                code,
+                reason,
+                channel,
+            } => Event::Error {
+                code,
+                reason,
+                channel,
+            },
+            client::Event::SubscriptionRefused { channel, reason } => {
+                // Asking again on every connection would be refused every time.
+                self.state.remove_subscription(&channel);
+                Event::Error {
+                    code: ErrorCode::Forbidden,
+                    reason,
+                    channel: Some(channel),
+                }
+            }
+            client::Event::SubscriptionEnded { channel } => {
+                self.state.remove_subscription(&channel);
+                Event::SubscriptionEnded { channel }
+            }
+            client::Event::Presence {
+                channel,
+                members,
+                users,
+            } => Event::Presence {
+                channel,
+                members,
+                users,
+            },
+            client::Event::Join {
+                channel,
+                session,
+                user,
+            } => Event::Join {
+                channel,
+                session,
+                user,
+            },
+            client::Event::Leave {
+                channel,
+                session,
+                user,
+            } => Event::Leave {
+                channel,
+                session,
+                user,
+            },
+            client::Event::Refreshed { expires_in } => Event::Refreshed { expires_in },
             client::Event::RoundTrip(rtt) => {
                 self.state.set_rtt(rtt);
                 return true;

@@ -127,6 +127,9 @@ pub(crate) async fn run(
                     (_, Some(hint)) => Retry::After(hint),
                     (rule, None) => rule,
                 };
+                if reconnect::is_server_restart(&reason, retry_after.is_some()) {
+                    backoff.handle_server_restart();
+                }
                 let text = reason.to_string();
                 match schedule(&mut backoff, &mut rng, rule, &text) {
                     Next::Retry { delay, attempt } => {

@@ -7,7 +7,9 @@ use std::fmt;
 use std::time::Duration;
 
 use heartwire_core::DisconnectReason;
+pub use heartwire_core::ErrorCode;
 pub use heartwire_core::client::{GapReason, Incoming};
+pub use heartwire_core::protocol::PresenceUser;
 use url::Url;
 
 /// Something that happened to a [`Client`](super::Client).
@@ -57,6 +59,58 @@ pub enum Event {
         to_seq: u64,
         /// Why they will not arrive.
         reason: GapReason,
+    },
+    /// The server refused a request; the connection stays open. A `forbidden` one
+    /// naming a channel means the identity may not use it: a subscription to it is
+    /// dropped, not asked for again. An `unauthorized` or `forbidden` one without a
+    /// channel refused a token refresh.
+    Error {
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's sentence.
+        reason: String,
+        /// The channel it is about, when it is about one.
+        channel: Option<String>,
+    },
+    /// The server ended the subscription to `channel`: a token refresh took away the
+    /// permission to read it (an [`Event::Error`] `forbidden` naming it came just
+    /// before). It is no longer subscribed, now or on later connections.
+    SubscriptionEnded {
+        /// The channel.
+        channel: String,
+    },
+    /// The answer to [`Client::presence`](super::Client::presence).
+    Presence {
+        /// The channel.
+        channel: String,
+        /// The member sessions, sorted.
+        members: Vec<String>,
+        /// The identified users among them, sorted, with their connections.
+        users: Vec<PresenceUser>,
+    },
+    /// Someone arrived on a subscribed channel whose presence the server tracks.
+    Join {
+        /// The channel.
+        channel: String,
+        /// Their session.
+        session: String,
+        /// Their user; `None` for an anonymous session.
+        user: Option<String>,
+    },
+    /// Someone left such a channel.
+    Leave {
+        /// The channel.
+        channel: String,
+        /// Their session.
+        session: String,
+        /// Their user; `None` for an anonymous session.
+        user: Option<String>,
+    },
+    /// The server took a fresh token from the token provider: the connection now
+    /// lasts `expires_in` more (`None`: it no longer expires).
+    Refreshed {
+        /// How long the new token lasts.
+        expires_in: Option<Duration>,
     },
     /// The connection is gone; the next attempt starts after `delay`.
     Reconnecting {

@@ -22,6 +22,12 @@
 //! - Subscriptions are restored on every connection to a heartwire server, each from
 //!   the last position delivered (`resume`): missed messages are replayed once and in
 //!   order, and what cannot be is an [`Event::Gap`].
+//! - Identity: when the server's `hello` says the connection's token expires, the
+//!   token provider is asked for a fresh one before it does and the token goes out
+//!   as `refresh` ([`heartwire_core::client::refresh_after`] says when); a close 4498
+//!   (token expired) fetches a fresh token and reconnects at once, once per streak. A
+//!   channel the identity may not use is an [`Event::Error`] and is no longer
+//!   subscribed; presence answers, joins and leaves are events.
 //!
 //! The files: [`config`] (settings), `state` (what the handles and the task share),
 //! `outbox` (the caller's bounded queue), `attempt` (one handshake), `driver` (the
@@ -46,7 +52,7 @@ use tokio::sync::mpsc;
 
 pub use config::{ClientConfig, TokenFuture, TokenPlacement, TokenProvider};
 pub use error::Error;
-pub use event::{ClosedReason, Event, GapReason, Incoming};
+pub use event::{ClosedReason, ErrorCode, Event, GapReason, Incoming, PresenceUser};
 
 use heartwire_core::client::{Outgoing, Publish};
 use state::ClientState;
@@ -105,6 +111,13 @@ impl Client {
         self.state.send(Outgoing::Unsubscribe(channel.to_owned()))?;
         self.state.remove_subscription(channel);
         Ok(())
+    }
+
+    /// Asks a heartwire server who is subscribed to `channel`; the answer is an
+    /// [`Event::Presence`].
+    pub fn presence(&self, channel: &str) -> Result<(), Error> {
+        heartwire_core::protocol::validate_channel(channel)?;
+        self.state.send(Outgoing::Presence(channel.to_owned()))
     }
 
     /// The channels subscribed on every connection.

@@ -219,6 +219,48 @@ async fn restart_close_waits_for_the_hinted_delay() {
 }
 
 #[tokio::test]
+async fn a_restart_close_starts_the_backoff_streak_again() {
+    // Three failures, then a graceful restart, then a failure: its attempt counts from
+    // the restart, not from the failures before it.
+    let script: [(u16, &str); 5] = [
+        (1011, "boom"),
+        (1011, "boom"),
+        (1011, "boom"),
+        (1012, "server restarting; retry after 20 ms"),
+        (1011, "boom"),
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        for (code, reason) in script {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let close = CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            while socket.next().await.is_some_and(|frame| frame.is_ok()) {}
+        }
+    });
+    let (client, mut events) = client::connect(quick_config(&url)).unwrap();
+    let mut attempts = Vec::new();
+    while attempts.len() < 5 {
+        let (event, _) = wait_for(&mut events, WITHIN, "reconnecting", |event| {
+            matches!(event, Event::Reconnecting { .. })
+        })
+        .await;
+        if let Event::Reconnecting { attempt, .. } = event {
+            attempts.push(attempt);
+        }
+    }
+    assert_eq!(attempts, [1, 2, 3, 1, 2]);
+    client.close();
+}
+
+#[tokio::test]
 async fn refused_handshake_everywhere_closes_the_client() {
     // An HTTP server that answers 404 to the upgrade: no server can ever work.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

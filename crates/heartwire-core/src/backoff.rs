@@ -13,6 +13,9 @@
 //!   "never give up".
 //! - A connection that stayed open for `reset_after` was healthy: when it ends, the
 //!   streak starts again from attempt 0.
+//! - A server that restarts and names when to come back (close 1012 with a hint, or a
+//!   `reconnect` frame) is not a failure of the client: the streak starts again, so a
+//!   graceful restart never inherits the long windows of earlier failures.
 //! - A token that expired (close 4498) is answered with a fresh token at once, once
 //!   per streak and without counting an attempt; a second expired token in the same
 //!   streak (the token provider hands out stale tokens) waits like any failure.
@@ -131,6 +134,14 @@ impl Backoff {
                 self.fresh_token_used = false;
             }
         }
+    }
+
+    /// The server restarts and asked this client back after its hint: not a failure,
+    /// so the streak starts again.
+    pub fn handle_server_restart(&mut self) {
+        self.attempt = 0;
+        self.streak_started = None;
+        self.fresh_token_used = false;
     }
 
     /// The delay before the next attempt, or `None` when the policy gives up.
@@ -381,5 +392,21 @@ mod tests {
         assert_eq!(window(Duration::MAX, CAP, 3), CAP);
         assert_eq!(window(BASE, CAP, 0), BASE);
         assert_eq!(window(BASE, CAP, 3), BASE * 8);
+    }
+
+    #[test]
+    fn a_server_restart_starts_the_streak_again() {
+        let mut backoff = Backoff::new(exponential());
+        let mut rng = SmallRng::seed_from_u64(1);
+        let t0 = Instant::now();
+        for _ in 0..6 {
+            backoff.next_delay(t0, &mut rng).unwrap();
+        }
+        assert_eq!(backoff.attempt(), 6);
+        backoff.handle_server_restart();
+        assert_eq!(backoff.next_attempt(t0), Some(1));
+        // The next real failure waits within the second window, not the cap.
+        let delay = backoff.next_delay(t0, &mut rng).unwrap();
+        assert!(delay <= BASE * 2, "{delay:?}");
     }
 }

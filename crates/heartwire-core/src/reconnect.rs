@@ -51,6 +51,18 @@ pub fn rule_for(reason: &DisconnectReason) -> Retry {
     }
 }
 
+/// Whether a connection that ended for `reason` was ended by a server that restarts
+/// and said when to come back: a `reconnect` frame came first (`hinted`), or the close
+/// is 1012 with a hint. Not a failure of the client.
+pub fn is_server_restart(reason: &DisconnectReason, hinted: bool) -> bool {
+    hinted
+        || matches!(
+            reason,
+            DisconnectReason::PeerClosed { code: Some(close_code::SERVICE_RESTART), reason }
+                if retry_hint(reason).is_some()
+        )
+}
+
 /// The rule for a close frame with `code` and `reason` from the server.
 pub fn rule_for_close(code: u16, reason: &str) -> Retry {
     match code {
@@ -171,5 +183,24 @@ mod tests {
     fn local_decisions_are_final() {
         assert_eq!(rule_for(&DisconnectReason::LocalClose), Retry::Never);
         assert_eq!(rule_for(&DisconnectReason::MessageTooBig), Retry::Never);
+    }
+
+    #[test]
+    fn only_a_hinted_restart_is_a_server_restart() {
+        let closed = |code: u16, reason: &str| DisconnectReason::PeerClosed {
+            code: Some(code),
+            reason: reason.into(),
+        };
+        assert!(is_server_restart(
+            &closed(1012, "server restarting; retry after 800 ms"),
+            false
+        ));
+        assert!(is_server_restart(&closed(1001, "going away"), true));
+        assert!(!is_server_restart(&closed(1012, "going down"), false));
+        assert!(!is_server_restart(
+            &closed(1013, "try again later; retry after 250 ms"),
+            false
+        ));
+        assert!(!is_server_restart(&DisconnectReason::PingTimeout, false));
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: std::net::SocketAddr,
@@ -17,7 +17,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The Redis URL or client cannot be used.
-    #[error("cannot use Redis at {url}: {source}")]
+    #[error("cannot use Redis at {url}")]
     Redis {
         /// The URL as given.
         url: String,

@@ -47,6 +47,7 @@ pub use websocket::fuzzing;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 
@@ -112,6 +113,7 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            started: Instant::now(),
         });
         Ok(Self { listener, state })
     }
@@ -125,7 +127,9 @@ impl Server {
 
     /// Serves until `shutdown` completes, then closes every connection with 1012 and a
     /// reconnect hint spread over `shutdown_spread`, and waits up to `close_timeout`
-    /// (plus a second for the last writes) for them to finish.
+    /// (plus a second for the last writes) for them to finish. While it waits, the
+    /// server still answers HTTP: `/healthz` says `draining` (503) and upgrades are
+    /// refused with 503, so a load balancer sees the node leave.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -134,25 +138,32 @@ impl Server {
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
-        let serve = listener::serve(listener, router, config.limits.handshake_timeout, shutdown);
+        let drain = drain_after(shutdown, state.clone());
+        let serve = listener::serve(listener, router, config.limits.handshake_timeout, drain);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
         }
-
-        let open = state.registry.len();
-        tracing::info!(open, "shutting down: closing connections with 1012");
-        state.registry.drain(config.shutdown_spread);
-        let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
-        if tokio::time::timeout(grace, state.registry.drained())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = state.registry.len(),
-                "connections still open after the close timeout"
-            );
-        }
         Ok(())
+    }
+}
+
+/// Waits for `shutdown`, then closes every connection of `state` with 1012 and waits
+/// for them to finish, up to the close timeout and a second.
+async fn drain_after(shutdown: impl Future<Output = ()>, state: Arc<ServerState>) {
+    shutdown.await;
+    let config = &state.config;
+    let open = state.registry.len();
+    tracing::info!(open, "shutting down: closing connections with 1012");
+    state.registry.drain(config.shutdown_spread);
+    let grace = config.liveness.close_timeout + std::time::Duration::from_secs(1);
+    if tokio::time::timeout(grace, state.registry.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.registry.len(),
+            "connections still open after the close timeout"
+        );
     }
 }

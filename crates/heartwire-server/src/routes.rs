@@ -163,6 +163,9 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
         .collect();
     let body = serde_json::json!({
         "status": word,
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": state.broker.node_id(),
+        "uptime_seconds": state.started.elapsed().as_secs(),
         "broker": state.broker.name(),
         "broker_up": health.up,
         "broker_reconnects": health.reconnects,

@@ -1,6 +1,7 @@
 //! What every connection of a server shares.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::auth::Auth;
 use crate::broker::Broker;
@@ -15,4 +16,6 @@ pub(crate) struct ServerState {
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) auth: Auth,
+    /// When the server started, for `/healthz`'s uptime.
+    pub(crate) started: Instant,
 }

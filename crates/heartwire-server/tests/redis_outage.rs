@@ -214,3 +214,38 @@ async fn a_redis_that_stops_answering_is_found_by_the_probe() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_while_redis_is_away_is_answered_at_once_and_confirmed_when_it_is_back() {
+    let mut redis = TestRedis::start();
+    let server = node(&redis, ServerConfig::default()).await;
+    redis.kill();
+    wait_for_health(&server, "degraded").await;
+    let (mut socket, _) = connect_native(&server).await;
+    send(
+        &mut socket,
+        &ClientFrame::Subscribe {
+            channel: "waiting".into(),
+            since: None,
+        },
+    )
+    .await;
+    match next_frame(&mut socket).await {
+        ServerFrame::Error { code, reason, .. } => {
+            assert_eq!(code, ErrorCode::Unavailable);
+            assert!(reason.contains("waiting"), "{reason}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    redis.relaunch();
+    let started = tokio::time::Instant::now();
+    match next_frame(&mut socket).await {
+        ServerFrame::Subscribed { channel, .. } => assert_eq!(channel, "waiting"),
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(
+        took <= RECOVER_BOUND,
+        "subscribed {took:?} after Redis came back"
+    );
+}

@@ -19,6 +19,7 @@ fn config() -> ServerConfig {
                 "ping=pong".parse::<HeartbeatReply>().unwrap(),
                 "~H#C~=~H#C~".parse().unwrap(),
             ],
+            heartbeat_facilities: Vec::new(),
         },
         ..ServerConfig::default()
     }
@@ -99,6 +100,21 @@ async fn magic_string_is_not_sent_on_other_endpoints() {
     let mut echo = connect(&server.url("/echo")).await;
     assert_quiet(&mut native, Duration::from_millis(700), &[]).await;
     assert_quiet(&mut echo, Duration::from_millis(100), &[]).await;
+}
+
+#[tokio::test]
+async fn magic_string_goes_only_to_the_facilities_it_is_scoped_to() {
+    let mut config = config();
+    config.heartbeats.heartbeat_facilities = vec!["notify*".into()];
+    let server = TestServer::start(config).await;
+    let mut chat = connect(&server.url("/ws/chat?subscribe-broadcast")).await;
+    let mut notify = connect(&server.url("/ws/notify-ops?subscribe-broadcast")).await;
+    // Two periods on the scoped facility (the other socket opened first)…
+    for _ in 0..2 {
+        assert_eq!(next_text(&mut notify).await, MAGIC);
+    }
+    // …and not one heartbeat on the other.
+    assert_quiet(&mut chat, Duration::from_millis(50), &[]).await;
 }
 
 #[tokio::test]

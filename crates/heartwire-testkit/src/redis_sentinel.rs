@@ -41,6 +41,8 @@ impl TestSentinels {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
+                &dir.path().display().to_string(),
             ]
             .map(str::to_owned)
             .to_vec();

@@ -67,6 +67,7 @@ class Backoff:
         self._attempt = 0
         self._streak_started: float | None = None
         self._connected_at: float | None = None
+        self._fresh_token_used = False
 
     def __repr__(self) -> str:
         return f"Backoff(attempt={self._attempt}, config={self.config!r})"
@@ -87,6 +88,7 @@ class Backoff:
         if opened is not None and now - opened >= self.config.reset_after:
             self._attempt = 0
             self._streak_started = None
+            self._fresh_token_used = False
 
     def next_delay(self, now: float, rng: random.Random) -> float | None:
         """The delay before the next attempt, or ``None`` when the policy gives up.
@@ -95,6 +97,15 @@ class Backoff:
         if attempt is None:
             return None
         return rng.uniform(0.0, window(self.config, attempt))
+
+    def next_fresh_token(self, now: float, rng: random.Random) -> float | None:
+        """The delay before reconnecting with a fresh token after the server said the
+        token expired: none, and no attempt counted, the first time in a streak;
+        afterwards :meth:`next_delay`'s. ``None`` when the policy gives up."""
+        if self._fresh_token_used:
+            return self.next_delay(now, rng)
+        self._fresh_token_used = True
+        return 0.0
 
     def next_attempt(self, now: float) -> int | None:
         """Counts one attempt whose delay someone else chose (a server's retry hint);

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .errors import ClientClosed
+from .errors import ClientClosed, SubscriptionRefused
 from .events import Gap, Message
 from .positions import Delivery, Positions
 from .protocol import Position, Subscribed
@@ -49,6 +49,7 @@ class Channels:
         self._on_leave = on_leave
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._leaving: dict[str, int] = {}
         self.positions = Positions()
 
     def __repr__(self) -> str:
@@ -86,6 +87,47 @@ class Channels:
             frame.channel, frame.seq, frame.epoch, frame.recovered
         )
 
+    def handle_refused(self, channel: str, reason: str) -> bool:
+        """The server refused ``forbidden`` a request on ``channel``; ``True`` when it
+        was a subscribe awaiting its ``subscribed``: the channel's subscriptions end with
+        :class:`~heartwire.errors.SubscriptionRefused` and it is not asked for again."""
+        waiting = self._confirmations.pop(channel, [])
+        if not waiting:
+            return False
+        refused = SubscriptionRefused(channel, reason)
+        for future in waiting:
+            if not future.done():
+                future.set_exception(refused)
+        for subscription in self._subscriptions.pop(channel, []):
+            subscription.finish(refused)
+        self.positions.forget(channel)
+        return True
+
+    def handle_connected(self) -> None:
+        """A new connection: no ``unsubscribed`` of an earlier one will come."""
+        self._leaving.clear()
+
+    def handle_unsubscribed(self, channel: str) -> bool:
+        """The server's ``unsubscribed`` for ``channel``. ``True`` when the client did not
+        leave it: a token refresh took away the permission to read it. Its subscriptions
+        end with :class:`~heartwire.errors.SubscriptionRefused`, and it is not asked for
+        again."""
+        leaving = self._leaving.get(channel, 0)
+        if leaving:
+            if leaving == 1:
+                del self._leaving[channel]
+            else:
+                self._leaving[channel] = leaving - 1
+            return False
+        subscriptions = self._subscriptions.pop(channel, [])
+        if not subscriptions:
+            return False
+        ended = SubscriptionRefused(channel, "the server ended the subscription")
+        for subscription in subscriptions:
+            subscription.finish(ended)
+        self.positions.forget(channel)
+        return True
+
     def handle_message(self, message: Message) -> tuple[list[Subscription], Gap | None]:
         """Who gets ``message``, after which gap; nobody when it is a duplicate."""
         subscriptions = self._subscriptions.get(message.channel)
@@ -114,4 +156,5 @@ class Channels:
         if not group and stream.channel in self._subscriptions:
             del self._subscriptions[stream.channel]
             self.positions.forget(stream.channel)
+            self._leaving[stream.channel] = self._leaving.get(stream.channel, 0) + 1
             self._on_leave(stream.channel)

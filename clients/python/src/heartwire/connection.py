@@ -1,9 +1,10 @@
 """One open connection: reads and dispatches the server's frames, writes control frames
 and the outbox, watches liveness, and probes a preferred endpoint for fail-back.
 
-Four tasks share the socket, so no one of them can stall another: the reader, the writer
-(a write stuck on a server that stopped reading blocks only it), the liveness watchdog
-and, on a backup, the fail-back prober. The first outcome — the server closed, the server
+Five tasks share the socket, so no one of them can stall another: the reader, the writer
+(a write stuck on a server that stopped reading blocks only it), the liveness watchdog,
+the token refresher (:mod:`heartwire.refresh` says when; the token provider gives the
+token) and, on a backup, the fail-back prober. The first outcome — the server closed, the server
 is dead, a preferred endpoint answered, the application closed the client — ends them all.
 
 On open, the subscriptions go out first, each with its position as ``since``, then
@@ -23,9 +24,10 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from .attempt import AttemptFailed, Opened, Socket, open_connection
-from .events import Gap, Join, Leave, Message, ServerError
+from .events import Gap, Join, Leave, Message, Refreshed, ServerError
 from .hub import Hub
 from .liveness import Liveness, Verdict
+from .refresh import Refresh
 from .protocol import (
     Ack,
     Presence,
@@ -33,8 +35,10 @@ from .protocol import (
     Reconnect,
     ServerFrame,
     Subscribed,
+    Unsubscribed,
     encode_ping,
     encode_publish,
+    encode_refresh,
     encode_subscribe,
     parse,
 )
@@ -95,6 +99,9 @@ class Connection:
         self._done: asyncio.Future[Outcome] = self._loop.create_future()
         self._hint: float | None = None
         self._probe_t: float | None = None
+        self._refresh = Refresh()
+        self._refresh.handle_lifetime(self._loop.time(), hello.expires_in)
+        self._refresh_changed = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"Connection({self._hub.lifecycle.url!r}, {self._liveness!r})"
@@ -111,13 +118,20 @@ class Connection:
     async def run(self) -> Outcome:
         """Runs the connection until its outcome."""
         hub = self._hub
+        hub.channels.handle_connected()
         for channel in hub.channels.names():
             self._control.append(encode_subscribe(channel, hub.channels.since(channel)))
         self._control.extend(hub.presence_requests())
         self._probe()
         self._socket.listener = self._heard
         hub.link = self
-        jobs = [self._read(), self._write(), self._watch_liveness(), self._stop_on_request()]
+        jobs = [
+            self._read(),
+            self._write(),
+            self._watch_liveness(),
+            self._refresh_token(),
+            self._stop_on_request(),
+        ]
         if self._index > 0:
             jobs.append(self._fail_back())
         tasks = [asyncio.ensure_future(job) for job in jobs]
@@ -171,12 +185,21 @@ class Connection:
             await self._deliver(frame)
         elif isinstance(frame, Subscribed):
             self._gap(hub.channels.handle_subscribed(frame))
+        elif isinstance(frame, Unsubscribed):
+            hub.channels.handle_unsubscribed(frame.channel)
         elif isinstance(frame, Ack):
             hub.handle_ack(frame)
             self._writable.set()
         elif isinstance(frame, ServerError):
+            if frame.channel is None and frame.code in ("unauthorized", "forbidden"):
+                self._refresh.handle_refused(now)
+                self._refresh_changed.set()
             hub.handle_error(frame, now)
             self._writable.set()
+        elif isinstance(frame, Refreshed):
+            self._refresh.handle_lifetime(now, frame.expires_in)
+            self._refresh_changed.set()
+            hub.events.send(frame)
         elif isinstance(frame, Presence):
             hub.handle_presence(frame)
         elif isinstance(frame, (Join, Leave)):
@@ -264,6 +287,25 @@ class Connection:
                 silence = f"nothing heard for {liveness.ping_timeout * 1000:.0f} ms after a probe"
                 self._finish(Ended(PING_TIMEOUT[0], f"{PING_TIMEOUT[1]}: {silence}", None))
                 return
+
+    # ---- token refresh --------------------------------------------------------------------
+
+    async def _refresh_token(self) -> None:
+        refresh = self._refresh
+        while True:
+            self._refresh_changed.clear()
+            due = refresh.poll_timeout()
+            await _wait(self._refresh_changed, None if due is None else due - self._loop.time())
+            if not refresh.handle_timeout(self._loop.time()):
+                continue
+            try:
+                token = await self._hub.credentials.fresh()
+            except Exception:  # noqa: BLE001 - a failing provider is a refused refresh
+                token = None
+            if token is None:
+                refresh.handle_refused(self._loop.time())
+            else:
+                self.send(encode_refresh(token))
 
     # ---- fail-back and stop ---------------------------------------------------------------
 

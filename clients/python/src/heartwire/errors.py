@@ -55,6 +55,26 @@ class PublishRefused(HeartwireError):
         self.reason = reason
 
 
+class SubscriptionRefused(HeartwireError):
+    """The server refused to subscribe to a channel (``forbidden``: the identity may not
+    read it); the client does not ask for it again."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(f"subscription to {channel} refused: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
+class PresenceRefused(HeartwireError):
+    """The server refused a presence request (``forbidden``: the identity may not see who
+    is on the channel)."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        super().__init__(f"presence of {channel} refused: {reason}")
+        self.channel = channel
+        self.reason = reason
+
+
 class PresenceOff(HeartwireError):
     """The server tracks no presence for this channel (it matches no ``--presence``
     pattern)."""

@@ -107,6 +107,9 @@ class Join:
 
     channel: str
     session: str
+    user: str | None = None
+    """Its user; ``None`` for an anonymous session. For a user, only its first connection
+    on the channel is announced."""
 
 
 @dataclass(frozen=True)
@@ -116,17 +119,32 @@ class Leave:
 
     channel: str
     session: str
+    user: str | None = None
+    """Its user; ``None`` for an anonymous session. For a user, only its last connection
+    on the channel is announced."""
 
 
 @dataclass(frozen=True)
 class ServerError:
     """The server refused a request (docs/PROTOCOL.md's error table); the connection stays
-    open. ``id`` names the publish it answers, if it answers one."""
+    open. ``id`` names the publish it answers, if it answers one; ``channel`` the channel
+    it is about, if it is about one. A ``forbidden`` subscribe also ends the subscription
+    (its stream raises :class:`~heartwire.errors.SubscriptionRefused`): it is not asked for
+    again. ``unauthorized`` or ``forbidden`` without a channel refused a token refresh."""
 
     code: str
     reason: str
     id: str | None = None
+    channel: str | None = None
 
 
-Event = Union[StateChange, Gap, Join, Leave, ServerError]
+@dataclass(frozen=True)
+class Refreshed:
+    """The server took a fresh token from the token provider: the connection now lasts
+    ``expires_in`` more seconds (``None``: it no longer expires)."""
+
+    expires_in: float | None
+
+
+Event = Union[StateChange, Gap, Join, Leave, ServerError, Refreshed]
 """Everything ``Client.events()`` yields."""

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from .auth import Credentials
 from .channels import Channels
 from .config import ClientConfig
-from .errors import ClientClosed, PresenceOff, PublishRefused
+from .errors import ClientClosed, PresenceOff, PresenceRefused, PublishRefused
 from .events import Event, ServerError, StateChange, StopReason
 from .machine import Lifecycle, Stop
 from .outbox import Outbox
@@ -25,6 +25,8 @@ from .streams import Broadcaster
 UNAVAILABLE = "unavailable"
 #: The error code that answers a presence request for an untracked channel.
 PRESENCE_OFF = "presence_off"
+#: The error code of a request the identity may not make.
+FORBIDDEN = "forbidden"
 
 
 class Link(Protocol):
@@ -108,6 +110,9 @@ class Hub:
             future = self._acks.pop(error.id, None)
             if future is not None and not future.done():
                 future.set_exception(PublishRefused(error.code, error.reason))
+        elif error.code == FORBIDDEN and error.channel is not None:
+            if not self.channels.handle_refused(error.channel, error.reason):
+                self._refuse_presence(error.channel, PresenceRefused(error.channel, error.reason))
         elif error.code == PRESENCE_OFF and self._presence:
             _, waiter = self._presence.popleft()
             if not waiter.done():
@@ -128,6 +133,15 @@ class Hub:
         """The presence requests still unanswered, to send again on a new connection."""
         self._presence = deque((c, f) for c, f in self._presence if not f.done())
         return [encode_presence(channel) for channel, _ in self._presence]
+
+    def _refuse_presence(self, channel: str, error: Exception) -> None:
+        """The oldest presence request for ``channel`` was refused."""
+        for index, (asked, waiter) in enumerate(self._presence):
+            if asked == channel:
+                del self._presence[index]
+                if not waiter.done():
+                    waiter.set_exception(error)
+                return
 
     def handle_presence(self, presence: Presence) -> None:
         """The answer to the oldest presence request for its channel."""

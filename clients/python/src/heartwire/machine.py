@@ -182,6 +182,11 @@ class Lifecycle:
         if rule.rule is Rule.AFTER and rule.after is not None:
             attempt = self._backoff.next_attempt(now)
             delay = rule.after
+        elif rule.rule is Rule.FRESH_TOKEN:
+            # The next attempt asks the token provider again, as every attempt does.
+            delay_or_none = self._backoff.next_fresh_token(now, self._rng)
+            attempt = None if delay_or_none is None else self._backoff.attempt
+            delay = delay_or_none or 0.0
         else:
             delay_or_none = self._backoff.next_delay(now, self._rng)
             attempt = None if delay_or_none is None else self._backoff.attempt

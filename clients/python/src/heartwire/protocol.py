@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Union
 
 from .errors import InvalidChannel
-from .events import Join, Leave, Message, ServerError
+from .events import Join, Leave, Message, Refreshed, ServerError
 
 _CHANNEL = re.compile(r"[A-Za-z0-9_.:@/\-]{1,128}")
 
@@ -46,6 +46,9 @@ class Hello:
     ping_timeout: float
     """Seconds the server waits for an answer to its Ping."""
     server: str
+    expires_in: float | None = None
+    """Seconds until the connection's identity expires unless refreshed; ``None`` when
+    it does not."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class Reconnect:
 
 
 ServerFrame = Union[
-    Hello, Pong, Subscribed, Unsubscribed, Message, Ack, ServerError, Presence, Join, Leave, Reconnect
+    Hello, Pong, Subscribed, Unsubscribed, Message, Ack, ServerError, Presence, Join, Leave, Reconnect,
+    Refreshed,
 ]
 """Every frame :func:`parse` returns."""
 
@@ -134,7 +138,23 @@ def _hello(frame: dict[str, Any]) -> Hello:
     interval, timeout = _int(frame, "ping_interval_ms"), _int(frame, "ping_timeout_ms")
     if interval == 0 or timeout == 0:
         raise TypeError("ping_interval_ms")
-    return Hello(_str(frame, "session"), interval / 1000, timeout / 1000, str(frame.get("server", "")))
+    return Hello(
+        _str(frame, "session"),
+        interval / 1000,
+        timeout / 1000,
+        str(frame.get("server", "")),
+        _expires_in(frame),
+    )
+
+
+def _expires_in(frame: dict[str, Any]) -> float | None:
+    """``expires_in_ms`` in seconds, or ``None`` when absent."""
+    return None if frame.get("expires_in_ms") is None else _int(frame, "expires_in_ms") / 1000
+
+
+def _optional_str(frame: dict[str, Any], key: str) -> str | None:
+    value = frame.get(key)
+    return value if isinstance(value, str) else None
 
 
 def _pong(frame: dict[str, Any]) -> Pong:
@@ -161,7 +181,12 @@ def _presence(frame: dict[str, Any]) -> Presence:
 
 def _error(frame: dict[str, Any]) -> ServerError:
     id = frame.get("id")
-    return ServerError(_str(frame, "code"), str(frame.get("reason", "")), id if isinstance(id, str) else None)
+    return ServerError(
+        _str(frame, "code"),
+        str(frame.get("reason", "")),
+        id if isinstance(id, str) else None,
+        _optional_str(frame, "channel"),
+    )
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], ServerFrame]] = {
@@ -173,8 +198,9 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ServerFrame]] = {
     "ack": lambda f: Ack(_str(f, "id"), _int(f, "seq"), f.get("duplicate") is True),
     "error": _error,
     "presence": _presence,
-    "join": lambda f: Join(_str(f, "channel"), _str(f, "session")),
-    "leave": lambda f: Leave(_str(f, "channel"), _str(f, "session")),
+    "join": lambda f: Join(_str(f, "channel"), _str(f, "session"), _optional_str(f, "user")),
+    "leave": lambda f: Leave(_str(f, "channel"), _str(f, "session"), _optional_str(f, "user")),
+    "refreshed": lambda f: Refreshed(_expires_in(f)),
     "reconnect": lambda f: Reconnect(_int(f, "after_ms") / 1000, str(f.get("reason", ""))),
 }
 
@@ -210,6 +236,11 @@ def encode_data(data: Any) -> str:
     """``data`` as JSON text; raises ``TypeError`` or ``ValueError`` for what JSON cannot
     carry."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_refresh(token: str) -> str:
+    """A fresh token for the same user, before the connection's expires."""
+    return _encode({"op": "refresh", "token": token})
 
 
 def encode_presence(channel: str) -> str:

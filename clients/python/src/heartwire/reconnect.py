@@ -8,6 +8,8 @@ These are the client reconnect rules of docs/PROTOCOL.md, the same table that
   (authentication failed) and 4403 (forbidden): do not come back;
 - 1012 and 1013: come back after the server's hint, ``after_ms`` of a ``reconnect`` frame
   or ``retry after N ms`` at the end of the close reason, else with backoff;
+- 4498 (the token expired): fetch a fresh token and come back at once, once per streak
+  of failures (the backoff decides the later ones);
 - every other close (1000, 1001, 1006, 1011, 1008 ``slow consumer``, …): backoff;
 - a handshake answered with HTTP 5xx, 408 or 429 is retried, after ``Retry-After`` when
   given; any other status means that endpoint can never work.
@@ -22,6 +24,8 @@ from enum import Enum
 AUTH_FAILED = 4401
 #: Close code for "forbidden" (HTTP 403 + 4000).
 FORBIDDEN = 4403
+#: Close code for "token expired": the server ended a connection whose token ran out.
+TOKEN_EXPIRED = 4498
 #: Close 1008 with this reason means "you did not read fast enough": it may come back.
 SLOW_CONSUMER = "slow consumer"
 
@@ -38,6 +42,9 @@ class Rule(Enum):
     """After the delay of the reconnect policy."""
     AFTER = "after"
     """After the delay the server asked for."""
+    FRESH_TOKEN = "fresh_token"
+    """At once with a fresh token, the first time in a streak; then after the policy's
+    delay."""
     NEVER = "never"
     """Not at all: trying again cannot help."""
 
@@ -53,6 +60,7 @@ class Retry:
 
 BACKOFF = Retry(Rule.BACKOFF)
 NEVER = Retry(Rule.NEVER)
+FRESH_TOKEN = Retry(Rule.FRESH_TOKEN)
 
 
 def rule_for_close(code: int, reason: str, hint: float | None = None) -> Retry:
@@ -62,6 +70,8 @@ def rule_for_close(code: int, reason: str, hint: float | None = None) -> Retry:
         return NEVER
     if code == _POLICY_VIOLATION and reason != SLOW_CONSUMER:
         return NEVER
+    if code == TOKEN_EXPIRED:
+        return FRESH_TOKEN
     if code in _WITH_HINT:
         delay = hint if hint is not None else retry_hint(reason)
         return BACKOFF if delay is None else Retry(Rule.AFTER, delay)

@@ -15,6 +15,8 @@ pub fn heartwire() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_heartwire"));
     command
         .env_remove("HEARTWIRE_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("HEARTWIRE_LOG_FORMAT")
         .env_remove("HEARTWIRE_REDIS")
         .stdin(Stdio::null());
     command

@@ -6,6 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::error::ErrorCode;
+use crate::protocol::PresenceUser;
+
 /// Something that happened on the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -44,6 +47,66 @@ pub enum Event {
         to_seq: u64,
         /// Why they will not arrive.
         reason: GapReason,
+    },
+    /// The server refused a request and the connection stays open: a channel the
+    /// identity may not use (`forbidden`, with `channel`), a refused token refresh
+    /// (`unauthorized` or `forbidden`, no channel), or any other `error` that answers
+    /// no publish and no subscribe.
+    Error {
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's sentence.
+        reason: String,
+        /// The channel it is about, when it is about one.
+        channel: Option<String>,
+    },
+    /// The server refused to subscribe to `channel` (`forbidden`): the identity may
+    /// not read it. The driver stops subscribing to it on later connections.
+    SubscriptionRefused {
+        /// The channel.
+        channel: String,
+        /// The server's sentence.
+        reason: String,
+    },
+    /// The server ended a subscription the client did not leave: a `refresh` took away
+    /// the permission to read `channel` (a `forbidden` naming it came just before).
+    /// The driver stops subscribing to it on later connections.
+    SubscriptionEnded {
+        /// The channel.
+        channel: String,
+    },
+    /// The answer to a presence request: who is subscribed to `channel`.
+    Presence {
+        /// The channel.
+        channel: String,
+        /// The member sessions, sorted.
+        members: Vec<String>,
+        /// The identified users among them, sorted, with their connections.
+        users: Vec<PresenceUser>,
+    },
+    /// Someone arrived on a subscribed channel with presence.
+    Join {
+        /// The channel.
+        channel: String,
+        /// Their session.
+        session: String,
+        /// Their user; `None` for an anonymous session.
+        user: Option<String>,
+    },
+    /// Someone left a subscribed channel with presence.
+    Leave {
+        /// The channel.
+        channel: String,
+        /// Their session.
+        session: String,
+        /// Their user; `None` for an anonymous session.
+        user: Option<String>,
+    },
+    /// The server took a fresh token: the identity now lasts `expires_in` more
+    /// (`None`: it no longer expires).
+    Refreshed {
+        /// How long the new token lasts.
+        expires_in: Option<Duration>,
     },
     /// A Ping was answered after this long: the latest round-trip time.
     RoundTrip(Duration),

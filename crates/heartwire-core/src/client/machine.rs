@@ -11,11 +11,14 @@ use super::carried::Carried;
 use super::event::{Event, Incoming};
 use super::frame::Frame;
 use super::outgoing::{Outbox, Outgoing};
+use super::refresh::Refresh;
 use crate::liveness::{Action, Liveness, LivenessConfig};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::reason::DisconnectReason;
 
 mod envelopes;
+#[cfg(test)]
+mod identity_tests;
 
 /// How long a new connection waits for a heartwire `hello` before it treats the
 /// server as a plain WebSocket server.
@@ -107,6 +110,10 @@ pub struct ClientConnection {
     mode: Mode,
     /// Channels to subscribe to once the server turns out to be heartwire.
     subscriptions: Vec<String>,
+    /// Channels subscribed to whose `subscribed` has not come yet.
+    subscribing: Vec<String>,
+    /// Channels left whose `unsubscribed` has not come yet.
+    leaving: Vec<String>,
     /// Frames to send before anything from the outbox.
     transmits: VecDeque<Frame>,
     events: VecDeque<Event>,
@@ -115,6 +122,10 @@ pub struct ClientConnection {
     /// The server's `reconnect` hint.
     retry_after: Option<Duration>,
     probe: Probe,
+    /// When the connection's token is refreshed.
+    refresh: Refresh,
+    /// A refresh is due and the driver has not taken the request for a token yet.
+    token_wanted: bool,
     /// The caller closed the client.
     closing: bool,
     /// Set when the connection is over, until the driver takes it.
@@ -148,11 +159,15 @@ impl ClientConnection {
                 until: now + HELLO_WAIT,
             },
             subscriptions,
+            subscribing: Vec::new(),
+            leaving: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             hold_until: None,
             retry_after: None,
             probe: Probe::Idle,
+            refresh: Refresh::default(),
+            token_wanted: false,
             closing: false,
             end: None,
             over: false,
@@ -260,6 +275,9 @@ impl ClientConnection {
             }
         }
         self.liveness.handle_timeout(now);
+        if self.mode == Mode::Native && !self.closing && self.refresh.handle_timeout(now) {
+            self.token_wanted = true;
+        }
         if self.probe == Probe::Idle && !self.closing {
             if let Some(candidate) = self.carried.failover.fail_back_candidate(self.server, now) {
                 self.probe = Probe::Requested(candidate);
@@ -291,6 +309,7 @@ impl ClientConnection {
             hello,
             fail_back,
             self.hold_until,
+            self.refresh.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -312,6 +331,28 @@ impl ClientConnection {
                 Some(server)
             }
             Probe::Idle | Probe::Running(_) => None,
+        }
+    }
+
+    /// Whether the driver should fetch a fresh token from its provider, once per
+    /// refresh; it hands the token over with [`handle_token`](Self::handle_token).
+    pub fn poll_token_request(&mut self) -> bool {
+        std::mem::take(&mut self.token_wanted)
+    }
+
+    /// The token the driver fetched for the refresh asked for by
+    /// [`poll_token_request`](Self::poll_token_request), at `now`; `None` when the
+    /// provider had none (the refresh is tried again later).
+    pub fn handle_token(&mut self, now: Instant, token: Option<String>) {
+        if self.over || self.closing || !self.refresh.is_pending() {
+            return;
+        }
+        match token {
+            Some(token) => {
+                let frame = ClientFrame::Refresh { token };
+                self.transmits.push_back(Frame::Text(frame.encode()));
+            }
+            None => self.refresh.handle_refused(now),
         }
     }
 
@@ -369,9 +410,12 @@ impl ClientConnection {
                 session,
                 ping_interval_ms,
                 ping_timeout_ms,
+                expires_in_ms,
                 ..
             }) = parsed
             {
+                self.refresh
+                    .handle_lifetime(now, expires_in_ms.map(Duration::from_millis));
                 // A close under way keeps its liveness machine, and so its bound.
                 if !self.closing {
                     let advertised = self.config.liveness(
@@ -402,6 +446,7 @@ impl ClientConnection {
         // After the caller's close frame nothing more may go out (RFC 6455 §5.5.1).
         if to == Mode::Native && !self.closing {
             for channel in std::mem::take(&mut self.subscriptions) {
+                self.subscribing.push(channel.clone());
                 let since = self.carried.positions.since(&channel);
                 let frame = ClientFrame::Subscribe { channel, since };
                 self.transmits.push_back(Frame::Text(frame.encode()));

@@ -41,6 +41,14 @@
 //!   publish ends it too, and reaches the application as text, except `unavailable`:
 //!   then that publish and every later one go out again, and the outbox waits one
 //!   `unavailable_hold`. At most [`PUBLISHES_IN_FLIGHT`] publishes await their ack.
+//! - **Identity.** When `hello` says the identity expires (`expires_in_ms`), a
+//!   [`Refresh`] is scheduled: when it is due,
+//!   [`poll_token_request`](ClientConnection::poll_token_request) asks the driver for
+//!   a fresh token, which it hands back with [`handle_token`](ClientConnection::handle_token) and which
+//!   goes out as `refresh`. `refreshed` reschedules; a refusal is an
+//!   [`Event::Error`] and is tried again later. Any `error` that answers no publish
+//!   is an [`Event::Error`]; a `forbidden` one naming a channel also forgets that
+//!   channel's position. `presence`, `join` and `leave` are events of their own.
 //! - **End.** A `reconnect` hint is kept for the [`End`]. The caller's close sends
 //!   what the outbox holds, then a close 1000. While on a backup, a preferred server
 //!   is probed when [`Failover`](crate::Failover) says it is due; a probe that
@@ -48,8 +56,8 @@
 //!
 //! Files: `machine` (the machine) and `machine/envelopes` (its dealings with a
 //! heartwire server's JSON envelopes), `carried` (what one connection hands on to the
-//! next), `positions` (per-channel positions and gaps), `unacked` (publishes awaiting
-//! their ack), `outgoing` (what the caller sends), `frame` and `event` (what crosses
+//! next), `positions` (per-channel positions and gaps), `refresh` (when the token is
+//! refreshed), `unacked` (publishes awaiting their ack), `outgoing` (what the caller sends), `frame` and `event` (what crosses
 //! the wire, what the application hears).
 
 mod carried;
@@ -58,6 +66,7 @@ mod frame;
 mod machine;
 mod outgoing;
 mod positions;
+mod refresh;
 mod unacked;
 
 pub use carried::Carried;
@@ -65,3 +74,4 @@ pub use event::{Event, GapReason, Incoming};
 pub use frame::Frame;
 pub use machine::{ClientConnection, ConnectionConfig, End, HELLO_WAIT, PUBLISHES_IN_FLIGHT};
 pub use outgoing::{Outbox, Outgoing, Publish};
+pub use refresh::{REFRESH_LEAD, RETRY_FLOOR, Refresh, refresh_after};

@@ -29,6 +29,8 @@ pub enum Outgoing {
     Subscribe(String),
     /// Unsubscribe from a channel (a heartwire server only).
     Unsubscribe(String),
+    /// Ask who is subscribed to a channel (a heartwire server only).
+    Presence(String),
 }
 
 /// The caller's queue of messages, oldest first. The machine takes from its front

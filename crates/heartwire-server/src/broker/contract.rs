@@ -54,6 +54,11 @@ impl SubscribeRequest {
             seq: 0,
         }
     }
+
+    /// Whether `since` is [`unreplayable`](Self::unreplayable).
+    pub(crate) fn is_unreplayable(since: &Position) -> bool {
+        since.epoch == "-"
+    }
 }
 
 /// How a broker's link to other nodes is doing, for `/healthz` and `/metrics`.
@@ -118,6 +123,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// A name for `/healthz` and logs, such as `memory`.
     fn name(&self) -> &'static str;
+
+    /// This node's id among the nodes that share channels (random, made at start),
+    /// for `/healthz` and logs.
+    fn node_id(&self) -> &str;
 
     /// The state of the link to other nodes; a broker of one node is always up.
     fn health(&self) -> BrokerHealth {

@@ -64,26 +64,39 @@ impl Channel {
             .map(|(message, _)| message)
     }
 
-    /// The messages after `since`, or `None` when the history does not reach back
-    /// to it or the epoch is another.
-    fn recover(&self, since: &Position) -> Option<Vec<Arc<Publication>>> {
-        if *since.epoch != *self.epoch || since.seq > self.seq {
-            return None;
+    /// What a subscription `since` a position is given: whether it is recovered,
+    /// the `seq` its `subscribed` names, and the messages that follow that `seq`.
+    /// A position of another epoch (the channel was forgotten, or the server
+    /// restarted) is not recovered, but when the history still holds this epoch
+    /// from its first message, all of them follow from `seq` 0, so nothing published
+    /// since the change is skipped.
+    fn resume(&self, since: &Position) -> (bool, u64, Vec<Arc<Publication>>) {
+        let lost = (false, self.seq, Vec::new());
+        if *since.epoch != *self.epoch {
+            let whole_epoch = self.history.front().is_none_or(|first| first.seq == 1);
+            if SubscribeRequest::is_unreplayable(since) || !whole_epoch {
+                return lost;
+            }
+            return (false, 0, self.history.iter().cloned().collect());
+        }
+        if since.seq > self.seq {
+            return lost;
         }
         if since.seq == self.seq {
-            return Some(Vec::new());
+            return (true, self.seq, Vec::new());
         }
-        let oldest = self.history.front()?.seq;
-        if oldest > since.seq + 1 {
-            return None;
+        match self.history.front() {
+            Some(oldest) if oldest.seq <= since.seq + 1 => (
+                true,
+                self.seq,
+                self.history
+                    .iter()
+                    .filter(|message| message.seq > since.seq)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => lost,
         }
-        Some(
-            self.history
-                .iter()
-                .filter(|message| message.seq > since.seq)
-                .cloned()
-                .collect(),
-        )
     }
 
     /// Adds a member; announces it when it is anonymous or its user's first.
@@ -220,6 +233,7 @@ pub struct MemoryBroker<C = SystemClock> {
     state: Mutex<State>,
     retention: Retention,
     clock: C,
+    node_id: String,
 }
 
 impl MemoryBroker {
@@ -236,6 +250,7 @@ impl<C: Clock> MemoryBroker<C> {
             state: Mutex::default(),
             retention,
             clock,
+            node_id: random_id(),
         }
     }
 
@@ -258,17 +273,22 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         let mut state = self.state();
         state.sweep(now, &self.retention);
         let entry = state.channel(&channel, now);
-        let recovered = since.as_ref().map(|since| entry.recover(since));
+        let (recovered, seq, missed) = match &since {
+            Some(since) => {
+                let (recovered, seq, missed) = entry.resume(since);
+                (Some(recovered), seq, missed)
+            }
+            None => (None, entry.seq, Vec::new()),
+        };
         let confirmation = Outbound::Subscribed {
             channel: channel.clone(),
-            seq: entry.seq,
+            seq,
             epoch: entry.epoch.clone(),
-            recovered: recovered.as_ref().map(Option::is_some),
+            recovered,
         };
         let retained = with_retained
             .then(|| entry.retained(now).cloned())
             .flatten();
-        let missed = recovered.flatten().unwrap_or_default();
         let items = std::iter::once(confirmation)
             .chain(retained.map(Outbound::Message))
             .chain(missed.into_iter().map(Outbound::Message));
@@ -370,6 +390,10 @@ impl<C: Clock> Broker for MemoryBroker<C> {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
     }
 }
 
@@ -562,7 +586,37 @@ mod tests {
             seq: 0,
         };
         subscribe(&broker, "room", &stranger, Some(since));
-        assert_eq!(drain(&stranger), ["subscribed room 1 recovered=false"]);
+        // Not recovered, but nothing of this epoch is skipped: it follows from seq 0.
+        assert_eq!(
+            drain(&stranger),
+            ["subscribed room 0 recovered=false", "message 1 1"]
+        );
+    }
+
+    #[test]
+    fn another_epoch_past_the_history_is_not_replayed() {
+        let broker = MemoryBroker::new(retention());
+        for n in 1..=8 {
+            publish(&broker, "room", &n.to_string(), None);
+        }
+        // History holds 4..=8: the epoch's first messages are gone.
+        let stranger = mailbox(1);
+        let since = Position {
+            epoch: "not-this-one".into(),
+            seq: 3,
+        };
+        subscribe(&broker, "room", &stranger, Some(since));
+        assert_eq!(drain(&stranger), ["subscribed room 8 recovered=false"]);
+    }
+
+    #[test]
+    fn a_subscriber_without_the_history_permission_gets_no_replay() {
+        let broker = MemoryBroker::new(retention());
+        publish(&broker, "room", "1", None);
+        let barred = mailbox(1);
+        let since = SubscribeRequest::unreplayable();
+        subscribe(&broker, "room", &barred, Some(since));
+        assert_eq!(drain(&barred), ["subscribed room 1 recovered=false"]);
     }
 
     #[test]

@@ -31,6 +31,16 @@ pub struct HeartbeatConventions {
     )]
     pub heartbeat_interval: Duration,
 
+    /// Send the magic heartbeat string only on the facilities matching PATTERN (a glob
+    /// where * matches anything, e.g. chat*); repeat for several. The environment
+    /// variable holds one pattern, the config file a list (every facility unless given)
+    #[arg(
+        long = "heartbeat-facility",
+        env = "HEARTWIRE_HEARTBEAT_FACILITY",
+        value_name = "PATTERN"
+    )]
+    pub heartbeat_facilities: Vec<String>,
+
     /// Answer the text IN with the text OUT on every endpoint, as a heartbeat that is
     /// never published or echoed; repeat for several rules (e.g. ping=pong). The
     /// environment variable holds one rule; the config file takes a list
@@ -41,6 +51,17 @@ pub struct HeartbeatConventions {
         allow_hyphen_values = true
     )]
     pub heartbeat_replies: Vec<HeartbeatReply>,
+}
+
+impl HeartbeatConventions {
+    /// Whether the magic heartbeat string goes to sockets of `facility`.
+    pub(crate) fn is_sent_on(&self, facility: &str) -> bool {
+        self.heartbeat_facilities.is_empty()
+            || self
+                .heartbeat_facilities
+                .iter()
+                .any(|pattern| super::glob_matches(pattern, facility))
+    }
 }
 
 impl Default for HeartbeatConventions {

@@ -44,11 +44,13 @@ pub use retention::Retention;
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerConfig {
-    /// Address and port to listen on
+    /// Address and port to listen on: 127.0.0.1:8080, [::1]:8080, localhost:8080,
+    /// :8080 (every interface) or 8080 (loopback)
     #[arg(
         long,
         env = "HEARTWIRE_LISTEN",
         value_name = "ADDR",
+        value_parser = parse::listen,
         default_value = "127.0.0.1:8080"
     )]
     #[serde(skip)]
@@ -171,13 +173,14 @@ impl ServerConfig {
             .any(|pattern| glob::glob_matches(pattern, channel))
     }
 
-    /// Liveness timing of a connection, with the magic heartbeat when it sends one.
-    pub(crate) fn liveness(&self, sends_heartbeat_text: bool) -> LivenessConfig {
+    /// Liveness timing of a connection (on `facility`, for django-websocket-redis's
+    /// endpoint), with the magic heartbeat when it is sent there.
+    pub(crate) fn liveness(&self, facility: Option<&str>) -> LivenessConfig {
         let heartbeats = &self.heartbeats;
-        self.liveness.machine(
-            (sends_heartbeat_text && heartbeats.heartbeat_text.is_some())
-                .then_some(heartbeats.heartbeat_interval),
-        )
+        let sends_text = heartbeats.heartbeat_text.is_some()
+            && facility.is_some_and(|facility| heartbeats.is_sent_on(facility));
+        self.liveness
+            .machine(sends_text.then_some(heartbeats.heartbeat_interval))
     }
 }
 

@@ -2,6 +2,7 @@
 //! environment variable or the config file): these are clap value parsers, and each
 //! error says what was expected.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -29,6 +30,38 @@ pub(crate) fn switch(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Where to listen: `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`: a
+/// name is resolved now, its first address taken), `:PORT` (every interface, as
+/// in Go and Node) or a bare `PORT` (loopback only, like the default).
+pub(crate) fn listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let port = |digits: &str| {
+        digits.parse::<u16>().map_err(|_| {
+            format!("{text:?} has no port 0-65535 (write 127.0.0.1:8080, :8080 or 8080)")
+        })
+    };
+    if let Some(digits) = text.strip_prefix(':') {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port(digits)?)));
+    }
+    if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port(text)?)));
+    }
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let Some((host, digits)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?} is not an address to listen on (write 127.0.0.1:8080, :8080 or 8080)"
+        ));
+    };
+    let port = port(digits)?;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {host:?} ({err})"))?
+        .next()
+        .ok_or_else(|| format!("{host:?} resolves to no address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +80,23 @@ mod tests {
         assert_eq!(switch("OFF"), Ok(false));
         assert_eq!(switch("false"), Ok(false));
         assert!(switch("maybe").unwrap_err().contains("on or off"));
+    }
+
+    #[test]
+    fn listen_addresses_read_as_people_write_them() {
+        let addr = |text: &str| listen(text).map(|addr| addr.to_string());
+        assert_eq!(addr("127.0.0.1:8080"), Ok("127.0.0.1:8080".into()));
+        assert_eq!(addr("[::1]:9000"), Ok("[::1]:9000".into()));
+        assert_eq!(addr(":8080"), Ok("0.0.0.0:8080".into()));
+        assert_eq!(addr("8080"), Ok("127.0.0.1:8080".into()));
+        let local = listen("localhost:8080").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        assert!(listen("8080000").unwrap_err().contains("no port"));
+        assert!(listen("localhost").unwrap_err().contains("not an address"));
+        assert!(
+            listen("host.invalid:80")
+                .unwrap_err()
+                .contains("cannot resolve")
+        );
     }
 }

@@ -44,7 +44,7 @@ impl<E: Endpoint> Handler<E> {
         identity: Option<Box<Identity>>,
         now: Instant,
     ) -> Self {
-        let liveness = Liveness::new(server.config.liveness(E::SENDS_HEARTBEAT_TEXT), now);
+        let liveness = Liveness::new(server.config.liveness(endpoint.facility()), now);
         let mut context = Context {
             server,
             mailbox,

@@ -87,6 +87,7 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            started: now,
         });
         Self {
             state,

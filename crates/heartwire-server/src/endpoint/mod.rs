@@ -29,8 +29,11 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     /// Which endpoint this is, for metrics.
     const KIND: EndpointKind;
 
-    /// Whether the magic heartbeat string is sent on this endpoint.
-    const SENDS_HEARTBEAT_TEXT: bool = false;
+    /// The django-websocket-redis facility of this connection: the magic heartbeat
+    /// string may be sent only on a facility.
+    fn facility(&self) -> Option<&str> {
+        None
+    }
 
     /// The connection is open: send greetings, subscribe.
     fn on_open(&mut self, context: &mut Context);

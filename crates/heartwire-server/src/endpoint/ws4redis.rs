@@ -153,7 +153,10 @@ impl Ws4Redis {
 
 impl Endpoint for Ws4Redis {
     const KIND: EndpointKind = EndpointKind::Ws4Redis;
-    const SENDS_HEARTBEAT_TEXT: bool = true;
+
+    fn facility(&self) -> Option<&str> {
+        Some(&self.facility)
+    }
 
     fn on_open(&mut self, context: &mut Context) {
         let subscribed = self.permitted(self.subscribe, Action::Subscribe, context);

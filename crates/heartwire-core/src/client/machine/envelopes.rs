@@ -1,6 +1,6 @@
 //! What the machine does with a heartwire server's envelopes: channel messages and
-//! their positions, acks and errors of publishes, the `reconnect` hint; and how the
-//! caller's messages become envelopes.
+//! their positions, acks and errors of publishes, other errors, presence, token
+//! refreshes, the `reconnect` hint; and how the caller's messages become envelopes.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ impl ClientConnection {
                 epoch,
                 recovered,
             }) => {
+                self.subscribing.retain(|known| *known != channel);
                 let positions = &mut self.carried.positions;
                 let gap = positions.handle_subscribed(&channel, seq, &epoch, recovered);
                 if let Some(gap) = gap {
@@ -63,14 +64,56 @@ impl ClientConnection {
                 self.carried.unacked.ack(&id);
                 self.events.push_back(Event::Message(Incoming::Text(text)));
             }
+            Some(ServerFrame::Error {
+                code,
+                reason,
+                id: None,
+                channel,
+            }) => self.refused(now, code, reason, channel),
             Some(ServerFrame::Reconnect { after_ms, .. }) => {
                 self.retry_after = Some(Duration::from_millis(after_ms));
             }
-            Some(
-                ServerFrame::Pong { .. }
-                | ServerFrame::Unsubscribed { .. }
-                | ServerFrame::Hello { .. },
-            ) => {}
+            Some(ServerFrame::Refreshed { expires_in_ms }) => {
+                let expires_in = expires_in_ms.map(Duration::from_millis);
+                self.refresh.handle_lifetime(now, expires_in);
+                self.events.push_back(Event::Refreshed { expires_in });
+            }
+            Some(ServerFrame::Presence {
+                channel,
+                members,
+                users,
+            }) => self.events.push_back(Event::Presence {
+                channel,
+                members,
+                users,
+            }),
+            Some(ServerFrame::Join {
+                channel,
+                session,
+                user,
+            }) => self.events.push_back(Event::Join {
+                channel,
+                session,
+                user,
+            }),
+            Some(ServerFrame::Leave {
+                channel,
+                session,
+                user,
+            }) => self.events.push_back(Event::Leave {
+                channel,
+                session,
+                user,
+            }),
+            Some(ServerFrame::Unsubscribed { channel }) => {
+                if let Some(at) = self.leaving.iter().position(|known| *known == channel) {
+                    self.leaving.swap_remove(at);
+                } else {
+                    self.carried.positions.forget(&channel);
+                    self.events.push_back(Event::SubscriptionEnded { channel });
+                }
+            }
+            Some(ServerFrame::Pong { .. } | ServerFrame::Hello { .. }) => {}
             _ => self.events.push_back(Event::Message(Incoming::Text(text))),
         }
     }
@@ -91,6 +134,9 @@ impl ClientConnection {
                 Some(Frame::Text(frame.encode()))
             }
             Outgoing::Subscribe(channel) if native => {
+                if !self.subscribing.contains(&channel) {
+                    self.subscribing.push(channel.clone());
+                }
                 let since = self.carried.positions.since(&channel);
                 Some(Frame::Text(
                     ClientFrame::Subscribe { channel, since }.encode(),
@@ -98,10 +144,18 @@ impl ClientConnection {
             }
             Outgoing::Unsubscribe(channel) if native => {
                 self.carried.positions.forget(&channel);
+                self.subscribing.retain(|known| *known != channel);
+                self.leaving.push(channel.clone());
                 Some(Frame::Text(ClientFrame::Unsubscribe { channel }.encode()))
             }
+            Outgoing::Presence(channel) if native => {
+                Some(Frame::Text(ClientFrame::Presence { channel }.encode()))
+            }
             // Envelopes mean nothing to a server that is not heartwire.
-            Outgoing::Publish(_) | Outgoing::Subscribe(_) | Outgoing::Unsubscribe(_) => None,
+            Outgoing::Publish(_)
+            | Outgoing::Subscribe(_)
+            | Outgoing::Unsubscribe(_)
+            | Outgoing::Presence(_) => None,
         }
     }
 
@@ -116,6 +170,33 @@ impl ClientConnection {
         again.append(&mut self.carried.resend);
         self.carried.resend = again;
         self.hold_until = Some(now + self.config.unavailable_hold);
+    }
+
+    /// An `error` that answers no publish. A `forbidden` naming a channel whose
+    /// `subscribed` is awaited refuses that subscribe: the channel is forgotten. An
+    /// `unauthorized` or `forbidden` without a channel while a refresh is under way
+    /// answers the refresh.
+    fn refused(&mut self, now: Instant, code: ErrorCode, reason: String, channel: Option<String>) {
+        match (channel, code) {
+            (Some(channel), ErrorCode::Forbidden) if self.subscribing.contains(&channel) => {
+                self.subscribing.retain(|known| *known != channel);
+                self.carried.positions.forget(&channel);
+                self.events
+                    .push_back(Event::SubscriptionRefused { channel, reason });
+            }
+            (channel, code) => {
+                if channel.is_none()
+                    && matches!(code, ErrorCode::Unauthorized | ErrorCode::Forbidden)
+                {
+                    self.refresh.handle_refused(now);
+                }
+                self.events.push_back(Event::Error {
+                    code,
+                    reason,
+                    channel,
+                });
+            }
+        }
     }
 
     fn deliver(&mut self, channel: String, seq: u64, data: Value) {

@@ -28,7 +28,7 @@ pub(super) async fn join(shared: Arc<Shared>, request: SubscribeRequest, joining
             return;
         }
         let from = since.as_ref().or(resume_from.as_ref());
-        match lineage::snapshot(&shared, &channel, from, with_retained).await {
+        match lineage::resume(&shared, &channel, from, with_retained).await {
             Ok(mut snapshot) => {
                 if since.is_none() && snapshot.recovered == Some(true) {
                     // The position was this node's, not asked by the client.

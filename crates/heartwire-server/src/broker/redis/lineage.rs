@@ -20,6 +20,7 @@ use super::commands;
 use super::names::ChannelNames;
 use super::replies::{Checked, Snapshot};
 use super::shared::{PROBE_EVERY, Shared};
+use crate::broker::contract::SubscribeRequest;
 use crate::id::random_id;
 
 /// How many times a call stopped by a stamp is judged and tried again before it
@@ -62,6 +63,38 @@ pub(super) async fn snapshot(
         }
     }
     Err(still_stale())
+}
+
+/// [`snapshot`] for a subscriber at `since`. When `since` is of another epoch (Redis
+/// lost its data, a fail-over cut the history, the channel was forgotten) the old
+/// epoch's messages are gone, but the new epoch's are all new to the subscriber: when
+/// the stream still holds them from the first, the snapshot carries them all, with
+/// `seq` 0 and `recovered: false`, so nothing published in the new epoch is skipped.
+pub(super) async fn resume(
+    shared: &Shared,
+    channel: &Arc<str>,
+    since: Option<&Position>,
+    with_retained: bool,
+) -> redis::RedisResult<Snapshot> {
+    let mut snapshot = snapshot(shared, channel, since, with_retained).await?;
+    let other_epoch = since.is_some_and(|since| {
+        *since.epoch != *snapshot.epoch && !SubscribeRequest::is_unreplayable(since)
+    });
+    if other_epoch && snapshot.recovered == Some(false) {
+        let start = Position {
+            epoch: snapshot.epoch.to_string(),
+            seq: 0,
+        };
+        let mut whole = self::snapshot(shared, channel, Some(&start), false).await?;
+        if whole.recovered == Some(true) && whole.epoch == snapshot.epoch {
+            whole.seq = 0;
+            whole.recovered = Some(false);
+            whole.retained = snapshot.retained.take();
+            whole.renewed |= snapshot.renewed;
+            snapshot = whole;
+        }
+    }
+    Ok(snapshot)
 }
 
 /// Decides what a channel stamped with another history becomes: adopted when a

@@ -159,9 +159,12 @@ impl LocalChannel {
                 None,
             ))
         });
+        // What the snapshot covers: up to its `seq`, or further when it carries the
+        // messages of a new epoch from its first.
+        let covered = missed.last().map_or(seq, |last| last.seq.max(seq));
         let later = buffered.into_iter().filter_map(|(message_epoch, message)| {
             let fresh = match &message_epoch {
-                Some(message_epoch) => *message_epoch != epoch || message.seq > seq,
+                Some(message_epoch) => *message_epoch != epoch || message.seq > covered,
                 None => true,
             };
             fresh.then_some(message)
@@ -174,11 +177,11 @@ impl LocalChannel {
             // Everything this node delivered so far in the snapshot's epoch reached
             // the joiner, from the snapshot or from its buffer.
             let after = match &self.position {
-                Some((known, last)) if *known == epoch => (*last).max(seq),
-                _ => seq,
+                Some((known, last)) if *known == epoch => (*last).max(covered),
+                _ => covered,
             };
             if self.position.is_none() {
-                self.position = Some((epoch, seq));
+                self.position = Some((epoch, covered));
             }
             let subscriber = Subscriber {
                 mailbox: mailbox.clone(),

@@ -136,6 +136,17 @@ impl Drop for RedisBroker {
 
 impl Broker for RedisBroker {
     fn subscribe(&self, request: SubscribeRequest) {
+        if !self.shared.can_publish(&request.channel) {
+            // The join waits for Redis; the client hears at once why nothing comes yet.
+            request.subscriber.deliver(Outbound::Error {
+                code: ErrorCode::Unavailable,
+                reason: format!(
+                    "cannot subscribe to {} yet: Redis is unreachable; `subscribed` follows when it is back",
+                    request.channel
+                ),
+                id: None,
+            });
+        }
         let joining = self.shared.channels().join(
             &request.channel,
             request.subscriber.id(),
@@ -199,6 +210,10 @@ impl Broker for RedisBroker {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn node_id(&self) -> &str {
+        self.shared.node_id()
     }
 
     fn health(&self) -> BrokerHealth {

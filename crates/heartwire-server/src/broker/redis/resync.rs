@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use heartwire_core::protocol::Position;
-
 use super::channels::Resync;
 use super::lineage;
 use super::placement::{Placed, subscribe};
@@ -38,26 +36,8 @@ async fn run(shared: Arc<Shared>, resync: Resync) {
         if subscribe(&shared, &channel).await == Placed::Gone {
             return;
         }
-        match lineage::snapshot(&shared, &channel, position.as_ref(), false).await {
-            Ok(mut snapshot) => {
-                let epoch_changed = position
-                    .as_ref()
-                    .is_some_and(|position| *position.epoch != *snapshot.epoch);
-                if epoch_changed && snapshot.recovered == Some(false) {
-                    let start = Position {
-                        epoch: snapshot.epoch.to_string(),
-                        seq: 0,
-                    };
-                    if let Ok(whole) =
-                        lineage::snapshot(&shared, &channel, Some(&start), false).await
-                    {
-                        if whole.recovered == Some(true) && whole.epoch == snapshot.epoch {
-                            snapshot = whole;
-                            snapshot.seq = 0;
-                            snapshot.recovered = Some(false);
-                        }
-                    }
-                }
+        match lineage::resume(&shared, &channel, position.as_ref(), false).await {
+            Ok(snapshot) => {
                 let recovered = snapshot.recovered;
                 let missed = snapshot.missed.len();
                 tracing::info!(%channel, ?recovered, missed, "channel resynced");

@@ -104,6 +104,21 @@ impl RedisConfig {
         if urls.is_empty() {
             return Err(Error::Config(format!("{what} needs at least one URL")));
         }
+        let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+        if let Some(url) = urls
+            .iter()
+            .find(|url| !schemes.iter().any(|s| url.starts_with(s)))
+        {
+            // Text with an `@` may hold a password: it is not repeated.
+            let given = if url.contains('@') {
+                "the URL given"
+            } else {
+                url.as_str()
+            };
+            return Err(Error::Config(format!(
+                "{what}: {given} is not a Redis URL; it starts with redis:// (rediss:// for TLS), e.g. redis://127.0.0.1:6379/"
+            )));
+        }
         if self.prefix.contains(['{', '}']) {
             return Err(Error::Config(format!(
                 "redis-prefix {:?} must not contain braces: they would be a cluster hash tag",

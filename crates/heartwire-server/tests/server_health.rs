@@ -1,0 +1,65 @@
+//! `/healthz` over a real socket: what it tells an operator (version, node, uptime,
+//! broker), and that a shutting-down server keeps answering it with `draining` (503)
+//! while its connections close, so a load balancer sees the node leave.
+
+use std::time::Duration;
+
+use heartwire_server::ServerConfig;
+use heartwire_testkit::{PATIENCE, TestServer, connect_native, http_get, http_request};
+
+async fn health(server: std::net::SocketAddr) -> serde_json::Value {
+    serde_json::from_str(&http_get(server, "/healthz").await).expect("/healthz is JSON")
+}
+
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn healthz_names_the_version_the_node_and_the_uptime() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let first = health(server.addr).await;
+    assert_eq!(first["status"], "ok");
+    assert_eq!(first["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(first["broker"], "memory");
+    let node = first["node"].as_str().expect("a node id");
+    assert_eq!(node.len(), 16, "{node}");
+    assert!(first["uptime_seconds"].as_u64().is_some(), "{first}");
+    // The node keeps its id.
+    assert_eq!(health(server.addr).await["node"], node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_server_answers_healthz_with_503_until_its_connections_are_gone() {
+    let mut config = ServerConfig::default();
+    config.liveness.close_timeout = Duration::from_secs(2);
+    let server = TestServer::start(config).await;
+    let addr = server.addr;
+    // A client that never reads: it does not answer the close, so draining lasts.
+    let (_silent, _) = connect_native(&server).await;
+    let stopping = tokio::spawn(server.shut_down());
+
+    let started = tokio::time::Instant::now();
+    let response = loop {
+        let response = http_request(addr, "GET /healthz HTTP/1.0\r\nHost: test\r\n\r\n").await;
+        if response.contains("draining") {
+            break response;
+        }
+        assert!(started.elapsed() < PATIENCE, "never draining: {response}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status_line(&response).contains(" 503 "), "{response}");
+    // A new upgrade is refused while the node drains.
+    let upgrade = http_request(
+        addr,
+        "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status_line(&upgrade).contains(" 503 "), "{upgrade}");
+    tokio::time::timeout(PATIENCE * 3, stopping)
+        .await
+        .expect("the server stops once the close timeout passed")
+        .expect("shut down");
+}
