@@ -188,11 +188,17 @@ impl Reader {
             }
             OpCode::Control(_) => Ok(mask),
             OpCode::Data(_) => {
-                let (so_far, compressed) = match &self.fragmented {
+                // A new message inside a fragmented one counts what that one holds too:
+                // it is refused for its size before it is refused for its place.
+                let so_far = self
+                    .fragmented
+                    .as_ref()
+                    .map_or(0, |message| message.data.len());
+                let compressed = match &self.fragmented {
                     Some(message) if header.opcode == OpCode::Data(Data::Continue) => {
-                        (message.data.len(), message.compressed)
+                        message.compressed
                     }
-                    _ => (0, header.rsv1),
+                    _ => header.rsv1,
                 };
                 let limit = if compressed {
                     // What does not compress grows a little on the wire (by a few
@@ -647,6 +653,20 @@ mod tests {
         let messages = read_all(&mut reader, &[]).unwrap();
         assert_eq!(messages, [Message::Text("early".into())]);
         assert_eq!(reader.partial.capacity(), 0);
+    }
+
+    /// Found by fuzzing (target `frame_decoder`): with permessage-deflate, a new
+    /// message that began inside a fragmented one was measured on its own, so it was
+    /// refused for its place (1002) where the size of both called for 1009 first, as
+    /// the reference decoder says.
+    #[test]
+    fn a_new_message_inside_a_fragmented_one_is_measured_with_it() {
+        let mut input = frame(0x2, false, &[0; 60]);
+        input.extend(frame(0x2, true, &[0; 41]));
+        for inflates in [false, true] {
+            let result = read_all(&mut Reader::new(100, inflates), &input);
+            assert_eq!(result, Err(DisconnectReason::MessageTooBig), "{inflates}");
+        }
     }
 
     /// A client frame with RSV1 set: the first frame of a compressed message.
