@@ -95,6 +95,14 @@ export class HeartwireServer {
     this.#child = null;
   }
 
+  /** Stops the server as a deploy does (SIGTERM: it tells its clients, then exits). */
+  async stop() {
+    if (!this.#child || this.#child.exitCode !== null) return;
+    this.#child.kill('SIGTERM');
+    await this.exited;
+    this.#child = null;
+  }
+
   /** The server's Prometheus counters, by their full name with labels. */
   async metrics() {
     const text = await (await fetch(`${this.origin}/metrics`)).text();
@@ -163,6 +171,8 @@ async function groupHasLiveProcess(pgid) {
 /**
  * Starts Chromium with a fresh profile and connects playwright-core to it over CDP.
  *
+ * Also returns `pgid`, the process group of Chromium and its helpers (to stop or kill them all).
+ *
  * Playwright's own launch turns on focus emulation for every page, and a page with focus
  * emulation cannot be frozen (`Page.setWebLifecycleState` is then ignored); connecting with
  * `noDefaults` leaves the default context as Chromium made it. `extraArgs` are added to the
@@ -201,7 +211,7 @@ export async function launchBrowser({ extraArgs = [] } = {}) {
     await waitUntil(async () => !(await groupHasLiveProcess(child.pid)), 20_000, 'chromium\'s processes to end');
     await rm(profile, { recursive: true, force: true });
   };
-  return { context, close };
+  return { context, close, pgid: child.pid };
 }
 
 /**

@@ -59,27 +59,25 @@ pub(crate) fn start<E: Endpoint>(
     mut slot: Slot,
 ) -> ConnectionTask<E> {
     let server = slot.server().clone();
+    let address = slot.address();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
     let connection = Connection {
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler::open(endpoint, server, mailbox, identity, now),
+        handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask {
-        connection,
-        _slot: slot,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
 /// connection's memory is mostly this.
 pub(crate) struct ConnectionTask<E> {
     connection: Connection<E>,
-    /// Held for its `Drop`: the slot is given back, and the connection unregistered,
+    /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
@@ -90,8 +88,7 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
         handler.context.server.metrics.disconnected(&reason);
-        let id = handler.context.mailbox.id();
-        tracing::debug!(connection = id, %reason, "connection ended");
+        self.slot.log_end(&reason);
         // The task drops its future now, and with it the slot.
         Poll::Ready(())
     }
@@ -192,6 +189,7 @@ impl<E: Endpoint> Connection<E> {
                 }
                 Poll::Pending => return Reading::Idle,
             }
+            handler.note_incomplete(self.socket.holds_incomplete(), now);
         }
         Reading::OutOfBudget
     }

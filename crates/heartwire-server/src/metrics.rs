@@ -7,6 +7,12 @@
 //! A histogram sample is kept until it is folded into its buckets, which a scrape
 //! does, and so does [`ServerMetrics::keep_up`] every few seconds: a server nobody
 //! scrapes would otherwise keep one sample per Pong forever.
+//!
+//! A scrape lists families by name and series by labels ([`order`]), then the
+//! process's own figures ([`process`], `process_*`) and `heartwire_build_info`.
+
+mod order;
+mod process;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -31,7 +37,7 @@ pub(crate) struct EndpointMetrics {
 /// Every metric of one server.
 pub(crate) struct ServerMetrics {
     recorder: PrometheusRecorder,
-    endpoints: [EndpointMetrics; 3],
+    endpoints: [EndpointMetrics; EndpointKind::ALL.len()],
     disconnects: [Counter; DisconnectReason::LABELS.len()],
     pub(crate) pings_sent: Counter,
     pub(crate) pongs_received: Counter,
@@ -47,14 +53,22 @@ pub(crate) struct ServerMetrics {
     broker_epochs_renewed: Counter,
 }
 
-/// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), and each
-/// refusal of credentials.
-const REFUSAL_LABELS: [&str; 5] = [
+/// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), each
+/// refusal of credentials, and each limit of docs/SECURITY.md ("Floods and memory
+/// pinning").
+const REFUSAL_LABELS: [&str; 12] = [
     "origin",
     Refusal::LABELS[0],
     Refusal::LABELS[1],
     Refusal::LABELS[2],
     Refusal::LABELS[3],
+    "max_connections_per_ip",
+    "max_connections_per_user",
+    "accept_rate",
+    "message_rate",
+    "too_many_channels",
+    "id_too_long",
+    "accept_error",
 ];
 
 /// How often histogram samples are folded into their buckets between scrapes.
@@ -77,7 +91,7 @@ impl ServerMetrics {
         describe(
             "heartwire_connections_accepted_total",
             None,
-            "WebSocket connections accepted",
+            "Connections accepted (WebSocket, and SSE streams)",
         );
         describe(
             "heartwire_disconnects_total",
@@ -113,17 +127,27 @@ impl ServerMetrics {
         describe(
             "heartwire_rejected_total",
             None,
-            "Upgrades refused at max-connections",
+            "Connections refused at max-connections (HTTP 503), counting those not upgraded yet",
         );
         describe(
             "heartwire_refused_total",
             None,
-            "Upgrades refused for their origin (HTTP 403) or their credentials (close 4401, 4403, 4498 or 1013), by reason",
+            "Requests refused, by reason: an upgrade for its origin (HTTP 403) or credentials (close 4401, 4403, 4498 or 1013); a connection past its address's or user's limit (HTTP 429) or the accept rate (HTTP 503); a message past the message rate; a publish or subscribe past a channel limit or with too long an id; an accept that failed (out of file descriptors)",
         );
         describe(
             "heartwire_broker_reconnects_total",
             None,
             "Times the broker lost its link to other nodes (Redis) and made it again",
+        );
+        recorder.describe_gauge(
+            "heartwire_channels".into(),
+            None,
+            "Channels this node holds (with subscribers, or history kept in process)".into(),
+        );
+        recorder.describe_gauge(
+            "heartwire_subscriptions".into(),
+            None,
+            "Subscriptions of this node's connections, over all channels".into(),
         );
         recorder.describe_gauge(
             "heartwire_broker_up".into(),
@@ -158,7 +182,7 @@ impl ServerMetrics {
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
-            "Open WebSocket connections".into(),
+            "Open connections (WebSocket, and SSE streams)".into(),
         );
         recorder.describe_histogram(
             "heartwire_rtt_seconds".into(),
@@ -248,6 +272,14 @@ impl ServerMetrics {
     /// The Prometheus text exposition of every metric, with the broker's state as of now.
     pub(crate) fn render(&self, broker: &BrokerHealth) -> String {
         self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
+        for (name, value) in [
+            ("heartwire_channels", broker.channels),
+            ("heartwire_subscriptions", broker.subscriptions),
+        ] {
+            self.recorder
+                .register_gauge(&Key::from_name(name), &METADATA)
+                .set(value as f64);
+        }
         self.broker_reconnects.absolute(broker.reconnects);
         self.broker_failovers.absolute(broker.failovers);
         self.broker_epochs_renewed.absolute(broker.epochs_renewed);
@@ -264,7 +296,15 @@ impl ServerMetrics {
                 .register_counter(&key("heartwire_broker_shard_failovers_total"), &METADATA)
                 .absolute(shard.failovers);
         }
-        self.recorder.handle().render()
+        let mut text = order::stable(&self.recorder.handle().render());
+        text.push_str(&process::render());
+        text.push_str(&format!(
+            "# HELP heartwire_build_info The running heartwire's version.\n\
+             # TYPE heartwire_build_info gauge\n\
+             heartwire_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        ));
+        text
     }
 
     /// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`]; runs for
@@ -303,7 +343,10 @@ mod tests {
                 failovers: 1,
                 channels: 4,
             }],
+            channels: 4,
+            subscriptions: 9,
         });
+        assert!(text.contains("heartwire_subscriptions 9"), "{text}");
         assert!(
             text.contains("heartwire_broker_failovers_total 1"),
             "{text}"

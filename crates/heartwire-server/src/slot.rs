@@ -1,10 +1,20 @@
 //! A connection's place in the server.
 //!
 //! A [`Slot`] is taken before the WebSocket upgrade, so a full server answers HTTP 503
-//! instead of accepting a connection it cannot hold; the slot is given back when the
-//! connection's task ends, however it ends.
+//! (429 for a client address or user that holds its most) instead of accepting a
+//! connection it cannot hold; the slot is given back when the connection's task
+//! ends, however it ends, with the counts of its address and user.
+//!
+//! The log has one line at info level when a connection opens (its session, as the
+//! client sees it, its address, endpoint and user) and one when it ends, with the
+//! reason and how long it lasted.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
+
+use heartwire_core::protocol::session_name;
 
 use crate::endpoint::EndpointKind;
 use crate::id::{ConnectionId, new_connection_id};
@@ -14,23 +24,74 @@ use crate::state::ServerState;
 /// A connection's place in the server, given back on drop.
 pub(crate) struct Slot {
     server: Arc<ServerState>,
-    opened: Option<(ConnectionId, EndpointKind)>,
+    address: IpAddr,
+    user: Option<Arc<str>>,
+    opened: Option<Opened>,
+}
+
+/// A connection that took its slot.
+struct Opened {
+    id: ConnectionId,
+    endpoint: EndpointKind,
+    at: Instant,
+}
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// The server is shutting down.
+    Draining,
+    /// `--max-connections` are open.
+    Full,
+    /// The client's address holds `--max-connections-per-ip`.
+    AddressFull,
 }
 
 impl Slot {
-    /// Takes a slot for a new connection, unless the server is full or draining.
-    pub(crate) fn reserve(server: &Arc<ServerState>) -> Option<Self> {
-        server
+    /// Takes a slot for a new connection from `address`, unless the server is full or
+    /// draining or the address holds its most.
+    pub(crate) fn reserve(server: &Arc<ServerState>, address: IpAddr) -> Result<Self, NoSlot> {
+        if server.registry.is_draining() {
+            return Err(NoSlot::Draining);
+        }
+        if !server
             .registry
             .take_slot(server.config.limits.max_connections)
-            .then(|| Self {
-                server: server.clone(),
-                opened: None,
-            })
+        {
+            return Err(NoSlot::Full);
+        }
+        let per_ip = server.config.rates.max_connections_per_ip;
+        if !server.admission.take_ip(address, per_ip) {
+            server.registry.release();
+            return Err(NoSlot::AddressFull);
+        }
+        Ok(Self {
+            server: server.clone(),
+            address,
+            user: None,
+            opened: None,
+        })
+    }
+
+    /// Counts the connection for `user`, unless the user holds
+    /// `--max-connections-per-user` already.
+    pub(crate) fn claim_user(&mut self, user: &str) -> bool {
+        let user: Arc<str> = Arc::from(user);
+        let max = self.server.config.rates.max_connections_per_user;
+        let taken = self.server.admission.take_user(&user, max);
+        if taken {
+            self.user = Some(user);
+        }
+        taken
     }
 
     pub(crate) fn server(&self) -> &Arc<ServerState> {
         &self.server
+    }
+
+    /// The address the connection comes from.
+    pub(crate) fn address(&self) -> IpAddr {
+        self.address
     }
 
     /// The upgrade is done: registers the connection and returns its mailbox.
@@ -41,18 +102,49 @@ impl Slot {
         let metrics = self.server.metrics.endpoint(endpoint);
         metrics.accepted.increment(1);
         metrics.open.increment(1.0);
-        self.opened = Some((id, endpoint));
+        tracing::info!(
+            session = %session_name(id),
+            address = %self.address,
+            endpoint = endpoint.label(),
+            user = self.user.as_deref().unwrap_or("-"),
+            "connection opened"
+        );
+        self.opened = Some(Opened {
+            id,
+            endpoint,
+            at: Instant::now(),
+        });
         mailbox
+    }
+
+    /// Logs the end of the connection, for `reason`.
+    pub(crate) fn log_end(&self, reason: &dyn fmt::Display) {
+        let Some(opened) = &self.opened else {
+            return;
+        };
+        tracing::info!(
+            session = %session_name(opened.id),
+            address = %self.address,
+            endpoint = opened.endpoint.label(),
+            user = self.user.as_deref().unwrap_or("-"),
+            %reason,
+            seconds = opened.at.elapsed().as_secs_f64(),
+            "connection ended"
+        );
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let registry = &self.server.registry;
-        if let Some((id, endpoint)) = self.opened {
+        if let Some(Opened { id, endpoint, .. }) = self.opened {
             registry.unregister(id);
             self.server.metrics.endpoint(endpoint).open.decrement(1.0);
         }
+        if let Some(user) = &self.user {
+            self.server.admission.release_user(user);
+        }
+        self.server.admission.release_ip(self.address);
         registry.release();
     }
 }

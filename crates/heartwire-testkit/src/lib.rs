@@ -2,21 +2,28 @@
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
 //! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
+//! - [`netns`]: two network namespaces joined by a veth pair, and the path between
+//!   them dropped silently in either direction (the half-open tests);
+//! - [`timed`]: child processes whose output lines are stamped as they arrive;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
 //!   watched by sentinels ([`redis_process`] runs their processes);
+//! - [`sse`]: a raw client of the `/sse` event stream;
 //! - [`stream`]: numbered streams over many channels, and the judge of what
 //!   subscribers received;
 //! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
 
 pub mod client;
+pub mod netns;
 pub mod peer;
 pub mod redis;
 pub mod redis_cluster;
 pub mod redis_process;
 pub mod redis_sentinel;
+pub mod sse;
 pub mod stream;
+pub mod timed;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -51,7 +58,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
     pub async fn start(config: ServerConfig) -> Self {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::start_with_broker(config, broker).await
     }
 

@@ -23,6 +23,9 @@ pub struct PublishRequest {
     pub origin: Option<Arc<Mailbox>>,
     /// The id to acknowledge.
     pub ack_id: Option<String>,
+    /// Who publishes (a user, or an anonymous client's address): an `ack_id` is
+    /// remembered for its publisher only, so no one can claim another's ids.
+    pub publisher: Arc<str>,
 }
 
 /// A request to subscribe.
@@ -75,6 +78,10 @@ pub struct BrokerHealth {
     pub epochs_renewed: u64,
     /// Each shard (a Redis master, or a cluster and its master nodes).
     pub shards: Vec<ShardHealth>,
+    /// Channels this node holds (with subscribers, or history kept in process).
+    pub channels: usize,
+    /// Subscriptions of this node's connections, over all channels.
+    pub subscriptions: usize,
 }
 
 /// One shard of a broker that spreads channels over several Redis masters.
@@ -117,8 +124,8 @@ pub trait Broker: Send + Sync + 'static {
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>);
 
     /// Publishes a message to every subscriber of its channel, in one order for all.
-    /// A request whose `ack_id` was published on the channel within the dedup window
-    /// is not published again: its origin gets the first `seq`, marked duplicate.
+    /// A request whose `ack_id` its publisher published on the channel within the
+    /// dedup window is not published again: its origin gets the first `seq`, marked duplicate.
     fn publish(&self, request: PublishRequest);
 
     /// A name for `/healthz` and logs, such as `memory`.
@@ -128,11 +135,6 @@ pub trait Broker: Send + Sync + 'static {
     /// for `/healthz` and logs.
     fn node_id(&self) -> &str;
 
-    /// The state of the link to other nodes; a broker of one node is always up.
-    fn health(&self) -> BrokerHealth {
-        BrokerHealth {
-            up: true,
-            ..BrokerHealth::default()
-        }
-    }
+    /// The state of the link to other nodes, and what this node holds.
+    fn health(&self) -> BrokerHealth;
 }

@@ -318,6 +318,16 @@ impl Channels {
         self.by_name.keys().cloned().collect()
     }
 
+    /// How many channels have local subscribers.
+    pub(super) fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// How many subscriptions the local subscribers hold, joining ones included.
+    pub(super) fn subscriber_count(&self) -> usize {
+        self.by_name.values().map(LocalChannel::subscribers).sum()
+    }
+
     /// How many channels have local subscribers, per link.
     pub(super) fn count_by_link(&self) -> HashMap<LinkKey, usize> {
         let mut counts = HashMap::new();

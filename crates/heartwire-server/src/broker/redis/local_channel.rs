@@ -199,6 +199,11 @@ impl LocalChannel {
         None
     }
 
+    /// How many subscribers it has, joining ones included.
+    pub(super) fn subscribers(&self) -> usize {
+        self.live.len() + self.joining.len()
+    }
+
     /// Removes `subscriber`; returns whether it was a member.
     pub(super) fn leave(&mut self, subscriber: ConnectionId) -> bool {
         self.live.remove(&subscriber);

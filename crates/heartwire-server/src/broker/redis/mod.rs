@@ -136,7 +136,7 @@ impl Drop for RedisBroker {
 
 impl Broker for RedisBroker {
     fn subscribe(&self, request: SubscribeRequest) {
-        if !self.shared.can_publish(&request.channel) {
+        if self.shared.is_unreachable(&request.channel) {
             // The join waits for Redis; the client hears at once why nothing comes yet.
             request.subscriber.deliver(Outbound::Error {
                 code: ErrorCode::Unavailable,
