@@ -38,7 +38,8 @@ const SERVERS = [
   {
     name: 'heartwire',
     command: [HEARTWIRE, 'serve', '--listen', '127.0.0.1:9120', '--ping-interval', '60s',
-      '--ping-timeout', '60s', '--max-connections', '30000'],
+      '--ping-timeout', '60s', '--max-connections', '30000', '--max-connections-per-ip', '0',
+      '--accept-rate', '0/s', '--message-rate', '0/s'],
     env: { HEARTWIRE_LOG: 'warn' },
     port: 9120,
     echo: '/echo',
