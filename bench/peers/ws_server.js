@@ -2,14 +2,16 @@
 // /echo sends every message back; /broadcast sends it to every other /broadcast client.
 // Pings every client each PING_INTERVAL_MS (default 1000) and drops one silent for
 // longer than PING_INTERVAL_MS + PING_TIMEOUT_MS (default 1000): the heartbeat pattern
-// of the ws README, with a timeout.
+// of the ws README, with a timeout. PER_MESSAGE_DEFLATE=1 turns on ws's permessage-deflate
+// with its defaults (context takeover both ways, messages under 1 KiB sent uncompressed).
 'use strict';
 const { WebSocketServer } = require('ws');
 
 const port = Number(process.argv[2] || 9001);
 const interval = Number(process.env.PING_INTERVAL_MS || 1000);
 const timeout = Number(process.env.PING_TIMEOUT_MS || 1000);
-const server = new WebSocketServer({ host: '127.0.0.1', port, backlog: 4096 });
+const perMessageDeflate = process.env.PER_MESSAGE_DEFLATE === '1';
+const server = new WebSocketServer({ host: '127.0.0.1', port, backlog: 4096, perMessageDeflate });
 const broadcast = new Set();
 
 server.on('connection', (socket, request) => {

@@ -349,6 +349,7 @@ impl Harness {
                 reason: "refused".into(),
                 id: Some(self.some_id(u)?),
                 channel: None,
+                retry_after_ms: u.arbitrary()?,
             },
             7 => ServerFrame::Reconnect {
                 after_ms: *u.choose(&ADVERTISED)?,

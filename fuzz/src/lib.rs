@@ -12,11 +12,14 @@
 //!   the rules of RFC 6455 §4.2.1, and the in-memory stream that carries raw HTTP
 //!   bytes through hyper to it.
 //! - [`envelope`]: round trips of the JSON envelopes.
+//! - [`deflate`]: permessage-deflate's offer parser (its answers are offers it
+//!   accepts) and its inflater (never past its limit), and compression round trips.
 //! - [`client`]: the client's connection machine, driven by a fuzzed script on
 //!   synthetic time, with the invariants of its outputs.
 //! - [`split`]: a small deterministic generator for cutting inputs.
 
 pub mod client;
+pub mod deflate;
 pub mod envelope;
 pub mod frames;
 pub mod reference;

@@ -72,8 +72,9 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits,
-    LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions, TlsFiles,
+    Access, ApiAccess, BrokerConfig, Compression, HeartbeatConventions, HeartbeatReply, Holdings,
+    Limits, LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
+    TlsFiles,
 };
 pub use error::Error;
 pub use id::ConnectionId;

@@ -1,5 +1,7 @@
 //! A published message, built once and shared by every recipient, with its
-//! encodings for each endpoint, each computed at most once.
+//! encodings for each endpoint, each computed at most once, and each of those
+//! compressed at most once per window size that recipients agreed to
+//! (permessage-deflate).
 //!
 //! The encodings are tungstenite's `Utf8Bytes`, which the connections send as they
 //! are (a clone shares the bytes); they stay inside this crate.
@@ -7,11 +9,29 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
 use heartwire_core::protocol::encode_delivery;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::id::ConnectionId;
+use crate::websocket::deflate;
+
+/// How an endpoint sends a publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// The `message` envelope of `/ws`.
+    Native,
+    /// The raw text of `/ws/{facility}`.
+    Text,
+}
+
+/// The window sizes (9 to 15 bits) a compressed form may be made for.
+const WINDOWS: usize = 7;
+
+/// The compressed forms of both encodings, by window size, made on first use.
+type DeflatedForms = [[OnceLock<Bytes>; WINDOWS]; 2];
 
 /// The body of a published message.
 #[derive(Debug)]
@@ -49,6 +69,8 @@ pub struct Publication {
     pub origin: Option<ConnectionId>,
     native_frame: OnceLock<Utf8Bytes>,
     text_frame: OnceLock<Utf8Bytes>,
+    /// Allocated only when a recipient has compression agreed.
+    deflated: OnceLock<Box<DeflatedForms>>,
 }
 
 impl Publication {
@@ -66,7 +88,31 @@ impl Publication {
             origin,
             native_frame: OnceLock::new(),
             text_frame: OnceLock::new(),
+            deflated: OnceLock::new(),
         }
+    }
+
+    /// The message as `encoding` sends it.
+    pub(crate) fn frame(&self, encoding: Encoding) -> Utf8Bytes {
+        match encoding {
+            Encoding::Native => self.native_frame(),
+            Encoding::Text => self.text_frame(),
+        }
+    }
+
+    /// [`frame`](Self::frame) compressed with a window of `window_bits` (9 to 15),
+    /// once for every recipient that agreed to that window.
+    pub(crate) fn deflated(&self, encoding: Encoding, window_bits: u8) -> Bytes {
+        let forms = self.deflated.get_or_init(Box::default);
+        let window = usize::from(window_bits.clamp(9, 15) - 9);
+        let form = &forms[encoding as usize][window];
+        form.get_or_init(|| {
+            Bytes::from(deflate::deflate(
+                self.frame(encoding).as_bytes(),
+                window_bits,
+            ))
+        })
+        .clone()
     }
 
     /// The `message` envelope of the native endpoint, encoded once.
@@ -98,6 +144,26 @@ impl Publication {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_compressed_form_is_made_once_and_shared() {
+        let text = "a chat message that says the same thing twice, the same thing twice";
+        let message = publication(Payload::Text(text.into()));
+        let first = message.deflated(Encoding::Text, 15);
+        let again = message.deflated(Encoding::Text, 15);
+        // The same bytes, not a second compression.
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        assert_eq!(deflate::inflate(&first, 1024).unwrap(), text.as_bytes());
+        let native = message.deflated(Encoding::Native, 15);
+        let native = deflate::inflate(&native, 1024).unwrap();
+        assert_eq!(native, message.native_frame().as_bytes());
+        let small_window = message.deflated(Encoding::Text, 9);
+        assert_ne!(small_window.as_ptr(), first.as_ptr());
+        assert_eq!(
+            deflate::inflate(&small_window, 1024).unwrap(),
+            text.as_bytes()
+        );
+    }
 
     fn publication(payload: Payload) -> Publication {
         Publication::new(Arc::from("broadcast:chat"), 3, payload, None)

@@ -20,7 +20,7 @@ use super::endpoint::native::Native;
 use super::endpoint::ws4redis::Ws4Redis;
 use super::slot::{NoSlot, Slot};
 use super::state::ServerState;
-use super::websocket::Upgrade;
+use super::websocket::{Settings, Upgrade};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const HEARTWIRE_JS: &str = include_str!("../assets/heartwire.js");
@@ -149,7 +149,13 @@ async fn accept<E: Endpoint>(
         Ok(slot) => slot,
         Err(no_slot) => return refuse(&state, no_slot),
     };
-    let max_message_size = state.config.limits.max_message_size;
+    let compression = state.config.compression;
+    let settings = Settings {
+        max_message_size: state.config.limits.max_message_size,
+        compression_min_size: compression
+            .compression
+            .then_some(compression.compression_min_size),
+    };
     match state.auth.identify(caller, SystemTime::now()).await {
         Ok(identity) => {
             if let Some(identity) = &identity {
@@ -159,7 +165,7 @@ async fn accept<E: Endpoint>(
                     return too_many(&state, reason);
                 }
             }
-            upgrade.on_upgrade(max_message_size, move |socket| {
+            upgrade.on_upgrade(settings, move |socket| {
                 connection::start(socket, endpoint, identity, slot)
             })
         }
@@ -167,7 +173,7 @@ async fn accept<E: Endpoint>(
             state.metrics.refused(refusal.label());
             tracing::debug!(%refusal, "connection refused");
             let close_timeout = state.config.liveness.close_timeout;
-            upgrade.on_upgrade(max_message_size, move |socket| async move {
+            upgrade.on_upgrade(settings, move |socket| async move {
                 socket
                     .close_at_once(refusal.close_code(), &refusal.close_reason(), close_timeout)
                     .await;

@@ -16,6 +16,7 @@
 mod access;
 mod api;
 mod broker;
+mod compression;
 mod glob;
 mod heartbeats;
 mod holdings;
@@ -38,6 +39,7 @@ use crate::permissions::ChannelRule;
 pub use access::{Access, Secret};
 pub use api::ApiAccess;
 pub use broker::BrokerConfig;
+pub use compression::Compression;
 pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use holdings::Holdings;
@@ -104,6 +106,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub limits: Limits,
+
+    /// Whether messages are compressed (permessage-deflate), and from which size.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub compression: Compression,
 
     /// How fast clients may connect and send, and how many connections each holds.
     #[command(flatten)]

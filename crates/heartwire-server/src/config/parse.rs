@@ -39,6 +39,15 @@ pub(crate) fn size(text: &str) -> Result<usize, String> {
     usize::try_from(size.as_u64()).map_err(|_| format!("{size} is too large for this machine"))
 }
 
+/// A switch: `on` or `off` (`true` and `false` too, as a config file may write it).
+pub(crate) fn switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
 /// Where to listen: `HOST:PORT` (`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`: a
 /// name is resolved now, its first address taken), `:PORT` (every interface, as
 /// in Go and Node) or a bare `PORT` (loopback only, like the default).
@@ -94,6 +103,10 @@ mod tests {
         assert_eq!(size("64KiB"), Ok(64 * 1024));
         assert_eq!(size("1MiB"), Ok(1 << 20));
         assert!(size("big").unwrap_err().contains("not a size"));
+        assert_eq!(switch("on"), Ok(true));
+        assert_eq!(switch("OFF"), Ok(false));
+        assert_eq!(switch("false"), Ok(false));
+        assert!(switch("maybe").unwrap_err().contains("on or off"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::admission::{MessageRate, Verdict};
 use crate::auth::{Identity, expiry};
-use crate::endpoint::{Context, Endpoint};
+use crate::endpoint::{Context, Endpoint, Outgoing};
 use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
 use crate::websocket::Socket;
@@ -323,19 +323,25 @@ impl<E: Endpoint> Handler<E> {
     pub(super) fn gather(&mut self, sink: &mut impl FrameSink) -> usize {
         let mut gathered = 0;
         while sink.wants_more() {
-            let message = if let Some(reply) = self.context.replies.pop_front() {
-                reply
+            let outgoing = if let Some(reply) = self.context.replies.pop_front() {
+                Outgoing::Message(reply)
             } else if self.liveness.is_closing() || self.liveness.is_over() {
                 break;
             } else if let Some(item) = self.context.mailbox.take() {
                 match self.endpoint.on_outbound(item, &mut self.context) {
-                    Some(message) => message,
+                    Some(outgoing) => outgoing,
                     None => continue,
                 }
             } else {
                 break;
             };
-            if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            let data = match &outgoing {
+                Outgoing::Message(message) => {
+                    matches!(message, Message::Text(_) | Message::Binary(_))
+                }
+                Outgoing::Published(..) => true,
+            };
+            if data {
                 self.context
                     .server
                     .metrics
@@ -343,7 +349,7 @@ impl<E: Endpoint> Handler<E> {
                     .messages_out
                     .increment(1);
             }
-            sink.queue(&message);
+            sink.queue(outgoing);
             gathered += 1;
         }
         gathered
@@ -355,8 +361,8 @@ pub(super) trait FrameSink {
     /// Whether more frames may be queued now.
     fn wants_more(&self) -> bool;
 
-    /// Queues `message` to be sent.
-    fn queue(&mut self, message: &Message);
+    /// Queues a frame to be sent.
+    fn queue(&mut self, outgoing: Outgoing);
 }
 
 impl FrameSink for Socket {
@@ -364,8 +370,15 @@ impl FrameSink for Socket {
         Socket::wants_more(self)
     }
 
-    fn queue(&mut self, message: &Message) {
-        Socket::queue(self, message);
+    fn queue(&mut self, outgoing: Outgoing) {
+        match outgoing {
+            Outgoing::Message(message) => Socket::queue(self, &message),
+            Outgoing::Published(publication, encoding) => {
+                self.queue_shared(&publication.frame(encoding), |window_bits| {
+                    publication.deflated(encoding, window_bits)
+                });
+            }
+        }
     }
 }
 

@@ -25,8 +25,8 @@ use super::handler::{FrameSink, Handler};
 use crate::auth::{Auth, Identity};
 use crate::broker::{Clock, MemoryBroker, PublishRequest};
 use crate::config::ServerConfig;
-use crate::endpoint::Endpoint;
 use crate::endpoint::native::Native;
+use crate::endpoint::{self, Endpoint};
 use crate::mailbox::Mailbox;
 use crate::metrics::ServerMetrics;
 use crate::publication::Payload;
@@ -128,10 +128,16 @@ impl FrameSink for Wire {
         !self.closed
     }
 
-    fn queue(&mut self, message: &Message) {
+    fn queue(&mut self, outgoing: endpoint::Outgoing) {
+        let message = match outgoing {
+            endpoint::Outgoing::Message(message) => message,
+            endpoint::Outgoing::Published(publication, encoding) => {
+                Message::Text(publication.frame(encoding))
+            }
+        };
         if !self.closed {
             self.closed = matches!(message, Message::Close(_));
-            self.frames.push(message.clone());
+            self.frames.push(message);
         }
     }
 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Context, Endpoint, EndpointKind};
+use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::mailbox::Outbound;
 
 /// The echo endpoint.
@@ -22,7 +22,7 @@ impl Endpoint for Echo {
         context.reply(Message::Binary(data));
     }
 
-    fn on_outbound(&mut self, _item: Outbound, _context: &mut Context) -> Option<Message> {
+    fn on_outbound(&mut self, _item: Outbound, _context: &mut Context) -> Option<Outgoing> {
         None
     }
 

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::auth::Identity;
 use super::mailbox::{Mailbox, Outbound};
 use super::permissions::{self, Action, Forbidden};
+use super::publication::{Encoding, Publication};
 use super::state::ServerState;
 
 pub(crate) use kind::EndpointKind;
@@ -62,7 +63,7 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     fn on_binary(&mut self, data: Bytes, context: &mut Context);
 
     /// Turns an item of the mailbox into a frame, or skips it.
-    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message>;
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing>;
 
     /// The frame to send before the close at shutdown, if this endpoint has one.
     fn on_shutdown(&mut self, _reconnect_after_ms: u64) -> Option<Message> {
@@ -71,6 +72,22 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
 
     /// The connection is over: release what it holds in the broker.
     fn on_close(&mut self, context: &mut Context);
+}
+
+/// A frame made from a mailbox item.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A frame for this connection alone.
+    Message(Message),
+    /// A publication as `Encoding` sends it: every recipient shares its text and
+    /// its compressed forms.
+    Published(Arc<Publication>, Encoding),
+}
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Self::Message(message)
+    }
 }
 
 /// What an endpoint may use while handling a frame: the server, the connection's

@@ -11,12 +11,12 @@ use heartwire_core::protocol::{
 use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{Context, Endpoint, EndpointKind};
+use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::{Member, Outbound};
 use crate::permissions::{Action, Forbidden};
-use crate::publication::Payload;
+use crate::publication::{Encoding, Payload};
 
 /// The native endpoint: its subscriptions, to release them at the end.
 #[derive(Default)]
@@ -273,9 +273,11 @@ impl Endpoint for Native {
         ));
     }
 
-    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
-        Some(match item {
-            Outbound::Message(message) => Message::Text(message.native_frame()),
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
+        let message = match item {
+            Outbound::Message(message) => {
+                return Some(Outgoing::Published(message, Encoding::Native));
+            }
             Outbound::Subscribed {
                 channel,
                 seq,
@@ -343,7 +345,8 @@ impl Endpoint for Native {
                 }
                 frame(&answer)
             }
-        })
+        };
+        Some(message.into())
     }
 
     fn on_shutdown(&mut self, reconnect_after_ms: u64) -> Option<Message> {

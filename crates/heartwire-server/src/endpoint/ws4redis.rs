@@ -24,15 +24,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use heartwire_core::protocol::validate_channel;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Context, Endpoint, EndpointKind};
+use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::Identity;
 use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::Outbound;
 use crate::permissions::Action;
 use crate::permissions::identity_channels::Audience;
-use crate::publication::Payload;
+use crate::publication::{Encoding, Payload};
 
 /// Which audiences of the facility a direction (subscribe or publish) uses.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -194,12 +194,12 @@ impl Endpoint for Ws4Redis {
 
     fn on_binary(&mut self, _data: Bytes, _context: &mut Context) {}
 
-    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Message> {
+    fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
         match item {
             Outbound::Message(message)
                 if self.echo || message.origin != Some(context.mailbox.id()) =>
             {
-                Some(Message::Text(message.text_frame()))
+                Some(Outgoing::Published(message, Encoding::Text))
             }
             Outbound::Unsubscribe { channel } => {
                 // The application ended it: the raw socket just stops receiving it.

@@ -4,6 +4,9 @@
 //!
 //! Once upgraded, the stream is taken back out of hyper, so a connection holds the
 //! socket alone and none of the HTTP layer's buffers.
+//!
+//! The request's permessage-deflate offers are judged here too (`deflate::offer`);
+//! the answer goes out only when the server has compression on.
 
 use std::future::Future;
 
@@ -15,13 +18,26 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::socket::Socket;
+use super::deflate::{self, Agreement};
+use super::socket::{self, Socket};
 use crate::stream::Stream;
 
 /// A checked WebSocket upgrade request, ready to be accepted.
 pub(crate) struct Upgrade {
     accept_key: String,
     on_upgrade: OnUpgrade,
+    /// The client's first permessage-deflate offer that the server accepts.
+    deflate: Option<Agreement>,
+}
+
+/// What the server sets an accepted connection up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The largest message taken from the client, inflated.
+    pub(crate) max_message_size: usize,
+    /// With compression on, the size from which messages go out compressed; `None`
+    /// declines every permessage-deflate offer.
+    pub(crate) compression_min_size: Option<usize>,
 }
 
 /// Why an upgrade request was refused.
@@ -75,6 +91,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             _ => return bad("Sec-WebSocket-Key must be sent once, as 16 bytes in base64"),
         };
         let accept_key = derive_accept_key(key.as_bytes().trim_ascii());
+        let offers = parts.headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS);
+        let (deflate, declined) = deflate::negotiate(offers.iter().map(HeaderValue::as_bytes));
+        for reason in declined {
+            tracing::debug!(%reason, "permessage-deflate offer declined");
+        }
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return Err(Refused::Request(
                 StatusCode::UPGRADE_REQUIRED,
@@ -84,6 +105,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         Ok(Self {
             accept_key,
             on_upgrade,
+            deflate,
         })
     }
 }
@@ -91,12 +113,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 impl Upgrade {
     /// Answers 101 and, once hyper has sent it, spawns the task `connection` makes of
     /// the socket.
-    pub(crate) fn on_upgrade<F, T>(self, max_message_size: usize, connection: F) -> Response
+    pub(crate) fn on_upgrade<F, T>(self, settings: Settings, connection: F) -> Response
     where
         F: FnOnce(Socket) -> T + Send + 'static,
         T: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
+        let deflate =
+            self.deflate
+                .zip(settings.compression_min_size)
+                .map(|(agreement, min_size)| socket::Deflate {
+                    agreement,
+                    min_size,
+                });
+        let socket_settings = socket::Settings {
+            max_message_size: settings.max_message_size,
+            deflate,
+        };
         tokio::spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
@@ -105,14 +138,14 @@ impl Upgrade {
             match upgraded.downcast::<TokioIo<Stream>>() {
                 Ok(parts) => {
                     let socket =
-                        Socket::new(parts.io.into_inner(), parts.read_buf, max_message_size);
+                        Socket::new(parts.io.into_inner(), parts.read_buf, socket_settings);
                     connection(socket).await;
                 }
                 Err(_) => tracing::error!("upgraded connection is not the listener's stream"),
             }
         });
         let accept = HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header");
-        (
+        let mut response = (
             StatusCode::SWITCHING_PROTOCOLS,
             [
                 (header::CONNECTION, HeaderValue::from_static("upgrade")),
@@ -120,7 +153,15 @@ impl Upgrade {
                 (header::SEC_WEBSOCKET_ACCEPT, accept),
             ],
         )
-            .into_response()
+            .into_response();
+        if let Some(deflate) = deflate {
+            let extensions = HeaderValue::from_str(&deflate.agreement.response())
+                .expect("the answer is plain ASCII");
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+        }
+        response
     }
 }
 

@@ -8,12 +8,16 @@
 //! Here each worker thread reads into one shared buffer, frames are decoded where they
 //! lie, and a connection keeps bytes only for a frame that has not fully arrived or
 //! for what the kernel has not taken yet.
+//!
+//! permessage-deflate (RFC 7692) is negotiated in the handshake and applied by the
+//! reader and the socket; `deflate` holds the negotiation and the compressor.
 
+pub(crate) mod deflate;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod handshake;
 mod reader;
 mod socket;
 
-pub(crate) use handshake::Upgrade;
+pub(crate) use handshake::{Settings, Upgrade};
 pub(crate) use socket::Socket;

@@ -6,6 +6,10 @@
 //! bytes. Writes are encoded into [`Socket::unsent`] and handed to the kernel at once;
 //! the vector keeps its memory only while the kernel cannot take everything, which is
 //! also what tells the connection to stop queueing more.
+//!
+//! With permessage-deflate agreed, data frames of at least the configured size go
+//! out compressed; a message that many connections receive comes compressed
+//! already, done once for all of them.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -17,11 +21,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::deflate::{self, Agreement};
 use super::reader::Reader;
 use crate::stream::Stream;
 
@@ -37,11 +42,30 @@ thread_local! {
         RefCell::new(vec![0; READ_BUFFER_SIZE].into_boxed_slice());
 }
 
+/// What a connection's transport is set up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The largest message taken from the client, inflated.
+    pub(crate) max_message_size: usize,
+    /// permessage-deflate, when agreed.
+    pub(crate) deflate: Option<Deflate>,
+}
+
+/// permessage-deflate as agreed with one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deflate {
+    /// What was agreed.
+    pub(crate) agreement: Agreement,
+    /// Messages shorter than this go out uncompressed.
+    pub(crate) min_size: usize,
+}
+
 /// One WebSocket connection's transport. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Socket {
     stream: Stream,
     reader: Reader,
+    deflate: Option<Deflate>,
     /// Encoded frames not yet taken by the kernel.
     unsent: Vec<u8>,
     /// A close frame has been queued: nothing may follow it.
@@ -51,10 +75,12 @@ pub(crate) struct Socket {
 impl Socket {
     /// Wraps an upgraded stream; `early_input` is what the client sent right after
     /// its handshake request.
-    pub(crate) fn new(stream: Stream, early_input: Bytes, max_message_size: usize) -> Self {
+    pub(crate) fn new(stream: Stream, early_input: Bytes, settings: Settings) -> Self {
+        let inflates = settings.deflate.is_some();
         Self {
             stream,
-            reader: Reader::with_input(max_message_size, &early_input),
+            reader: Reader::with_input(settings.max_message_size, inflates, &early_input),
+            deflate: settings.deflate,
             unsent: Vec::new(),
             close_queued: false,
         }
@@ -103,8 +129,23 @@ impl Socket {
         !self.unsent.is_empty()
     }
 
-    /// Encodes `message` to be sent. Whatever follows a close frame is dropped, as
-    /// RFC 6455 requires.
+    /// Encodes a text message that others receive too: `deflated` gives its
+    /// compressed form for a window size, made once for all of them.
+    pub(crate) fn queue_shared(&mut self, text: &Utf8Bytes, deflated: impl FnOnce(u8) -> Bytes) {
+        if self.close_queued {
+            return;
+        }
+        match self.deflate {
+            Some(deflate) if text.len() >= deflate.min_size => {
+                let payload = deflated(deflate.agreement.window_bits);
+                self.encode(OpCode::Data(Data::Text), true, &payload);
+            }
+            _ => self.encode(OpCode::Data(Data::Text), false, text.as_bytes()),
+        }
+    }
+
+    /// Encodes `message` to be sent, compressed when that is agreed and worth it.
+    /// Whatever follows a close frame is dropped, as RFC 6455 requires.
     pub(crate) fn queue(&mut self, message: &Message) {
         if self.close_queued {
             return;
@@ -128,8 +169,23 @@ impl Socket {
             // Raw frames are never built by the server.
             Message::Frame(_) => return,
         };
+        let deflated = match (opcode, self.deflate) {
+            (OpCode::Data(_), Some(deflate)) if payload.len() >= deflate.min_size => {
+                Some(deflate::deflate(payload, deflate.agreement.window_bits))
+            }
+            _ => None,
+        };
+        match deflated {
+            Some(deflated) => self.encode(opcode, true, &deflated),
+            None => self.encode(opcode, false, payload),
+        }
+    }
+
+    /// Appends one frame, its first bit of extension (compressed) set or not.
+    fn encode(&mut self, opcode: OpCode, compressed: bool, payload: &[u8]) {
         let header = FrameHeader {
             opcode,
+            rsv1: compressed,
             ..FrameHeader::default()
         };
         header
