@@ -78,14 +78,18 @@ pub struct Client {
 }
 
 impl Client {
-    /// Publishes `data` on `channel` of a heartwire server. Not sent to other servers.
-    pub fn publish(&self, channel: &str, data: Value) -> Result<(), Error> {
+    /// Publishes `data` on `channel` of a heartwire server and returns the publish's
+    /// id: [`Event::Published`] or [`Event::PublishRefused`] with it answers. Not sent
+    /// to other servers.
+    pub fn publish(&self, channel: &str, data: Value) -> Result<String, Error> {
         heartwire_core::protocol::validate_channel(channel)?;
+        let id = self.state.next_publish_id();
         self.state.send(Outgoing::Publish(Publish {
-            id: self.state.next_publish_id(),
+            id: id.clone(),
             channel: channel.to_owned(),
             data,
-        }))
+        }))?;
+        Ok(id)
     }
 
     /// Sends a text frame as it is.
