@@ -18,7 +18,10 @@
 //! - What the caller sends while disconnected waits in a bounded outbox and goes out
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
 //!   unique to this client and are sent again, with it, after a reconnect until
-//!   acknowledged, so the server publishes each once.
+//!   acknowledged, so the server publishes each once. [`Client::publish`] returns the
+//!   id, and [`Event::Published`] or [`Event::PublishRefused`] answers it.
+//! - A host name that does not resolve before any connection opened is a mistake, not
+//!   an outage: that server is not tried again.
 //! - Subscriptions are restored on every connection to a heartwire server, each from
 //!   the last position delivered (`resume`): missed messages are replayed once and in
 //!   order, and what cannot be is an [`Event::Gap`].
