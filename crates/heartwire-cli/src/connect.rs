@@ -42,7 +42,8 @@ pub(crate) struct ConnectArgs {
     /// With --once: fail when not every line is acknowledged this long after the start
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "10s", requires = "once")]
     timeout: Duration,
-    /// Report state changes and gaps on stderr as one JSON object per line.
+    /// Report everything but channel data (states, gaps, acknowledgements, refusals,
+    /// presence, the error that ends the command) on stderr as one JSON object per line.
     #[arg(long)]
     json: bool,
     /// Send a Ping after this much silence from the server; a heartwire server's hello
@@ -81,7 +82,8 @@ pub(crate) struct ConnectArgs {
 }
 
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
+    session_config(&args, &mut config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,6 +92,19 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
     // The stdin reader sits in a blocking read that only a new line would end.
     runtime.shutdown_background();
     result
+}
+
+/// What the session changes in the client's config: it counts the attempts itself, and
+/// with --once the first --sub only names where lines go.
+fn session_config(args: &ConnectArgs, config: &mut ClientConfig) -> anyhow::Result<()> {
+    config.backoff.max_attempts = None;
+    if args.once {
+        if let Some(channel) = args.subscriptions.first() {
+            heartwire_core::protocol::validate_channel(channel)?;
+        }
+        config.subscriptions.clear();
+    }
+    Ok(())
 }
 
 /// How the session reports and ends.
@@ -123,10 +138,7 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         max_attempts: args.max_attempts,
         ..BackoffConfig::default()
     };
-    // With --once the first --sub only names where lines go.
-    if !args.once {
-        config.subscriptions = args.subscriptions.clone();
-    }
+    config.subscriptions = args.subscriptions.clone();
     if let Some(token) = args.token.clone() {
         config.token = Some(std::sync::Arc::new(move || {
             let token = token.clone();

@@ -472,6 +472,31 @@ fn listening_goes_on_after_stdin_ends_and_once_publishes_until_acknowledged() {
 }
 
 #[test]
+fn a_server_that_is_not_heartwire_gets_lines_as_text() {
+    let addr = free_port();
+    let mut server = serve(addr);
+    // `/echo` sends no `hello`: a plain WebSocket server that echoes.
+    let url = format!("ws://{addr}/echo");
+    let (mut listener, stdout, _stderr) = spawn_connect(&[&url, "--sub", "chat"]);
+    // Read before the connection is known to be plain: it waits, then goes as text.
+    writeln!(listener.stdin.take().unwrap(), "as it is").unwrap();
+    assert_eq!(stdout.recv_timeout(WITHIN).unwrap(), "as it is");
+    interrupt(&listener);
+    assert!(exit_of(&mut listener).success());
+
+    // Nothing acknowledges text: --once ends once the lines are sent.
+    let (mut once, _stdout, stderr) = spawn_connect(&[&url, "--sub", "chat", "--once"]);
+    writeln!(once.stdin.take().unwrap(), "sent").unwrap();
+    assert!(exit_of(&mut once).success());
+    assert_eq!(
+        rest(&stderr).last().unwrap(),
+        "closed: closed by the caller"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
 fn a_refused_publish_goes_to_stderr_and_fails_a_one_shot() {
     let addr = free_port();
     let rules = std::env::temp_dir().join(format!("heartwire-connect-{}.toml", addr.port()));
