@@ -98,6 +98,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
 /// with --once the first --sub only names where lines go.
 fn session_config(args: &ConnectArgs, config: &mut ClientConfig) -> anyhow::Result<()> {
     config.backoff.max_attempts = None;
+    config.report_acks = true;
     if args.once {
         if let Some(channel) = args.subscriptions.first() {
             heartwire_core::protocol::validate_channel(channel)?;

@@ -190,6 +190,7 @@ impl Connection<'_> {
                 recovered,
             },
             client::Event::Message(message) => Event::Message(message),
+            client::Event::Published { .. } if !self.config.report_acks => return true,
             client::Event::Published {
                 id,
                 channel,

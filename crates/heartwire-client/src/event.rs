@@ -63,7 +63,8 @@ pub enum Event {
     /// The server acknowledged publish `id` (as returned by
     /// [`Client::publish`](super::Client::publish)): the message is `seq` in
     /// `channel`. With `duplicate`, the server had taken it before (it went out again
-    /// after a reconnect) and published it once.
+    /// after a reconnect) and published it once. Only with
+    /// [`ClientConfig::report_acks`](crate::ClientConfig::report_acks).
     Published {
         /// The publish's id.
         id: String,

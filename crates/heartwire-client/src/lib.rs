@@ -19,7 +19,8 @@
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
 //!   unique to this client and are sent again, with it, after a reconnect until
 //!   acknowledged, so the server publishes each once. [`Client::publish`] returns the
-//!   id, and [`Event::Published`] or [`Event::PublishRefused`] answers it.
+//!   id; [`Event::PublishRefused`] answers it when the server refuses it, and with
+//!   [`ClientConfig::report_acks`] [`Event::Published`] when the server took it.
 //! - A host name that does not resolve before any connection opened is a mistake, not
 //!   an outage: that server is not tried again.
 //! - Subscriptions are restored on every connection to a heartwire server, each from
@@ -82,8 +83,9 @@ pub struct Client {
 
 impl Client {
     /// Publishes `data` on `channel` of a heartwire server and returns the publish's
-    /// id: [`Event::Published`] or [`Event::PublishRefused`] with it answers. Not sent
-    /// to other servers.
+    /// id, which [`Event::PublishRefused`] (and, with
+    /// [`ClientConfig::report_acks`], [`Event::Published`]) carries. Not sent to other
+    /// servers.
     pub fn publish(&self, channel: &str, data: Value) -> Result<String, Error> {
         heartwire_core::protocol::validate_channel(channel)?;
         let id = self.state.next_publish_id();
