@@ -562,14 +562,23 @@ fn a_one_shot_publish_that_is_not_acknowledged_in_time_fails() {
     assert!(!exit_of(&mut child).success());
     let took = started.elapsed();
     assert!(
-        took >= timeout && took < timeout + Duration::from_secs(3),
+        took >= timeout && took < timeout + WITHIN / 2,
         "took {took:?}"
     );
     let stderr = rest(&stderr);
-    assert_eq!(
-        stderr.last().unwrap(),
-        "heartwire: timed out after 300 ms: 0 of 1 publishes acknowledged, no connection opened",
+    // On a busy machine the deadline may pass before the line was even read.
+    let last = stderr.last().unwrap();
+    assert!(
+        last.starts_with("heartwire: timed out after 300 ms: 0 of ")
+            && last.ends_with(" publishes acknowledged, no connection opened"),
         "{stderr:?}"
+    );
+    assert_eq!(
+        stderr
+            .iter()
+            .filter(|line| line.contains("timed out"))
+            .count(),
+        1
     );
     assert!(rest(&stdout).is_empty());
 }
