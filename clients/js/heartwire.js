@@ -127,8 +127,16 @@ const RETRY_AFTER = 'retry after ';
 /** Pings whose pong may still measure a round trip, at most (older ones are forgotten). */
 const MEASURING_AT_MOST = 8;
 
-/** The version of what the client keeps in storage. */
-const SAVED_STATE_VERSION = 1;
+/**
+ * The version of what the client keeps in storage. Version 2 keeps a channel's position in each
+ * of its latest epochs (several rows per channel, the current one first); version 1, read too,
+ * kept one row per channel.
+ */
+const SAVED_STATE_VERSION = 2;
+const SAVED_STATE_VERSIONS_READ = [1, SAVED_STATE_VERSION];
+
+/** How many epochs of one channel a page remembers its position in (the oldest is forgotten). */
+const EPOCHS_KEPT = 4;
 
 /** The options that reach a SharedWorker: plain values (functions cannot be sent to it). */
 const PORTABLE_OPTIONS = [
@@ -250,8 +258,9 @@ export class HeartwireEvent extends Event {
  * - `gap` — `{channel, after, upTo, reason}`: messages `after+1 … upTo` of a channel were
  *   published while this client was away and will not arrive; the page may reload its state.
  *   `reason` is `history_too_short` (the server's history no longer reaches back),
- *   `epoch_changed` (the server forgot the channel and numbers it anew: `after` is 0, and what
- *   was missed of the old numbering is gone too) or `skipped` (a live message came past the
+ *   `epoch_changed` (the server forgot the channel and numbers it anew, or the client moved to
+ *   a server that numbers it otherwise: `after` is 0, or where the page stood in that numbering
+ *   when it read from it before, and what was missed of the old numbering is gone too) or `skipped` (a live message came past the
  *   next expected one).
  * - `error` — `{code, reason, id}`: the server refused a request; the connection stays open.
  *   A publish refused with `unavailable` (no broker) is not reported: it is sent again after
@@ -462,28 +471,59 @@ function defaultStorage() {
 /**
  * Where each channel stands for a page: the epoch and the last `seq` delivered. Decides which
  * messages are delivered (each once, in order) and which gaps the page hears of.
+ *
+ * Independent servers (no shared broker) number a channel in different epochs, and a page that
+ * fails over from one to another and back is answered with the first server's whole epoch again
+ * (`seq: 0`, `recovered: false`). So a page also keeps the last `seq` delivered in each of the
+ * latest {@link EPOCHS_KEPT} epochs of a channel: coming back to one of them, it continues from
+ * where it stood in it, and what it had already is dropped.
  */
 class Positions {
-  /** @type {Map<string, {epoch: string, seq: number}>} */ #known = new Map();
+  /**
+   * Per channel, one position per epoch: the current one first, then the others from the one
+   * used most recently; never empty, at most {@link EPOCHS_KEPT} long.
+   * @type {Map<string, {epoch: string, seq: number}[]>}
+   */
+  #known = new Map();
 
-  /** @returns {{epoch: string, seq: number}|undefined} */
-  get(channel) { return this.#known.get(channel); }
+  /** @returns {{epoch: string, seq: number}|undefined} where `channel` stands now */
+  get(channel) { return this.#known.get(channel)?.[0]; }
 
-  set(channel, epoch, seq) { this.#known.set(channel, { epoch: String(epoch), seq }); }
+  /** @returns {number|undefined} the last `seq` delivered in `epoch` of `channel`, if any */
+  seen(channel, epoch) { return this.#known.get(channel)?.find((known) => known.epoch === String(epoch))?.seq; }
+
+  /** Makes `epoch` the current one of `channel`, at `seq`; the other epochs' positions stay. */
+  set(channel, epoch, seq) {
+    const fresh = { epoch: String(epoch), seq };
+    const others = (this.#known.get(channel) ?? []).filter((known) => known.epoch !== fresh.epoch);
+    this.#known.set(channel, [fresh, ...others].slice(0, EPOCHS_KEPT));
+  }
 
   delete(channel) { this.#known.delete(channel); }
 
-  /** @returns {[string, string, number][]} every position, as kept in storage */
-  list() { return [...this.#known].map(([channel, { epoch, seq }]) => [channel, epoch, seq]); }
+  /**
+   * @returns {[string, string, number][]} every position, as kept in storage: per channel the
+   *   current one first, then the others from the one used most recently
+   */
+  list() {
+    return [...this.#known].flatMap(([channel, epochs]) => epochs.map(({ epoch, seq }) => [channel, epoch, seq]));
+  }
 
-  /** Takes positions back from {@link Positions#list}'s form. */
+  /** Takes positions back from {@link Positions#list}'s form (a channel's first row is its current one). */
   restore(list) {
-    for (const [channel, epoch, seq] of list) this.set(channel, epoch, seq);
+    for (const [channel, epoch, seq] of list) {
+      const epochs = this.#known.get(channel);
+      if (!epochs) {
+        this.#known.set(channel, [{ epoch, seq }]);
+      } else if (epochs.length < EPOCHS_KEPT && !epochs.some((known) => known.epoch === epoch)) {
+        epochs.push({ epoch, seq });
+      }
+    }
   }
 
   /** The `subscribe` frame of `channel`, with the position to resume from when known. */
   subscribeFrame(channel) {
-    const known = this.#known.get(channel);
+    const known = this.get(channel);
     if (!known) return { op: 'subscribe', channel };
     return { op: 'subscribe', channel, since: { epoch: known.epoch, seq: known.seq } };
   }
@@ -491,25 +531,29 @@ class Positions {
   /**
    * Takes in where the server stands in a channel. After `recovered: true` the missed
    * messages follow and the position stays; otherwise they cannot, and the returned gap
-   * tells the page; the position becomes the server's.
+   * tells the page; the position becomes the server's. An epoch the page read from before
+   * continues from where it stood in it, so a replay of it delivers only what is new.
    * @returns {object|null} the gap, if any
    */
   subscribed({ channel, seq, epoch, recovered }) {
     if (!Number.isFinite(seq)) return null;
-    const known = this.#known.get(channel);
-    const fresh = { epoch: String(epoch ?? ''), seq };
+    const known = this.get(channel);
+    const serverEpoch = String(epoch ?? '');
     if (!known) {
-      this.#known.set(channel, fresh);
+      this.set(channel, serverEpoch, seq);
       return null;
     }
-    let gap = null;
-    if (known.epoch !== fresh.epoch) {
-      gap = { channel, after: 0, upTo: seq, reason: 'epoch_changed' };
-    } else if (recovered === false) {
-      gap = { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
+    if (known.epoch === serverEpoch) {
+      if (recovered !== false) return null;
+      this.set(channel, serverEpoch, seq);
+      return { channel, after: known.seq, upTo: seq, reason: 'history_too_short' };
     }
-    if (gap !== null) this.#known.set(channel, fresh);
-    return gap;
+    // `seq` 0: the whole epoch follows, and what the page has of it is dropped; a later `seq`:
+    // the messages after where the page stood up to it will not come.
+    const after = this.seen(channel, serverEpoch) ?? 0;
+    const upTo = Math.max(after, seq);
+    this.set(channel, serverEpoch, upTo);
+    return { channel, after, upTo, reason: 'epoch_changed' };
   }
 
   /**
@@ -520,7 +564,7 @@ class Positions {
    * @returns {{deliver: boolean, gap: object|null}}
    */
   accept(channel, seq) {
-    const known = this.#known.get(channel);
+    const known = this.get(channel);
     if (!known || !Number.isFinite(seq) || seq <= 0) return { deliver: true, gap: null };
     if (seq <= known.seq) return { deliver: false, gap: null };
     const gap = seq > known.seq + 1 ? { channel, after: known.seq, upTo: seq - 1, reason: 'skipped' } : null;
@@ -1470,7 +1514,7 @@ function takeSavedState({ storage, storageKey }) {
     storage.removeItem(storageKey);
     if (text === null) return nothing;
     const saved = JSON.parse(text);
-    if (saved?.v !== SAVED_STATE_VERSION) return nothing;
+    if (!SAVED_STATE_VERSIONS_READ.includes(saved?.v)) return nothing;
     const positions = (Array.isArray(saved.positions) ? saved.positions : []).filter(
       (p) => Array.isArray(p) && CHANNEL_NAME.test(p[0]) && typeof p[1] === 'string' && Number.isSafeInteger(p[2]),
     );
@@ -1838,8 +1882,10 @@ class SharedMember {
     this.#resyncing.delete(channel);
     const known = this.#positions.get(channel);
     if (reason === 'epoch_changed') {
-      this.#positions.set(channel, epoch, upTo);
-      if (known) this.#page.emit('gap', { channel, after: 0, upTo, reason });
+      // Back in an epoch this page read from: what the hub serves of it again is dropped.
+      const seen = this.#positions.seen(channel, epoch) ?? 0;
+      this.#positions.set(channel, epoch, Math.max(seen, upTo));
+      if (known) this.#page.emit('gap', { channel, after: seen, upTo: Math.max(seen, upTo), reason });
       return;
     }
     const from = known?.epoch === epoch ? Math.max(after, known.seq) : after;

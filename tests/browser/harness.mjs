@@ -95,6 +95,14 @@ export class HeartwireServer {
     this.#child = null;
   }
 
+  /** Stops the server as a deploy does (SIGTERM: it tells its clients, then exits). */
+  async stop() {
+    if (!this.#child || this.#child.exitCode !== null) return;
+    this.#child.kill('SIGTERM');
+    await this.exited;
+    this.#child = null;
+  }
+
   /** The server's Prometheus counters, by their full name with labels. */
   async metrics() {
     const text = await (await fetch(`${this.origin}/metrics`)).text();

@@ -104,6 +104,39 @@ test('hidden and frozen pages keep their state in storage; back in view, storage
   assert.equal(socket.closedWith, null, 'a freeze keeps the socket (the browser decides)');
 });
 
+test('storage keeps the position in each known epoch; what a version 1 page kept is read too', () => {
+  const { hw, page } = pageClient();
+  let socket = FakeWebSocket.latest();
+  socket.hello();
+  socket.receive({ op: 'subscribed', channel: 'c', seq: 3, epoch: 'e1' });
+  socket.serverClose(1006, '', false);
+  clock.advance(hw.nextAttemptAt - clock.now);
+  socket = FakeWebSocket.latest();
+  socket.hello();
+  socket.receive({ op: 'subscribed', channel: 'c', seq: 0, epoch: 'backup', recovered: false });
+  socket.receive({ op: 'message', channel: 'c', seq: 1, data: 'b1' });
+  pageEvent(page.window, 'pagehide', { persisted: false });
+  const kept = JSON.parse(storage.getItem(KEY));
+  assert.equal(kept.v, 2);
+  assert.deepEqual(kept.positions, [['c', 'backup', 1], ['c', 'e1', 3]], 'the current epoch first');
+
+  // The reloaded page resumes from the backup and, back in e1, drops what it had of it.
+  const after = pageClient();
+  socket = FakeWebSocket.latest();
+  socket.hello();
+  assert.deepEqual(socket.sentOps('subscribe')[0].since, { epoch: 'backup', seq: 1 });
+  socket.receive({ op: 'subscribed', channel: 'c', seq: 0, epoch: 'e1', recovered: false });
+  for (const seq of [1, 2, 3, 4]) socket.receive({ op: 'message', channel: 'c', seq, data: `e${seq}` });
+  assert.deepEqual(after.received, [[4, 'e4']]);
+
+  // What a page of version 1 kept: one position per channel.
+  storage.items.set(KEY, JSON.stringify({ v: 1, positions: [['c', 'e1', 9]], outbox: [] }));
+  pageClient();
+  socket = FakeWebSocket.latest();
+  socket.hello();
+  assert.deepEqual(socket.sentOps('subscribe')[0].since, { epoch: 'e1', seq: 9 });
+});
+
 test('at most outboxLimit publishes are kept', () => {
   const { hw, page } = pageClient(fakePage(), { outboxLimit: 3 });
   for (let i = 0; i < 3; i++) hw.send('c', i);

@@ -73,6 +73,48 @@ test('a new epoch is a gap even when its seq is lower', () => {
   assert.deepEqual(received, [[1, 'new']]);
 });
 
+test('back to an epoch already read: its replay is trimmed to what the page has not had', () => {
+  // Read 1 … 3 of the primary's epoch, then 1 … 2 of the backup's (another server).
+  const { hw, socket, received, events } = subscribedAt(0);
+  for (const seq of [1, 2, 3]) socket.receive({ op: 'message', channel: 'c', seq, data: `p${seq}` });
+  const backup = reconnect(hw, socket);
+  backup.receive({ op: 'subscribed', channel: 'c', seq: 0, epoch: 'backup', recovered: false });
+  for (const seq of [1, 2]) backup.receive({ op: 'message', channel: 'c', seq, data: `b${seq}` });
+  // Back on the primary, which replays its whole epoch: only 4 and 5 are new.
+  const primary = reconnect(hw, backup);
+  assert.deepEqual(primary.sentOps('subscribe')[0].since, { epoch: 'backup', seq: 2 }, 'since is the latest position');
+  primary.receive({ op: 'subscribed', channel: 'c', seq: 0, epoch: 'e1', recovered: false });
+  for (const seq of [1, 2, 3, 4, 5]) primary.receive({ op: 'message', channel: 'c', seq, data: `p${seq}` });
+  assert.deepEqual(received.map(([, data]) => data), ['p1', 'p2', 'p3', 'b1', 'b2', 'p4', 'p5']);
+  assert.deepEqual(gapsOf(events), [
+    { channel: 'c', after: 0, upTo: 0, reason: 'epoch_changed' },
+    { channel: 'c', after: 3, upTo: 3, reason: 'epoch_changed' },
+  ], 'each change of epoch is still reported');
+  // And back on the backup, answered without a replay: what it published meanwhile is the gap.
+  const again = reconnect(hw, primary);
+  assert.deepEqual(again.sentOps('subscribe')[0].since, { epoch: 'e1', seq: 5 });
+  again.receive({ op: 'subscribed', channel: 'c', seq: 6, epoch: 'backup', recovered: false });
+  assert.deepEqual(gapsOf(events).at(-1), { channel: 'c', after: 2, upTo: 6, reason: 'epoch_changed' });
+});
+
+test('a page remembers its position in the latest four epochs of a channel, the oldest forgotten first', () => {
+  const { hw, socket, received } = subscribedAt(0);
+  socket.receive({ op: 'message', channel: 'c', seq: 1, data: 'e1' });
+  let current = socket;
+  const visit = (epoch, upTo) => {
+    current = reconnect(hw, current);
+    current.receive({ op: 'subscribed', channel: 'c', seq: 0, epoch, recovered: false });
+    for (let seq = 1; seq <= upTo; seq++) current.receive({ op: 'message', channel: 'c', seq, data: `${epoch}:${seq}` });
+  };
+  for (const epoch of ['x', 'y', 'z']) visit(epoch, 1);
+  visit('e1', 2);
+  visit('w', 1); // pushes out x, the one used least recently
+  visit('x', 1); // new again: pushes out y
+  visit('z', 2);
+  visit('y', 1);
+  assert.deepEqual(received.map(([, data]) => data), ['e1', 'x:1', 'y:1', 'z:1', 'e1:2', 'w:1', 'x:1', 'z:2', 'y:1']);
+});
+
 test('a live message past the next expected one reports the skipped ones', () => {
   const { socket, received, events } = subscribedAt(1);
   socket.receive({ op: 'message', channel: 'c', seq: 5, data: 'e' });

@@ -192,6 +192,36 @@ test('a reloaded page resumes from its kept position; what the hub no longer hol
   assert.deepEqual(reloaded.events.filter((e) => e.type === 'gap'), []);
 });
 
+test('pages that go to another server and back get each message of an epoch once', async () => {
+  const [a, b] = ['a', 'b'].map((name) => sharedPage(name));
+  await settle();
+  let socket = await serverAnswers(0);
+  await publish(socket, 1, 3);
+  /** The next socket, on a server that numbers `room` in `epoch` and replays it from its first. */
+  const nextServer = async (epoch) => {
+    FakeWebSocket.latest().serverClose(1006, '', false);
+    await settle();
+    clock.advance(a.hw.nextAttemptAt - clock.now);
+    await settle();
+    const next = FakeWebSocket.latest();
+    next.hello();
+    await settle();
+    next.receive({ op: 'subscribed', channel: 'room', seq: 0, epoch, recovered: false });
+    await settle();
+    return next;
+  };
+  socket = await nextServer('backup');
+  await publish(socket, 1, 2);
+  socket = await nextServer('e1');
+  assert.deepEqual(socket.sentOps('subscribe').at(-1).since, { epoch: 'backup', seq: 2 });
+  await publish(socket, 1, 5);
+  for (const page of [a, b]) {
+    assert.deepEqual(page.received, [1, 2, 3, 1, 2, 4, 5], page.name);
+    assert.deepEqual(page.events.filter((e) => e.type === 'gap').map(({ after, upTo, reason }) => [after, upTo, reason]),
+      [[0, 0, 'epoch_changed'], [3, 3, 'epoch_changed']], page.name);
+  }
+});
+
 test('an unacknowledged publish of a follower is sent again, with its id, by the next leader', async () => {
   const [a, b] = ['a', 'b'].map((name) => sharedPage(name));
   await settle();

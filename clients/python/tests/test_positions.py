@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from heartwire import Gap, GapReason
-from heartwire.positions import Delivery, Positions
+from heartwire.positions import EPOCHS_KEPT, Delivery, Positions
 from heartwire.protocol import Position
 
 
@@ -63,3 +63,45 @@ def test_a_forgotten_channel_starts_afresh() -> None:
     positions.forget("c")
     assert positions.since("c") is None
     assert positions.handle_subscribed("c", 9, "e1", None) is None
+
+
+def delivered(positions: Positions, seqs: range) -> list[int]:
+    """What the application is handed of ``seqs`` in the current epoch of ``c``."""
+    return [seq for seq in seqs if positions.handle_message("c", seq).delivery is not Delivery.DUPLICATE]
+
+
+def test_back_to_an_epoch_already_read_its_replay_is_trimmed() -> None:
+    # Read 1..3 of the primary's epoch, then 1..2 of the backup's.
+    positions = subscribed_at(0)
+    assert delivered(positions, range(1, 4)) == [1, 2, 3]
+    assert positions.handle_subscribed("c", 0, "backup", False) == Gap("c", 1, 0, GapReason.EPOCH_CHANGED)
+    assert delivered(positions, range(1, 3)) == [1, 2]
+    # Back on the primary, which replays its whole epoch: the change of epoch is still a
+    # gap, but only what came after 3 is new.
+    assert positions.handle_subscribed("c", 0, "e1", False) == Gap("c", 4, 3, GapReason.EPOCH_CHANGED)
+    assert delivered(positions, range(1, 6)) == [4, 5]
+    assert positions.since("c") == Position("e1", 5)
+    # And back on the backup, answered without a replay: what it published meanwhile is
+    # the gap.
+    assert positions.handle_subscribed("c", 6, "backup", False) == Gap("c", 3, 6, GapReason.EPOCH_CHANGED)
+    assert delivered(positions, range(6, 8)) == [7]
+
+
+def test_only_the_latest_epochs_are_remembered() -> None:
+    positions = subscribed_at(0)
+    assert delivered(positions, range(1, 3)) == [1, 2]
+    for other in range(1, EPOCHS_KEPT):
+        positions.handle_subscribed("c", 0, f"other{other}", False)
+        assert delivered(positions, range(1, 2)) == [1]
+    # e1 is the oldest of the kept ones: it is still known.
+    positions.handle_subscribed("c", 0, "e1", False)
+    assert delivered(positions, range(1, 4)) == [3]
+    # One more epoch pushes out the one used least recently, other1...
+    positions.handle_subscribed("c", 0, "newest", False)
+    positions.handle_subscribed("c", 0, "other1", False)
+    assert delivered(positions, range(1, 3)) == [1, 2]
+    # ...which pushed out other2; other3 is still known.
+    positions.handle_subscribed("c", 0, "other3", False)
+    assert delivered(positions, range(1, 3)) == [2]
+    positions.handle_subscribed("c", 0, "other2", False)
+    assert delivered(positions, range(1, 2)) == [1]

@@ -26,7 +26,8 @@ fn bench_runs_every_scenario_and_writes_a_report() {
     let port = free_port();
     let server = format!(
         "env HEARTWIRE_LOG=warn {HEARTWIRE} serve --listen 127.0.0.1:{port} \
-         --ping-interval 1s --ping-timeout 1s"
+         --ping-interval 1s --ping-timeout 1s --message-rate 0/s --accept-rate 0/s \
+         --max-connections-per-ip 0"
     );
     let status = Command::new(HEARTWIRE)
         .args([

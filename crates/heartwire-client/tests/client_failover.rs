@@ -1,11 +1,12 @@
 //! The client against real heartwire servers: a frozen primary is detected within the
 //! bound its `hello` advertised, the client moves to the backup with its
-//! subscriptions, and goes back to the primary once it answers again.
+//! subscriptions, and goes back to the primary once it answers again; between
+//! independent servers, each message reaches the application once.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use heartwire_client::{self as client, ClientConfig, Event, Incoming};
+use heartwire_client::{self as client, ClientConfig, Event, GapReason, Incoming};
 use heartwire_core::{BackoffConfig, Delay};
 use heartwire_server::{LivenessTiming, Server, ServerConfig};
 use heartwire_testkit::client::{Direction, Fault, proxy_to, wait_for};
@@ -162,5 +163,139 @@ async fn frozen_primary_fails_over_to_backup_and_back() {
         matches!(event, Event::Closed { .. })
     })
     .await;
+    stop.cancel();
+}
+
+/// Events until `what` arrives, bounded by `within`; the channel messages among them
+/// are appended to `received`, and the gaps' reasons to `gaps`.
+async fn collect_until(
+    events: &mut heartwire_client::Events,
+    within: Duration,
+    what: &str,
+    received: &mut Vec<serde_json::Value>,
+    gaps: &mut Vec<GapReason>,
+    until: impl Fn(&Event) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {within:?}; received {received:?}"))
+            .unwrap_or_else(|| panic!("events ended before {what}"));
+        match &event {
+            Event::Message(Incoming::Channel { channel, data, .. }) if channel == "room" => {
+                received.push(data.clone());
+            }
+            Event::Gap { reason, .. } => gaps.push(*reason),
+            _ => {}
+        }
+        if until(&event) {
+            return;
+        }
+    }
+}
+
+/// Two independent servers number the channel in two epochs; a client that fails over
+/// and back is answered with the primary's whole epoch again, and delivers each message
+/// once all the same, telling of each change of epoch.
+#[tokio::test]
+async fn failing_over_between_independent_servers_and_back_delivers_each_message_once() {
+    let stop = CancellationToken::new();
+    let primary = start_server(&stop).await;
+    let backup = start_server(&stop).await;
+    let proxy = proxy_to(primary).await;
+    let primary_url = format!("ws://{}/ws", proxy.local_addr());
+    let backup_url = format!("ws://{backup}/ws");
+    let mut config = ClientConfig::new([&primary_url, &backup_url]).unwrap();
+    config.backoff = BackoffConfig {
+        delay: Delay::Exponential {
+            base: BASE,
+            cap: CAP,
+        },
+        ..BackoffConfig::default()
+    };
+    config.fail_back_after = FAIL_BACK_AFTER;
+    config.subscriptions = vec!["room".into()];
+    config.jitter_seed = Some(2);
+    let (client, mut events) = client::connect(config).unwrap();
+
+    let within = Duration::from_secs(5);
+    let (mut received, mut gaps) = (Vec::new(), Vec::new());
+    let opened_on = |url: &str| {
+        let url = url.to_owned();
+        move |event: &Event| matches!(event, Event::Open { url: at, .. } if at.as_str() == url)
+    };
+    collect_until(
+        &mut events,
+        within,
+        "open on the primary",
+        &mut received,
+        &mut gaps,
+        opened_on(&primary_url),
+    )
+    .await;
+    for data in ["p1", "p2"] {
+        client.publish("room", json!(data)).unwrap();
+    }
+    collect_until(
+        &mut events,
+        within,
+        "p2",
+        &mut received,
+        &mut gaps,
+        |event| is_own_message(event, &json!("p2")),
+    )
+    .await;
+
+    proxy.set(Fault::Blackhole {
+        direction: Direction::Both,
+    });
+    collect_until(
+        &mut events,
+        within,
+        "open on the backup",
+        &mut received,
+        &mut gaps,
+        opened_on(&backup_url),
+    )
+    .await;
+    client.publish("room", json!("b1")).unwrap();
+    collect_until(
+        &mut events,
+        within,
+        "b1",
+        &mut received,
+        &mut gaps,
+        |event| is_own_message(event, &json!("b1")),
+    )
+    .await;
+
+    proxy.set(Fault::None);
+    collect_until(
+        &mut events,
+        within,
+        "back on the primary",
+        &mut received,
+        &mut gaps,
+        opened_on(&primary_url),
+    )
+    .await;
+    client.publish("room", json!("p3")).unwrap();
+    collect_until(
+        &mut events,
+        within,
+        "p3",
+        &mut received,
+        &mut gaps,
+        |event| is_own_message(event, &json!("p3")),
+    )
+    .await;
+
+    assert_eq!(
+        received,
+        [json!("p1"), json!("p2"), json!("b1"), json!("p3")]
+    );
+    assert_eq!(gaps, [GapReason::EpochChanged, GapReason::EpochChanged]);
+    client.close();
     stop.cancel();
 }

@@ -28,6 +28,14 @@ pub enum ErrorCode {
     /// The identity is not allowed to do this (such as a channel the rules refuse, or
     /// a `refresh` with another user's token).
     Forbidden,
+    /// The connection sent faster than the server's message rate; the frame was
+    /// dropped. `retry_after_ms` says when one more will be taken.
+    RateLimited,
+    /// The server holds as many channels as it may (in all, or created by this
+    /// connection); a publish to a new channel is refused.
+    TooManyChannels,
+    /// A publish `id` is longer than the server accepts.
+    IdTooLong,
 }
 
 impl ErrorCode {
@@ -44,6 +52,9 @@ impl ErrorCode {
             Self::PresenceOff => "presence_off",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyChannels => "too_many_channels",
+            Self::IdTooLong => "id_too_long",
         }
     }
 }

@@ -200,6 +200,9 @@ pub enum ServerFrame {
         /// subscribe or publish).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<String>,
+        /// When a refused request may be sent again, in milliseconds (`rate_limited`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// The answer to `presence`: the sessions subscribed to the channel, on every node,
     /// and the users they are.
@@ -547,18 +550,28 @@ mod tests {
                 reason: "no".into(),
                 id: None,
                 channel: None,
+                retry_after_ms: None,
             },
             ServerFrame::Error {
                 code: ErrorCode::Forbidden,
                 reason: "not yours".into(),
                 id: None,
                 channel: Some("room:1".into()),
+                retry_after_ms: None,
             },
             ServerFrame::Error {
                 code: ErrorCode::Unavailable,
                 reason: "broker down".into(),
                 id: Some("7".into()),
                 channel: None,
+                retry_after_ms: None,
+            },
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                reason: "too fast".into(),
+                id: Some("8".into()),
+                channel: None,
+                retry_after_ms: Some(20),
             },
             ServerFrame::Reconnect {
                 after_ms: 1500,

@@ -61,6 +61,11 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The connection's token expired and no fresh one came in time.
     TokenExpired,
+    /// The peer went on sending past the message rate after being told to wait.
+    RateLimited,
+    /// A message stayed incomplete (a frame or fragments not all sent) for longer
+    /// than the server waits.
+    IncompleteMessage,
     /// The transport failed or was cut without a close frame.
     Transport(String),
 }
@@ -80,6 +85,7 @@ impl DisconnectReason {
             Self::SlowConsumer => Some(close_code::POLICY_VIOLATION),
             Self::ServerShutdown => Some(close_code::SERVICE_RESTART),
             Self::TokenExpired => Some(close_code::TOKEN_EXPIRED),
+            Self::RateLimited | Self::IncompleteMessage => Some(close_code::POLICY_VIOLATION),
         }
     }
 
@@ -95,12 +101,14 @@ impl DisconnectReason {
             Self::SlowConsumer => "slow_consumer",
             Self::ServerShutdown => "server_shutdown",
             Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
+            Self::IncompleteMessage => "incomplete_message",
             Self::Transport(_) => "transport",
         }
     }
 
     /// Every label [`label`](Self::label) can return, so metrics can be registered up front.
-    pub const LABELS: [&'static str; 10] = [
+    pub const LABELS: [&'static str; 12] = [
         "peer_closed",
         "local_close",
         "ping_timeout",
@@ -110,6 +118,8 @@ impl DisconnectReason {
         "slow_consumer",
         "server_shutdown",
         "token_expired",
+        "rate_limited",
+        "incomplete_message",
         "transport",
     ];
 }
@@ -138,6 +148,8 @@ impl fmt::Display for DisconnectReason {
             Self::SlowConsumer => f.write_str("slow consumer"),
             Self::ServerShutdown => f.write_str("server shutting down"),
             Self::TokenExpired => f.write_str("token expired"),
+            Self::RateLimited => f.write_str("rate limited"),
+            Self::IncompleteMessage => f.write_str("message left incomplete"),
             Self::Transport(detail) => write!(f, "transport failed: {detail}"),
         }
     }
@@ -162,6 +174,8 @@ mod tests {
             DisconnectReason::SlowConsumer,
             DisconnectReason::ServerShutdown,
             DisconnectReason::TokenExpired,
+            DisconnectReason::RateLimited,
+            DisconnectReason::IncompleteMessage,
             DisconnectReason::Transport("x".into()),
         ];
         let labels: Vec<_> = all.iter().map(DisconnectReason::label).collect();
@@ -176,6 +190,8 @@ mod tests {
         assert_eq!(DisconnectReason::SlowConsumer.close_code(), Some(1008));
         assert_eq!(DisconnectReason::ServerShutdown.close_code(), Some(1012));
         assert_eq!(DisconnectReason::TokenExpired.close_code(), Some(4498));
+        assert_eq!(DisconnectReason::RateLimited.close_code(), Some(1008));
+        assert_eq!(DisconnectReason::IncompleteMessage.close_code(), Some(1008));
         assert_eq!(
             DisconnectReason::Transport("reset".into()).close_code(),
             None

@@ -41,7 +41,9 @@ pub fn rule_for(reason: &DisconnectReason) -> Retry {
         DisconnectReason::LocalClose
         | DisconnectReason::ProtocolError(_)
         | DisconnectReason::InvalidUtf8
-        | DisconnectReason::MessageTooBig => Retry::Never,
+        | DisconnectReason::MessageTooBig
+        | DisconnectReason::RateLimited
+        | DisconnectReason::IncompleteMessage => Retry::Never,
         DisconnectReason::PeerClosed { code: None, .. }
         | DisconnectReason::TokenExpired
         | DisconnectReason::PingTimeout

@@ -59,13 +59,14 @@ pub(crate) fn start<E: Endpoint>(
     mut slot: Slot,
 ) -> ConnectionTask<E> {
     let server = slot.server().clone();
+    let address = slot.address();
     let mailbox = slot.open(E::KIND);
     let now = Instant::now();
     let connection = Connection {
         socket,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
-        handler: Handler::open(endpoint, server, mailbox, identity, now),
+        handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
     ConnectionTask {
         connection,
@@ -192,6 +193,7 @@ impl<E: Endpoint> Connection<E> {
                 }
                 Poll::Pending => return Reading::Idle,
             }
+            handler.note_incomplete(self.socket.holds_incomplete(), now);
         }
         Reading::OutOfBudget
     }

@@ -6,12 +6,17 @@
 //! drives them with real sockets and timers.
 //!
 //! How a connection flows through the files here:
-//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline;
+//! - [`listener`] accepts TCP connections and serves HTTP with a handshake deadline,
+//!   within the accept rate and `--max-connections`;
+//! - [`admission`] decides the rate limits and the connections of each address and
+//!   user;
 //! - [`routes`] maps paths to endpoints, and takes a [`slot`] in the [`registry`]
 //!   before each upgrade (HTTP 503 when the server is full);
 //! - [`connection`] drives one WebSocket: the liveness machine of `heartwire-core`,
 //!   heartbeat conventions, limits, the close handshake;
 //! - [`endpoint`] holds what is particular to `/ws`, `/ws/{facility}` and `/echo`;
+//! - [`sse`] streams channels as Server-Sent Events on `/sse`, with the same checks,
+//!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
 //! - [`metrics`] counts it all for `/metrics`.
@@ -22,6 +27,7 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod admission;
 pub mod auth;
 mod broker;
 mod config;
@@ -37,6 +43,7 @@ mod publication;
 mod registry;
 mod routes;
 mod slot;
+mod sse;
 mod state;
 mod websocket;
 
@@ -57,8 +64,8 @@ pub use broker::{
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Limits, LivenessTiming, Retention,
-    Secret, ServerConfig,
+    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits, LivenessTiming,
+    Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -89,7 +96,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` with the in-process broker.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::bind_with_broker(config, broker).await
     }
 
@@ -113,6 +120,8 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            admission: admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
         });
         Ok(Self { listener, state })
@@ -135,11 +144,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let Self { listener, state } = self;
-        let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
         let drain = drain_after(shutdown, state.clone());
-        let serve = listener::serve(listener, router, config.limits.handshake_timeout, drain);
+        let serve = listener::serve(listener, router, state.clone(), drain);
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},

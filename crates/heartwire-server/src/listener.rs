@@ -8,17 +8,35 @@
 //! `net.core.somaxconn`): after a restart every client comes back within the same
 //! second or two, and tokio's default of 1024 overflows, which costs each dropped
 //! client a SYN retransmission (a second or more) instead of a connection.
+//!
+//! Each request carries a [`Cut`] of its connection: a streamed response (`/sse`)
+//! whose client stopped reading is no longer polled, so it cannot end by itself; its
+//! handler cuts the connection instead.
+//!
+//! Before a connection is served it must pass two bounds: the node's accept rate
+//! (`--accept-rate`), and `--max-connections` (plus [`HTTP_HEADROOM`]) counted over
+//! the WebSockets and the connections that have not upgraded yet, so a client cannot
+//! hold sockets by never finishing its request. A connection past either is answered HTTP 503 with
+//! `Retry-After` and closed, without being parsed. When accepting fails (out of
+//! file descriptors, say) the log says so at most once per [`ACCEPT_ERROR_LOG_EVERY`].
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::admission::{LogThrottle, TokenBucket};
+use crate::state::ServerState;
 
 /// Connections the kernel may hold, handshake done, before the server accepts them.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -26,20 +44,56 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// Drops the HTTP connection of the request that carries it (a request extension).
+#[derive(Debug, Clone)]
+pub(crate) struct Cut(CancellationToken);
+
+impl Cut {
+    /// Drops the connection at once: its socket is closed, whatever it was doing.
+    pub(crate) fn now(&self) {
+        self.0.cancel();
+    }
+}
+/// At most one log line per this interval for failing accepts.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Connections accepted beyond `--max-connections`, so that a node full of WebSockets
+/// still answers health checks and scrapes (an upgrade among them gets 503 from its
+/// route).
+pub(crate) const HTTP_HEADROOM: usize = 8;
+
+/// How long a refused connection is read from before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Refused connections that may linger at once.
+const LINGERING_AT_MOST: usize = 64;
+
+/// The answer to a connection refused before its request is read.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\nserver at accept-rate or max-connections; retry later";
+
 /// Accepts and serves connections until `shutdown` completes.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    handshake_timeout: Duration,
+    state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) {
     // Linux applies a second listen() to a listening socket as a new backlog.
     if let Err(err) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
         tracing::warn!(%err, "cannot raise the listen backlog");
     }
+    let config = &state.config;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout);
+        .header_read_timeout(config.limits.handshake_timeout);
+    let accept_rate = config.rates.accept_rate;
+    let mut accept_bucket = TokenBucket::new(
+        accept_rate,
+        accept_rate.per_second().ceil() as u32,
+        Instant::now(),
+    );
+    let mut accept_errors = LogThrottle::new(ACCEPT_ERROR_LOG_EVERY);
+    let lingering = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -47,30 +101,98 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    tracing::warn!(%err, "accept failed");
+                    state.metrics.refused("accept_error");
+                    if let Some(left_out) = accept_errors.admit(Instant::now()) {
+                        tracing::warn!(%err, left_out, "accept failed (repeats are logged once per 10 s)");
+                    }
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
         };
+        let over_rate = accept_bucket
+            .as_mut()
+            .is_some_and(|bucket| bucket.take(Instant::now()).is_err());
+        let held = state.unupgraded.load(Ordering::Acquire) + state.registry.taken();
+        if over_rate || held >= config.limits.max_connections + HTTP_HEADROOM {
+            if over_rate {
+                state.metrics.refused("accept_rate");
+            } else {
+                state.metrics.rejected_at_capacity.increment(1);
+            }
+            refuse(stream, &lingering);
+            continue;
+        }
         // Heartbeats and small messages must not wait for Nagle's algorithm.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "cannot set TCP_NODELAY");
         }
-        // Requests know their peer's address, as axum's `ConnectInfo`.
+        // Requests know their peer's address, as axum's `ConnectInfo`, and can cut
+        // their connection.
+        let cut = CancellationToken::new();
+        let request_cut = Cut(cut.clone());
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(request_cut.clone());
                 request
             });
         let connection = http
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .with_upgrades();
+        let unupgraded = Unupgraded::count(state.clone());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "HTTP connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(err) = result {
+                    tracing::debug!(%err, "HTTP connection ended with an error");
+                },
+                () = cut.cancelled() => tracing::debug!("HTTP connection cut"),
             }
+            drop(unupgraded);
         });
+    }
+}
+
+/// Answers 503 and closes. The socket lingers up to [`REFUSAL_LINGER`], reading what
+/// the client sends, so the kernel does not reset the connection (which would drop
+/// the answer) for a request left unread; past [`LINGERING_AT_MOST`] refusals at
+/// once, a refusal is closed at once.
+fn refuse(stream: TcpStream, lingering: &Arc<AtomicUsize>) {
+    let _ = stream.try_write(BUSY);
+    if lingering.fetch_add(1, Ordering::AcqRel) >= LINGERING_AT_MOST {
+        lingering.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let lingering = lingering.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut sink = [0; 1024];
+        let drain = async {
+            for _ in 0..16 {
+                if matches!(stream.read(&mut sink).await, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
+        lingering.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// A TCP connection served as HTTP, counted until its upgrade or its end.
+struct Unupgraded(Arc<ServerState>);
+
+impl Unupgraded {
+    fn count(state: Arc<ServerState>) -> Self {
+        state.unupgraded.fetch_add(1, Ordering::AcqRel);
+        Self(state)
+    }
+}
+
+impl Drop for Unupgraded {
+    fn drop(&mut self) {
+        self.0.unupgraded.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct EndpointMetrics {
 /// Every metric of one server.
 pub(crate) struct ServerMetrics {
     recorder: PrometheusRecorder,
-    endpoints: [EndpointMetrics; 3],
+    endpoints: [EndpointMetrics; EndpointKind::ALL.len()],
     disconnects: [Counter; DisconnectReason::LABELS.len()],
     pub(crate) pings_sent: Counter,
     pub(crate) pongs_received: Counter,
@@ -47,14 +47,22 @@ pub(crate) struct ServerMetrics {
     broker_epochs_renewed: Counter,
 }
 
-/// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), and each
-/// refusal of credentials.
-const REFUSAL_LABELS: [&str; 5] = [
+/// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), each
+/// refusal of credentials, and each limit of docs/SECURITY.md ("Floods and memory
+/// pinning").
+const REFUSAL_LABELS: [&str; 12] = [
     "origin",
     Refusal::LABELS[0],
     Refusal::LABELS[1],
     Refusal::LABELS[2],
     Refusal::LABELS[3],
+    "max_connections_per_ip",
+    "max_connections_per_user",
+    "accept_rate",
+    "message_rate",
+    "too_many_channels",
+    "id_too_long",
+    "accept_error",
 ];
 
 /// How often histogram samples are folded into their buckets between scrapes.
@@ -77,7 +85,7 @@ impl ServerMetrics {
         describe(
             "heartwire_connections_accepted_total",
             None,
-            "WebSocket connections accepted",
+            "Connections accepted (WebSocket, and SSE streams)",
         );
         describe(
             "heartwire_disconnects_total",
@@ -113,12 +121,12 @@ impl ServerMetrics {
         describe(
             "heartwire_rejected_total",
             None,
-            "Upgrades refused at max-connections",
+            "Connections refused at max-connections (HTTP 503), counting those not upgraded yet",
         );
         describe(
             "heartwire_refused_total",
             None,
-            "Upgrades refused for their origin (HTTP 403) or their credentials (close 4401, 4403, 4498 or 1013), by reason",
+            "Requests refused, by reason: an upgrade for its origin (HTTP 403) or credentials (close 4401, 4403, 4498 or 1013); a connection past its address's or user's limit (HTTP 429) or the accept rate (HTTP 503); a message past the message rate; a publish or subscribe past a channel limit or with too long an id; an accept that failed (out of file descriptors)",
         );
         describe(
             "heartwire_broker_reconnects_total",
@@ -158,7 +166,7 @@ impl ServerMetrics {
         recorder.describe_gauge(
             "heartwire_connections_open".into(),
             None,
-            "Open WebSocket connections".into(),
+            "Open connections (WebSocket, and SSE streams)".into(),
         );
         recorder.describe_histogram(
             "heartwire_rtt_seconds".into(),

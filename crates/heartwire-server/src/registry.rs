@@ -44,6 +44,11 @@ impl Registry {
         true
     }
 
+    /// Slots taken: connections open or being upgraded.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
     /// Gives a slot back.
     pub(crate) fn release(&self) {
         if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {

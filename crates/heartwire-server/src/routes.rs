@@ -1,6 +1,7 @@
-//! The HTTP routes: WebSocket upgrades, health, metrics and the browser files.
+//! The HTTP routes: WebSocket upgrades, the event stream, health, metrics and the
+//! browser files.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -10,13 +11,14 @@ use axum::routing::get;
 
 use std::time::SystemTime;
 
+use super::admission::ClientAddr;
 use super::auth::Caller;
 use super::connection;
 use super::endpoint::Endpoint;
 use super::endpoint::echo::Echo;
 use super::endpoint::native::Native;
 use super::endpoint::ws4redis::Ws4Redis;
-use super::slot::Slot;
+use super::slot::{NoSlot, Slot};
 use super::state::ServerState;
 use super::websocket::Upgrade;
 
@@ -26,13 +28,46 @@ const HEARTWIRE_JS: &str = include_str!("../assets/heartwire.js");
 /// Seconds a client refused at capacity is asked to wait.
 const RETRY_AFTER_SECS: &str = "1";
 
+/// Seconds a client refused for its address's or user's connection count is asked
+/// to wait: its own connections must end first.
+const RETRY_AFTER_OWN_SECS: &str = "10";
+
+/// What the demo page may load and reach: the client library and its own inline
+/// script and style (named by their hashes), its own server (the WebSocket on the
+/// same origin), its icon; nothing of other origins, and no framing.
+static PAGE_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let script = inline_hash(INDEX_HTML, "<script type=\"module\">", "</script>");
+    let style = inline_hash(INDEX_HTML, "<style>", "</style>");
+    format!(
+        "default-src 'none'; script-src 'self' {script}; style-src {style}; connect-src 'self'; \
+         img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+});
+
+/// The CSP source (`'sha256-…'`) of the text between `open` and `close` in `html`.
+fn inline_hash(html: &str, open: &str, close: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let start = html.find(open).expect("the page has the element") + open.len();
+    let length = html[start..].find(close).expect("the element is closed");
+    let digest = sha2::Sha256::digest(&html.as_bytes()[start..start + length]);
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+    format!("'sha256-{hash}'")
+}
+
 pub(crate) fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route(
             "/",
             get(|| async {
                 (
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY.as_str()),
+                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                        (header::X_FRAME_OPTIONS, "DENY"),
+                        (header::REFERRER_POLICY, "no-referrer"),
+                    ],
                     INDEX_HTML,
                 )
             }),
@@ -46,6 +81,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
                         // A library that pages of any origin may import; nothing else the
                         // server serves is readable across origins.
                         (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
                     ],
                     HEARTWIRE_JS,
                 )
@@ -54,6 +90,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/ws", get(native))
         .route("/ws/{facility}", get(ws4redis))
         .route("/echo", get(echo))
+        .route("/sse", get(super::sse::open))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -61,60 +98,68 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
 
 async fn native(
     State(state): State<Arc<ServerState>>,
+    ClientAddr(address): ClientAddr,
     caller: Caller,
     upgrade: Upgrade,
 ) -> Response {
-    accept(state, caller, upgrade, Native::default()).await
+    accept(state, address, caller, upgrade, Native::default()).await
 }
 
-async fn echo(State(state): State<Arc<ServerState>>, caller: Caller, upgrade: Upgrade) -> Response {
-    accept(state, caller, upgrade, Echo).await
+async fn echo(
+    State(state): State<Arc<ServerState>>,
+    ClientAddr(address): ClientAddr,
+    caller: Caller,
+    upgrade: Upgrade,
+) -> Response {
+    accept(state, address, caller, upgrade, Echo).await
 }
 
 async fn ws4redis(
     State(state): State<Arc<ServerState>>,
     Path(facility): Path<String>,
     RawQuery(query): RawQuery,
+    ClientAddr(address): ClientAddr,
     caller: Caller,
     upgrade: Upgrade,
 ) -> Response {
     match Ws4Redis::from_request(&facility, query.as_deref()) {
-        Ok(endpoint) => accept(state, caller, upgrade, endpoint).await,
+        Ok(endpoint) => accept(state, address, caller, upgrade, endpoint).await,
         Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
 }
 
 /// Upgrades to a WebSocket driven by `endpoint` for the identity of `caller`; refuses
-/// with 503 when the server holds `max-connections` already or is shutting down.
+/// with 503 when the server holds `max-connections` already or is shutting down, and
+/// with 429 when the caller's address or user holds its most.
 ///
 /// A caller refused for its credentials is upgraded all the same, and sent one close
 /// frame with the refusal's code and reason: browsers cannot read the status of a
 /// failed handshake, but they see a close code. It never receives `hello` or data.
 async fn accept<E: Endpoint>(
     state: Arc<ServerState>,
+    address: std::net::IpAddr,
     caller: Caller,
     upgrade: Upgrade,
     endpoint: E,
 ) -> Response {
-    let Some(slot) = Slot::reserve(&state) else {
-        state.metrics.rejected_at_capacity.increment(1);
-        let reason = if state.registry.is_draining() {
-            "server shutting down; retry later"
-        } else {
-            "server at max-connections; retry later"
-        };
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
-            reason,
-        )
-            .into_response();
+    let mut slot = match Slot::reserve(&state, address) {
+        Ok(slot) => slot,
+        Err(no_slot) => return refuse(&state, no_slot),
     };
     let max_message_size = state.config.limits.max_message_size;
     match state.auth.identify(caller, SystemTime::now()).await {
-        Ok(identity) => upgrade.on_upgrade(max_message_size, move |socket| {
-            connection::start(socket, endpoint, identity, slot)
-        }),
+        Ok(identity) => {
+            if let Some(identity) = &identity {
+                if !slot.claim_user(&identity.user) {
+                    state.metrics.refused("max_connections_per_user");
+                    let reason = "this user holds max-connections-per-user connections already; close one, or retry later";
+                    return too_many(reason);
+                }
+            }
+            upgrade.on_upgrade(max_message_size, move |socket| {
+                connection::start(socket, endpoint, identity, slot)
+            })
+        }
         Err(refusal) => {
             state.metrics.refused(refusal.label());
             tracing::debug!(%refusal, "connection refused");
@@ -128,6 +173,37 @@ async fn accept<E: Endpoint>(
             })
         }
     }
+}
+
+/// The answer to an upgrade that got no slot.
+pub(crate) fn refuse(state: &ServerState, no_slot: NoSlot) -> Response {
+    let reason = match no_slot {
+        NoSlot::Draining => "server shutting down; retry later",
+        NoSlot::Full => "server at max-connections; retry later",
+        NoSlot::AddressFull => {
+            state.metrics.refused("max_connections_per_ip");
+            return too_many(
+                "this address holds max-connections-per-ip connections already; close one, or retry later",
+            );
+        }
+    };
+    state.metrics.rejected_at_capacity.increment(1);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+        reason,
+    )
+        .into_response()
+}
+
+/// HTTP 429 with `Retry-After`: the client's own connections are the limit.
+pub(crate) fn too_many(reason: &'static str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, RETRY_AFTER_OWN_SECS)],
+        reason,
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<Arc<ServerState>>) -> Response {

@@ -1,9 +1,11 @@
 //! A connection's place in the server.
 //!
 //! A [`Slot`] is taken before the WebSocket upgrade, so a full server answers HTTP 503
-//! instead of accepting a connection it cannot hold; the slot is given back when the
-//! connection's task ends, however it ends.
+//! (429 for a client address or user that holds its most) instead of accepting a
+//! connection it cannot hold; the slot is given back when the connection's task
+//! ends, however it ends, with the counts of its address and user.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::endpoint::EndpointKind;
@@ -14,23 +16,67 @@ use crate::state::ServerState;
 /// A connection's place in the server, given back on drop.
 pub(crate) struct Slot {
     server: Arc<ServerState>,
+    address: IpAddr,
+    user: Option<Arc<str>>,
     opened: Option<(ConnectionId, EndpointKind)>,
 }
 
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// The server is shutting down.
+    Draining,
+    /// `--max-connections` are open.
+    Full,
+    /// The client's address holds `--max-connections-per-ip`.
+    AddressFull,
+}
+
 impl Slot {
-    /// Takes a slot for a new connection, unless the server is full or draining.
-    pub(crate) fn reserve(server: &Arc<ServerState>) -> Option<Self> {
-        server
+    /// Takes a slot for a new connection from `address`, unless the server is full or
+    /// draining or the address holds its most.
+    pub(crate) fn reserve(server: &Arc<ServerState>, address: IpAddr) -> Result<Self, NoSlot> {
+        if server.registry.is_draining() {
+            return Err(NoSlot::Draining);
+        }
+        if !server
             .registry
             .take_slot(server.config.limits.max_connections)
-            .then(|| Self {
-                server: server.clone(),
-                opened: None,
-            })
+        {
+            return Err(NoSlot::Full);
+        }
+        let per_ip = server.config.rates.max_connections_per_ip;
+        if !server.admission.take_ip(address, per_ip) {
+            server.registry.release();
+            return Err(NoSlot::AddressFull);
+        }
+        Ok(Self {
+            server: server.clone(),
+            address,
+            user: None,
+            opened: None,
+        })
+    }
+
+    /// Counts the connection for `user`, unless the user holds
+    /// `--max-connections-per-user` already.
+    pub(crate) fn claim_user(&mut self, user: &str) -> bool {
+        let user: Arc<str> = Arc::from(user);
+        let max = self.server.config.rates.max_connections_per_user;
+        let taken = self.server.admission.take_user(&user, max);
+        if taken {
+            self.user = Some(user);
+        }
+        taken
     }
 
     pub(crate) fn server(&self) -> &Arc<ServerState> {
         &self.server
+    }
+
+    /// The address the connection comes from.
+    pub(crate) fn address(&self) -> IpAddr {
+        self.address
     }
 
     /// The upgrade is done: registers the connection and returns its mailbox.
@@ -53,6 +99,10 @@ impl Drop for Slot {
             registry.unregister(id);
             self.server.metrics.endpoint(endpoint).open.decrement(1.0);
         }
+        if let Some(user) = &self.user {
+            self.server.admission.release_user(user);
+        }
+        self.server.admission.release_ip(self.address);
         registry.release();
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
@@ -16,6 +17,10 @@ pub(crate) struct ServerState {
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) auth: Auth,
+    /// Connections of each client address and user.
+    pub(crate) admission: Admission,
+    /// TCP connections accepted that have not become WebSockets (or ended) yet.
+    pub(crate) unupgraded: std::sync::atomic::AtomicUsize,
     /// When the server started, for `/healthz`'s uptime.
     pub(crate) started: Instant,
 }

@@ -17,7 +17,9 @@ use futures_util::StreamExt;
 use heartwire_client::{self as client, Client, ClientConfig, Event, Events, Incoming};
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_core::{BackoffConfig, Delay};
-use heartwire_server::{LivenessTiming, RedisBroker, RedisConfig, Retention, ServerConfig};
+use heartwire_server::{
+    LivenessTiming, RateLimits, RedisBroker, RedisConfig, Retention, ServerConfig,
+};
 use heartwire_testkit::client::{Direction, Fault, Proxy, proxy_to};
 use heartwire_testkit::redis::TestRedis;
 use heartwire_testkit::{
@@ -50,6 +52,11 @@ async fn node(redis: &TestRedis) -> TestServer {
         retention: Retention {
             history_size: TOTAL as usize,
             ..Retention::default()
+        },
+        // The publisher streams as fast as it can: the subject is the fail-over.
+        rates: RateLimits {
+            message_rate: "0/s".parse().unwrap(),
+            ..RateLimits::default()
         },
         ..ServerConfig::default()
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use heartwire_core::ErrorCode;
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::{Limits, ServerConfig};
+use heartwire_server::{Limits, RateLimits, ServerConfig};
 use heartwire_testkit::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -135,6 +135,8 @@ async fn slow_consumer_is_closed_and_the_others_get_everything() {
             outbound_queue: 32,
             ..Limits::default()
         },
+        // The publisher floods on purpose: the subject is the slow reader.
+        rates: unlimited(),
         ..ServerConfig::default()
     };
     let server = TestServer::start(config).await;
@@ -299,7 +301,11 @@ async fn a_flood_of_requests_in_one_write_is_answered_in_full_and_in_order() {
     // Far more frames than replies may wait (32), in one write, so the server stops
     // decoding with most of them read but not yet decoded. Nothing else would wake
     // the connection (its next Ping is 20 s away) if it forgot them.
-    let server = TestServer::start(ServerConfig::default()).await;
+    let server = TestServer::start(ServerConfig {
+        rates: unlimited(),
+        ..ServerConfig::default()
+    })
+    .await;
     let mut socket = connect(&server.url("/echo")).await;
     let count = 2_000u32;
     let mask = [9u8, 8, 7, 6];
@@ -352,5 +358,13 @@ async fn unfinished_handshakes_are_dropped_after_the_timeout() {
             held <= timeout + Duration::from_millis(700),
             "held {held:?} for {opening:?}"
         );
+    }
+}
+
+/// No message rate, for tests that flood on purpose.
+fn unlimited() -> RateLimits {
+    RateLimits {
+        message_rate: "0/s".parse().unwrap(),
+        ..RateLimits::default()
     }
 }

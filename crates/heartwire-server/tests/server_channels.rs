@@ -74,6 +74,7 @@ async fn expect_forbidden(socket: &mut Socket, channel: &str, id: Option<&str>) 
             channel: Some(refused),
             id: got_id,
             reason,
+            ..
         } if refused == channel && got_id.as_deref() == id => reason,
         other => panic!("expected forbidden for {channel}, got {other:?}"),
     }

@@ -6,6 +6,7 @@
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
 //!   watched by sentinels ([`redis_process`] runs their processes);
+//! - [`sse`]: a raw client of the `/sse` event stream;
 //! - [`stream`]: numbered streams over many channels, and the judge of what
 //!   subscribers received;
 //! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
@@ -16,6 +17,7 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod redis_process;
 pub mod redis_sentinel;
+pub mod sse;
 pub mod stream;
 pub mod tokens;
 
@@ -51,7 +53,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 with `config` (its `listen` is replaced by a free port).
     pub async fn start(config: ServerConfig) -> Self {
-        let broker = Arc::new(MemoryBroker::new(config.retention));
+        let broker = Arc::new(MemoryBroker::new(config.retention).with_holdings(config.holdings));
         Self::start_with_broker(config, broker).await
     }
 

@@ -176,6 +176,9 @@ impl Nodes {
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .args(servers.serve_options())
                 .args(["--outbound-queue", "100000", "--history-size", "100000"])
+                // The benchmark floods on purpose, from one address.
+                .args(["--message-rate", "0/s", "--accept-rate", "0/s"])
+                .args(["--max-connections-per-ip", "0"])
                 .env("HEARTWIRE_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

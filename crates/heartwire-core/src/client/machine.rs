@@ -850,6 +850,33 @@ mod tests {
     }
 
     #[test]
+    fn rate_limited_sends_that_publish_again_after_the_hint_and_tells_the_caller() {
+        let t0 = Instant::now();
+        let mut machine = native(carried(1), &[], t0);
+        let mut outbox: VecDeque<_> = (1..=2).map(publish).collect();
+        sent(&mut machine, t0, &mut outbox);
+        events(&mut machine);
+        let limited = json!({"op": "error", "code": "rate_limited", "reason": "slow down",
+            "id": "p-2", "retry_after_ms": 40});
+        machine.handle_frame(t0, text(limited));
+        assert_eq!(
+            events(&mut machine),
+            [Event::Error {
+                code: ErrorCode::RateLimited,
+                reason: "slow down".into(),
+                channel: None,
+            }]
+        );
+        let released = t0 + Duration::from_millis(40);
+        assert_eq!(machine.poll_timeout(), Some(released));
+        machine.handle_timeout(released);
+        assert_eq!(
+            published_ids(&sent(&mut machine, released, &mut outbox)),
+            ["p-2"]
+        );
+    }
+
+    #[test]
     fn at_most_so_many_publishes_await_their_ack() {
         let t0 = Instant::now();
         let mut machine = native(carried(1), &[], t0);

@@ -5,8 +5,15 @@
 //! to the application. Every resubscribe carries that position as `since`. Messages at
 //! or before it are duplicates and are dropped; a message past the next expected one,
 //! or a `subscribed` that says `recovered: false`, is a [`Gap`] the application hears of.
+//!
+//! Independent servers (no shared broker) number the same channel in different epochs.
+//! A client that fails over from one to another and back is answered with the first
+//! server's whole epoch again (`seq: 0`, `recovered: false`). So the client also keeps
+//! the last `seq` delivered in each of the latest [`EPOCHS_KEPT`] epochs of a channel: a
+//! `subscribed` naming one of them makes it current again, and its replay is trimmed to
+//! what the application has not had. The epoch change itself is still a gap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::event::GapReason;
 use crate::protocol::Position;
@@ -35,21 +42,30 @@ pub(crate) enum Delivery {
     Duplicate,
 }
 
-/// The last position delivered, per channel.
+/// How many epochs of one channel the client remembers its position in; the one used
+/// least recently is forgotten first.
+pub(crate) const EPOCHS_KEPT: usize = 4;
+
+/// The last position delivered, per channel and epoch.
 #[derive(Debug, Default)]
 pub(crate) struct Positions {
-    by_channel: HashMap<String, Position>,
+    /// Per channel, one position per epoch, the current one first, then the others from
+    /// the one used most recently; never empty, at most [`EPOCHS_KEPT`] long.
+    by_channel: HashMap<String, VecDeque<Position>>,
 }
 
 impl Positions {
-    /// The position to resume `channel` from, when it was subscribed before.
+    /// The position to resume `channel` from, when it was subscribed before: the
+    /// current one, as the server last spoke of it.
     pub(crate) fn since(&self, channel: &str) -> Option<Position> {
-        self.by_channel.get(channel).cloned()
+        self.by_channel.get(channel)?.front().cloned()
     }
 
     /// Takes in the server's `subscribed`; returns the gap when the server could not
     /// replay what this client missed. The client continues from the server's position
-    /// then; after `recovered: true` it keeps its own, and the replay follows.
+    /// then; after `recovered: true` it keeps its own, and the replay follows. An epoch
+    /// the client read from before continues from where it stood in it, so a replay of
+    /// that epoch delivers only what the application has not had.
     pub(crate) fn handle_subscribed(
         &mut self,
         channel: &str,
@@ -61,28 +77,50 @@ impl Positions {
             epoch: epoch.to_owned(),
             seq,
         };
-        let Some(known) = self.by_channel.get_mut(channel) else {
-            self.by_channel.insert(channel.to_owned(), fresh);
+        let Some(epochs) = self.by_channel.get_mut(channel) else {
+            self.by_channel
+                .insert(channel.to_owned(), VecDeque::from([fresh]));
             return None;
         };
-        let gap = if known.epoch != epoch {
-            Some(Gap {
-                from_seq: 1,
-                to_seq: seq,
-                reason: GapReason::EpochChanged,
-            })
-        } else if recovered != Some(false) {
-            // Everything after `known` follows.
-            return None;
-        } else {
-            Some(Gap {
-                from_seq: known.seq + 1,
+        let current = epochs.front_mut()?;
+        if current.epoch == epoch {
+            if recovered != Some(false) {
+                // Everything after `current` follows.
+                return None;
+            }
+            let gap = Gap {
+                from_seq: current.seq + 1,
                 to_seq: seq,
                 reason: GapReason::HistoryTooShort,
-            })
+            };
+            *current = fresh;
+            return Some(gap);
+        }
+        let gap = match epochs.iter().position(|known| known.epoch == epoch) {
+            Some(index) => {
+                let mut known = epochs.remove(index)?;
+                // `seq` 0: the whole epoch follows, and what was delivered is dropped;
+                // a later `seq`: the messages after `known` up to it will not come.
+                let gap = Gap {
+                    from_seq: known.seq + 1,
+                    to_seq: seq.max(known.seq),
+                    reason: GapReason::EpochChanged,
+                };
+                known.seq = known.seq.max(seq);
+                epochs.push_front(known);
+                gap
+            }
+            None => {
+                epochs.push_front(fresh);
+                epochs.truncate(EPOCHS_KEPT);
+                Gap {
+                    from_seq: 1,
+                    to_seq: seq,
+                    reason: GapReason::EpochChanged,
+                }
+            }
         };
-        *known = fresh;
-        gap
+        Some(gap)
     }
 
     /// Decides what becomes of message `seq` of `channel`, and records it as seen
@@ -92,7 +130,11 @@ impl Positions {
         if seq == 0 {
             return Delivery::Deliver;
         }
-        let Some(known) = self.by_channel.get_mut(channel) else {
+        let Some(known) = self
+            .by_channel
+            .get_mut(channel)
+            .and_then(VecDeque::front_mut)
+        else {
             return Delivery::Deliver;
         };
         if seq <= known.seq {
@@ -202,6 +244,75 @@ mod tests {
             })
         );
         assert_eq!(positions.handle_message("c", 6), Delivery::Deliver);
+    }
+
+    /// What the application is handed of `seqs` in the current epoch of `c`.
+    fn delivered(positions: &mut Positions, seqs: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        seqs.filter(|&seq| positions.handle_message("c", seq) != Delivery::Duplicate)
+            .collect()
+    }
+
+    #[test]
+    fn back_to_an_epoch_already_read_its_replay_is_trimmed() {
+        // Read 1..=3 of the primary's epoch, then 1..=2 of the backup's.
+        let mut positions = subscribed_at(0);
+        assert_eq!(delivered(&mut positions, 1..=3), [1, 2, 3]);
+        let gap = positions.handle_subscribed("c", 0, "backup", Some(false));
+        assert_eq!(gap.map(|gap| gap.reason), Some(GapReason::EpochChanged));
+        assert_eq!(delivered(&mut positions, 1..=2), [1, 2]);
+        // Back on the primary, which replays its whole epoch: the change of epoch is
+        // still a gap, but only what came after 3 is new.
+        let gap = positions.handle_subscribed("c", 0, "e1", Some(false));
+        assert_eq!(
+            gap,
+            Some(Gap {
+                from_seq: 4,
+                to_seq: 3,
+                reason: GapReason::EpochChanged
+            })
+        );
+        assert_eq!(delivered(&mut positions, 1..=5), [4, 5]);
+        assert_eq!(
+            positions.since("c"),
+            Some(Position {
+                epoch: "e1".into(),
+                seq: 5
+            })
+        );
+        // And back on the backup, answered without a replay: what it published
+        // meanwhile is the gap.
+        let gap = positions.handle_subscribed("c", 6, "backup", Some(false));
+        assert_eq!(
+            gap,
+            Some(Gap {
+                from_seq: 3,
+                to_seq: 6,
+                reason: GapReason::EpochChanged
+            })
+        );
+        assert_eq!(delivered(&mut positions, 6..=7), [7]);
+    }
+
+    #[test]
+    fn only_the_latest_epochs_are_remembered() {
+        let mut positions = subscribed_at(0);
+        assert_eq!(delivered(&mut positions, 1..=2), [1, 2]);
+        for other in 1..EPOCHS_KEPT {
+            positions.handle_subscribed("c", 0, &format!("other{other}"), Some(false));
+            assert_eq!(delivered(&mut positions, 1..=1), [1]);
+        }
+        // `e1` is the oldest of the kept ones: it is still known.
+        positions.handle_subscribed("c", 0, "e1", Some(false));
+        assert_eq!(delivered(&mut positions, 1..=3), [3]);
+        // One more epoch pushes out the one used least recently, `other1`.
+        positions.handle_subscribed("c", 0, "newest", Some(false));
+        positions.handle_subscribed("c", 0, "other1", Some(false));
+        assert_eq!(delivered(&mut positions, 1..=2), [1, 2]);
+        // Which pushed out `other2`; `other3` is still known.
+        positions.handle_subscribed("c", 0, "other3", Some(false));
+        assert_eq!(delivered(&mut positions, 1..=2), [2]);
+        positions.handle_subscribed("c", 0, "other2", Some(false));
+        assert_eq!(delivered(&mut positions, 1..=1), [1]);
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub(crate) fn apply_refresh(
         reason,
         id: None,
         channel: None,
+        retry_after_ms: None,
     };
     let fresh = match outcome {
         Ok(verified) => verified.identity,

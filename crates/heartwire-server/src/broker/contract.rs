@@ -23,6 +23,9 @@ pub struct PublishRequest {
     pub origin: Option<Arc<Mailbox>>,
     /// The id to acknowledge.
     pub ack_id: Option<String>,
+    /// Who publishes (a user, or an anonymous client's address): an `ack_id` is
+    /// remembered for its publisher only, so no one can claim another's ids.
+    pub publisher: Arc<str>,
 }
 
 /// A request to subscribe.
@@ -117,8 +120,8 @@ pub trait Broker: Send + Sync + 'static {
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>);
 
     /// Publishes a message to every subscriber of its channel, in one order for all.
-    /// A request whose `ack_id` was published on the channel within the dedup window
-    /// is not published again: its origin gets the first `seq`, marked duplicate.
+    /// A request whose `ack_id` its publisher published on the channel within the
+    /// dedup window is not published again: its origin gets the first `seq`, marked duplicate.
     fn publish(&self, request: PublishRequest);
 
     /// A name for `/healthz` and logs, such as `memory`.

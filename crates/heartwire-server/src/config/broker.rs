@@ -21,20 +21,32 @@ pub struct BrokerConfig {
         long,
         visible_alias = "redis-url",
         env = "HEARTWIRE_REDIS",
-        value_name = "URL[,URL…]"
+        value_name = "URL[,URL…]",
+        // A URL may hold a password.
+        hide_env_values = true
     )]
     pub redis: Option<String>,
 
     /// Share channels through this Redis Cluster, given by seed nodes separated by
     /// commas (the others are discovered): each channel on the shard of its slot,
     /// its messages by sharded pub/sub (Redis 7) (none unless given)
-    #[arg(long, env = "HEARTWIRE_REDIS_CLUSTER", value_name = "URL[,URL…]")]
+    #[arg(
+        long,
+        env = "HEARTWIRE_REDIS_CLUSTER",
+        value_name = "URL[,URL…]",
+        hide_env_values = true
+    )]
     pub redis_cluster: Option<String>,
 
     /// Share channels through the Redis master that these sentinels (URLs separated
     /// by commas) name, followed when they fail over; needs --redis-sentinel-master
     /// (none unless given)
-    #[arg(long, env = "HEARTWIRE_REDIS_SENTINEL", value_name = "URL[,URL…]")]
+    #[arg(
+        long,
+        env = "HEARTWIRE_REDIS_SENTINEL",
+        value_name = "URL[,URL…]",
+        hide_env_values = true
+    )]
     pub redis_sentinel: Option<String>,
 
     /// The master's name in the sentinels' configuration (none unless given)

@@ -17,10 +17,13 @@ mod access;
 mod broker;
 mod glob;
 mod heartbeats;
+mod holdings;
 mod limits;
 mod liveness;
 mod parse;
+mod rates;
 mod retention;
+mod sse;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,9 +37,12 @@ pub use access::{Access, Secret};
 pub use broker::BrokerConfig;
 pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
+pub use holdings::Holdings;
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
+pub use rates::{Rate, RateLimits};
 pub use retention::Retention;
+pub use sse::SseOptions;
 
 /// Everything a [`Server`](super::Server) needs to know.
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -95,6 +101,16 @@ pub struct ServerConfig {
     #[serde(skip)]
     pub limits: Limits,
 
+    /// How fast clients may connect and send, and how many connections each holds.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub rates: RateLimits,
+
+    /// What clients can make the node hold in memory.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub holdings: Holdings,
+
     /// What the broker keeps of each channel.
     #[command(flatten)]
     #[serde(skip)]
@@ -104,6 +120,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub broker: BrokerConfig,
+
+    /// How browsers reading `/sse` come back.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub sse: SseOptions,
 
     /// Who may connect, and as whom.
     #[command(flatten)]
@@ -134,6 +155,8 @@ impl ServerConfig {
             ("auth-timeout", self.access.auth_timeout),
             ("jwt-jwks-refetch", self.access.jwt_jwks_refetch),
             ("jwt-jwks-max-age", self.access.jwt_jwks_max_age),
+            ("sse-retry", self.sse.sse_retry),
+            ("message-timeout", self.holdings.message_timeout),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -144,6 +167,19 @@ impl ServerConfig {
             ("max-message-size", self.limits.max_message_size, " byte"),
             ("max-connections", self.limits.max_connections, ""),
             ("outbound-queue", self.limits.outbound_queue, ""),
+            ("max-channels", self.holdings.max_channels, ""),
+            (
+                "max-created-channels",
+                self.holdings.max_created_channels,
+                "",
+            ),
+            (
+                "max-publish-id-length",
+                self.holdings.max_publish_id_length,
+                " byte",
+            ),
+            ("max-publish-ids", self.holdings.max_publish_ids, ""),
+            ("message-burst", self.rates.message_burst as usize, ""),
         ];
         for (name, value, unit) in at_least_one {
             if value == 0 {

@@ -7,10 +7,28 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 
-/// A duration such as `500ms`, `20s` or `1h 30m` (`0` is zero).
+/// The longest duration an option takes: deadlines are instants this far ahead,
+/// which must not overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration such as `500ms`, `20s` or `1h 30m` (`0` is zero), at most a year.
 pub(crate) fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("not a duration like 500ms or 20s ({err})"))
+    let duration = humantime::parse_duration(text)
+        .map_err(|err| format!("not a duration like 500ms or 20s ({err})"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text} is longer than a year, the longest duration taken"
+        ));
+    }
+    Ok(duration)
+}
+
+/// A block of addresses such as `10.0.0.0/8`, or one address.
+pub(crate) fn cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("not an address or a CIDR block like 10.0.0.0/8: {text:?}"))
 }
 
 /// A size in bytes such as `65536`, `64KiB` or `1MiB`.
@@ -63,6 +81,15 @@ mod tests {
         assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(duration("0"), Ok(Duration::ZERO));
         assert!(duration("soon").unwrap_err().contains("not a duration"));
+        assert!(
+            duration("18446744073709551615s")
+                .unwrap_err()
+                .contains("a year")
+        );
+        assert_eq!(duration("365d"), Ok(MAX_DURATION));
+        assert_eq!(cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(cidr("::1").unwrap().to_string(), "::1/128");
+        assert!(cidr("ten").unwrap_err().contains("CIDR"));
         assert_eq!(size("65536"), Ok(65536));
         assert_eq!(size("64KiB"), Ok(64 * 1024));
         assert_eq!(size("1MiB"), Ok(1 << 20));

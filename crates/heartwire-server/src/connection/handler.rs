@@ -6,8 +6,9 @@
 //! a client's connection machine against it on synthetic time.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use heartwire_core::liveness::Action;
@@ -15,6 +16,7 @@ use heartwire_core::{DisconnectReason, Liveness};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::admission::{MessageRate, Verdict};
 use crate::auth::{Identity, expiry};
 use crate::endpoint::{Context, Endpoint};
 use crate::mailbox::{Mailbox, Signal};
@@ -32,6 +34,10 @@ pub(super) struct Handler<E> {
     pub(super) context: Context,
     /// Set once the liveness machine has said `Drop`.
     pub(super) ended: Option<DisconnectReason>,
+    /// How fast the client may send (`--message-rate`).
+    rate: MessageRate,
+    /// Since when the socket has held an incomplete message, if it does.
+    incomplete_since: Option<Instant>,
 }
 
 impl<E: Endpoint> Handler<E> {
@@ -42,13 +48,16 @@ impl<E: Endpoint> Handler<E> {
         server: Arc<ServerState>,
         mailbox: Arc<Mailbox>,
         identity: Option<Box<Identity>>,
+        address: IpAddr,
         now: Instant,
     ) -> Self {
         let liveness = Liveness::new(server.config.liveness(endpoint.facility()), now);
+        let rate = MessageRate::new(&server.config.rates, now);
         let mut context = Context {
             server,
             mailbox,
             identity,
+            address,
             replies: VecDeque::new(),
         };
         endpoint.on_open(&mut context);
@@ -58,6 +67,8 @@ impl<E: Endpoint> Handler<E> {
             liveness,
             context,
             ended: None,
+            rate,
+            incomplete_since: None,
         }
     }
 
@@ -67,6 +78,7 @@ impl<E: Endpoint> Handler<E> {
     pub(super) fn advance(&mut self, now: Instant, wall: SystemTime) {
         self.check_signals(now);
         self.check_expiry(now, wall);
+        self.check_incomplete(now);
         if self
             .liveness
             .poll_timeout()
@@ -95,14 +107,16 @@ impl<E: Endpoint> Handler<E> {
                     metrics.client_heartbeats.increment(1);
                     let reply = Message::Text(Utf8Bytes::from(rule.outbound.as_str()));
                     self.context.reply(reply);
-                } else {
+                } else if self.endpoint.is_heartbeat(&text) || self.admit(Some(&text), now) {
                     self.endpoint.on_text(text, &mut self.context);
                 }
             }
             Message::Binary(data) => {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
-                self.endpoint.on_binary(data, &mut self.context);
+                if self.admit(None, now) {
+                    self.endpoint.on_binary(data, &mut self.context);
+                }
             }
             Message::Ping(payload) => {
                 self.liveness.handle_frame(now);
@@ -135,8 +149,63 @@ impl<E: Endpoint> Handler<E> {
         }
     }
 
+    /// Whether a data message (`text`, or binary) that arrived at `now` is within
+    /// the message rate. One that is not is answered by the endpoint with a retry
+    /// hint; a client that goes on regardless is closed with 1008.
+    fn admit(&mut self, text: Option<&str>, now: Instant) -> bool {
+        if self.liveness.is_closing() || self.liveness.is_over() {
+            return false;
+        }
+        match self.rate.judge(now) {
+            Verdict::Take => true,
+            Verdict::Refuse { retry_after } => {
+                let metrics = &self.context.server.metrics;
+                metrics.refused("message_rate");
+                self.endpoint
+                    .on_rate_limited(text, retry_after, &mut self.context);
+                false
+            }
+            Verdict::Close => {
+                let text = "rate limited".to_owned();
+                self.start_close(DisconnectReason::RateLimited, Some(text), now);
+                false
+            }
+        }
+    }
+
+    /// Notes whether the socket holds an incomplete message after a read at `now`.
+    pub(super) fn note_incomplete(&mut self, incomplete: bool, now: Instant) {
+        self.incomplete_since = match (incomplete, self.incomplete_since) {
+            (false, _) => None,
+            (true, None) => Some(now),
+            (true, since) => since,
+        };
+    }
+
+    /// When the message the socket holds incomplete must be complete.
+    fn incomplete_deadline(&self) -> Option<Instant> {
+        let timeout: Duration = self.context.server.config.holdings.message_timeout;
+        self.incomplete_since.map(|since| since + timeout)
+    }
+
+    /// Closes with 1008 a connection whose message stayed incomplete too long.
+    fn check_incomplete(&mut self, now: Instant) {
+        if self.liveness.is_closing() || self.liveness.is_over() {
+            return;
+        }
+        if self
+            .incomplete_deadline()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.incomplete_since = None;
+            let text = "message left incomplete too long".to_owned();
+            self.start_close(DisconnectReason::IncompleteMessage, Some(text), now);
+        }
+    }
+
     /// When [`advance`](Self::advance) must next be called: the liveness deadline,
-    /// or the end of the identity's grace after expiry if that comes first.
+    /// or the end of the identity's grace after expiry, or the deadline of an
+    /// incomplete message, whichever comes first.
     pub(super) fn poll_timeout(&self, now: Instant, wall: SystemTime) -> Option<Instant> {
         let liveness = self.liveness.poll_timeout();
         if self.liveness.is_closing() || self.liveness.is_over() {
@@ -145,7 +214,11 @@ impl<E: Endpoint> Handler<E> {
         let grace = self.context.server.config.access.token_grace;
         let expiry =
             expiry::time_left(self.context.identity.as_deref(), grace, wall).map(|left| now + left);
-        liveness.into_iter().chain(expiry).min()
+        liveness
+            .into_iter()
+            .chain(expiry)
+            .chain(self.incomplete_deadline())
+            .min()
     }
 
     /// Closes with 4498 a connection whose identity expired more than the grace ago.

@@ -87,6 +87,8 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            admission: crate::admission::Admission::default(),
+            unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: now,
         });
         Self {
@@ -105,6 +107,7 @@ impl Server {
             retain: false,
             origin: None,
             ack_id: None,
+            publisher: Arc::from("u:test"),
         });
     }
 }
@@ -200,6 +203,7 @@ impl Pair {
             server.state.clone(),
             mailbox,
             identity,
+            std::net::IpAddr::from([127, 0, 0, 1]),
             now,
         );
         let subscriptions = vec![CHANNEL.to_owned()];

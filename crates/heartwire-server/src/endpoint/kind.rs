@@ -1,4 +1,4 @@
-//! The names of the endpoints, for logs and metrics.
+//! The names of the endpoints (the WebSocket ones and `/sse`), for logs and metrics.
 
 /// Which endpoint a connection came through: its name in logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,14 +9,17 @@ pub(crate) enum EndpointKind {
     Ws4Redis,
     /// `/echo`
     Echo,
+    /// `/sse`: Server-Sent Events, not a WebSocket
+    Sse,
 }
 
 impl EndpointKind {
     /// Every endpoint, in the order `/metrics` lists them.
-    pub(crate) const ALL: [EndpointKind; 3] = [
+    pub(crate) const ALL: [EndpointKind; 4] = [
         EndpointKind::Native,
         EndpointKind::Ws4Redis,
         EndpointKind::Echo,
+        EndpointKind::Sse,
     ];
 
     /// The endpoint's name in metric labels.
@@ -25,6 +28,7 @@ impl EndpointKind {
             EndpointKind::Native => "native",
             EndpointKind::Ws4Redis => "ws4redis",
             EndpointKind::Echo => "echo",
+            EndpointKind::Sse => "sse",
         }
     }
 }

@@ -11,7 +11,9 @@ pub(crate) mod native;
 pub(crate) mod ws4redis;
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -37,8 +39,24 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     /// The connection is open: send greetings, subscribe.
     fn on_open(&mut self, context: &mut Context);
 
+    /// Whether `text` is this endpoint's own heartbeat, which the message rate does
+    /// not count.
+    fn is_heartbeat(&self, _text: &str) -> bool {
+        false
+    }
+
     /// A text frame arrived (heartbeat conventions are already handled).
     fn on_text(&mut self, text: Utf8Bytes, context: &mut Context);
+
+    /// A data message (`text`, or binary) was dropped for the message rate; one more
+    /// is taken after `retry_after`. Endpoints without error frames say nothing.
+    fn on_rate_limited(
+        &mut self,
+        _text: Option<&str>,
+        _retry_after: Duration,
+        _context: &mut Context,
+    ) {
+    }
 
     /// A binary frame arrived.
     fn on_binary(&mut self, data: Bytes, context: &mut Context);
@@ -64,6 +82,8 @@ pub(crate) struct Context {
     pub(crate) mailbox: Arc<Mailbox>,
     /// Who the connection is; `None` when anonymous.
     pub(crate) identity: Option<Box<Identity>>,
+    /// The address the connection comes from (`--trusted-proxy`).
+    pub(crate) address: IpAddr,
     pub(crate) replies: VecDeque<Message>,
 }
 
@@ -78,6 +98,15 @@ impl Context {
         self.identity
             .as_ref()
             .map(|identity| Arc::from(identity.user.as_str()))
+    }
+
+    /// Who publishes, as publish ids are scoped: the user, or an anonymous client's
+    /// address.
+    pub(crate) fn publisher(&self) -> Arc<str> {
+        match &self.identity {
+            Some(identity) => Arc::from(format!("user:{}", identity.user)),
+            None => Arc::from(format!("addr:{}", self.address)),
+        }
     }
 
     /// Whether this connection may do `action` on `channel` (docs/SECURITY.md).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use heartwire_core::protocol::{
@@ -34,8 +34,12 @@ fn error(code: ErrorCode, reason: impl Into<String>, id: Option<String>) -> Mess
         reason: reason.into(),
         id,
         channel: None,
+        retry_after_ms: None,
     })
 }
+
+/// Texts longer than this are never `{"op":"ping"}`, and are not parsed to find out.
+const LONGEST_PING: usize = 1024;
 
 /// The `error` frame `forbidden` for a request on `channel`.
 fn forbidden(refusal: Forbidden, channel: &str, id: Option<String>) -> Message {
@@ -44,6 +48,7 @@ fn forbidden(refusal: Forbidden, channel: &str, id: Option<String>) -> Message {
         reason: refusal.reason,
         id,
         channel: Some(channel.to_owned()),
+        retry_after_ms: None,
     })
 }
 
@@ -167,6 +172,17 @@ impl Native {
             context.reply(forbidden(refusal, &channel, id));
             return;
         }
+        let longest = context.server.config.holdings.max_publish_id_length;
+        if let Some(long) = id.as_ref().filter(|id| id.len() > longest) {
+            context.server.metrics.refused("id_too_long");
+            let reason = format!(
+                "publish id of {} bytes; the server takes at most {longest} (max-publish-id-length)",
+                long.len()
+            );
+            // The id is not sent back: it is what is too long.
+            context.reply(error(ErrorCode::IdTooLong, reason, None));
+            return;
+        }
         let data =
             serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
         context.server.broker.publish(PublishRequest {
@@ -175,6 +191,7 @@ impl Native {
             retain: false,
             origin: Some(context.mailbox.clone()),
             ack_id: id,
+            publisher: context.publisher(),
         });
     }
 }
@@ -196,6 +213,35 @@ impl Endpoint for Native {
             expires_in_ms: expiry::expires_in_ms(context.identity.as_deref(), SystemTime::now()),
         };
         context.reply(frame(&hello));
+    }
+
+    fn is_heartbeat(&self, text: &str) -> bool {
+        text.len() <= LONGEST_PING
+            && text.contains("ping")
+            && matches!(ClientFrame::parse(text), Ok(ClientFrame::Ping { .. }))
+    }
+
+    fn on_rate_limited(
+        &mut self,
+        text: Option<&str>,
+        retry_after: Duration,
+        context: &mut Context,
+    ) {
+        // A publish is named by its id, so that its client sends it again.
+        let id = match text.map(ClientFrame::parse) {
+            Some(Ok(ClientFrame::Publish { id, .. })) => id,
+            _ => None,
+        };
+        let retry_after_ms = millis(retry_after).max(1);
+        context.reply(frame(&ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            reason: format!(
+                "too many messages (message-rate); this one was dropped, send again after {retry_after_ms} ms"
+            ),
+            id,
+            channel: None,
+            retry_after_ms: Some(retry_after_ms),
+        }));
     }
 
     fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
@@ -267,7 +313,12 @@ impl Endpoint for Native {
                     }
                 })
             }
-            Outbound::Error { code, reason, id } => error(code, reason, id),
+            Outbound::Error { code, reason, id } => {
+                if code == ErrorCode::TooManyChannels {
+                    context.server.metrics.refused("too_many_channels");
+                }
+                error(code, reason, id)
+            }
             Outbound::Refreshed(outcome) => {
                 let answer =
                     expiry::apply_refresh(&mut context.identity, *outcome, SystemTime::now());

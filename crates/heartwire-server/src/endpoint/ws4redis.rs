@@ -187,6 +187,7 @@ impl Endpoint for Ws4Redis {
                 retain: true,
                 origin: Some(context.mailbox.clone()),
                 ack_id: None,
+                publisher: context.publisher(),
             });
         }
     }

@@ -75,6 +75,12 @@ impl Reader {
         self.undecoded
     }
 
+    /// Whether a message has begun and not ended: a frame not fully arrived, or a
+    /// fragmented message without its final frame.
+    pub(crate) fn holds_incomplete(&self) -> bool {
+        self.fragmented.is_some() || (!self.partial.is_empty() && !self.undecoded)
+    }
+
     /// The memory held between reads: the capacity of what is kept of an incomplete
     /// frame and of a fragmented message.
     #[cfg(feature = "fuzzing")]
@@ -160,6 +166,10 @@ impl Reader {
         let Some(mask) = header.mask else {
             return violation("unmasked frame from a client");
         };
+        // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
+        if length > i64::MAX as u64 {
+            return violation("64-bit payload length with its most significant bit set");
+        }
         match header.opcode {
             OpCode::Control(_) if !header.is_final => violation("fragmented control frame"),
             OpCode::Control(_) if length > MAX_CONTROL_PAYLOAD => {
@@ -477,7 +487,7 @@ mod tests {
     fn a_length_near_u64_max_after_a_fragment_is_too_big_not_an_overflow() {
         let mut input = frame(0x2, false, b"a");
         input.extend([0x80, 0x80 | 127]);
-        input.extend(u64::MAX.to_be_bytes());
+        input.extend((i64::MAX as u64).to_be_bytes());
         input.extend(MASK);
         assert_eq!(
             read_all(&mut Reader::new(1024), &input),
@@ -492,10 +502,35 @@ mod tests {
             0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
             0x00, 0x00,
         ];
-        assert_eq!(
+        // Its length has the top bit set, which RFC 6455 forbids: 1002, not 1009.
+        assert!(matches!(
             read_all(&mut Reader::new(65_536), &found),
-            Err(DisconnectReason::MessageTooBig)
-        );
+            Err(DisconnectReason::ProtocolError(_))
+        ));
+    }
+
+    #[test]
+    fn a_64_bit_length_with_its_top_bit_set_is_a_protocol_error() {
+        let mut input = vec![0x82, 0x80 | 127];
+        input.extend((1u64 << 63).to_be_bytes());
+        input.extend(MASK);
+        let result = read_all(&mut Reader::new(1024), &input);
+        assert_eq!(result.unwrap_err().close_code(), Some(1002));
+    }
+
+    #[test]
+    fn an_unfinished_frame_or_fragmented_message_is_incomplete() {
+        let mut reader = Reader::new(1024);
+        assert!(!reader.holds_incomplete());
+        let whole = frame(0x1, true, b"hello");
+        assert!(read_all(&mut reader, &whole[..4]).is_ok());
+        assert!(reader.holds_incomplete(), "half a frame");
+        assert!(read_all(&mut reader, &whole[4..]).is_ok());
+        assert!(!reader.holds_incomplete());
+        assert!(read_all(&mut reader, &frame(0x1, false, b"he")).is_ok());
+        assert!(reader.holds_incomplete(), "a first fragment");
+        assert!(read_all(&mut reader, &frame(0x0, true, b"llo")).is_ok());
+        assert!(!reader.holds_incomplete());
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl Socket {
         }
     }
 
+    /// Whether a message has begun and not ended (see [`Reader::holds_incomplete`]).
+    pub(crate) fn holds_incomplete(&self) -> bool {
+        self.reader.holds_incomplete()
+    }
+
     /// Passes each complete message to `on_message` until it breaks: first those
     /// already read and kept undecoded, else those of one read from the socket.
     /// Returns `false` at the end of the stream.

@@ -67,11 +67,29 @@ impl ClientConnection {
                 id: Some(id),
                 ..
             }) => self.retry_later(now, &id),
+            // Dropped for sending too fast: sent again once the hint has passed, and
+            // the caller hears of it as an error that ends nothing.
+            Some(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                id: Some(id),
+                retry_after_ms,
+                reason,
+                channel,
+            }) => {
+                let hint = retry_after_ms.map(Duration::from_millis);
+                self.retry_later_by(now, &id, hint);
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::RateLimited,
+                    reason,
+                    channel,
+                });
+            }
             Some(ServerFrame::Error {
                 code,
                 reason,
                 id: Some(id),
                 channel,
+                ..
             }) => {
                 // Refused for good (not for want of a broker): sending it again would
                 // be refused again. An id this client is not waiting for answers
@@ -91,6 +109,7 @@ impl ClientConnection {
                 reason,
                 id: None,
                 channel,
+                ..
             }) => self.refused(now, code, reason, channel),
             Some(ServerFrame::Reconnect { after_ms, .. }) => {
                 self.retry_after = Some(Duration::from_millis(after_ms));
@@ -185,13 +204,18 @@ impl ClientConnection {
     /// publish sent after it go out again first, in order and with their ids, after
     /// one first-retry window in which the outbox waits.
     fn retry_later(&mut self, now: Instant, id: &str) {
+        self.retry_later_by(now, id, None);
+    }
+
+    /// Holds `id` and the publishes after it for `hint`, or the configured hold.
+    fn retry_later_by(&mut self, now: Instant, id: &str, hint: Option<Duration>) {
         let mut again = self.carried.unacked.take_from(id);
         if again.is_empty() {
             return;
         }
         again.append(&mut self.carried.resend);
         self.carried.resend = again;
-        self.hold_until = Some(now + self.config.unavailable_hold);
+        self.hold_until = Some(now + hint.unwrap_or(self.config.unavailable_hold));
     }
 
     /// An `error` that answers no publish. A `forbidden` naming a channel whose

@@ -116,7 +116,7 @@ pub(super) fn publish<'a>(
         0
     };
     let id_key = match &request.ack_id {
-        Some(id) => names.publish_id(id),
+        Some(id) => names.publish_id(&request.publisher, id),
         None => names.seq.clone(),
     };
     let origin = request
@@ -306,6 +306,7 @@ mod tests {
             retain,
             origin: Some(Arc::new(Mailbox::new(42, 8))),
             ack_id: ack_id.map(str::to_owned),
+            publisher: Arc::from("u:test"),
         }
     }
 
@@ -324,7 +325,7 @@ mod tests {
                 "hw:broadcast:chat#seq",
                 "hw:broadcast:chat#epoch",
                 "hw:broadcast:chat#stream",
-                "hw:broadcast:chat#id:7",
+                "hw:broadcast:chat#id:6:u:test:7",
                 "hw:broadcast:chat#live",
                 "broadcast:chat",
             ]

@@ -117,6 +117,7 @@ mod tests {
             retain: false,
             origin: Some(origin.clone()),
             ack_id: None,
+            publisher: Arc::from("u:test"),
         }
     }
 

@@ -112,9 +112,10 @@ impl ChannelNames {
         }
     }
 
-    /// The key remembering publish `id` within the dedup window.
-    pub(super) fn publish_id(&self, id: &str) -> String {
-        format!("{}{id}", self.id_prefix)
+    /// The key remembering publish `id` of `publisher` within the dedup window (the
+    /// publisher's length first, so no two pairs make one key).
+    pub(super) fn publish_id(&self, publisher: &str, id: &str) -> String {
+        format!("{}{}:{publisher}:{id}", self.id_prefix, publisher.len())
     }
 }
 
@@ -176,7 +177,10 @@ mod tests {
         let prefixed = ChannelNames::new("ws4redis", "broadcast:chat", false);
         assert_eq!(prefixed.raw, "ws4redis:broadcast:chat");
         assert_eq!(prefixed.seq, "ws4redis:hw:broadcast:chat#seq");
-        assert_eq!(prefixed.publish_id("7"), "ws4redis:hw:broadcast:chat#id:7");
+        assert_eq!(
+            prefixed.publish_id("u:a", "7"),
+            "ws4redis:hw:broadcast:chat#id:3:u:a:7"
+        );
         for audience in [
             "broadcast:chat",
             "user:ada:chat",
@@ -227,7 +231,7 @@ mod tests {
             &names.members,
             &names.users,
             &names.presence,
-            &names.publish_id("p-1"),
+            &names.publish_id("u:a", "p-1"),
         ] {
             assert_eq!(Slot::for_key(own), slot, "{own}");
         }
@@ -263,7 +267,7 @@ mod tests {
                 &names.members,
                 &names.users,
                 &names.presence,
-                &names.publish_id("p-1"),
+                &names.publish_id("u:a", "p-1"),
             ] {
                 assert_eq!(Slot::for_key(own), slot, "{own} of {channel}");
                 assert!(own_names.insert(own.clone()), "{own} is another's too");

@@ -6,32 +6,52 @@
 //! without subscribers keeps its history for `history_ttl`, then is forgotten, and a
 //! later one starts a new epoch.
 //!
+//! What clients can make it hold is bounded ([`Holdings`]): history in messages and
+//! bytes per channel and in bytes for all channels ([`ledger`]), channels in all and
+//! per creating connection, and publish ids ([`recent_ids`]). Unused channels are
+//! found through a queue of the channels that may expire, a few per operation, so no
+//! operation scans every channel.
+//!
 //! The broker reads the time from its [`Clock`], so tests can move it by hand.
+
+mod ledger;
+mod recent_ids;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use heartwire_core::ErrorCode;
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::contract::{Broker, PublishRequest, SubscribeRequest};
-use crate::config::Retention;
+use crate::config::{Holdings, Retention};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
 use crate::publication::Publication;
+use ledger::{Entry, Ledger};
+use recent_ids::RecentIds;
 
-/// Operations between two sweeps of unused channels and expired publish ids.
-const SWEEP_EVERY: u32 = 1024;
+/// Channels checked for expiry per operation at most.
+const SWEEP_BUDGET: usize = 16;
+
+/// Bytes a message in history is counted for beyond its payload: the publication,
+/// its place in the history and in the ledger.
+const MESSAGE_OVERHEAD: usize = 160;
 
 #[derive(Debug)]
 struct Channel {
     epoch: Arc<str>,
+    /// Which channel of this name it is: a new one after an expiry.
+    generation: u64,
     /// Sequence number of the latest message.
     seq: u64,
     /// The latest messages, oldest first, with consecutive sequence numbers.
     history: VecDeque<Arc<Publication>>,
+    /// The bytes of `history`, as [`cost`] counts them.
+    history_bytes: usize,
     /// When the channel was last published on or left by a subscriber.
     touched: Instant,
     subscribers: HashMap<ConnectionId, Arc<Mailbox>>,
@@ -41,19 +61,36 @@ struct Channel {
     users: HashMap<Arc<str>, usize>,
     /// The last retained message and when it expires.
     retained: Option<(Arc<Publication>, Instant)>,
+    /// The connection whose request created the channel.
+    creator: Option<ConnectionId>,
+    /// Whether the channel is in the expiry queue.
+    queued: bool,
+}
+
+/// The bytes a message in history is counted for.
+fn cost(message: &Publication) -> usize {
+    let payload = match &message.payload {
+        crate::Payload::Json(data) => data.get().len(),
+        crate::Payload::Text(text) => text.len(),
+    };
+    payload + MESSAGE_OVERHEAD
 }
 
 impl Channel {
-    fn new(now: Instant) -> Self {
+    fn new(now: Instant, generation: u64, creator: Option<ConnectionId>) -> Self {
         Self {
             epoch: Arc::from(random_id()),
+            generation,
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             touched: now,
             subscribers: HashMap::new(),
             members: HashMap::new(),
             users: HashMap::new(),
             retained: None,
+            creator,
+            queued: true,
         }
     }
 
@@ -97,6 +134,14 @@ impl Channel {
             ),
             _ => lost,
         }
+    }
+
+    /// Drops the oldest message of the history; returns its cost.
+    fn drop_oldest(&mut self) -> Option<usize> {
+        let message = self.history.pop_front()?;
+        let cost = cost(&message);
+        self.history_bytes -= cost;
+        Some(cost)
     }
 
     /// Adds a member; announces it when it is anonymous or its user's first.
@@ -146,6 +191,16 @@ impl Channel {
         }
     }
 
+    /// When the channel may next be unused: `history_ttl` after it was touched, or
+    /// when its retained message expires, whichever is later.
+    fn unused_from(&self, retention: &Retention) -> Instant {
+        let idle = self.touched + retention.history_ttl;
+        match &self.retained {
+            Some((_, expires)) => idle.max(*expires),
+            None => idle,
+        }
+    }
+
     fn is_unused(&self, now: Instant, retention: &Retention) -> bool {
         self.subscribers.is_empty()
             && self.retained(now).is_none()
@@ -153,59 +208,160 @@ impl Channel {
     }
 }
 
-/// Publish ids seen within the dedup window, with the `seq` they got.
-#[derive(Debug, Default)]
-struct RecentIds {
-    seq_of: HashMap<(Arc<str>, String), u64>,
-    /// The same keys in the order they were seen, for expiry.
-    seen: VecDeque<(Instant, Arc<str>, String)>,
-}
-
-impl RecentIds {
-    fn get(&self, channel: &Arc<str>, id: &str) -> Option<u64> {
-        self.seq_of.get(&(channel.clone(), id.to_owned())).copied()
-    }
-
-    fn insert(&mut self, channel: &Arc<str>, id: &str, seq: u64, now: Instant) {
-        self.seq_of.insert((channel.clone(), id.to_owned()), seq);
-        self.seen.push_back((now, channel.clone(), id.to_owned()));
-    }
-
-    fn expire(&mut self, now: Instant, retention: &Retention) {
-        while let Some((seen, ..)) = self.seen.front() {
-            if now.saturating_duration_since(*seen) < retention.dedup_window {
-                break;
-            }
-            let (_, channel, id) = self.seen.pop_front().expect("front exists");
-            self.seq_of.remove(&(channel, id));
-        }
-    }
-}
+/// Why a request that would create a channel is refused.
+#[derive(Debug)]
+struct TooManyChannels(String);
 
 #[derive(Debug, Default)]
 struct State {
     channels: HashMap<Arc<str>, Channel>,
     recent_ids: RecentIds,
-    operations: u32,
+    /// Channels that may be unused from the instant given, roughly in that order.
+    expiry: VecDeque<(Instant, Arc<str>)>,
+    /// Channels held, by the connection that created them.
+    created_by: HashMap<ConnectionId, usize>,
+    ledger: Ledger,
+    generations: u64,
 }
 
 impl State {
-    /// Forgets unused channels and expired ids, once every [`SWEEP_EVERY`] operations.
+    /// Forgets a few unused channels and expired ids.
     fn sweep(&mut self, now: Instant, retention: &Retention) {
-        self.operations += 1;
-        if self.operations < SWEEP_EVERY {
-            return;
+        self.recent_ids.expire(now, retention.dedup_window);
+        for _ in 0..SWEEP_BUDGET {
+            match self.expiry.front() {
+                Some((due, _)) if *due <= now => {}
+                _ => break,
+            }
+            let (_, name) = self.expiry.pop_front().expect("front exists");
+            let Some(channel) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            if channel.is_unused(now, retention) {
+                self.remove(&name);
+            } else if channel.subscribers.is_empty() {
+                let due = channel.unused_from(retention).max(now);
+                self.expiry.push_back((due, name));
+            } else {
+                // Queued again when its last subscriber leaves.
+                channel.queued = false;
+            }
         }
-        self.operations = 0;
-        self.channels
-            .retain(|_, channel| !channel.is_unused(now, retention));
-        self.recent_ids.expire(now, retention);
     }
 
-    fn channel(&mut self, name: &Arc<str>, now: Instant) -> &mut Channel {
-        self.channels
-            .entry(name.clone())
-            .or_insert_with(|| Channel::new(now))
+    /// Forgets a channel, its history and what it counted for.
+    fn remove(&mut self, name: &str) {
+        let Some(channel) = self.channels.remove(name) else {
+            return;
+        };
+        self.ledger
+            .forget(channel.history.len(), channel.history_bytes);
+        if let Some(creator) = channel.creator {
+            if let Some(count) = self.created_by.get_mut(&creator) {
+                *count -= 1;
+                if *count == 0 {
+                    self.created_by.remove(&creator);
+                }
+            }
+        }
+    }
+
+    /// The channel `name`, created for `creator` when the bounds allow.
+    fn channel(
+        &mut self,
+        name: &Arc<str>,
+        now: Instant,
+        creator: Option<ConnectionId>,
+        holdings: &Holdings,
+        retention: &Retention,
+    ) -> Result<&mut Channel, TooManyChannels> {
+        if !self.channels.contains_key(name) {
+            if self.channels.len() >= holdings.max_channels {
+                return Err(TooManyChannels(format!(
+                    "cannot create channel {name}: the server holds {} channels, its most (max-channels)",
+                    holdings.max_channels
+                )));
+            }
+            if let Some(creator) = creator {
+                let created = self.created_by.entry(creator).or_default();
+                if *created >= holdings.max_created_channels {
+                    return Err(TooManyChannels(format!(
+                        "cannot create channel {name}: this connection created {} channels that the server still holds (max-created-channels)",
+                        holdings.max_created_channels
+                    )));
+                }
+                *created += 1;
+            }
+            self.generations += 1;
+            let channel = Channel::new(now, self.generations, creator);
+            self.expiry
+                .push_back((channel.unused_from(retention), name.clone()));
+            self.channels.insert(name.clone(), channel);
+        }
+        Ok(self.channels.get_mut(name).expect("inserted above"))
+    }
+
+    /// Queues `name` for expiry when its last subscriber left.
+    fn queue_for_expiry(&mut self, name: &Arc<str>, retention: &Retention) {
+        if let Some(channel) = self.channels.get_mut(name) {
+            if channel.subscribers.is_empty() && !channel.queued {
+                channel.queued = true;
+                let due = channel.unused_from(retention);
+                self.expiry.push_back((due, name.clone()));
+            }
+        }
+    }
+
+    /// Adds `message` to the history of `name`, dropping the oldest messages past
+    /// the channel's bounds, then past the total.
+    fn keep(
+        &mut self,
+        name: &Arc<str>,
+        message: &Arc<Publication>,
+        retention: &Retention,
+        holdings: &Holdings,
+    ) {
+        let cost = cost(message);
+        let channel = self.channels.get_mut(name).expect("published on it");
+        channel.history.push_back(message.clone());
+        channel.history_bytes += cost;
+        let entry = Entry {
+            channel: name.clone(),
+            generation: channel.generation,
+            seq: message.seq,
+        };
+        let (mut dropped, mut dropped_bytes) = (0, 0);
+        while channel.history.len() > retention.history_size
+            || (channel.history_bytes > holdings.history_max_bytes && channel.history.len() > 1)
+        {
+            dropped_bytes += channel.drop_oldest().expect("history is not empty");
+            dropped += 1;
+        }
+        self.ledger.add(entry, cost);
+        self.ledger.forget(dropped, dropped_bytes);
+        while self.ledger.bytes > holdings.history_total_bytes {
+            let Some(oldest) = self.ledger.pop_oldest() else {
+                break;
+            };
+            let Some(channel) = self.channels.get_mut(&oldest.channel) else {
+                continue;
+            };
+            let held = channel.generation == oldest.generation
+                && channel.history.front().is_some_and(|m| m.seq == oldest.seq);
+            if held {
+                let cost = channel.drop_oldest().expect("front exists");
+                self.ledger.forget(1, cost);
+            }
+        }
+        if self.ledger.needs_compaction() {
+            let channels = &self.channels;
+            self.ledger.retain(|entry| {
+                channels.get(&entry.channel).is_some_and(|channel| {
+                    channel.generation == entry.generation
+                        && channel.history.front().is_some_and(|m| m.seq <= entry.seq)
+                })
+            });
+        }
     }
 }
 
@@ -232,26 +388,36 @@ impl Clock for SystemClock {
 pub struct MemoryBroker<C = SystemClock> {
     state: Mutex<State>,
     retention: Retention,
+    holdings: Holdings,
     clock: C,
     node_id: String,
 }
 
 impl MemoryBroker {
-    /// A broker that keeps what `retention` says, on the system's clock.
+    /// A broker that keeps what `retention` says, on the system's clock, within the
+    /// default [`Holdings`].
     pub fn new(retention: Retention) -> Self {
         Self::with_clock(retention, SystemClock)
     }
 }
 
 impl<C: Clock> MemoryBroker<C> {
-    /// A broker that keeps what `retention` says, on `clock`.
+    /// A broker that keeps what `retention` says, on `clock`, within the default
+    /// [`Holdings`].
     pub fn with_clock(retention: Retention, clock: C) -> Self {
         Self {
             state: Mutex::default(),
             retention,
+            holdings: Holdings::default(),
             clock,
             node_id: random_id(),
         }
+    }
+
+    /// The same broker, holding no more than `holdings` allow.
+    pub fn with_holdings(mut self, holdings: Holdings) -> Self {
+        self.holdings = holdings;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -272,7 +438,18 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         let now = self.clock.now();
         let mut state = self.state();
         state.sweep(now, &self.retention);
-        let entry = state.channel(&channel, now);
+        let creator = Some(subscriber.id());
+        let entry = match state.channel(&channel, now, creator, &self.holdings, &self.retention) {
+            Ok(entry) => entry,
+            Err(TooManyChannels(reason)) => {
+                subscriber.deliver(Outbound::Error {
+                    code: ErrorCode::TooManyChannels,
+                    reason,
+                    id: None,
+                });
+                return;
+            }
+        };
         let (recovered, seq, missed) = match &since {
             Some(since) => {
                 let (recovered, seq, missed) = entry.resume(since);
@@ -304,13 +481,15 @@ impl<C: Clock> Broker for MemoryBroker<C> {
     fn unsubscribe(&self, channel: &str, subscriber: ConnectionId) {
         let now = self.clock.now();
         let mut state = self.state();
-        if let Some(entry) = state.channels.get_mut(channel) {
+        let channel: Arc<str> = Arc::from(channel);
+        if let Some(entry) = state.channels.get_mut(&channel) {
             entry.subscribers.remove(&subscriber);
             entry.touched = now;
             if entry.members.contains_key(&subscriber) {
-                entry.remove_member(&Arc::from(channel), subscriber);
+                entry.remove_member(&channel, subscriber);
             }
         }
+        state.queue_for_expiry(&channel, &self.retention);
         state.sweep(now, &self.retention);
     }
 
@@ -321,12 +500,13 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             retain,
             origin,
             ack_id,
+            publisher,
         } = request;
         let now = self.clock.now();
         let mut state = self.state();
         state.sweep(now, &self.retention);
         if let (Some(origin), Some(id)) = (&origin, &ack_id) {
-            if let Some(seq) = state.recent_ids.get(&channel, id) {
+            if let Some(seq) = state.recent_ids.get(&publisher, &channel, id) {
                 origin.deliver(Outbound::Ack {
                     id: id.clone(),
                     seq,
@@ -336,7 +516,20 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             }
         }
         let retention = self.retention;
-        let entry = state.channel(&channel, now);
+        let creator = origin.as_ref().map(|mailbox| mailbox.id());
+        let entry = match state.channel(&channel, now, creator, &self.holdings, &retention) {
+            Ok(entry) => entry,
+            Err(TooManyChannels(reason)) => {
+                if let Some(origin) = &origin {
+                    origin.deliver(Outbound::Error {
+                        code: ErrorCode::TooManyChannels,
+                        reason,
+                        id: ack_id,
+                    });
+                }
+                return;
+            }
+        };
         entry.seq += 1;
         entry.touched = now;
         let message = Arc::new(Publication::new(
@@ -345,12 +538,6 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             payload,
             origin.as_ref().map(|mailbox| mailbox.id()),
         ));
-        if retention.history_size > 0 {
-            if entry.history.len() == retention.history_size {
-                entry.history.pop_front();
-            }
-            entry.history.push_back(message.clone());
-        }
         if retain && !retention.persist_for.is_zero() {
             entry.retained = Some((message.clone(), now + retention.persist_for));
         }
@@ -359,8 +546,13 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         for subscriber in entry.subscribers.values() {
             subscriber.deliver(Outbound::Message(message.clone()));
         }
+        if retention.history_size > 0 {
+            state.keep(&channel, &message, &retention, &self.holdings);
+        }
         if let (Some(origin), Some(id)) = (&origin, ack_id) {
-            state.recent_ids.insert(&channel, &id, message.seq, now);
+            let max_ids = self.holdings.max_publish_ids;
+            let key = (&publisher, &channel, id.as_str());
+            state.recent_ids.insert(key, message.seq, now, max_ids);
             origin.deliver(Outbound::Ack {
                 id,
                 seq: message.seq,
@@ -478,6 +670,7 @@ mod tests {
             retain: true,
             origin: origin.map(|(mailbox, _)| mailbox.clone()),
             ack_id: origin.map(|(_, id)| id.to_owned()),
+            publisher: Arc::from(origin.map_or(0, |(mailbox, _)| mailbox.id()).to_string()),
         });
     }
 
@@ -647,7 +840,7 @@ mod tests {
         });
         let writer = mailbox(2);
         publish(&broker, "room", "a", Some((&writer, "w-1")));
-        for _ in 0..SWEEP_EVERY {
+        for _ in 0..4 {
             broker.unsubscribe("room", 99);
         }
         publish(&broker, "room", "a", Some((&writer, "w-1")));
@@ -675,7 +868,7 @@ mod tests {
         let broker = MemoryBroker::with_clock(retention, clock.clone());
         let writer = mailbox(2);
         let sweep = || {
-            for _ in 0..SWEEP_EVERY {
+            for _ in 0..4 {
                 broker.unsubscribe("elsewhere", 99);
             }
         };
@@ -716,7 +909,7 @@ mod tests {
         });
         publish(&broker, "room", "1", None);
         let epoch = epoch_of(&broker, "room");
-        for _ in 0..SWEEP_EVERY {
+        for _ in 0..4 {
             broker.unsubscribe("elsewhere", 1);
         }
         assert!(broker.state().channels.is_empty());
@@ -809,5 +1002,153 @@ mod tests {
         }
         assert_eq!(drain(&fast).len(), 11);
         assert!(drain(&slow).is_empty());
+    }
+
+    fn holdings() -> Holdings {
+        Holdings {
+            history_max_bytes: 10 * (MESSAGE_OVERHEAD + 100),
+            history_total_bytes: 25 * (MESSAGE_OVERHEAD + 100),
+            ..Holdings::default()
+        }
+    }
+
+    fn bounded(retention: Retention, holdings: Holdings) -> MemoryBroker {
+        MemoryBroker::new(retention).with_holdings(holdings)
+    }
+
+    fn history_of(broker: &MemoryBroker, channel: &str) -> Vec<u64> {
+        let state = broker.state();
+        state.channels[channel]
+            .history
+            .iter()
+            .map(|m| m.seq)
+            .collect()
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_per_channel_and_in_total() {
+        let broker = bounded(
+            Retention {
+                history_size: 1000,
+                ..retention()
+            },
+            holdings(),
+        );
+        let hundred = "x".repeat(100);
+        for _ in 0..30 {
+            publish(&broker, "a", &hundred, None);
+        }
+        assert_eq!(history_of(&broker, "a"), (21..=30).collect::<Vec<_>>());
+        for _ in 0..10 {
+            publish(&broker, "b", &hundred, None);
+        }
+        for _ in 0..10 {
+            publish(&broker, "c", &hundred, None);
+        }
+        // 30 messages fit the channels' bounds; the total keeps 25, dropping a's first.
+        assert_eq!(history_of(&broker, "a"), (26..=30).collect::<Vec<_>>());
+        assert_eq!(history_of(&broker, "b").len(), 10);
+        assert_eq!(history_of(&broker, "c").len(), 10);
+        let state = broker.state();
+        assert_eq!(state.ledger.bytes, 25 * (MESSAGE_OVERHEAD + 100));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_channel_bound_is_still_delivered_and_kept_alone() {
+        let broker = bounded(retention(), holdings());
+        let reader = mailbox(1);
+        subscribe(&broker, "a", &reader, None);
+        publish(&broker, "a", "small", None);
+        publish(&broker, "a", &"y".repeat(5000), None);
+        assert_eq!(drain(&reader).len(), 3);
+        assert_eq!(history_of(&broker, "a"), [2]);
+    }
+
+    #[test]
+    fn expired_channels_give_their_bytes_back_and_the_ledger_stays_small() {
+        let clock = HandClock(Arc::new(Mutex::new(Instant::now())));
+        let broker = MemoryBroker::with_clock(retention(), clock.clone());
+        for round in 0..3000 {
+            publish(&broker, &format!("c{round}"), "z", None);
+            *clock.0.lock() += Duration::from_secs(1);
+        }
+        let state = broker.state();
+        // A channel lives 60 s here: about 60 remain, each with its one message.
+        assert!(state.channels.len() <= 80, "{}", state.channels.len());
+        assert_eq!(
+            state.ledger.bytes,
+            state.channels.len() * (MESSAGE_OVERHEAD + 1)
+        );
+        assert!(!state.ledger.needs_compaction());
+    }
+
+    #[test]
+    fn channels_are_capped_in_all_and_per_creating_connection() {
+        let broker = bounded(
+            retention(),
+            Holdings {
+                max_channels: 5,
+                max_created_channels: 3,
+                ..Holdings::default()
+            },
+        );
+        let (one, two) = (mailbox(1), mailbox(2));
+        for channel in ["a", "b", "c", "d"] {
+            publish(&broker, channel, "x", Some((&one, channel)));
+        }
+        assert_eq!(
+            drain(&one)[3],
+            "error cannot create channel d: this connection created 3 channels that the server still holds (max-created-channels)"
+        );
+        // Existing channels take any publisher.
+        publish(&broker, "a", "x", Some((&two, "again")));
+        for channel in ["e", "f", "g"] {
+            subscribe(&broker, channel, &two, None);
+        }
+        let answers = drain(&two);
+        assert!(
+            answers.last().unwrap().contains("holds 5 channels"),
+            "{answers:?}"
+        );
+        assert_eq!(broker.state().channels.len(), 5);
+    }
+
+    #[test]
+    fn publish_ids_belong_to_their_publisher_and_are_bounded_in_number() {
+        let broker = bounded(
+            retention(),
+            Holdings {
+                max_publish_ids: 3,
+                ..Holdings::default()
+            },
+        );
+        let (mallory, alice) = (mailbox(1), mailbox(2));
+        // Mallory claims the id alice will use: alice is published all the same.
+        publish(&broker, "room", "claim", Some((&mallory, "a-1")));
+        publish(&broker, "room", "real", Some((&alice, "a-1")));
+        assert_eq!(drain(&alice), ["ack a-1 2 false"]);
+        for id in ["m-1", "m-2", "m-3"] {
+            publish(&broker, "room", "x", Some((&mallory, id)));
+        }
+        assert_eq!(broker.state().recent_ids.len(), 3);
+        // The oldest ids were forgotten early: a-1 of alice is new again.
+        publish(&broker, "room", "real", Some((&alice, "a-1")));
+        assert_eq!(drain(&alice), ["ack a-1 6 false"]);
+    }
+
+    #[test]
+    fn an_operation_expires_a_few_channels_never_all_of_them() {
+        let clock = HandClock(Arc::new(Mutex::new(Instant::now())));
+        let broker = MemoryBroker::with_clock(retention(), clock.clone());
+        for n in 0..10_000 {
+            publish(&broker, &format!("c{n}"), "x", None);
+        }
+        *clock.0.lock() += Duration::from_secs(3600);
+        broker.unsubscribe("elsewhere", 1);
+        assert_eq!(broker.state().channels.len(), 10_000 - SWEEP_BUDGET);
+        for _ in 0..10_000 / SWEEP_BUDGET {
+            broker.unsubscribe("elsewhere", 1);
+        }
+        assert!(broker.state().channels.is_empty());
     }
 }
