@@ -171,6 +171,8 @@ async function groupHasLiveProcess(pgid) {
 /**
  * Starts Chromium with a fresh profile and connects playwright-core to it over CDP.
  *
+ * Also returns `pgid`, the process group of Chromium and its helpers (to stop or kill them all).
+ *
  * Playwright's own launch turns on focus emulation for every page, and a page with focus
  * emulation cannot be frozen (`Page.setWebLifecycleState` is then ignored); connecting with
  * `noDefaults` leaves the default context as Chromium made it. `extraArgs` are added to the
@@ -209,7 +211,7 @@ export async function launchBrowser({ extraArgs = [] } = {}) {
     await waitUntil(async () => !(await groupHasLiveProcess(child.pid)), 20_000, 'chromium\'s processes to end');
     await rm(profile, { recursive: true, force: true });
   };
-  return { context, close };
+  return { context, close, pgid: child.pid };
 }
 
 /**

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 use heartwire_server::ServerConfig;
 
+mod api;
 mod connect;
 mod logging;
 mod serve;
@@ -40,6 +41,11 @@ enum Command {
     /// Connect to a WebSocket server, reconnecting by itself: stdin lines go out,
     /// received messages are printed, state changes go to stderr.
     Connect(connect::ConnectArgs),
+    /// Publish a message through the server API (POST /api/publish).
+    Publish(api::PublishArgs),
+    /// Call the server API: publish, broadcast, history, presence, channels, info,
+    /// disconnect, unsubscribe (docs/API.md).
+    Api(api::ApiArgs),
     /// Load-test a server: scenarios, figures, RESULTS.md (bench/run drives it).
     Bench(heartwire_bench::BenchArgs),
     /// Faults on demand: a TCP fault proxy, and a check of a server through it.
@@ -77,6 +83,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Connect(args) => connect::run(args),
+        Command::Publish(args) => api::publish(args),
+        Command::Api(args) => api::api(args),
         Command::Bench(args) => heartwire_bench::run(args),
         Command::Chaos(args) => heartwire_chaos::run(args).map_err(Into::into),
     };

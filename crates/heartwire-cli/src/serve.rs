@@ -30,6 +30,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.validate()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let server = match config.broker.redis_config()? {
             Some(redis) => {
                 let broker = RedisBroker::start(&redis, config.retention)?;
@@ -38,34 +39,24 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => Server::bind(config).await?,
         };
         println!("heartwire listening on http://{}/", server.local_addr());
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         Ok(())
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Listens for Ctrl-C and SIGTERM from now on, and completes when either comes.
+/// Called before the server accepts anyone: a signal that came before its handler
+/// was in place would end the process at once, without closing its connections.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! addresses moved to free loopback ports and its server URLs pointed at a server
 //! of the test. A `serve` must come up and answer `/healthz`; a `connect` must open;
 //! any other command (`chaos`, `bench`…) must start — get past its arguments and not
-//! fail within two seconds, or end by itself with success.
+//! fail within two seconds, or end by itself with success. The server API's commands
+//! (`publish`, `api`) are given the test server and its key, and must succeed.
 
 mod common;
 
@@ -132,11 +133,38 @@ fn wait_for_stderr(child: &mut Child, needle: &str, what: &str) {
     }
 }
 
+/// `args` of a server API command (`publish`, `api`) with its key file replaced by
+/// `key_file` and pointed at the server at `addr`.
+fn with_api_key(args: Vec<String>, key_file: &Path, addr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut previous = String::new();
+    for word in args {
+        let word = if previous == "--api-key-file" {
+            key_file.display().to_string()
+        } else {
+            word
+        };
+        previous.clone_from(&word);
+        out.push(word);
+    }
+    if !out.iter().any(|word| word == "--api-key-file") {
+        out.push("--api-key-file".into());
+        out.push(key_file.display().to_string());
+    }
+    out.push("--server".into());
+    out.push(format!("http://{addr}"));
+    out
+}
+
 #[test]
 fn every_command_in_the_docs_runs() {
+    let key_file = std::env::temp_dir().join(format!("heartwire-docs-key-{}", std::process::id()));
+    std::fs::write(&key_file, "docs-examples-api-key-0123456789\n").expect("a temporary file");
     let mut server = Running::start({
         let mut command = heartwire();
-        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--api-key-file"])
+            .arg(&key_file);
         command
     });
     let addr = server.addr.clone();
@@ -145,7 +173,10 @@ fn every_command_in_the_docs_runs() {
         let text = std::fs::read_to_string(&document).expect("a readable document");
         for words in commands(&text) {
             let shown = format!("{}: heartwire {}", document.display(), words.join(" "));
-            let args = localized(&words, &addr);
+            let mut args = localized(&words, &addr);
+            if matches!(args.first().map(String::as_str), Some("publish" | "api")) {
+                args = with_api_key(args, &key_file, &addr);
+            }
             match args.first().map(String::as_str) {
                 Some("serve") => {
                     let mut command = heartwire();
@@ -209,6 +240,7 @@ fn every_command_in_the_docs_runs() {
     assert!(ran >= 5, "only {ran} commands found in the docs");
     let _ = server.child.kill();
     server.wait();
+    let _ = std::fs::remove_file(&key_file);
 }
 
 #[test]

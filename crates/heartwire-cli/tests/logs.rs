@@ -70,6 +70,31 @@ async fn json_lines_with_log_format_json() {
             .any(|line| line["message"] == "heartwire listening" && line["level"] == "INFO"),
         "{stderr}"
     );
+    // One line when the connection opened and one when it ended, at info level.
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|line| line["message"] == message && line["level"] == "INFO")
+            .unwrap_or_else(|| panic!("no {message:?} line in {stderr}"))
+    };
+    let opened = find("connection opened");
+    let ended = find("connection ended");
+    for line in [opened, ended] {
+        assert_eq!(line["endpoint"], "echo", "{line}");
+        assert_eq!(line["address"], "127.0.0.1", "{line}");
+        assert_eq!(line["user"], "-", "{line}");
+    }
+    assert_eq!(opened["session"], ended["session"]);
+    assert_eq!(
+        opened["session"].as_str().map(str::len),
+        Some(16),
+        "{opened}"
+    );
+    assert!(
+        ended["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{ended}"
+    );
+    assert!(ended["seconds"].as_f64().is_some(), "{ended}");
 }
 
 #[tokio::test]
@@ -83,8 +108,10 @@ async fn text_without_colours_when_stderr_is_not_a_terminal() {
 async fn rust_log_chooses_the_lines() {
     let quiet = stderr_of_a_short_run(&[], &[("RUST_LOG", "warn")]).await;
     assert!(!quiet.contains("heartwire listening"), "{quiet}");
-    let chatty = stderr_of_a_short_run(&[], &[("RUST_LOG", "heartwire_server=debug")]).await;
-    assert!(chatty.contains("DEBUG"), "{chatty}");
+    let targeted =
+        stderr_of_a_short_run(&[], &[("RUST_LOG", "warn,heartwire_server::slot=info")]).await;
+    assert!(targeted.contains("connection opened"), "{targeted}");
+    assert!(!targeted.contains("heartwire listening"), "{targeted}");
     let wrong = stderr_of_a_short_run(&[], &[("RUST_LOG", "info,=[")]).await;
     assert!(
         wrong.contains("RUST_LOG=") && wrong.contains("is not a log filter"),

@@ -61,6 +61,11 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// The connection's token expired and no fresh one came in time.
     TokenExpired,
+    /// The application disconnected it through the server API, with this close code.
+    ServerDisconnect {
+        /// The close code the application chose.
+        code: u16,
+    },
     /// The peer went on sending past the message rate after being told to wait.
     RateLimited,
     /// A message stayed incomplete (a frame or fragments not all sent) for longer
@@ -85,6 +90,7 @@ impl DisconnectReason {
             Self::SlowConsumer => Some(close_code::POLICY_VIOLATION),
             Self::ServerShutdown => Some(close_code::SERVICE_RESTART),
             Self::TokenExpired => Some(close_code::TOKEN_EXPIRED),
+            Self::ServerDisconnect { code } => Some(*code),
             Self::RateLimited | Self::IncompleteMessage => Some(close_code::POLICY_VIOLATION),
         }
     }
@@ -101,6 +107,7 @@ impl DisconnectReason {
             Self::SlowConsumer => "slow_consumer",
             Self::ServerShutdown => "server_shutdown",
             Self::TokenExpired => "token_expired",
+            Self::ServerDisconnect { .. } => "server_disconnect",
             Self::RateLimited => "rate_limited",
             Self::IncompleteMessage => "incomplete_message",
             Self::Transport(_) => "transport",
@@ -108,7 +115,7 @@ impl DisconnectReason {
     }
 
     /// Every label [`label`](Self::label) can return, so metrics can be registered up front.
-    pub const LABELS: [&'static str; 12] = [
+    pub const LABELS: [&'static str; 13] = [
         "peer_closed",
         "local_close",
         "ping_timeout",
@@ -118,6 +125,7 @@ impl DisconnectReason {
         "slow_consumer",
         "server_shutdown",
         "token_expired",
+        "server_disconnect",
         "rate_limited",
         "incomplete_message",
         "transport",
@@ -148,6 +156,7 @@ impl fmt::Display for DisconnectReason {
             Self::SlowConsumer => f.write_str("slow consumer"),
             Self::ServerShutdown => f.write_str("server shutting down"),
             Self::TokenExpired => f.write_str("token expired"),
+            Self::ServerDisconnect { code } => write!(f, "disconnected by the server with {code}"),
             Self::RateLimited => f.write_str("rate limited"),
             Self::IncompleteMessage => f.write_str("message left incomplete"),
             Self::Transport(detail) => write!(f, "transport failed: {detail}"),
@@ -174,6 +183,7 @@ mod tests {
             DisconnectReason::SlowConsumer,
             DisconnectReason::ServerShutdown,
             DisconnectReason::TokenExpired,
+            DisconnectReason::ServerDisconnect { code: 4403 },
             DisconnectReason::RateLimited,
             DisconnectReason::IncompleteMessage,
             DisconnectReason::Transport("x".into()),

@@ -38,6 +38,7 @@ pub fn rule_for(reason: &DisconnectReason) -> Retry {
             code: Some(code),
             reason,
         } => rule_for_close(*code, reason),
+        DisconnectReason::ServerDisconnect { code } => rule_for_close(*code, ""),
         DisconnectReason::LocalClose
         | DisconnectReason::ProtocolError(_)
         | DisconnectReason::InvalidUtf8

@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{self, Poll, ready};
 use std::time::{Instant, SystemTime};
 
@@ -60,7 +61,10 @@ pub(crate) fn start<E: Endpoint>(
 ) -> ConnectionTask<E> {
     let server = slot.server().clone();
     let address = slot.address();
-    let mailbox = slot.open(E::KIND);
+    let user = identity
+        .as_ref()
+        .map(|identity| Arc::from(identity.user.as_str()));
+    let mailbox = slot.open(E::KIND, user);
     let now = Instant::now();
     let connection = Connection {
         socket,
@@ -68,19 +72,16 @@ pub(crate) fn start<E: Endpoint>(
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask {
-        connection,
-        _slot: slot,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
 /// connection's memory is mostly this.
 pub(crate) struct ConnectionTask<E> {
     connection: Connection<E>,
-    /// Held for its `Drop`: the slot is given back, and the connection unregistered,
+    /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
@@ -91,8 +92,7 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
         handler.context.server.metrics.disconnected(&reason);
-        let id = handler.context.mailbox.id();
-        tracing::debug!(connection = id, %reason, "connection ended");
+        self.slot.log_end(&reason);
         // The task drops its future now, and with it the slot.
         Poll::Ready(())
     }

@@ -19,7 +19,9 @@
 //!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
-//! - [`metrics`] counts it all for `/metrics`.
+//! - [`metrics`] counts it all for `/metrics`;
+//! - [`api`] is the server API for the application's backend (`/api/*`), and
+//!   [`admin`] the admin page (`/admin`) on top of it.
 //!
 //! Around them: [`auth`] is who a connection is; [`config`] declares every option once (its flag, variable, file key,
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
@@ -27,7 +29,9 @@
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
 //! error type.
 
+mod admin;
 mod admission;
+mod api;
 pub mod auth;
 mod broker;
 mod config;
@@ -58,14 +62,15 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 
+pub use admin::sessions::OverTls;
 pub use auth::Identity;
 pub use broker::{
     Broker, BrokerHealth, Clock, MemoryBroker, PublishRequest, RedisBroker, RedisConfig,
     RedisTopology, ShardHealth, SubscribeRequest, SystemClock, WaitReplicas,
 };
 pub use config::{
-    Access, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits, LivenessTiming,
-    Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
+    Access, ApiAccess, BrokerConfig, HeartbeatConventions, HeartbeatReply, Holdings, Limits,
+    LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -81,6 +86,8 @@ use state::ServerState;
 pub struct Server {
     listener: TcpListener,
     state: Arc<ServerState>,
+    /// The subscription to the server API's commands, when the API is on.
+    control: Option<api::Control>,
 }
 
 impl std::fmt::Debug for Server {
@@ -108,6 +115,7 @@ impl Server {
         config.validate()?;
         let auth = auth::Auth::new(&config.access)?;
         auth.prefetch().await;
+        let api_key = api::ApiKey::from_config(&config.api)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -120,11 +128,22 @@ impl Server {
             metrics: ServerMetrics::new(),
             registry: Registry::default(),
             auth,
+            api_key,
+            admin_sessions: admin::AdminSessions::default(),
+            node_reports: api::NodeReports::default(),
             admission: admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
         });
-        Ok(Self { listener, state })
+        let control = match state.api_key {
+            Some(_) => Some(api::Control::join(&state).await),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            state,
+            control,
+        })
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -143,7 +162,11 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            control,
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, "heartwire listening");
         let router = routes::router(state.clone());
         let drain = drain_after(shutdown, state.clone());
@@ -151,6 +174,7 @@ impl Server {
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
+            never = api::Control::run_if_on(control, state.clone()) => match never {},
         }
         Ok(())
     }

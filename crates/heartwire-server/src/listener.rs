@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::admission::{LogThrottle, TokenBucket};
+use crate::admission::{LogThrottle, TokenBucket, retry_after_secs};
 use crate::state::ServerState;
 
 /// Connections the kernel may hold, handshake done, before the server accepts them.
@@ -68,8 +68,17 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Refused connections that may linger at once.
 const LINGERING_AT_MOST: usize = 64;
 
-/// The answer to a connection refused before its request is read.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 53\r\nConnection: close\r\n\r\nserver at accept-rate or max-connections; retry later";
+/// What a connection refused before its request is read is told.
+const BUSY_REASON: &str = "server at accept-rate or max-connections; retry later";
+
+/// The answer to a connection refused before its request is read, asking it to
+/// come back after `wait_secs`.
+fn busy(wait_secs: u64) -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {wait_secs}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BUSY_REASON}",
+        BUSY_REASON.len()
+    )
+}
 
 /// Accepts and serves connections until `shutdown` completes.
 pub(crate) async fn serve(
@@ -120,7 +129,7 @@ pub(crate) async fn serve(
             } else {
                 state.metrics.rejected_at_capacity.increment(1);
             }
-            refuse(stream, &lingering);
+            refuse(stream, &lingering, config.shutdown_spread);
             continue;
         }
         // Heartbeats and small messages must not wait for Nagle's algorithm.
@@ -158,8 +167,9 @@ pub(crate) async fn serve(
 /// the client sends, so the kernel does not reset the connection (which would drop
 /// the answer) for a request left unread; past [`LINGERING_AT_MOST`] refusals at
 /// once, a refusal is closed at once.
-fn refuse(stream: TcpStream, lingering: &Arc<AtomicUsize>) {
-    let _ = stream.try_write(BUSY);
+fn refuse(stream: TcpStream, lingering: &Arc<AtomicUsize>, spread: Duration) {
+    let wait = retry_after_secs(1, spread, &mut rand::rng());
+    let _ = stream.try_write(busy(wait).as_bytes());
     if lingering.fetch_add(1, Ordering::AcqRel) >= LINGERING_AT_MOST {
         lingering.fetch_sub(1, Ordering::AcqRel);
         return;

@@ -42,6 +42,8 @@ pub enum Outbound {
         id: String,
         /// The sequence number the message got.
         seq: u64,
+        /// The channel's epoch, in which `seq` counts.
+        epoch: Arc<str>,
         /// The id had been published before: nothing was published again.
         duplicate: bool,
     },
@@ -72,6 +74,11 @@ pub enum Outbound {
         /// The id of the publish that failed, if it had one.
         id: Option<String>,
     },
+    /// The application ended a subscription through the server API.
+    Unsubscribe {
+        /// The channel.
+        channel: Arc<str>,
+    },
     /// The token of a `refresh` was verified, or refused.
     Refreshed(Box<Result<Verified, Refusal>>),
 }
@@ -87,12 +94,15 @@ pub struct Member {
 }
 
 /// A signal that ends the connection, checked before anything else in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Signal {
     /// The queue overflowed: the client does not read.
     SlowConsumer,
     /// The server shuts down; the client may come back after this many milliseconds.
     Shutdown { reconnect_after_ms: u64 },
+    /// The application disconnects it through the server API, with this close code
+    /// and reason.
+    Disconnect { code: u16, reason: Arc<str> },
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +173,16 @@ impl Mailbox {
         self.waker.wake();
     }
 
+    /// Asks the connection to close with `code` and `reason` (the server API's
+    /// disconnect).
+    pub(crate) fn disconnect(&self, code: u16, reason: Arc<str>) {
+        self.state
+            .lock()
+            .signal
+            .get_or_insert(Signal::Disconnect { code, reason });
+        self.waker.wake();
+    }
+
     /// Registers the connection's task to be woken by the next delivery or signal.
     pub(crate) fn register(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
@@ -170,7 +190,7 @@ impl Mailbox {
 
     /// The pending signal, if any.
     pub(crate) fn signal(&self) -> Option<Signal> {
-        self.state.lock().signal
+        self.state.lock().signal.clone()
     }
 
     /// Takes the oldest queued item.
@@ -193,6 +213,7 @@ mod tests {
         Outbound::Ack {
             id: String::new(),
             seq,
+            epoch: Arc::from("e"),
             duplicate: false,
         }
     }

@@ -7,6 +7,12 @@
 //! A histogram sample is kept until it is folded into its buckets, which a scrape
 //! does, and so does [`ServerMetrics::keep_up`] every few seconds: a server nobody
 //! scrapes would otherwise keep one sample per Pong forever.
+//!
+//! A scrape lists families by name and series by labels ([`order`]), then the
+//! process's own figures ([`process`], `process_*`) and `heartwire_build_info`.
+
+mod order;
+mod process;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -38,6 +44,10 @@ pub(crate) struct ServerMetrics {
     pub(crate) heartbeat_texts_sent: Counter,
     pub(crate) client_heartbeats: Counter,
     pub(crate) rejected_at_capacity: Counter,
+    /// Server API calls refused for a missing or wrong key.
+    pub(crate) api_refused: Counter,
+    /// Messages published through the server API.
+    pub(crate) api_publishes: Counter,
     /// Upgrades refused for their origin or credentials, by reason.
     refusals: [Counter; REFUSAL_LABELS.len()],
     rtt: Histogram,
@@ -134,6 +144,16 @@ impl ServerMetrics {
             "Times the broker lost its link to other nodes (Redis) and made it again",
         );
         recorder.describe_gauge(
+            "heartwire_channels".into(),
+            None,
+            "Channels this node holds (with subscribers, or history kept in process)".into(),
+        );
+        recorder.describe_gauge(
+            "heartwire_subscriptions".into(),
+            None,
+            "Subscriptions of this node's connections, over all channels".into(),
+        );
+        recorder.describe_gauge(
             "heartwire_broker_up".into(),
             None,
             "1 while the broker reaches other nodes, 0 while it does not".into(),
@@ -218,6 +238,8 @@ impl ServerMetrics {
             heartbeat_texts_sent: counter("heartwire_heartbeat_texts_sent_total", vec![]),
             client_heartbeats: counter("heartwire_client_heartbeats_total", vec![]),
             rejected_at_capacity: counter("heartwire_rejected_total", vec![]),
+            api_refused: counter("heartwire_api_refused_total", vec![]),
+            api_publishes: counter("heartwire_api_publishes_total", vec![]),
             refusals,
             broker_up: recorder.register_gauge(&Key::from_name("heartwire_broker_up"), &METADATA),
             broker_reconnects: counter("heartwire_broker_reconnects_total", vec![]),
@@ -256,6 +278,14 @@ impl ServerMetrics {
     /// The Prometheus text exposition of every metric, with the broker's state as of now.
     pub(crate) fn render(&self, broker: &BrokerHealth) -> String {
         self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
+        for (name, value) in [
+            ("heartwire_channels", broker.channels),
+            ("heartwire_subscriptions", broker.subscriptions),
+        ] {
+            self.recorder
+                .register_gauge(&Key::from_name(name), &METADATA)
+                .set(value as f64);
+        }
         self.broker_reconnects.absolute(broker.reconnects);
         self.broker_failovers.absolute(broker.failovers);
         self.broker_epochs_renewed.absolute(broker.epochs_renewed);
@@ -272,7 +302,15 @@ impl ServerMetrics {
                 .register_counter(&key("heartwire_broker_shard_failovers_total"), &METADATA)
                 .absolute(shard.failovers);
         }
-        self.recorder.handle().render()
+        let mut text = order::stable(&self.recorder.handle().render());
+        text.push_str(&process::render());
+        text.push_str(&format!(
+            "# HELP heartwire_build_info The running heartwire's version.\n\
+             # TYPE heartwire_build_info gauge\n\
+             heartwire_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        ));
+        text
     }
 
     /// Folds histogram samples into their buckets every [`UPKEEP_INTERVAL`]; runs for
@@ -311,7 +349,10 @@ mod tests {
                 failovers: 1,
                 channels: 4,
             }],
+            channels: 4,
+            subscriptions: 9,
         });
+        assert!(text.contains("heartwire_subscriptions 9"), "{text}");
         assert!(
             text.contains("heartwire_broker_failovers_total 1"),
             "{text}"

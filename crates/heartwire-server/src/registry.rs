@@ -1,5 +1,6 @@
-//! The server's open connections: how many slots are taken, and reaching every
-//! connection at shutdown.
+//! The server's open connections: how many slots are taken, reaching every
+//! connection at shutdown, and finding a user's connections or a session for the
+//! server API.
 //!
 //! A connection takes a slot (see [`crate::slot`]) before its WebSocket upgrade and
 //! registers its mailbox once upgraded; the registry counts the one and holds the
@@ -19,10 +20,27 @@ use tokio::sync::Notify;
 use crate::id::ConnectionId;
 use crate::mailbox::Mailbox;
 
+/// An open connection: its mailbox, and its user when it was identified.
+#[derive(Debug)]
+struct Open {
+    mailbox: Arc<Mailbox>,
+    user: Option<Arc<str>>,
+}
+
+/// Which connections a request of the server API is about.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Target {
+    /// Every connection of this user.
+    User(String),
+    /// The connection of this session.
+    Session(ConnectionId),
+}
+
 /// Open connections of one server.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    open: Mutex<HashMap<ConnectionId, Arc<Mailbox>>>,
+    open: Mutex<HashMap<ConnectionId, Open>>,
     /// Slots taken: connections open or being upgraded.
     taken: AtomicUsize,
     draining: AtomicBool,
@@ -56,10 +74,14 @@ impl Registry {
         }
     }
 
-    /// Registers an upgraded connection; one that arrives while the server drains
-    /// is asked to close at once.
-    pub(crate) fn register(&self, mailbox: Arc<Mailbox>) {
-        self.open.lock().insert(mailbox.id(), mailbox.clone());
+    /// Registers an upgraded connection of `user` (`None`: anonymous); one that
+    /// arrives while the server drains is asked to close at once.
+    pub(crate) fn register(&self, mailbox: Arc<Mailbox>, user: Option<Arc<str>>) {
+        let open = Open {
+            mailbox: mailbox.clone(),
+            user,
+        };
+        self.open.lock().insert(mailbox.id(), open);
         if self.is_draining() {
             mailbox.shut_down(0);
         }
@@ -68,6 +90,23 @@ impl Registry {
     /// Forgets a connection that ended.
     pub(crate) fn unregister(&self, id: ConnectionId) {
         self.open.lock().remove(&id);
+    }
+
+    /// The mailboxes of the open connections that `target` names.
+    pub(crate) fn find(&self, target: &Target) -> Vec<Arc<Mailbox>> {
+        let open = self.open.lock();
+        match target {
+            Target::Session(id) => open
+                .get(id)
+                .map(|open| open.mailbox.clone())
+                .into_iter()
+                .collect(),
+            Target::User(user) => open
+                .values()
+                .filter(|open| open.user.as_deref() == Some(user.as_str()))
+                .map(|open| open.mailbox.clone())
+                .collect(),
+        }
     }
 
     /// Open WebSocket connections.
@@ -86,7 +125,7 @@ impl Registry {
         self.draining.store(true, Ordering::Release);
         let spread_ms = millis(spread);
         let mut rng = rand::rng();
-        for mailbox in self.open.lock().values() {
+        for Open { mailbox, .. } in self.open.lock().values() {
             mailbox.shut_down(rng.random_range(0..=spread_ms));
         }
     }
@@ -124,7 +163,27 @@ mod tests {
         registry.drain(Duration::ZERO);
         assert!(!registry.take_slot(10));
         let mailbox = Arc::new(Mailbox::new(7, 4));
-        registry.register(mailbox.clone());
+        registry.register(mailbox.clone(), None);
         assert!(mailbox.signal().is_some());
+    }
+
+    #[test]
+    fn connections_are_found_by_user_or_session() {
+        let registry = Registry::default();
+        let ada = Some(Arc::from("ada"));
+        for id in [1, 2] {
+            registry.register(Arc::new(Mailbox::new(id, 4)), ada.clone());
+        }
+        registry.register(Arc::new(Mailbox::new(3, 4)), None);
+        let ids = |target| {
+            let mut ids: Vec<_> = registry.find(&target).iter().map(|m| m.id()).collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(ids(Target::User("ada".into())), [1, 2]);
+        assert_eq!(ids(Target::User("bob".into())), Vec::<u64>::new());
+        assert_eq!(ids(Target::Session(3)), [3]);
+        registry.unregister(1);
+        assert_eq!(ids(Target::User("ada".into())), [2]);
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::get;
 
 use std::time::SystemTime;
 
-use super::admission::ClientAddr;
+use super::admission::{ClientAddr, retry_after_secs};
 use super::auth::Caller;
 use super::connection;
 use super::endpoint::Endpoint;
@@ -25,12 +25,13 @@ use super::websocket::Upgrade;
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const HEARTWIRE_JS: &str = include_str!("../assets/heartwire.js");
 
-/// Seconds a client refused at capacity is asked to wait.
-const RETRY_AFTER_SECS: &str = "1";
+/// Seconds a client refused at capacity is asked to wait at least (the spread of
+/// `--shutdown-spread` comes on top).
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// Seconds a client refused for its address's or user's connection count is asked
-/// to wait: its own connections must end first.
-const RETRY_AFTER_OWN_SECS: &str = "10";
+/// to wait at least: its own connections must end first.
+const RETRY_AFTER_OWN_SECS: u64 = 10;
 
 /// What the demo page may load and reach: the client library and its own inline
 /// script and style (named by their hashes), its own server (the WebSocket on the
@@ -93,6 +94,8 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/sse", get(super::sse::open))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(super::api::router(state.clone()))
+        .merge(super::admin::router())
         .with_state(state)
 }
 
@@ -153,7 +156,7 @@ async fn accept<E: Endpoint>(
                 if !slot.claim_user(&identity.user) {
                     state.metrics.refused("max_connections_per_user");
                     let reason = "this user holds max-connections-per-user connections already; close one, or retry later";
-                    return too_many(reason);
+                    return too_many(&state, reason);
                 }
             }
             upgrade.on_upgrade(max_message_size, move |socket| {
@@ -183,24 +186,35 @@ pub(crate) fn refuse(state: &ServerState, no_slot: NoSlot) -> Response {
         NoSlot::AddressFull => {
             state.metrics.refused("max_connections_per_ip");
             return too_many(
+                state,
                 "this address holds max-connections-per-ip connections already; close one, or retry later",
             );
         }
     };
     state.metrics.rejected_at_capacity.increment(1);
+    let wait = retry_after_secs(
+        RETRY_AFTER_SECS,
+        state.config.shutdown_spread,
+        &mut rand::rng(),
+    );
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+        [(header::RETRY_AFTER, wait.to_string())],
         reason,
     )
         .into_response()
 }
 
 /// HTTP 429 with `Retry-After`: the client's own connections are the limit.
-pub(crate) fn too_many(reason: &'static str) -> Response {
+pub(crate) fn too_many(state: &ServerState, reason: &'static str) -> Response {
+    let wait = retry_after_secs(
+        RETRY_AFTER_OWN_SECS,
+        state.config.shutdown_spread,
+        &mut rand::rng(),
+    );
     (
         StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, RETRY_AFTER_OWN_SECS)],
+        [(header::RETRY_AFTER, wait.to_string())],
         reason,
     )
         .into_response()

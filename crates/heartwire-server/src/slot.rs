@@ -4,9 +4,17 @@
 //! (429 for a client address or user that holds its most) instead of accepting a
 //! connection it cannot hold; the slot is given back when the connection's task
 //! ends, however it ends, with the counts of its address and user.
+//!
+//! The log has one line at info level when a connection opens (its session, as the
+//! client sees it, its address, endpoint and user) and one when it ends, with the
+//! reason and how long it lasted.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
+
+use heartwire_core::protocol::session_name;
 
 use crate::endpoint::EndpointKind;
 use crate::id::{ConnectionId, new_connection_id};
@@ -18,7 +26,14 @@ pub(crate) struct Slot {
     server: Arc<ServerState>,
     address: IpAddr,
     user: Option<Arc<str>>,
-    opened: Option<(ConnectionId, EndpointKind)>,
+    opened: Option<Opened>,
+}
+
+/// A connection that took its slot.
+struct Opened {
+    id: ConnectionId,
+    endpoint: EndpointKind,
+    at: Instant,
 }
 
 /// Why no slot was given.
@@ -79,23 +94,51 @@ impl Slot {
         self.address
     }
 
-    /// The upgrade is done: registers the connection and returns its mailbox.
-    pub(crate) fn open(&mut self, endpoint: EndpointKind) -> Arc<Mailbox> {
+    /// The upgrade is done: registers the connection of `user` (`None`: anonymous)
+    /// and returns its mailbox.
+    pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> Arc<Mailbox> {
         let id = new_connection_id();
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
-        self.server.registry.register(mailbox.clone());
+        self.server.registry.register(mailbox.clone(), user);
         let metrics = self.server.metrics.endpoint(endpoint);
         metrics.accepted.increment(1);
         metrics.open.increment(1.0);
-        self.opened = Some((id, endpoint));
+        tracing::info!(
+            session = %session_name(id),
+            address = %self.address,
+            endpoint = endpoint.label(),
+            user = self.user.as_deref().unwrap_or("-"),
+            "connection opened"
+        );
+        self.opened = Some(Opened {
+            id,
+            endpoint,
+            at: Instant::now(),
+        });
         mailbox
+    }
+
+    /// Logs the end of the connection, for `reason`.
+    pub(crate) fn log_end(&self, reason: &dyn fmt::Display) {
+        let Some(opened) = &self.opened else {
+            return;
+        };
+        tracing::info!(
+            session = %session_name(opened.id),
+            address = %self.address,
+            endpoint = opened.endpoint.label(),
+            user = self.user.as_deref().unwrap_or("-"),
+            %reason,
+            seconds = opened.at.elapsed().as_secs_f64(),
+            "connection ended"
+        );
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let registry = &self.server.registry;
-        if let Some((id, endpoint)) = self.opened {
+        if let Some(Opened { id, endpoint, .. }) = self.opened {
             registry.unregister(id);
             self.server.metrics.endpoint(endpoint).open.decrement(1.0);
         }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admin::AdminSessions;
 use crate::admission::Admission;
+use crate::api::{ApiKey, NodeReports};
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
@@ -17,6 +19,12 @@ pub(crate) struct ServerState {
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) auth: Auth,
+    /// The key of the server API and the admin page; both are off without it.
+    pub(crate) api_key: Option<ApiKey>,
+    /// The admin page's logins.
+    pub(crate) admin_sessions: AdminSessions,
+    /// What the nodes last said of themselves (`/api/info`).
+    pub(crate) node_reports: NodeReports,
     /// Connections of each client address and user.
     pub(crate) admission: Admission,
     /// TCP connections accepted that have not become WebSockets (or ended) yet.

@@ -63,3 +63,57 @@ async fn a_draining_server_answers_healthz_with_503_until_its_connections_are_go
         .expect("the server stops once the close timeout passed")
         .expect("shut down");
 }
+
+/// The sample lines of a scrape without their values.
+fn series(scrape: &str) -> Vec<String> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            line.rsplit_once(' ')
+                .map_or(line, |(name, _)| name)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_come_in_a_stable_order_with_process_build_and_subscription_figures() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let (mut socket, _) = connect_native(&server).await;
+    for channel in ["a", "b"] {
+        heartwire_testkit::subscribe(&mut socket, channel).await;
+    }
+    let first = http_get(server.addr, "/metrics").await;
+    let second = http_get(server.addr, "/metrics").await;
+    assert_eq!(series(&first), series(&second), "two scrapes, two orders");
+    let names: Vec<String> = series(&first)
+        .iter()
+        .map(|line| line.split('{').next().unwrap_or_default().to_owned())
+        .collect();
+    let families: Vec<&str> = first
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE heartwire_"))
+        .filter(|rest| !rest.starts_with("build_info"))
+        .map(|rest| rest.split(' ').next().unwrap_or_default())
+        .collect();
+    let mut sorted = families.clone();
+    sorted.sort_unstable();
+    assert_eq!(families, sorted, "families by name");
+    for family in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(names.iter().any(|name| name == family), "no {family}");
+    }
+    assert!(
+        first.contains(&format!(
+            "heartwire_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{first}"
+    );
+    assert_eq!(server.metric("heartwire_channels").await, 2.0);
+    assert_eq!(server.metric("heartwire_subscriptions").await, 2.0);
+}

@@ -2,6 +2,9 @@
 //! port, WebSocket clients with bounded waits, and a `/metrics` reader.
 //!
 //! - [`client`]: waiting on a client's events, and the chaos proxy in front of a server;
+//! - [`netns`]: two network namespaces joined by a veth pair, and the path between
+//!   them dropped silently in either direction (the half-open tests);
+//! - [`timed`]: child processes whose output lines are stamped as they arrive;
 //! - [`peer`]: third-party peers (Python `websockets`, Node `ws`) run as processes;
 //! - [`redis`]: `redis-server` processes and nodes on the Redis broker;
 //! - [`redis_cluster`] and [`redis_sentinel`]: a Redis Cluster, and a master
@@ -12,6 +15,7 @@
 //! - [`tokens`]: keys and JWTs made by PyJWT, for the tests of token verification.
 
 pub mod client;
+pub mod netns;
 pub mod peer;
 pub mod redis;
 pub mod redis_cluster;
@@ -19,6 +23,7 @@ pub mod redis_process;
 pub mod redis_sentinel;
 pub mod sse;
 pub mod stream;
+pub mod timed;
 pub mod tokens;
 
 use std::net::SocketAddr;

@@ -56,6 +56,9 @@ pub(crate) fn free_port(bus: bool) -> u16 {
 /// How long one `redis-cli` call may take: a stopped server never answers.
 pub(crate) const CLI_TIMEOUT: &str = "2";
 
+/// How long writing the 16 MiB ballast may take.
+const BALLAST_TIMEOUT: &str = "30";
+
 /// Runs `redis-cli -p port args…` and returns its output (nothing when the server
 /// does not answer within two seconds).
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
@@ -101,9 +104,11 @@ pub(crate) fn detach_replica(master: u16, replica: &Process, ballast_key: &str, 
     replica.signal("STOP");
     let ballast = dir.join("ballast");
     std::fs::write(&ballast, vec![b'x'; 16 << 20]).expect("a ballast file");
+    // 16 MiB through redis-cli takes seconds on a busy machine; the bound is for a
+    // master that stopped answering, not for a slow one.
     let status = Command::new("timeout")
         .args([
-            CLI_TIMEOUT,
+            BALLAST_TIMEOUT,
             "redis-cli",
             "-p",
             &master.to_string(),

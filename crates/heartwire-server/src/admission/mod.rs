@@ -5,13 +5,15 @@
 //! message rate of a connection ([`MessageRate`]) and the accept rate of the node;
 //! a [`LogThrottle`] keeps a repeating error from flooding the log. [`Admission`]
 //! counts the connections of each client address and each user, and [`ClientAddr`]
-//! says which address a request comes from (`--trusted-proxy`).
+//! says which address a request comes from (`--trusted-proxy`). A refusal's
+//! `Retry-After` is spread over `--shutdown-spread` ([`retry_after_secs`]).
 
 mod bucket;
 mod client_ip;
 mod counts;
 mod log_throttle;
 mod message_rate;
+mod retry_after;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use axum::http::request::Parts;
 pub(crate) use bucket::TokenBucket;
 pub(crate) use log_throttle::LogThrottle;
 pub(crate) use message_rate::{MessageRate, Verdict};
+pub(crate) use retry_after::retry_after_secs;
 
 use crate::state::ServerState;
 use counts::Counts;

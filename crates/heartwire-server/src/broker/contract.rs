@@ -78,6 +78,10 @@ pub struct BrokerHealth {
     pub epochs_renewed: u64,
     /// Each shard (a Redis master, or a cluster and its master nodes).
     pub shards: Vec<ShardHealth>,
+    /// Channels this node holds (with subscribers, or history kept in process).
+    pub channels: usize,
+    /// Subscriptions of this node's connections, over all channels.
+    pub subscriptions: usize,
 }
 
 /// One shard of a broker that spreads channels over several Redis masters.
@@ -124,6 +128,9 @@ pub trait Broker: Send + Sync + 'static {
     /// dedup window is not published again: its origin gets the first `seq`, marked duplicate.
     fn publish(&self, request: PublishRequest);
 
+    /// The channels that have subscribers on this node, with how many.
+    fn channels(&self) -> Vec<(Arc<str>, usize)>;
+
     /// A name for `/healthz` and logs, such as `memory`.
     fn name(&self) -> &'static str;
 
@@ -131,11 +138,6 @@ pub trait Broker: Send + Sync + 'static {
     /// for `/healthz` and logs.
     fn node_id(&self) -> &str;
 
-    /// The state of the link to other nodes; a broker of one node is always up.
-    fn health(&self) -> BrokerHealth {
-        BrokerHealth {
-            up: true,
-            ..BrokerHealth::default()
-        }
-    }
+    /// The state of the link to other nodes, and what this node holds.
+    fn health(&self) -> BrokerHealth;
 }

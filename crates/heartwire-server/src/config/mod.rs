@@ -14,6 +14,7 @@
 //! fields with a flag are `#[serde(skip)]`.
 
 mod access;
+mod api;
 mod broker;
 mod glob;
 mod heartbeats;
@@ -34,6 +35,7 @@ use crate::Error;
 use crate::permissions::ChannelRule;
 
 pub use access::{Access, Secret};
+pub use api::ApiAccess;
 pub use broker::BrokerConfig;
 pub(crate) use glob::glob_matches;
 pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
@@ -130,6 +132,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub access: Access,
+
+    /// Who may call the server API and open the admin page.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub api: ApiAccess,
 
     /// Who may subscribe, publish, see presence and replay history on which channels:
     /// the `[[channels]]` rules of the config file, first match wins (docs/SECURITY.md).

@@ -251,6 +251,14 @@ impl<E: Endpoint> Handler<E> {
                 let text = format!("server restarting; retry after {reconnect_after_ms} ms");
                 self.start_close(DisconnectReason::ServerShutdown, Some(text), now);
             }
+            Some(Signal::Disconnect { code, reason }) => {
+                let reason_text = reason.to_string();
+                self.start_close(
+                    DisconnectReason::ServerDisconnect { code },
+                    Some(reason_text),
+                    now,
+                );
+            }
         }
     }
 

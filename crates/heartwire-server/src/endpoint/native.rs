@@ -287,7 +287,9 @@ impl Endpoint for Native {
                 epoch: epoch.to_string(),
                 recovered,
             }),
-            Outbound::Ack { id, seq, duplicate } => frame(&ServerFrame::Ack { id, seq, duplicate }),
+            Outbound::Ack {
+                id, seq, duplicate, ..
+            } => frame(&ServerFrame::Ack { id, seq, duplicate }),
             Outbound::Presence { channel, members } => presence(&channel, &members),
             Outbound::PresenceChange {
                 channel,
@@ -318,6 +320,20 @@ impl Endpoint for Native {
                     context.server.metrics.refused("too_many_channels");
                 }
                 error(code, reason, id)
+            }
+            Outbound::Unsubscribe { channel } => {
+                // The application ended it; a subscription already gone is left alone.
+                if !self.subscriptions.contains(&channel) {
+                    return None;
+                }
+                self.subscriptions.retain(|held| *held != channel);
+                context
+                    .server
+                    .broker
+                    .unsubscribe(&channel, context.mailbox.id());
+                frame(&ServerFrame::Unsubscribed {
+                    channel: channel.to_string(),
+                })
             }
             Outbound::Refreshed(outcome) => {
                 let answer =

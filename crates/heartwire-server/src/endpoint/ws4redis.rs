@@ -201,6 +201,22 @@ impl Endpoint for Ws4Redis {
             {
                 Some(Message::Text(message.text_frame()))
             }
+            Outbound::Unsubscribe { channel } => {
+                // The application ended it: the raw socket just stops receiving it.
+                if self.subscribed.contains(&channel) {
+                    self.subscribed = self
+                        .subscribed
+                        .iter()
+                        .filter(|held| **held != channel)
+                        .cloned()
+                        .collect();
+                    context
+                        .server
+                        .broker
+                        .unsubscribe(&channel, context.mailbox.id());
+                }
+                None
+            }
             _ => None,
         }
     }

@@ -87,6 +87,7 @@ pub(crate) async fn open(
         if !slot.claim_user(&identity.user) {
             server.metrics.refused("max_connections_per_user");
             return routes::too_many(
+                &server,
                 "this user holds max-connections-per-user connections already; close one, or retry later",
             );
         }
@@ -102,7 +103,10 @@ pub(crate) async fn open(
     // Unlike a WebSocket, a stream cannot be sent a fresh token: it ends when its
     // token does, and the client opens it again with a new one.
     let expires_in = expiry::time_left(identity.as_deref(), Duration::ZERO, now);
-    let mailbox = slot.open(EndpointKind::Sse);
+    let user = identity
+        .as_ref()
+        .map(|identity| Arc::from(identity.user.as_str()));
+    let mailbox = slot.open(EndpointKind::Sse, user);
     let positions = subscribe(&server, &request, identity.as_deref(), &mailbox);
     let base = millis(server.config.sse.sse_retry);
     let retry_ms = rand::rng().random_range(base..=base.saturating_mul(2));

@@ -49,8 +49,9 @@ pub(crate) struct EventStream {
     ended: Option<DisconnectReason>,
     /// Held for its `Drop`: the watchdog stops when the stream ends.
     _watchdog: DropGuard,
-    /// Held for its `Drop`: the stream counts against `--max-connections` while it lives.
-    _slot: Slot,
+    /// Logs the stream's end; held for its `Drop`, the stream counts against
+    /// `--max-connections` while it lives.
+    slot: Slot,
 }
 
 impl EventStream {
@@ -80,7 +81,7 @@ impl EventStream {
             positions,
             greeting: Some(greeting),
             ended: None,
-            _slot: slot,
+            slot,
         }
     }
 
@@ -139,6 +140,16 @@ impl EventStream {
                 let id = self.positions.encode();
                 event::event(out, Some("failed"), &id, &data.to_string());
             }
+            Outbound::Unsubscribe { channel } => {
+                // The application ended it through the server API.
+                if self.index(&channel).is_none() {
+                    return;
+                }
+                self.server.broker.unsubscribe(&channel, self.mailbox.id());
+                let data = serde_json::json!({ "channel": &*channel });
+                let id = self.positions.encode();
+                event::event(out, Some("unsubscribed"), &id, &data.to_string());
+            }
             // A stream only reads: it publishes nothing, asks for no presence and
             // sends no refresh.
             Outbound::Ack { .. }
@@ -172,6 +183,15 @@ impl EventStream {
                 let id = self.positions.encode();
                 event::event(&mut out, Some("reconnect"), &id, &data.to_string());
                 self.end(DisconnectReason::ServerShutdown);
+                return Poll::Ready(Some(out));
+            }
+            Some(Signal::Disconnect { code, reason }) => {
+                // The application disconnected it through the server API; the code
+                // says whether the client should come back, as a close code does.
+                let data = serde_json::json!({ "code": code, "reason": &*reason });
+                let id = self.positions.encode();
+                event::event(&mut out, Some("disconnected"), &id, &data.to_string());
+                self.end(DisconnectReason::ServerDisconnect { code });
                 return Poll::Ready(Some(out));
             }
             None => {}
@@ -227,12 +247,15 @@ impl Drop for EventStream {
             (Some(reason), _) => reason,
             (None, Some(Signal::SlowConsumer)) => DisconnectReason::SlowConsumer,
             (None, Some(Signal::Shutdown { .. })) => DisconnectReason::ServerShutdown,
+            (None, Some(Signal::Disconnect { code, .. })) => {
+                DisconnectReason::ServerDisconnect { code }
+            }
             (None, None) => DisconnectReason::PeerClosed {
                 code: None,
                 reason: "the client closed the stream".into(),
             },
         };
         self.server.metrics.disconnected(&reason);
-        tracing::debug!(connection = self.mailbox.id(), %reason, "event stream ended");
+        self.slot.log_end(&reason);
     }
 }

@@ -26,7 +26,7 @@ use heartwire_core::ErrorCode;
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::contract::{Broker, PublishRequest, SubscribeRequest};
+use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
@@ -507,9 +507,15 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         state.sweep(now, &self.retention);
         if let (Some(origin), Some(id)) = (&origin, &ack_id) {
             if let Some(seq) = state.recent_ids.get(&publisher, &channel, id) {
+                // An id is remembered no longer than its channel's history.
+                let epoch = state
+                    .channels
+                    .get(&channel)
+                    .map_or_else(|| Arc::from(""), |entry| entry.epoch.clone());
                 origin.deliver(Outbound::Ack {
                     id: id.clone(),
                     seq,
+                    epoch,
                     duplicate: true,
                 });
                 return;
@@ -532,6 +538,7 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         };
         entry.seq += 1;
         entry.touched = now;
+        let entry_epoch = entry.epoch.clone();
         let message = Arc::new(Publication::new(
             channel.clone(),
             entry.seq,
@@ -556,9 +563,19 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             origin.deliver(Outbound::Ack {
                 id,
                 seq: message.seq,
+                epoch: entry_epoch,
                 duplicate: false,
             });
         }
+    }
+
+    fn channels(&self) -> Vec<(Arc<str>, usize)> {
+        self.state()
+            .channels
+            .iter()
+            .filter(|(_, entry)| !entry.subscribers.is_empty())
+            .map(|(name, entry)| (name.clone(), entry.subscribers.len()))
+            .collect()
     }
 
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {
@@ -586,6 +603,20 @@ impl<C: Clock> Broker for MemoryBroker<C> {
 
     fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    fn health(&self) -> BrokerHealth {
+        let state = self.state();
+        BrokerHealth {
+            up: true,
+            channels: state.channels.len(),
+            subscriptions: state
+                .channels
+                .values()
+                .map(|channel| channel.subscribers.len())
+                .sum(),
+            ..BrokerHealth::default()
+        }
     }
 }
 
@@ -624,7 +655,9 @@ mod tests {
                     None => format!("subscribed {channel} {seq}"),
                     Some(recovered) => format!("subscribed {channel} {seq} recovered={recovered}"),
                 },
-                Outbound::Ack { id, seq, duplicate } => format!("ack {id} {seq} {duplicate}"),
+                Outbound::Ack {
+                    id, seq, duplicate, ..
+                } => format!("ack {id} {seq} {duplicate}"),
                 Outbound::Presence { members, .. } => {
                     let members: Vec<String> = members.iter().map(member).collect();
                     format!("presence {members:?}")
@@ -638,6 +671,7 @@ mod tests {
                 }
                 Outbound::Error { reason, .. } => format!("error {reason}"),
                 Outbound::Refreshed(_) => "refreshed".into(),
+                Outbound::Unsubscribe { channel } => format!("unsubscribe {channel}"),
             })
             .collect()
     }

@@ -313,9 +313,27 @@ impl Channels {
         })
     }
 
+    /// The channels that have local subscribers, with how many.
+    pub(super) fn subscriber_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.by_name
+            .iter()
+            .map(|(name, local)| (name.clone(), local.subscriber_count()))
+            .collect()
+    }
+
     /// The channels that have local subscribers (to keep their history alive).
     pub(super) fn in_use(&self) -> Vec<Arc<str>> {
         self.by_name.keys().cloned().collect()
+    }
+
+    /// How many channels have local subscribers.
+    pub(super) fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// How many subscriptions the local subscribers hold, joining ones included.
+    pub(super) fn subscriber_count(&self) -> usize {
+        self.by_name.values().map(LocalChannel::subscribers).sum()
     }
 
     /// How many channels have local subscribers, per link.

@@ -44,6 +44,9 @@ pub(super) enum Command {
 #[derive(Debug, Default)]
 pub(super) struct LinkStatus {
     up: AtomicBool,
+    /// Redis was found unreachable: an attempt failed, or the link was lost, and
+    /// it has not been up since. False while the first attempt is under way.
+    unreachable: AtomicBool,
     reconnects: AtomicU64,
     master: Mutex<Option<String>>,
 }
@@ -54,12 +57,23 @@ impl LinkStatus {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Marks the link up (connected to `master`) or down.
+    /// Marks the link up (connected to `master`) or down (lost: unreachable).
     pub(super) fn set_up(&self, up: bool, master: Option<String>) {
         if let Some(master) = master {
             *self.master.lock() = Some(master);
         }
         self.up.store(up, Ordering::Relaxed);
+        self.unreachable.store(!up, Ordering::Relaxed);
+    }
+
+    /// An attempt to reach Redis failed.
+    pub(super) fn set_unreachable(&self) {
+        self.unreachable.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether Redis was found unreachable and not reached since.
+    pub(super) fn is_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     /// Counts a reconnect.

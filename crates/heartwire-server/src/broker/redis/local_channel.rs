@@ -66,6 +66,11 @@ impl LocalChannel {
         }
     }
 
+    /// Its subscribers here, live or joining.
+    pub(super) fn subscriber_count(&self) -> usize {
+        self.live.len() + self.joining.len()
+    }
+
     /// The channel's Redis names.
     pub(super) fn names(&self) -> &ChannelNames {
         &self.names
@@ -197,6 +202,11 @@ impl LocalChannel {
             }
         }
         None
+    }
+
+    /// How many subscribers it has, joining ones included.
+    pub(super) fn subscribers(&self) -> usize {
+        self.live.len() + self.joining.len()
     }
 
     /// Removes `subscriber`; returns whether it was a member.

@@ -136,7 +136,7 @@ impl Drop for RedisBroker {
 
 impl Broker for RedisBroker {
     fn subscribe(&self, request: SubscribeRequest) {
-        if !self.shared.can_publish(&request.channel) {
+        if self.shared.is_unreachable(&request.channel) {
             // The join waits for Redis; the client hears at once why nothing comes yet.
             request.subscriber.deliver(Outbound::Error {
                 code: ErrorCode::Unavailable,
@@ -178,6 +178,10 @@ impl Broker for RedisBroker {
                 .orders
                 .send(Command::Unsubscribe(Arc::from(channel), pubsub));
         }
+    }
+
+    fn channels(&self) -> Vec<(Arc<str>, usize)> {
+        self.shared.channels().subscriber_counts()
     }
 
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {

@@ -65,6 +65,7 @@ pub(super) async fn publish_in_order(
                     origin.deliver(Outbound::Ack {
                         id,
                         seq: published.seq,
+                        epoch: published.epoch,
                         duplicate: published.duplicate,
                     });
                 }

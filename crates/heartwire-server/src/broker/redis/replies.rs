@@ -33,6 +33,8 @@ pub(super) enum Checked<T> {
 pub(super) struct Published {
     /// The message's `seq` (the first one's, for a duplicate).
     pub(super) seq: u64,
+    /// The channel's epoch.
+    pub(super) epoch: Arc<str>,
     /// Whether the publish id had been seen: nothing was published.
     pub(super) duplicate: bool,
     /// Whether the channel got a new epoch first, its history cut by a fail-over.
@@ -42,7 +44,7 @@ pub(super) struct Published {
 impl Published {
     /// Reads the script's reply.
     pub(super) fn parse(reply: &[String]) -> Option<Checked<Self>> {
-        let [status, seq, _epoch] = reply else {
+        let [status, seq, epoch] = reply else {
             return None;
         };
         let (duplicate, renewed) = match status.as_str() {
@@ -54,6 +56,7 @@ impl Published {
         };
         Some(Checked::Done(Self {
             seq: seq.parse().ok()?,
+            epoch: Arc::from(epoch.as_str()),
             duplicate,
             renewed,
         }))
@@ -304,6 +307,7 @@ mod tests {
             Published::parse(&reply),
             Some(Checked::Done(Published {
                 seq: 4,
+                epoch: Arc::from("e"),
                 duplicate: true,
                 renewed: false,
             }))

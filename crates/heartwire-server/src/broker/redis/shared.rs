@@ -136,6 +136,18 @@ impl Shared {
 
     /// Whether a publish on `channel` can be tried now: its shard's link is up
     /// (in a cluster, the command decides).
+    /// Whether the link that carries `channel` found Redis unreachable (and has not
+    /// reached it since); false while a first attempt is under way, and in a cluster.
+    pub(super) fn is_unreachable(&self, channel: &str) -> bool {
+        if self.is_cluster() {
+            return false;
+        }
+        let key = LinkKey::Shard(self.shard_index(channel));
+        self.links
+            .status_of(&key)
+            .is_some_and(|status| status.is_unreachable())
+    }
+
     pub(super) fn can_publish(&self, channel: &str) -> bool {
         if self.is_cluster() {
             return true;
@@ -193,9 +205,14 @@ impl Shared {
     /// and the counters of fail-overs.
     pub(super) fn health(&self) -> BrokerHealth {
         let links = self.links.all();
-        let (counts, unplaced) = {
+        let (counts, unplaced, held, subscriptions) = {
             let channels = self.channels();
-            (channels.count_by_link(), channels.unplaced())
+            (
+                channels.count_by_link(),
+                channels.unplaced(),
+                channels.len(),
+                channels.subscriber_count(),
+            )
         };
         let mut shards = Vec::new();
         let mut up = true;
@@ -245,6 +262,8 @@ impl Shared {
             failovers: shards.iter().map(|shard| shard.failovers).sum(),
             epochs_renewed: self.renewed.load(Ordering::Relaxed),
             shards,
+            channels: held,
+            subscriptions,
         }
     }
 }

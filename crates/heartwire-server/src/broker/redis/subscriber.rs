@@ -70,6 +70,7 @@ pub(super) async fn run(
         let connected = match connected {
             Ok(Ok(connected)) => connected,
             Ok(Err(err)) => {
+                status.set_unreachable();
                 tracing::warn!(%err, link = %key, "cannot reach Redis");
                 if let LinkKey::Node(_) = key {
                     return end_node_link(&shared, &key, &status, orders, false);
@@ -81,6 +82,7 @@ pub(super) async fn run(
                 continue;
             }
             Err(_) => {
+                status.set_unreachable();
                 tracing::warn!(link = %key, "Redis did not answer the connection in time");
                 if let LinkKey::Node(_) = key {
                     return end_node_link(&shared, &key, &status, orders, false);
