@@ -1,18 +1,22 @@
-//! `heartwire connect`: a terminal client. Lines from stdin go out, received messages
-//! come out on stdout, state changes, gaps (messages that will not arrive), refused
-//! requests, token refreshes and presence go to stderr (as JSON lines with `--json`,
-//! a gap as `{"state":"gap",...}`). A refusal that ends the client is one sentence.
+//! `heartwire connect`: a terminal client and a tool for scripts. Lines from stdin go
+//! out, channel data comes out on stdout; state changes, gaps (messages that will not
+//! arrive), acknowledged and refused publishes, refused requests, token refreshes and
+//! presence go to stderr (as JSON lines with `--json`, a gap as `{"state":"gap",...}`).
+//! An error that ends the client is one sentence. The loop is [`session`].
+
+mod session;
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use heartwire_client::{self as client, ClientConfig, ClosedReason, Event, Incoming};
+use heartwire_client::{ClientConfig, ClosedReason, Event, Incoming};
 use heartwire_core::protocol::millis;
 use heartwire_core::reconnect::{AUTH_FAILED, FORBIDDEN};
 use heartwire_core::{BackoffConfig, Delay, DisconnectReason};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub(crate) use session::Reported;
 
 /// Options of `heartwire connect`.
 #[derive(clap::Args)]
@@ -24,10 +28,22 @@ pub(crate) struct ConnectArgs {
     #[arg(long = "backup", value_name = "URL")]
     backups: Vec<String>,
     /// Subscribe to this channel on a heartwire server, again after every reconnect;
-    /// repeatable. Lines from stdin are published to the first one.
+    /// repeatable. Lines from stdin are published to the first one (to a server that
+    /// is not heartwire, or without --sub, they go out as text). Lines read before the
+    /// connection opens wait for it. Without --once, the end of stdin ends nothing:
+    /// the client listens until Ctrl-C.
     #[arg(long = "sub", value_name = "CHANNEL")]
     subscriptions: Vec<String>,
-    /// Report state changes and gaps on stderr as one JSON object per line.
+    /// Publish every stdin line to the first --sub channel (not subscribed), wait
+    /// until the server acknowledged each, then exit 0. A refused publish, a client
+    /// that stops, or --timeout passing is one sentence and exit 1.
+    #[arg(long)]
+    once: bool,
+    /// With --once: fail when not every line is acknowledged this long after the start
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "10s", requires = "once")]
+    timeout: Duration,
+    /// Report everything but channel data (states, gaps, acknowledgements, refusals,
+    /// presence, the error that ends the command) on stderr as one JSON object per line.
     #[arg(long)]
     json: bool,
     /// Send a Ping after this much silence from the server; a heartwire server's hello
@@ -45,8 +61,10 @@ pub(crate) struct ConnectArgs {
     /// The largest reconnect window
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "20s")]
     reconnect_max: Duration,
-    /// Stop after this many failed attempts in a row [default: never stop]
-    #[arg(long, value_name = "N")]
+    /// Stop after this many failed connection attempts in a row, the first one
+    /// included (attempts count from 1; an open connection starts a new streak)
+    /// [default: never stop]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: Option<u32>,
     /// Send this token as an `Authorization: Bearer` header on every attempt
     #[arg(
@@ -68,15 +86,44 @@ pub(crate) struct ConnectArgs {
 }
 
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
+    session_config(&args, &mut config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let result = runtime.block_on(session(config, args.json));
+    let result = runtime.block_on(session::run(config, session_options(&args)));
     // The stdin reader sits in a blocking read that only a new line would end.
     runtime.shutdown_background();
     result
+}
+
+/// What the session changes in the client's config: it counts the attempts itself, and
+/// with --once the first --sub only names where lines go.
+fn session_config(args: &ConnectArgs, config: &mut ClientConfig) -> anyhow::Result<()> {
+    config.backoff.max_attempts = None;
+    config.report_acks = true;
+    if args.once {
+        if let Some(channel) = args.subscriptions.first() {
+            heartwire_core::protocol::validate_channel(channel)?;
+        }
+        config.subscriptions.clear();
+    }
+    Ok(())
+}
+
+/// How the session reports and ends.
+fn session_options(args: &ConnectArgs) -> session::Options {
+    session::Options {
+        json: args.json,
+        mode: if args.once {
+            session::Mode::Once(args.timeout)
+        } else {
+            session::Mode::Listen
+        },
+        max_attempts: args.max_attempts,
+        channel: args.subscriptions.first().cloned(),
+    }
 }
 
 fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
@@ -98,7 +145,7 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
     };
     config.subscriptions = args.subscriptions.clone();
     if let Some(ca) = &args.ca {
-        config.tls_roots = client::TlsRoots::from_pem_file(ca)?;
+        config.tls_roots = heartwire_client::TlsRoots::from_pem_file(ca)?;
     }
     if let Some(token) = args.token.clone() {
         config.token = Some(std::sync::Arc::new(move || {
@@ -110,54 +157,6 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         config.token = Some(crate::token_command::provider(command));
     }
     Ok(config)
-}
-
-async fn session(config: ClientConfig, json: bool) -> anyhow::Result<()> {
-    let channel = config.subscriptions.first().cloned();
-    let (client, mut events) = client::connect(config)?;
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
-    let mut native = false;
-    let mut url = String::new();
-    loop {
-        tokio::select! {
-            line = lines.next_line(), if stdin_open => match line.context("cannot read stdin")? {
-                Some(line) => {
-                    let sent = match (&channel, native) {
-                        (Some(channel), true) => client.publish(channel, publishable(&line)),
-                        _ => client.send_text(line),
-                    };
-                    sent.context("message not sent")?;
-                }
-                None => {
-                    stdin_open = false;
-                    client.close();
-                }
-            },
-            event = events.next() => {
-                let Some(event) = event else { return Ok(()) };
-                match &event {
-                    Event::Open { session, url: open, .. } => {
-                        native = session.is_some();
-                        url = open.to_string();
-                    }
-                    Event::Connecting { url: trying, .. } => url = trying.to_string(),
-                    _ => {}
-                }
-                if let Event::Closed { reason } = &event {
-                    // The end is one sentence: the error's, or the JSON state line.
-                    if json || *reason == ClosedReason::ByCaller {
-                        report(&event, &url, json);
-                    }
-                    return match reason {
-                        ClosedReason::ByCaller => Ok(()),
-                        other => Err(anyhow::anyhow!("{}", ending(other))),
-                    };
-                }
-                report(&event, &url, json);
-            }
-        }
-    }
 }
 
 /// Why the client stopped, in one sentence; a refusal of the credentials or of the
@@ -243,6 +242,24 @@ fn report(event: &Event, url: &str, json: bool) {
         Event::SubscriptionEnded { channel } => {
             eprintln!("unsubscribed: {channel}: the server ended the subscription");
         }
+        Event::Published {
+            id,
+            channel,
+            seq,
+            duplicate,
+        } => {
+            let again = if *duplicate { " (a duplicate)" } else { "" };
+            eprintln!("published: {id} on {channel} at {seq}{again}");
+        }
+        Event::PublishRefused {
+            id,
+            channel,
+            code,
+            reason,
+        } => eprintln!(
+            "refused ({}) publish {id} on {channel}: {reason}",
+            code.as_str()
+        ),
         Event::Refreshed { expires_in } => match expires_in {
             Some(left) => eprintln!("token refreshed: it expires in {} s", left.as_secs()),
             None => eprintln!("token refreshed: it does not expire"),
@@ -325,6 +342,32 @@ fn state_json(event: &Event, url: &str) -> Value {
         Event::SubscriptionEnded { channel } => {
             json!({"state": "unsubscribed", "url": url, "channel": channel})
         }
+        Event::Published {
+            id,
+            channel,
+            seq,
+            duplicate,
+        } => json!({
+            "state": "published",
+            "url": url,
+            "id": id,
+            "channel": channel,
+            "seq": seq,
+            "duplicate": duplicate,
+        }),
+        Event::PublishRefused {
+            id,
+            channel,
+            code,
+            reason,
+        } => json!({
+            "state": "refused",
+            "url": url,
+            "id": id,
+            "channel": channel,
+            "code": code,
+            "reason": reason,
+        }),
         Event::Refreshed { expires_in } => json!({
             "state": "refreshed",
             "url": url,

@@ -90,6 +90,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Said already, in the form the command was asked to speak.
+        Err(err) if err.is::<connect::Reported>() => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("heartwire: {err:#}");
             ExitCode::FAILURE

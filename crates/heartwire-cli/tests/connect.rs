@@ -1,6 +1,7 @@
 //! `heartwire connect` and the client library against `heartwire serve` processes:
 //! a server killed and restarted on the same port (its channels start a new epoch, a
-//! gap the client reports), and the command's answers to bad input.
+//! gap the client reports), the command as a tool for scripts (`--once`, lines read
+//! before the open, stdin's end, attempts), and its answers to bad input.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,8 +27,14 @@ fn free_port() -> SocketAddr {
 
 /// Starts `heartwire serve` on `addr` and waits until it accepts connections.
 fn serve(addr: SocketAddr) -> Child {
+    serve_with(addr, &[])
+}
+
+/// [`serve`] with more arguments.
+fn serve_with(addr: SocketAddr, args: &[&str]) -> Child {
     let child = Command::new(HEARTWIRE)
         .args(["serve", "--listen", &addr.to_string()])
+        .args(args)
         .args(["--ping-interval", "200ms", "--ping-timeout", "200ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -145,8 +152,7 @@ async fn killed_server_restarted_on_the_same_port() {
     restarted.wait().unwrap();
 }
 
-/// Runs `heartwire connect` with stdin held open (EOF would close the client), until
-/// it exits on its own.
+/// Runs `heartwire connect` with stdin held open, until it exits on its own.
 fn connect(args: &[&str]) -> std::process::Output {
     let mut child = Command::new(HEARTWIRE)
         .arg("connect")
@@ -197,40 +203,47 @@ fn a_server_that_is_not_websocket_fails() {
     let output = connect(&[&format!("ws://{addr}/"), "--json"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    let last = stderr.lines().last().unwrap();
-    assert!(
-        last.starts_with("heartwire: no server can work"),
-        "{stderr}"
-    );
-    assert!(last.contains("HTTP 200"), "{stderr}");
-    let closed: Value = serde_json::from_str(stderr.lines().rev().nth(1).unwrap()).unwrap();
+    // Said once, as the closed state.
+    assert!(!stderr.contains("heartwire:"), "{stderr}");
+    let closed: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
     assert_eq!(closed["state"], "closed");
+    let reason = closed["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no server can work"), "{stderr}");
+    assert!(reason.contains("HTTP 200"), "{stderr}");
 }
 
 #[test]
-fn unreachable_server_is_retried_with_json_states() {
+fn max_attempts_n_means_n_attempts_counted_from_1() {
     let addr = free_port();
-    let output = connect(&[
+    let args = [
         &format!("ws://{addr}/ws"),
-        "--json",
         "--reconnect-min",
         "10ms",
         "--reconnect-max",
         "20ms",
         "--max-attempts",
-        "2",
-    ]);
+        "3",
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let output = connect(&json_args);
     // A server that may come up is retried until the attempts run out.
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     let states: Vec<Value> = stderr
         .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
+        .map(|line| serde_json::from_str(line).expect("only JSON lines"))
         .collect();
-    assert_eq!(states[0]["state"], "connecting", "{stderr}");
+    let attempts = |state: &str| -> Vec<u64> {
+        states
+            .iter()
+            .filter(|line| line["state"] == state)
+            .map(|line| line["attempt"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(attempts("connecting"), [1, 2, 3], "{stderr}");
+    assert_eq!(attempts("reconnecting"), [2, 3], "{stderr}");
     assert_eq!(states[0]["url"], format!("ws://{addr}/ws"));
-    assert_eq!(states[1]["state"], "reconnecting", "{stderr}");
-    assert_eq!(states[1]["attempt"], 1);
     assert!(states[1]["delay_ms"].as_u64().unwrap() <= 10);
     assert!(
         states[1]["reason"]
@@ -238,19 +251,53 @@ fn unreachable_server_is_retried_with_json_states() {
             .unwrap()
             .contains("cannot reach")
     );
+    // The end is said once: the closed state, last.
+    assert_eq!(states.len(), 6, "{stderr}");
     let closed = states.last().unwrap();
     assert_eq!(closed["state"], "closed");
     assert!(
         closed["reason"]
             .as_str()
             .unwrap()
-            .starts_with("gave up after 2 attempts")
+            .starts_with("gave up after 3 attempts; the last failed: cannot reach"),
+        "{stderr}"
     );
-    assert_eq!(
-        states.len(),
-        6,
-        "connecting and reconnecting twice, connecting, closed: {stderr}"
+
+    let output = connect(&args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let connecting: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("connecting to"))
+        .collect();
+    assert_eq!(connecting.len(), 3, "{stderr}");
+    assert!(connecting[0].ends_with("(attempt 1)"), "{stderr}");
+    assert!(connecting[2].ends_with("(attempt 3)"), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("heartwire: gave up after 3 attempts; the last failed"),
+        "{stderr}"
     );
+    assert_eq!(stderr.matches("gave up").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unresolvable_host_is_one_sentence_at_once() {
+    // .invalid never resolves (RFC 2606).
+    let started = Instant::now();
+    let output = connect(&["ws://host.invalid:8080/ws"]);
+    let took = started.elapsed();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.matches("connecting to").count(), 1, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("heartwire: no server can work: cannot resolve the host of"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    // One lookup, no retry: well within the first attempt's resolver timeout.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 #[test]
@@ -291,9 +338,249 @@ fn lines_are_published_and_messages_printed() {
     stdout.read_line(&mut printed).unwrap();
     assert_eq!(printed, "hello there\n");
     drop(stdin);
+    interrupt(&child);
     assert!(child.wait().unwrap().success());
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// Sends SIGINT (Ctrl-C) to `child`.
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `heartwire connect ARGS` with its stdin, stdout and stderr piped; stdout and
+/// stderr as lines read on threads.
+fn spawn_connect(args: &[&str]) -> (Child, Lines, Lines) {
+    let mut child = Command::new(HEARTWIRE)
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
+type Lines = std::sync::mpsc::Receiver<String>;
+
+/// Waits for `child` to exit, killing it and failing after [`WITHIN`].
+fn exit_of(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            panic!("heartwire connect did not exit within {WITHIN:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every line left in `lines` once the process that wrote them exited.
+fn rest(lines: &Lines) -> Vec<String> {
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(WITHIN) {
+        rest.push(line);
+    }
+    rest
+}
+
+#[test]
+fn lines_read_before_the_open_are_published() {
+    let addr = free_port();
+    let (mut child, stdout, stderr) = spawn_connect(&[
+        &format!("ws://{addr}/ws"),
+        "--sub",
+        "chat",
+        "--json",
+        "--reconnect-min",
+        "10ms",
+        "--reconnect-max",
+        "50ms",
+    ]);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "early").unwrap();
+    // No server yet: the line was read while nothing was open.
+    next_state(&stderr, "reconnecting");
+    let mut server = serve(addr);
+    next_state(&stderr, "published");
+    assert_eq!(stdout.recv_timeout(WITHIN).unwrap(), "early");
+    interrupt(&child);
+    assert!(exit_of(&mut child).success());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn listening_goes_on_after_stdin_ends_and_once_publishes_until_acknowledged() {
+    let addr = free_port();
+    let mut server = serve(addr);
+    let url = format!("ws://{addr}/ws");
+    let (mut listener, stdout, stderr) = spawn_connect(&[&url, "--sub", "chat", "--json"]);
+    drop(listener.stdin.take());
+    next_state(&stderr, "subscribed");
+
+    // A one-shot publish from another process: exit 0 once acknowledged.
+    let mut once = Command::new(HEARTWIRE)
+        .args(["connect", &url, "--sub", "chat", "--once", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = once.stdin.take().unwrap();
+    stdin.write_all(b"one\n{\"n\":2}\n").unwrap();
+    drop(stdin);
+    let once_stderr = lines(once.stderr.take().unwrap());
+    let once_stdout = lines(once.stdout.take().unwrap());
+    assert!(exit_of(&mut once).success());
+    let states: Vec<Value> = rest(&once_stderr)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let published: Vec<&Value> = states
+        .iter()
+        .filter(|state| state["state"] == "published")
+        .collect();
+    assert_eq!(published.len(), 2, "{states:?}");
+    assert!(published.iter().all(|state| state["channel"] == "chat"));
+    assert_eq!(states.last().unwrap()["state"], "closed");
+    assert!(
+        rest(&once_stdout).is_empty(),
+        "not subscribed: nothing printed"
+    );
+
+    // The listener, its stdin long closed, prints them.
+    assert_eq!(stdout.recv_timeout(WITHIN).unwrap(), "one");
+    assert_eq!(stdout.recv_timeout(WITHIN).unwrap(), r#"{"n":2}"#);
+    assert!(listener.try_wait().unwrap().is_none());
+    interrupt(&listener);
+    next_state(&stderr, "closed");
+    assert!(exit_of(&mut listener).success());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_server_that_is_not_heartwire_gets_lines_as_text() {
+    let addr = free_port();
+    let mut server = serve(addr);
+    // `/echo` sends no `hello`: a plain WebSocket server that echoes.
+    let url = format!("ws://{addr}/echo");
+    let (mut listener, stdout, _stderr) = spawn_connect(&[&url, "--sub", "chat"]);
+    // Read before the connection is known to be plain: it waits, then goes as text.
+    writeln!(listener.stdin.take().unwrap(), "as it is").unwrap();
+    assert_eq!(stdout.recv_timeout(WITHIN).unwrap(), "as it is");
+    interrupt(&listener);
+    assert!(exit_of(&mut listener).success());
+
+    // Nothing acknowledges text: --once ends once the lines are sent.
+    let (mut once, _stdout, stderr) = spawn_connect(&[&url, "--sub", "chat", "--once"]);
+    writeln!(once.stdin.take().unwrap(), "sent").unwrap();
+    assert!(exit_of(&mut once).success());
+    assert_eq!(
+        rest(&stderr).last().unwrap(),
+        "closed: closed by the caller"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_refused_publish_goes_to_stderr_and_fails_a_one_shot() {
+    let addr = free_port();
+    let rules = std::env::temp_dir().join(format!("heartwire-connect-{}.toml", addr.port()));
+    std::fs::write(
+        &rules,
+        "[[channels]]\npattern = \"news\"\nsubscribe = \"anyone\"\npublish = \"server\"\n",
+    )
+    .unwrap();
+    let mut server = serve_with(addr, &["--config", rules.to_str().unwrap()]);
+    let url = format!("ws://{addr}/ws");
+
+    let output = Command::new(HEARTWIRE)
+        .args(["connect", &url, "--sub", "news", "--once"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(b"hi\n")?;
+            exit_of(&mut child);
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("heartwire: the server refused publish ")
+            && last.contains(" on news (forbidden): "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
+
+    // Listening, the refusal is a state on stderr; stdout carries channel data only.
+    let (mut listener, stdout, stderr) = spawn_connect(&[&url, "--sub", "news", "--json"]);
+    writeln!(listener.stdin.take().unwrap(), "hi").unwrap();
+    let refused = next_state(&stderr, "refused");
+    assert_eq!(refused["channel"], "news", "{refused}");
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    interrupt(&listener);
+    assert!(exit_of(&mut listener).success());
+    assert!(rest(&stdout).is_empty());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_file(rules);
+}
+
+#[test]
+fn a_one_shot_publish_that_is_not_acknowledged_in_time_fails() {
+    let addr = free_port();
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let (mut child, stdout, stderr) = spawn_connect(&[
+        &format!("ws://{addr}/ws"),
+        "--sub",
+        "chat",
+        "--once",
+        "--timeout",
+        "300ms",
+    ]);
+    writeln!(child.stdin.take().unwrap(), "lost").unwrap();
+    assert!(!exit_of(&mut child).success());
+    let took = started.elapsed();
+    assert!(
+        took >= timeout && took < timeout + WITHIN / 2,
+        "took {took:?}"
+    );
+    let stderr = rest(&stderr);
+    // On a busy machine the deadline may pass before the line was even read.
+    let last = stderr.last().unwrap();
+    assert!(
+        last.starts_with("heartwire: timed out after 300 ms: 0 of ")
+            && last.ends_with(" publishes acknowledged, no connection opened"),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        stderr
+            .iter()
+            .filter(|line| line.contains("timed out"))
+            .count(),
+        1
+    );
+    assert!(rest(&stdout).is_empty());
 }
 
 /// The lines of a child's output, read on a thread so every wait on them is bounded.
@@ -363,6 +650,7 @@ fn a_gap_is_a_json_state_line() {
     assert_eq!(gap["reason"], "epoch_changed", "{gap}");
     assert!(gap["from_seq"].is_u64() && gap["to_seq"].is_u64(), "{gap}");
     drop(stdin);
+    interrupt(&child);
     next_state(&states, "closed");
     assert!(child.wait().unwrap().success());
     restarted.kill().unwrap();
@@ -385,6 +673,8 @@ fn help_explains_the_flags() {
         "--reconnect-min",
         "--reconnect-max",
         "--max-attempts",
+        "--once",
+        "--timeout",
         "--token",
         "--token-command",
     ] {

@@ -117,7 +117,13 @@ fn the_token_command_is_run_again_before_the_token_expires() {
     );
     let runs = std::fs::read_to_string(&calls).unwrap().lines().count();
     assert_eq!(runs, 3, "one run to connect, one per refresh");
+    // The end of stdin ends nothing; Ctrl-C closes.
     drop(stdin);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
     states_until(&stderr, "closed");
     assert!(child.wait().unwrap().success());
     server.kill().unwrap();

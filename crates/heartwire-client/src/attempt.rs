@@ -24,6 +24,8 @@ pub(crate) struct AttemptError {
     pub(crate) permanent: bool,
     /// The server asked to come back after this delay (`Retry-After`).
     pub(crate) retry_after: Option<Duration>,
+    /// The server's host name did not resolve.
+    pub(crate) unresolved: bool,
 }
 
 impl AttemptError {
@@ -32,6 +34,7 @@ impl AttemptError {
             reason,
             permanent: false,
             retry_after: None,
+            unresolved: false,
         }
     }
 
@@ -40,6 +43,7 @@ impl AttemptError {
             reason,
             permanent: true,
             retry_after: None,
+            unresolved: false,
         }
     }
 }
@@ -62,6 +66,7 @@ pub(crate) async fn open(url: &Url, config: &ClientConfig) -> Result<Socket, Att
         tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(err @ tungstenite::Error::Io(_))) => Err(unreachable(url, err).await),
         Ok(Err(err)) => Err(classify(url, err)),
         Err(_) => Err(AttemptError::transient(format!(
             "{url} did not complete the WebSocket handshake within {} ms",
@@ -95,6 +100,21 @@ fn request(
     Ok(request)
 }
 
+/// A server that could not be reached: whether its host name resolves tells a typo
+/// (or a name not yet in DNS) from a server that is down.
+async fn unreachable(url: &Url, err: tungstenite::Error) -> AttemptError {
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return classify(url, err);
+    };
+    match tokio::net::lookup_host((host, port)).await {
+        Err(lookup) => AttemptError {
+            unresolved: true,
+            ..AttemptError::transient(format!("cannot resolve the host of {url}: {lookup}"))
+        },
+        Ok(_) => classify(url, err),
+    }
+}
+
 /// What a failed handshake with `url` means.
 fn classify(url: &Url, err: tungstenite::Error) -> AttemptError {
     use tungstenite::Error;
@@ -116,6 +136,7 @@ fn classify(url: &Url, err: tungstenite::Error) -> AttemptError {
                     reason,
                     permanent: false,
                     retry_after,
+                    unresolved: false,
                 }
             } else {
                 AttemptError::permanent(reason)

@@ -56,6 +56,10 @@ pub struct ClientConfig {
     pub outbox_capacity: usize,
     /// How many events may wait for the caller to take them.
     pub event_capacity: usize,
+    /// Report each acknowledged publish as [`Event::Published`](crate::Event::Published).
+    /// Off by default: a publisher that never reads its events would otherwise stall
+    /// once `event_capacity` acks wait.
+    pub report_acks: bool,
     /// Channels to subscribe to on every connection to a heartwire server.
     pub subscriptions: Vec<String>,
     /// Supplies a fresh token before every attempt.
@@ -99,6 +103,7 @@ impl ClientConfig {
             fail_back_after: Duration::from_secs(30),
             outbox_capacity: 1024,
             event_capacity: 1024,
+            report_acks: false,
             subscriptions: Vec::new(),
             token: None,
             token_placement: TokenPlacement::default(),
@@ -144,6 +149,7 @@ impl fmt::Debug for ClientConfig {
             .field("fail_back_after", &self.fail_back_after)
             .field("outbox_capacity", &self.outbox_capacity)
             .field("event_capacity", &self.event_capacity)
+            .field("report_acks", &self.report_acks)
             .field("subscriptions", &self.subscriptions)
             .field("token", &self.token.as_ref().map(|_| "<provider>"))
             .field("token_placement", &self.token_placement)

@@ -190,6 +190,29 @@ impl Connection<'_> {
                 recovered,
             },
             client::Event::Message(message) => Event::Message(message),
+            client::Event::Published { .. } if !self.config.report_acks => return true,
+            client::Event::Published {
+                id,
+                channel,
+                seq,
+                duplicate,
+            } => Event::Published {
+                id,
+                channel,
+                seq,
+                duplicate,
+            },
+            client::Event::PublishRefused {
+                id,
+                channel,
+                code,
+                reason,
+            } => Event::PublishRefused {
+                id,
+                channel,
+                code,
+                reason,
+            },
             client::Event::Gap {
                 channel,
                 from_seq,

@@ -38,6 +38,7 @@ pub(crate) async fn run(
     let mut backoff = Backoff::new(config.backoff);
     let mut carried = Carried::new(Failover::new(config.servers.len(), config.fail_back_after));
     let mut switch_to: Option<(usize, Socket)> = None;
+    let mut opened = false;
     let closed = loop {
         if state.stop.is_cancelled() {
             break ClosedReason::ByCaller;
@@ -64,7 +65,8 @@ pub(crate) async fn run(
                     Ok(socket) => (index, socket),
                     Err(err) => {
                         let now = Instant::now();
-                        let rule = if err.permanent {
+                        // A host name that never resolved is most likely mistyped.
+                        let rule = if err.permanent || (err.unresolved && !opened) {
                             carried.failover_mut().handle_refused(index, now);
                             if carried.failover().pick(now).is_none() {
                                 break ClosedReason::NoUsableServer(err.reason);
@@ -87,6 +89,7 @@ pub(crate) async fn run(
                 }
             }
         };
+        opened = true;
         carried.failover_mut().handle_success(index);
         let now = Instant::now();
         backoff.handle_connected(now);

@@ -19,8 +19,8 @@ pub enum Event {
     Connecting {
         /// The server.
         url: Url,
-        /// The attempt number in the current streak of failures (0 for the first
-        /// connection).
+        /// The attempt number in the current streak of failures: 0 for the first
+        /// connection, then the `attempt` of the [`Event::Reconnecting`] before it.
         attempt: u32,
     },
     /// A connection is open.
@@ -59,6 +59,34 @@ pub enum Event {
         to_seq: u64,
         /// Why they will not arrive.
         reason: GapReason,
+    },
+    /// The server acknowledged publish `id` (as returned by
+    /// [`Client::publish`](super::Client::publish)): the message is `seq` in
+    /// `channel`. With `duplicate`, the server had taken it before (it went out again
+    /// after a reconnect) and published it once. Only with
+    /// [`ClientConfig::report_acks`](crate::ClientConfig::report_acks).
+    Published {
+        /// The publish's id.
+        id: String,
+        /// Its channel.
+        channel: String,
+        /// Its position in the channel.
+        seq: u64,
+        /// Whether the server had seen this id before.
+        duplicate: bool,
+    },
+    /// The server refused publish `id` for good: it is not published and not sent
+    /// again. (A publish the server could not take for want of a broker goes out
+    /// again by itself.)
+    PublishRefused {
+        /// The publish's id.
+        id: String,
+        /// Its channel.
+        channel: String,
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's sentence.
+        reason: String,
     },
     /// The server refused a request; the connection stays open. A `forbidden` one
     /// naming a channel means the identity may not use it: a subscription to it is

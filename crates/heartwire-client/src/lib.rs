@@ -18,7 +18,11 @@
 //! - What the caller sends while disconnected waits in a bounded outbox and goes out
 //!   in order on the next connection; publishes to a heartwire server carry an `id`
 //!   unique to this client and are sent again, with it, after a reconnect until
-//!   acknowledged, so the server publishes each once.
+//!   acknowledged, so the server publishes each once. [`Client::publish`] returns the
+//!   id; [`Event::PublishRefused`] answers it when the server refuses it, and with
+//!   [`ClientConfig::report_acks`] [`Event::Published`] when the server took it.
+//! - A host name that does not resolve before any connection opened is a mistake, not
+//!   an outage: that server is not tried again.
 //! - Subscriptions are restored on every connection to a heartwire server, each from
 //!   the last position delivered (`resume`): missed messages are replayed once and in
 //!   order, and what cannot be is an [`Event::Gap`].
@@ -82,14 +86,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// Publishes `data` on `channel` of a heartwire server. Not sent to other servers.
-    pub fn publish(&self, channel: &str, data: Value) -> Result<(), Error> {
+    /// Publishes `data` on `channel` of a heartwire server and returns the publish's
+    /// id, which [`Event::PublishRefused`] (and, with
+    /// [`ClientConfig::report_acks`], [`Event::Published`]) carries. Not sent to other
+    /// servers.
+    pub fn publish(&self, channel: &str, data: Value) -> Result<String, Error> {
         heartwire_core::protocol::validate_channel(channel)?;
+        let id = self.state.next_publish_id();
         self.state.send(Outgoing::Publish(Publish {
-            id: self.state.next_publish_id(),
+            id: id.clone(),
             channel: channel.to_owned(),
             data,
-        }))
+        }))?;
+        Ok(id)
     }
 
     /// Sends a text frame as it is.

@@ -48,6 +48,31 @@ pub enum Event {
         /// Why they will not arrive.
         reason: GapReason,
     },
+    /// The server acknowledged publish `id`: the message is `seq` in `channel`. With
+    /// `duplicate`, the server had taken it before (it was sent again after a
+    /// reconnect or a lost ack) and published it once.
+    Published {
+        /// The publish's id.
+        id: String,
+        /// Its channel.
+        channel: String,
+        /// Its position in the channel.
+        seq: u64,
+        /// Whether the server had seen this id before.
+        duplicate: bool,
+    },
+    /// The server refused publish `id` for good (any `error` naming it but
+    /// `unavailable`, which sends it again): it is not published and not sent again.
+    PublishRefused {
+        /// The publish's id.
+        id: String,
+        /// Its channel.
+        channel: String,
+        /// The server's code.
+        code: ErrorCode,
+        /// The server's sentence.
+        reason: String,
+    },
     /// The server refused a request and the connection stays open: a channel the
     /// identity may not use (`forbidden`, with `channel`), a refused token refresh
     /// (`unauthorized` or `forbidden`, no channel), or any other `error` that answers

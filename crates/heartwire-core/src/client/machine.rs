@@ -495,6 +495,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::ErrorCode;
     use crate::client::{GapReason, Publish};
     use crate::failover::Failover;
     use crate::protocol::Position;
@@ -753,10 +754,60 @@ mod tests {
         machine.handle_frame(t0, text(refusal.clone()));
         assert_eq!(
             events(&mut machine),
-            [Event::Message(Incoming::Text(refusal.to_string()))]
+            [Event::PublishRefused {
+                id: "p-1".into(),
+                channel: "c".into(),
+                code: ErrorCode::BadRequest,
+                reason: "no".into(),
+            }]
         );
         assert_eq!(machine.carried.unacked.len(), 0);
         assert_eq!(machine.poll_timeout(), Some(t0 + HELLO_INTERVAL), "no hold");
+        // An error naming an id this client does not wait for is an error like others.
+        let stray = json!({"op": "error", "code": "bad_request", "reason": "no", "id": "p-9"});
+        machine.handle_frame(t0, text(stray));
+        assert_eq!(
+            events(&mut machine),
+            [Event::Error {
+                code: ErrorCode::BadRequest,
+                reason: "no".into(),
+                channel: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn an_ack_of_a_publish_awaiting_it_is_an_event_once() {
+        let t0 = Instant::now();
+        let mut machine = native(carried(1), &[], t0);
+        sent(&mut machine, t0, &mut (1..=2).map(publish).collect());
+        events(&mut machine);
+        machine.handle_frame(t0, text(json!({"op": "ack", "id": "p-2", "seq": 7})));
+        machine.handle_frame(
+            t0,
+            text(json!({"op": "ack", "id": "p-1", "seq": 6, "duplicate": true})),
+        );
+        // Acknowledged already, or never sent: nothing to tell.
+        machine.handle_frame(t0, text(json!({"op": "ack", "id": "p-2", "seq": 7})));
+        machine.handle_frame(t0, text(json!({"op": "ack", "id": "p-9", "seq": 8})));
+        assert_eq!(
+            events(&mut machine),
+            [
+                Event::Published {
+                    id: "p-2".into(),
+                    channel: "c".into(),
+                    seq: 7,
+                    duplicate: false,
+                },
+                Event::Published {
+                    id: "p-1".into(),
+                    channel: "c".into(),
+                    seq: 6,
+                    duplicate: true,
+                },
+            ]
+        );
+        assert_eq!(machine.carried.unacked.len(), 0);
     }
 
     #[test]
@@ -807,10 +858,14 @@ mod tests {
         events(&mut machine);
         let limited = json!({"op": "error", "code": "rate_limited", "reason": "slow down",
             "id": "p-2", "retry_after_ms": 40});
-        machine.handle_frame(t0, text(limited.clone()));
+        machine.handle_frame(t0, text(limited));
         assert_eq!(
             events(&mut machine),
-            [Event::Message(Incoming::Text(limited.to_string()))]
+            [Event::Error {
+                code: ErrorCode::RateLimited,
+                reason: "slow down".into(),
+                channel: None,
+            }]
         );
         let released = t0 + Duration::from_millis(40);
         assert_eq!(machine.poll_timeout(), Some(released));

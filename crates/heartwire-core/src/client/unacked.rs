@@ -25,11 +25,11 @@ impl Unacked {
         self.sent.push_back(publish);
     }
 
-    /// Forgets the publish with this id: the server took it (or refused it for good).
-    pub(crate) fn ack(&mut self, id: &str) {
-        if let Some(position) = self.sent.iter().position(|sent| sent.id == id) {
-            self.sent.remove(position);
-        }
+    /// Forgets the publish with this id and hands it back: the server took it (or
+    /// refused it for good). `None` when no publish with this id awaits its ack.
+    pub(crate) fn ack(&mut self, id: &str) -> Option<Publish> {
+        let position = self.sent.iter().position(|sent| sent.id == id)?;
+        self.sent.remove(position)
     }
 
     /// Hands back the publish with this id and every one sent after it, oldest first,
@@ -70,8 +70,8 @@ mod tests {
     #[test]
     fn acknowledged_publishes_are_forgotten_others_kept_in_order() {
         let mut unacked = sent(1..=3);
-        unacked.ack("p-2");
-        unacked.ack("unknown");
+        assert_eq!(unacked.ack("p-2"), Some(publish(2)));
+        assert_eq!(unacked.ack("unknown"), None);
         assert_eq!(unacked.take_all(), [publish(1), publish(3)]);
         assert!(unacked.take_all().is_empty());
     }

@@ -52,29 +52,57 @@ impl ClientConnection {
                 });
             }
             // A duplicate was published once already: acknowledged all the same.
-            Some(ServerFrame::Ack { id, .. }) => self.carried.unacked.ack(&id),
+            Some(ServerFrame::Ack { id, seq, duplicate }) => {
+                if let Some(publish) = self.carried.unacked.ack(&id) {
+                    self.events.push_back(Event::Published {
+                        id,
+                        channel: publish.channel,
+                        seq,
+                        duplicate,
+                    });
+                }
+            }
             Some(ServerFrame::Error {
                 code: ErrorCode::Unavailable,
                 id: Some(id),
                 ..
             }) => self.retry_later(now, &id),
             // Dropped for sending too fast: sent again once the hint has passed, and
-            // the caller hears of it.
+            // the caller hears of it as an error that ends nothing.
             Some(ServerFrame::Error {
                 code: ErrorCode::RateLimited,
-                id: Some(ref id),
+                id: Some(id),
                 retry_after_ms,
-                ..
+                reason,
+                channel,
             }) => {
                 let hint = retry_after_ms.map(Duration::from_millis);
-                self.retry_later_by(now, id, hint);
-                self.events.push_back(Event::Message(Incoming::Text(text)));
+                self.retry_later_by(now, &id, hint);
+                self.events.push_back(Event::Error {
+                    code: ErrorCode::RateLimited,
+                    reason,
+                    channel,
+                });
             }
-            Some(ServerFrame::Error { id: Some(id), .. }) => {
+            Some(ServerFrame::Error {
+                code,
+                reason,
+                id: Some(id),
+                channel,
+                ..
+            }) => {
                 // Refused for good (not for want of a broker): sending it again would
-                // be refused again. The caller hears of it as it is.
-                self.carried.unacked.ack(&id);
-                self.events.push_back(Event::Message(Incoming::Text(text)));
+                // be refused again. An id this client is not waiting for answers
+                // nothing it knows: an error like any other.
+                match self.carried.unacked.ack(&id) {
+                    Some(publish) => self.events.push_back(Event::PublishRefused {
+                        id,
+                        channel: publish.channel,
+                        code,
+                        reason,
+                    }),
+                    None => self.refused(now, code, reason, channel),
+                }
             }
             Some(ServerFrame::Error {
                 code,
