@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use heartwire_client::{ClientConfig, ClosedReason, Event, Incoming};
+use heartwire_client::{ClientConfig, ClosedReason, Event, Incoming, TokenPlacement};
 use heartwire_core::protocol::millis;
 use heartwire_core::reconnect::{AUTH_FAILED, FORBIDDEN};
 use heartwire_core::{BackoffConfig, Delay, DisconnectReason};
@@ -61,6 +61,14 @@ pub(crate) struct ConnectArgs {
     /// The largest reconnect window
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION", default_value = "20s")]
     reconnect_max: Duration,
+    /// Wait exactly this long before every reconnect instead of the jittered windows of
+    /// --reconnect-min and --reconnect-max
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    reconnect_fixed: Option<Duration>,
+    /// Messages that may wait for a connection (lines read while none is open); one
+    /// more is refused with a sentence
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    outbox: u32,
     /// Stop after this many failed connection attempts in a row, the first one
     /// included (attempts count from 1; an open connection starts a new streak)
     /// [default: never stop]
@@ -79,10 +87,32 @@ pub(crate) struct ConnectArgs {
     /// it prints is the token (sent as with --token, and in a `refresh`)
     #[arg(long, value_name = "COMMAND")]
     token_command: Option<String>,
+    /// Where the token goes in the handshake: an `Authorization: Bearer` header, a
+    /// `token` query parameter (for servers and proxies that only see URLs), or both
+    #[arg(long, value_enum, value_name = "WHERE", default_value = "header")]
+    token_in: TokenIn,
     /// Trust only the CA certificates in this PEM file for wss:// (a private CA)
     /// [default: the platform's trusted roots]
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
+}
+
+/// Where `--token-in` puts the token.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenIn {
+    Header,
+    Query,
+    Both,
+}
+
+impl From<TokenIn> for TokenPlacement {
+    fn from(place: TokenIn) -> Self {
+        match place {
+            TokenIn::Header => Self::Header,
+            TokenIn::Query => Self::Query,
+            TokenIn::Both => Self::Both,
+        }
+    }
 }
 
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
@@ -123,6 +153,7 @@ fn session_options(args: &ConnectArgs) -> session::Options {
         },
         max_attempts: args.max_attempts,
         channel: args.subscriptions.first().cloned(),
+        outbox: args.outbox as usize,
     }
 }
 
@@ -136,13 +167,18 @@ fn config(args: &ConnectArgs) -> anyhow::Result<ClientConfig> {
         "--reconnect-min must not exceed --reconnect-max"
     );
     config.backoff = BackoffConfig {
-        delay: Delay::Exponential {
-            base: args.reconnect_min,
-            cap: args.reconnect_max,
+        delay: match args.reconnect_fixed {
+            Some(delay) => Delay::Fixed(delay),
+            None => Delay::Exponential {
+                base: args.reconnect_min,
+                cap: args.reconnect_max,
+            },
         },
         max_attempts: args.max_attempts,
         ..BackoffConfig::default()
     };
+    config.outbox_capacity = args.outbox as usize;
+    config.token_placement = args.token_in.into();
     config.subscriptions = args.subscriptions.clone();
     if let Some(ca) = &args.ca {
         config.tls_roots = heartwire_client::TlsRoots::from_pem_file(ca)?;

@@ -677,7 +677,111 @@ fn help_explains_the_flags() {
         "--timeout",
         "--token",
         "--token-command",
+        "--token-in",
+        "--reconnect-fixed",
+        "--outbox",
+        "--ca",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
+}
+
+#[test]
+fn reconnect_fixed_waits_the_same_delay_every_time() {
+    let addr = free_port();
+    let output = connect(&[
+        &format!("ws://{addr}/ws"),
+        "--reconnect-fixed",
+        "30ms",
+        "--max-attempts",
+        "3",
+        "--json",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let delays: Vec<u64> = stderr
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("only JSON lines"))
+        .filter(|line| line["state"] == "reconnecting")
+        .map(|line| line["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [30, 30], "{stderr}");
+}
+
+#[test]
+fn token_in_puts_the_token_where_it_is_asked() {
+    use std::io::{BufRead, BufReader};
+    for (place, in_query, in_header) in [
+        ("query", true, false),
+        ("header", false, true),
+        ("both", true, true),
+    ] {
+        // A TCP server that reads the handshake request and answers 403, so the
+        // client stops at once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            let mut lines = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if lines.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+                request.push_str(&line);
+            }
+            use std::io::Write;
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+            request
+        });
+        let output = connect(&[
+            &format!("ws://{addr}/ws"),
+            "--token",
+            "tok-123",
+            "--token-in",
+            place,
+        ]);
+        assert!(!output.status.success());
+        let request = reader.join().unwrap();
+        let first = request.lines().next().unwrap_or_default().to_owned();
+        assert_eq!(
+            first.contains("token=tok-123"),
+            in_query,
+            "{place}: {request}"
+        );
+        assert_eq!(
+            request
+                .to_ascii_lowercase()
+                .contains("authorization: bearer tok-123"),
+            in_header,
+            "{place}: {request}"
+        );
+    }
+}
+
+#[test]
+fn past_the_outbox_a_line_is_refused_with_a_sentence() {
+    use std::io::Write;
+    // Nothing listens: lines wait for a connection that does not come.
+    let addr = free_port();
+    let (mut child, _stdout, stderr) = spawn_connect(&[
+        &format!("ws://{addr}/ws"),
+        "--sub",
+        "room",
+        "--reconnect-fixed",
+        "1s",
+        "--outbox",
+        "2",
+    ]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\nthree\n").unwrap();
+    let status = exit_of(&mut child);
+    assert!(!status.success());
+    let said = rest(&stderr).join("\n");
+    assert!(
+        said.contains("the outbox is full (2 messages wait for a connection)"),
+        "{said}"
+    );
 }

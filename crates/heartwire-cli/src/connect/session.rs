@@ -46,6 +46,9 @@ pub(crate) struct Options {
     pub(crate) max_attempts: Option<u32>,
     /// Where lines are published on a heartwire server.
     pub(crate) channel: Option<String>,
+    /// Lines that may wait for the first connection, as the client's outbox holds
+    /// them afterwards.
+    pub(crate) outbox: usize,
 }
 
 struct Session {
@@ -139,7 +142,14 @@ impl Session {
     /// heartwire server with a channel, text otherwise.
     fn line(&mut self, line: String) -> anyhow::Result<()> {
         match (self.native, &self.options.channel) {
-            (None, _) => self.held.push(line),
+            (None, _) => {
+                anyhow::ensure!(
+                    self.held.len() < self.options.outbox,
+                    "message not sent: the outbox is full ({} messages wait for a connection)",
+                    self.options.outbox
+                );
+                self.held.push(line);
+            }
             (Some(true), Some(channel)) => {
                 self.client
                     .publish(channel, publishable(&line))
