@@ -97,6 +97,10 @@ fn decode_into(
         if header.reserved_bits != 0 || header.mask.is_none() {
             return Err(PROTOCOL_ERROR);
         }
+        // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
+        if header.length > i64::MAX as u64 {
+            return Err(PROTOCOL_ERROR);
+        }
         if control && (!header.fin || header.length > 125) {
             return Err(PROTOCOL_ERROR);
         }

@@ -13,7 +13,7 @@
 //! `subscribed` naming one of them makes it current again, and its replay is trimmed to
 //! what the application has not had. The epoch change itself is still a gap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::event::GapReason;
 use crate::protocol::Position;
@@ -40,6 +40,9 @@ pub(crate) enum Delivery {
     AfterGap(Gap),
     /// The application has it already: drop it.
     Duplicate,
+    /// Its subscription ended (the caller left, or the server ended or refused it):
+    /// drop it until the channel is subscribed again.
+    Ended,
 }
 
 /// How many epochs of one channel the client remembers its position in; the one used
@@ -52,6 +55,8 @@ pub(crate) struct Positions {
     /// Per channel, one position per epoch, the current one first, then the others from
     /// the one used most recently; never empty, at most [`EPOCHS_KEPT`] long.
     by_channel: HashMap<String, VecDeque<Position>>,
+    /// Channels whose subscription ended and was not made again.
+    ended: HashSet<String>,
 }
 
 impl Positions {
@@ -73,6 +78,7 @@ impl Positions {
         epoch: &str,
         recovered: Option<bool>,
     ) -> Option<Gap> {
+        self.ended.remove(channel);
         let fresh = Position {
             epoch: epoch.to_owned(),
             seq,
@@ -127,6 +133,9 @@ impl Positions {
     /// unless it is a duplicate. A message with `seq` 0 was published into Redis by
     /// other software: it has no place in the channel's order and is simply delivered.
     pub(crate) fn handle_message(&mut self, channel: &str, seq: u64) -> Delivery {
+        if self.ended.contains(channel) {
+            return Delivery::Ended;
+        }
         if seq == 0 {
             return Delivery::Deliver;
         }
@@ -156,6 +165,7 @@ impl Positions {
     /// Forgets `channel`: the application left it.
     pub(crate) fn forget(&mut self, channel: &str) {
         self.by_channel.remove(channel);
+        self.ended.insert(channel.to_owned());
     }
 }
 
@@ -313,6 +323,19 @@ mod tests {
         assert_eq!(delivered(&mut positions, 1..=2), [2]);
         positions.handle_subscribed("c", 0, "other2", Some(false));
         assert_eq!(delivered(&mut positions, 1..=1), [1]);
+    }
+
+    #[test]
+    fn messages_of_an_ended_subscription_are_dropped_until_it_is_made_again() {
+        let mut positions = subscribed_at(2);
+        assert_eq!(positions.handle_message("c", 3), Delivery::Deliver);
+        positions.forget("c");
+        // A server that goes on sending (or sends one twice) reaches nobody.
+        for seq in [3, 3, 4, 0] {
+            assert_eq!(positions.handle_message("c", seq), Delivery::Ended);
+        }
+        assert_eq!(positions.handle_subscribed("c", 4, "e1", None), None);
+        assert_eq!(positions.handle_message("c", 5), Delivery::Deliver);
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl ClientConnection {
         match parsed {
             Some(ServerFrame::Message { channel, seq, data }) => {
                 match self.carried.positions.handle_message(&channel, seq) {
-                    Delivery::Duplicate => {}
+                    Delivery::Duplicate | Delivery::Ended => {}
                     Delivery::Deliver => self.deliver(channel, seq, data),
                     Delivery::AfterGap(gap) => {
                         self.gap(&channel, gap);
