@@ -110,7 +110,8 @@ impl Channel {
     fn resume(&self, since: &Position) -> (bool, u64, Vec<Arc<Publication>>) {
         let lost = (false, self.seq, Vec::new());
         if *since.epoch != *self.epoch {
-            let whole_epoch = self.history.front().is_none_or(|first| first.seq == 1);
+            // Without history (or with none left), nothing of the epoch can follow.
+            let whole_epoch = self.history.front().is_some_and(|first| first.seq == 1);
             if SubscribeRequest::is_unreplayable(since) || !whole_epoch {
                 return lost;
             }
@@ -834,6 +835,24 @@ mod tests {
         };
         subscribe(&broker, "room", &stranger, Some(since));
         assert_eq!(drain(&stranger), ["subscribed room 8 recovered=false"]);
+    }
+
+    #[test]
+    fn another_epoch_without_history_is_told_the_latest_seq() {
+        let broker = MemoryBroker::new(Retention {
+            history_size: 0,
+            ..retention()
+        });
+        for n in 1..=3 {
+            publish(&broker, "room", &n.to_string(), None);
+        }
+        let stranger = mailbox(1);
+        let since = Position {
+            epoch: "not-this-one".into(),
+            seq: 1,
+        };
+        subscribe(&broker, "room", &stranger, Some(since));
+        assert_eq!(drain(&stranger), ["subscribed room 3 recovered=false"]);
     }
 
     #[test]
