@@ -133,18 +133,21 @@ impl Positions {
     /// unless it is a duplicate. A message with `seq` 0 was published into Redis by
     /// other software: it has no place in the channel's order and is simply delivered.
     pub(crate) fn handle_message(&mut self, channel: &str, seq: u64) -> Delivery {
-        if self.ended.contains(channel) {
-            return Delivery::Ended;
-        }
-        if seq == 0 {
-            return Delivery::Deliver;
-        }
-        let Some(known) = self
-            .by_channel
-            .get_mut(channel)
-            .and_then(VecDeque::front_mut)
-        else {
-            return Delivery::Deliver;
+        // A channel with a position is subscribed: the set of ended ones is read only
+        // for the others, off the path of every message.
+        let known = if seq == 0 {
+            None
+        } else {
+            self.by_channel
+                .get_mut(channel)
+                .and_then(VecDeque::front_mut)
+        };
+        let Some(known) = known else {
+            return if self.ended.contains(channel) {
+                Delivery::Ended
+            } else {
+                Delivery::Deliver
+            };
         };
         if seq <= known.seq {
             return Delivery::Duplicate;
