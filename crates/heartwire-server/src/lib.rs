@@ -20,6 +20,8 @@
 //!   slots and mailboxes as the WebSocket endpoints;
 //! - [`permissions`] decides whether a connection may use a channel (`[[channels]]`);
 //! - [`broker`] fans [`publication`]s out to subscribers' [`mailbox`]es;
+//! - [`overload`] refuses new connections while the node is saturated (scheduler lag,
+//!   memory, handshakes in flight), so the open ones keep their latency;
 //! - [`metrics`] counts it all for `/metrics`;
 //! - [`api`] is the server API for the application's backend (`/api/*`), and
 //!   [`admin`] the admin page (`/admin`) on top of it.
@@ -43,6 +45,7 @@ mod id;
 mod listener;
 mod mailbox;
 mod metrics;
+mod overload;
 mod permissions;
 mod publication;
 mod registry;
@@ -73,8 +76,8 @@ pub use broker::{
 };
 pub use config::{
     Access, ApiAccess, BrokerConfig, Compression, HeartbeatConventions, HeartbeatReply, Holdings,
-    Limits, LivenessTiming, Rate, RateLimits, Retention, Secret, ServerConfig, SseOptions,
-    TlsFiles,
+    Limits, LivenessTiming, OverloadBounds, Rate, RateLimits, Retention, Secret, ServerConfig,
+    SseOptions, TlsFiles,
 };
 pub use error::Error;
 pub use id::ConnectionId;
@@ -133,6 +136,7 @@ impl Server {
                 source,
             })?;
         let state = Arc::new(ServerState {
+            overload: overload::Overload::new(config.overload),
             config,
             broker,
             metrics: ServerMetrics::new(),
@@ -143,6 +147,7 @@ impl Server {
             node_reports: api::NodeReports::default(),
             admission: admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
+            pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
         });
         let control = match state.api_key {
@@ -203,6 +208,7 @@ impl Server {
         tokio::select! {
             () = serve => {}
             never = state.metrics.keep_up() => match never {},
+            never = state.overload.watch(&state.metrics.scheduler_lag) => match never {},
             never = api::Control::run_if_on(control, state.clone()) => match never {},
             never = reload => match never {},
         }

@@ -17,6 +17,10 @@
 //! whose client stopped reading is no longer polled, so it cannot end by itself; its
 //! handler cuts the connection instead.
 //!
+//! A connection counts as a handshake in flight until its first request is answered
+//! ([`PendingHandshake`]): past `--max-pending-handshakes` of them, upgrades are refused
+//! (`overload`).
+//!
 //! Before a connection is served it must pass two bounds: the node's accept rate
 //! (`--accept-rate`), and `--max-connections` (plus [`HTTP_HEADROOM`]) counted over
 //! the WebSockets and the connections that have not upgraded yet, so a client cannot
@@ -162,6 +166,7 @@ pub(crate) async fn serve(
         let cut = CancellationToken::new();
         let request_cut = Cut(cut.clone());
         let over_tls = tls.is_some();
+        let handshake = Arc::new(PendingHandshake::count(state.clone()));
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
@@ -171,6 +176,10 @@ pub(crate) async fn serve(
                     request.extensions_mut().insert(OverTls);
                 }
                 request
+            })
+            .map_response(move |response: axum::response::Response| {
+                handshake.answered();
+                response
             });
         let unupgraded = Unupgraded::count(state.clone());
         let Some(tls) = &tls else {
@@ -287,6 +296,37 @@ fn refuse(stream: TcpStream, lingering: &Arc<AtomicUsize>, spread: Duration) {
         let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
         lingering.fetch_sub(1, Ordering::AcqRel);
     });
+}
+
+/// A TCP connection whose first request has not been answered yet (the overload bound
+/// `--max-pending-handshakes`), counted until that answer or the connection's end.
+struct PendingHandshake {
+    state: Arc<ServerState>,
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl PendingHandshake {
+    fn count(state: Arc<ServerState>) -> Self {
+        state.pending_handshakes.fetch_add(1, Ordering::AcqRel);
+        Self {
+            state,
+            answered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The connection has its first answer: it no longer counts (a later call does
+    /// nothing).
+    fn answered(&self) {
+        if !self.answered.swap(true, Ordering::AcqRel) {
+            self.state.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.answered();
+    }
 }
 
 /// A TCP connection served as HTTP, counted until its upgrade or its end.

@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder
 use crate::auth::Refusal;
 use crate::broker::BrokerHealth;
 use crate::endpoint::kind::EndpointKind;
+use crate::overload::Signal;
 
 /// Counters of one endpoint.
 #[derive(Debug)]
@@ -57,12 +58,14 @@ pub(crate) struct ServerMetrics {
     broker_epochs_renewed: Counter,
     /// Reloads of the TLS certificate: loaded, failed.
     pub(crate) tls_reloads: [Counter; 2],
+    /// How late the overload watch's last tick fired, in seconds.
+    pub(crate) scheduler_lag: Gauge,
 }
 
 /// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), each
-/// refusal of credentials, and each limit of docs/SECURITY.md ("Floods and memory
-/// pinning").
-const REFUSAL_LABELS: [&str; 12] = [
+/// refusal of credentials, each limit of docs/SECURITY.md ("Floods and memory
+/// pinning"), and each overload bound (docs/RELIABILITY.md, "Overload").
+const REFUSAL_LABELS: [&str; 15] = [
     "origin",
     Refusal::LABELS[0],
     Refusal::LABELS[1],
@@ -75,6 +78,9 @@ const REFUSAL_LABELS: [&str; 12] = [
     "too_many_channels",
     "id_too_long",
     "accept_error",
+    Signal::LABELS[0],
+    Signal::LABELS[1],
+    Signal::LABELS[2],
 ];
 
 /// How often histogram samples are folded into their buckets between scrapes.
@@ -138,7 +144,7 @@ impl ServerMetrics {
         describe(
             "heartwire_refused_total",
             None,
-            "Requests refused, by reason: an upgrade for its origin (HTTP 403) or credentials (close 4401, 4403, 4498 or 1013); a connection past its address's or user's limit (HTTP 429) or the accept rate (HTTP 503); a message past the message rate; a publish or subscribe past a channel limit or with too long an id; an accept that failed (out of file descriptors)",
+            "Requests refused, by reason: an upgrade for its origin (HTTP 403) or credentials (close 4401, 4403, 4498 or 1013); a connection past its address's or user's limit (HTTP 429) or the accept rate (HTTP 503); a message past the message rate; a publish or subscribe past a channel limit or with too long an id; an accept that failed (out of file descriptors); an upgrade while the node is overloaded (HTTP 503: scheduler lag, memory or handshakes in flight past their bound)",
         );
         describe(
             "heartwire_broker_reconnects_total",
@@ -149,6 +155,16 @@ impl ServerMetrics {
             "heartwire_channels".into(),
             None,
             "Channels this node holds (with subscribers, or history kept in process)".into(),
+        );
+        recorder.describe_gauge(
+            "heartwire_scheduler_lag_seconds".into(),
+            Some(Unit::Seconds),
+            "How late the last 100 ms tick of the overload watch fired: the runtime's scheduling delay".into(),
+        );
+        recorder.describe_gauge(
+            "heartwire_runtime_alive_tasks".into(),
+            None,
+            "Tasks alive on the server's async runtime (connections hold a few each)".into(),
         );
         recorder.describe_gauge(
             "heartwire_subscriptions".into(),
@@ -260,6 +276,10 @@ impl ServerMetrics {
             broker_failovers: counter("heartwire_broker_failovers_total", vec![]),
             broker_epochs_renewed: counter("heartwire_broker_epochs_renewed_total", vec![]),
             tls_reloads,
+            scheduler_lag: recorder.register_gauge(
+                &Key::from_name("heartwire_scheduler_lag_seconds"),
+                &METADATA,
+            ),
             rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
             recorder,
         }
@@ -293,9 +313,12 @@ impl ServerMetrics {
     /// The Prometheus text exposition of every metric, with the broker's state as of now.
     pub(crate) fn render(&self, broker: &BrokerHealth) -> String {
         self.broker_up.set(if broker.up { 1.0 } else { 0.0 });
+        let alive_tasks = tokio::runtime::Handle::try_current()
+            .map_or(0, |runtime| runtime.metrics().num_alive_tasks());
         for (name, value) in [
             ("heartwire_channels", broker.channels),
             ("heartwire_subscriptions", broker.subscriptions),
+            ("heartwire_runtime_alive_tasks", alive_tasks),
         ] {
             self.recorder
                 .register_gauge(&Key::from_name(name), &METADATA)
@@ -401,6 +424,11 @@ mod tests {
             text.contains(r#"heartwire_refused_total{reason="origin"} 0"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"heartwire_refused_total{reason="overload_lag"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains("heartwire_scheduler_lag_seconds 0"), "{text}");
         assert!(
             text.contains(r#"heartwire_connections_open{endpoint="native"} 0"#),
             "{text}"

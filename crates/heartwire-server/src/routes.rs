@@ -132,7 +132,8 @@ async fn ws4redis(
 }
 
 /// Upgrades to a WebSocket driven by `endpoint` for the identity of `caller`; refuses
-/// with 503 when the server holds `max-connections` already or is shutting down, and
+/// with 503 when the server holds `max-connections` already, is overloaded or is
+/// shutting down, and
 /// with 429 when the caller's address or user holds its most.
 ///
 /// A caller refused for its credentials is upgraded all the same, and sent one close
@@ -189,6 +190,10 @@ pub(crate) fn refuse(state: &ServerState, no_slot: NoSlot) -> Response {
     let reason = match no_slot {
         NoSlot::Draining => "server shutting down; retry later",
         NoSlot::Full => "server at max-connections; retry later",
+        NoSlot::Overloaded(signal) => {
+            state.metrics.refused(signal.label());
+            return unavailable(state, signal.reason());
+        }
         NoSlot::AddressFull => {
             state.metrics.refused("max_connections_per_ip");
             return too_many(
@@ -198,6 +203,11 @@ pub(crate) fn refuse(state: &ServerState, no_slot: NoSlot) -> Response {
         }
     };
     state.metrics.rejected_at_capacity.increment(1);
+    unavailable(state, reason)
+}
+
+/// HTTP 503 with a `Retry-After` spread over `--shutdown-spread`.
+fn unavailable(state: &ServerState, reason: &'static str) -> Response {
     let wait = retry_after_secs(
         RETRY_AFTER_SECS,
         state.config.shutdown_spread,

@@ -1,8 +1,8 @@
 //! A connection's place in the server.
 //!
-//! A [`Slot`] is taken before the WebSocket upgrade, so a full server answers HTTP 503
-//! (429 for a client address or user that holds its most) instead of accepting a
-//! connection it cannot hold; the slot is given back when the connection's task
+//! A [`Slot`] is taken before the WebSocket upgrade, so a full or overloaded server
+//! answers HTTP 503 (429 for a client address or user that holds its most) instead of
+//! accepting a connection it cannot hold; the slot is given back when the connection's task
 //! ends, however it ends, with the counts of its address and user.
 //!
 //! The log has one line at info level when a connection opens (its session, as the
@@ -12,6 +12,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use heartwire_core::protocol::session_name;
@@ -19,6 +20,7 @@ use heartwire_core::protocol::session_name;
 use crate::endpoint::EndpointKind;
 use crate::id::{ConnectionId, new_connection_id};
 use crate::mailbox::Mailbox;
+use crate::overload::Signal;
 use crate::state::ServerState;
 
 /// A connection's place in the server, given back on drop.
@@ -45,14 +47,20 @@ pub(crate) enum NoSlot {
     Full,
     /// The client's address holds `--max-connections-per-ip`.
     AddressFull,
+    /// The node is past an overload bound.
+    Overloaded(Signal),
 }
 
 impl Slot {
-    /// Takes a slot for a new connection from `address`, unless the server is full or
-    /// draining or the address holds its most.
+    /// Takes a slot for a new connection from `address`, unless the server is full,
+    /// draining or overloaded, or the address holds its most.
     pub(crate) fn reserve(server: &Arc<ServerState>, address: IpAddr) -> Result<Self, NoSlot> {
         if server.registry.is_draining() {
             return Err(NoSlot::Draining);
+        }
+        let pending = server.pending_handshakes.load(Ordering::Acquire);
+        if let Some(signal) = server.overload.signal(pending) {
+            return Err(NoSlot::Overloaded(signal));
         }
         if !server
             .registry

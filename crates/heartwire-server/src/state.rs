@@ -10,6 +10,7 @@ use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
 use crate::metrics::ServerMetrics;
+use crate::overload::Overload;
 use crate::registry::Registry;
 
 /// The server-wide state handed to every request and connection.
@@ -29,6 +30,10 @@ pub(crate) struct ServerState {
     pub(crate) admission: Admission,
     /// TCP connections accepted that have not become WebSockets (or ended) yet.
     pub(crate) unupgraded: std::sync::atomic::AtomicUsize,
+    /// TCP connections accepted that have not had the answer to their first request.
+    pub(crate) pending_handshakes: std::sync::atomic::AtomicUsize,
+    /// Whether the node is overloaded, and by what.
+    pub(crate) overload: Overload,
     /// When the server started, for `/healthz`'s uptime.
     pub(crate) started: Instant,
 }

@@ -22,6 +22,7 @@ mod heartbeats;
 mod holdings;
 mod limits;
 mod liveness;
+mod overload;
 mod parse;
 mod rates;
 mod retention;
@@ -45,6 +46,7 @@ pub use heartbeats::{HeartbeatConventions, HeartbeatReply};
 pub use holdings::Holdings;
 pub use limits::Limits;
 pub use liveness::LivenessTiming;
+pub use overload::OverloadBounds;
 pub use rates::{Rate, RateLimits};
 pub use retention::Retention;
 pub use sse::SseOptions;
@@ -146,6 +148,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub api: ApiAccess,
+    /// When new connections are refused to keep the open ones responsive.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub overload: OverloadBounds,
+
     /// TLS on the listener.
     #[command(flatten)]
     #[serde(skip)]

@@ -82,6 +82,7 @@ impl Server {
         let broker = Arc::new(MemoryBroker::with_clock(config.retention, clock.clone()));
         let auth = Auth::new(&config.access).expect("the test's access settings are valid");
         let state = Arc::new(ServerState {
+            overload: crate::overload::Overload::new(config.overload),
             config,
             broker,
             metrics: ServerMetrics::new(),
@@ -92,6 +93,7 @@ impl Server {
             node_reports: Default::default(),
             admission: crate::admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
+            pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: now,
         });
         Self {
