@@ -6,6 +6,11 @@
 //!   chart, with ratios against heartwire;
 //! - `heartwire bench hold` is a generator process that `run` starts: it holds up to
 //!   ~19,900 connections (one process's file cap) and takes orders on stdin;
+//! - `heartwire bench soak` churns thousands of connections against one server for a
+//!   while and fails when its memory, file descriptors or tasks keep growing, or a
+//!   resumed connection lost a message (`scripts/soak`);
+//! - `heartwire bench overload` measures established connections under a flood of
+//!   new ones, with overload admission off and on;
 //! - `heartwire bench scale-out` runs three heartwire processes on each Redis topology
 //!   (one server, a cluster, three sharded servers) and appends their figures.
 //!
@@ -20,12 +25,14 @@ mod figures;
 mod fleet;
 mod histogram;
 mod hold;
+mod overload;
 mod payload;
 mod progress;
 mod results;
 mod scaleout;
 mod scenario;
 mod server;
+mod soak;
 mod wire;
 
 /// Options of `heartwire bench`.
@@ -47,6 +54,12 @@ enum BenchCommand {
     /// Three heartwire processes on one Redis, a Redis Cluster and sharded Redis servers:
     /// delivery rate, p99 and a master's fail-over, appended to a file.
     ScaleOut(scaleout::ScaleOutArgs),
+    /// Thousands of connections churning (connect, subscribe, publish, vanish, resume)
+    /// against one server, whose memory, file descriptors and tasks must stay flat.
+    Soak(soak::SoakArgs),
+    /// The round trip of established connections while a flood of clients connects,
+    /// with overload admission off and on.
+    Overload(overload::OverloadArgs),
 }
 
 /// Runs `heartwire bench` with these arguments.
@@ -56,5 +69,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Report(args) => results::write(args),
         BenchCommand::Hold(args) => hold::run(args),
         BenchCommand::ScaleOut(args) => scaleout::run(args),
+        BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Overload(args) => overload::run(args),
     }
 }
