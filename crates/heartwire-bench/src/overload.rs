@@ -106,18 +106,18 @@ async fn measure(args: &OverloadArgs, mode: &str, options: &str) -> anyhow::Resu
     let address = SocketAddr::from(([127, 0, 0, 1], port));
 
     let rtt = Arc::new(Histogram::new());
-    let mut established = Vec::with_capacity(args.established);
-    for index in 0..args.established {
-        let socket = open(address, SOURCES.nth(index))
-            .await
-            .context("an established connection did not open")?;
-        established.push(socket);
-    }
-    let window_end = Instant::now() + args.window;
-    let pingers: Vec<_> = established
-        .into_iter()
-        .map(|socket| tokio::spawn(ping(socket, rtt.clone(), window_end)))
-        .collect();
+    // The established connections live on a runtime of their own, so that their pings
+    // never queue behind the flood's tasks in this process's scheduler.
+    let (ready, window_end) = tokio::sync::oneshot::channel();
+    let pinger = {
+        let (rtt, count, window) = (rtt.clone(), args.established, args.window);
+        std::thread::spawn(move || established(address, count, window, rtt, ready))
+    };
+    let Ok(window_end) = window_end.await else {
+        return Err(join(pinger)
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the established connections did not start")));
+    };
     let flood = Arc::new(Flood::default());
     let clients: Vec<_> = (0..args.flood)
         .map(|index| {
@@ -130,9 +130,10 @@ async fn measure(args: &OverloadArgs, mode: &str, options: &str) -> anyhow::Resu
             ))
         })
         .collect();
-    for task in pingers.into_iter().chain(clients) {
+    for task in clients {
         task.await?;
     }
+    tokio::task::spawn_blocking(move || join(pinger)).await??;
     let mut refusals = Vec::new();
     for reason in ["overload_handshakes", "overload_lag", "overload_memory"] {
         let series = format!("heartwire_refused_total{{reason=\"{reason}\"}}");
@@ -156,6 +157,46 @@ async fn measure(args: &OverloadArgs, mode: &str, options: &str) -> anyhow::Resu
         refusals[1],
         refusals[2],
     ))
+}
+
+/// Opens `count` connections, tells `ready` when the window ends, and pings on each
+/// until then (on a runtime of this thread's own).
+fn established(
+    server: SocketAddr,
+    count: usize,
+    window: Duration,
+    rtt: Arc<Histogram>,
+    ready: tokio::sync::oneshot::Sender<Instant>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut sockets = Vec::with_capacity(count);
+        for index in 0..count {
+            let socket = open(server, SOURCES.nth(index))
+                .await
+                .context("an established connection did not open")?;
+            sockets.push(socket);
+        }
+        let end = Instant::now() + window;
+        let _ = ready.send(end);
+        let pingers: Vec<_> = sockets
+            .into_iter()
+            .map(|socket| tokio::spawn(ping(socket, rtt.clone(), end)))
+            .collect();
+        for pinger in pingers {
+            pinger.await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// The outcome of the established connections' thread.
+fn join(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the established connections' thread panicked"))?
 }
 
 /// Opens `/ws` from `source` and reads `hello`.

@@ -19,7 +19,9 @@
 //!
 //! A connection counts as a handshake in flight until its first request is answered
 //! ([`PendingHandshake`]): past `--max-pending-handshakes` of them, upgrades are refused
-//! (`overload`).
+//! (`overload`); past that and [`HTTP_HEADROOM`] more, a new TCP connection is answered
+//! 503 before its request is read, as past `--max-connections`, which costs a flood
+//! far less than parsing each request to refuse it.
 //!
 //! Before a connection is served it must pass two bounds: the node's accept rate
 //! (`--accept-rate`), and `--max-connections` (plus [`HTTP_HEADROOM`]) counted over
@@ -46,6 +48,7 @@ use tower::ServiceExt;
 
 use crate::admin::sessions::OverTls;
 use crate::admission::{LogThrottle, TokenBucket, retry_after_secs};
+use crate::overload::Signal;
 use crate::state::ServerState;
 use crate::stream::Stream;
 use crate::tls::Tls;
@@ -93,7 +96,8 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const LINGERING_AT_MOST: usize = 64;
 
 /// What a connection refused before its request is read is told.
-const BUSY_REASON: &str = "server at accept-rate or max-connections; retry later";
+const BUSY_REASON: &str =
+    "server at accept-rate, max-connections or max-pending-handshakes; retry later";
 
 /// The answer to a connection refused before its request is read, asking it to
 /// come back after `wait_secs`.
@@ -148,9 +152,14 @@ pub(crate) async fn serve(
             .as_mut()
             .is_some_and(|bucket| bucket.take(Instant::now()).is_err());
         let held = state.unupgraded.load(Ordering::Acquire) + state.registry.taken();
-        if over_rate || held >= config.limits.max_connections + HTTP_HEADROOM {
+        let max_pending = config.overload.max_pending_handshakes;
+        let pending_past = max_pending > 0
+            && state.pending_handshakes.load(Ordering::Acquire) >= max_pending + HTTP_HEADROOM;
+        if over_rate || pending_past || held >= config.limits.max_connections + HTTP_HEADROOM {
             if over_rate {
                 state.metrics.refused("accept_rate");
+            } else if pending_past {
+                state.metrics.refused(Signal::Handshakes.label());
             } else {
                 state.metrics.rejected_at_capacity.increment(1);
             }

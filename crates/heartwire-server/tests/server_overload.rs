@@ -134,6 +134,31 @@ async fn past_the_pending_handshakes_upgrades_are_refused_until_they_are_answere
     let response = http_request(server.addr, UPGRADE).await;
     assert_overloaded(&response, "max-pending-handshakes");
     assert_eq!(refused_total(server.addr, "overload_handshakes").await, 1.0);
+    // Past the bound and the 8 connections of headroom kept for health checks, a new
+    // connection is answered 503 before its request is read.
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /ws HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        silent.push(stream);
+    }
+    let started = tokio::time::Instant::now();
+    let response = loop {
+        // The server counts a connection once it accepted it: the last silent ones may
+        // not be counted yet.
+        let response = http_request(server.addr, "GET /healthz HTTP/1.0\r\n\r\n").await;
+        if !response.starts_with("HTTP/1.0 200") {
+            break response;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "never refused before the request"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_overloaded(&response, "max-pending-handshakes");
     // Once they are gone, upgrades are let in again.
     drop(silent);
     let started = tokio::time::Instant::now();
@@ -157,5 +182,6 @@ async fn past_the_pending_handshakes_upgrades_are_refused_until_they_are_answere
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(refused_total(server.addr, "overload_handshakes").await >= 2.0);
     server.shut_down().await;
 }
