@@ -223,10 +223,16 @@ async fn the_cost_scenarios_run_and_connects_are_measured_with_pyjwt_tokens() {
         "fanout_cpu_us_per_delivery_20",
     ] {
         let value = value(cost);
-        assert!(value.is_some_and(|v| v >= 0.0), "{cost} = {value:?}\n{text}");
+        assert!(
+            value.is_some_and(|v| v >= 0.0),
+            "{cost} = {value:?}\n{text}"
+        );
     }
     let delivered = value("fanout_delivered_pct_20");
-    assert!(delivered.is_some_and(|d| d >= 99.0), "{delivered:?}\n{text}");
+    assert!(
+        delivered.is_some_and(|d| d >= 99.0),
+        "{delivered:?}\n{text}"
+    );
     for zero in [
         "false_disconnects_30",
         "failed_connects_anonymous",
