@@ -98,8 +98,9 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
             // Reaped for silence: its client may report the session when it is back.
             let session = (E::KIND == EndpointKind::Native)
                 .then(|| session_name(handler.context.mailbox.id()));
-            let liveness = &handler.context.server.metrics.liveness;
-            liveness.reaped(session, silent_for, Instant::now());
+            let server = &handler.context.server;
+            let liveness = &server.metrics.liveness;
+            liveness.reaped(session, silent_for, Instant::now(), &*server.broker);
         }
         self.slot.log_end(&reason);
         // The task drops its future now, and with it the slot.

@@ -163,11 +163,9 @@ impl Native {
         if let Err(reason) = report {
             tracing::debug!(reason, "report ignored");
         }
-        context
-            .server
-            .metrics
-            .liveness
-            .report(report.as_ref().map_err(|reason| *reason), Instant::now());
+        let server = &context.server;
+        let report = report.as_ref().map_err(|reason| *reason);
+        (server.metrics.liveness).report(report, Instant::now(), &*server.broker);
     }
 
     fn presence(&mut self, channel: String, context: &mut Context) {

@@ -12,7 +12,8 @@ use metrics::{Counter, Histogram, Key, Label, Recorder, Unit};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use super::METADATA;
-use super::reaped::ReapedSessions;
+use super::reaped::{REAPED_TTL, ReapedSessions};
+use crate::broker::Broker;
 
 /// Buckets of `heartwire_detection_seconds`: around the bound of the defaults
 /// (20 s + 20 s), and fine enough below for short intervals.
@@ -156,17 +157,31 @@ impl LivenessMetrics {
     }
 
     /// A connection was reaped for silence at `now`, `silent_for` after it was last
-    /// heard; `session` is its session id when its client can report it later.
-    pub(crate) fn reaped(&self, session: Option<String>, silent_for: Duration, now: Instant) {
+    /// heard; `session` is its session id when its client can report it later, to
+    /// this node or (through `broker`) another.
+    pub(crate) fn reaped(
+        &self,
+        session: Option<String>,
+        silent_for: Duration,
+        now: Instant,
+        broker: &dyn Broker,
+    ) {
         self.detection.record(silent_for.as_secs_f64());
         if let Some(session) = session {
+            broker.note_reaped(&session, REAPED_TTL);
             self.reaped_sessions().insert(session, now);
         }
     }
 
     /// A client's report of its previous session arrived at `now`: `Err` when it
-    /// broke a rule, and is only counted.
-    pub(crate) fn report(&self, report: Result<&SessionReport, &str>, now: Instant) {
+    /// broke a rule, and is only counted. A session reaped by another node is
+    /// looked up through `broker`, and counted when the answer comes.
+    pub(crate) fn report(
+        &self,
+        report: Result<&SessionReport, &str>,
+        now: Instant,
+        broker: &dyn Broker,
+    ) {
         let Ok(report) = report else {
             self.reports[1].increment(1);
             return;
@@ -177,9 +192,18 @@ impl LivenessMetrics {
             .position(|label| *label == report.reason.label())
             .expect("LABELS lists every reason");
         self.offline[index].record(report.offline.as_secs_f64());
-        let reaped = self.reaped_sessions().take(&report.previous_session, now);
-        if reaped && report.reason.heard_the_close() {
+        let session = &report.previous_session;
+        let reaped_here = self.reaped_sessions().take(session, now);
+        if !report.reason.heard_the_close() {
+            return;
+        }
+        if reaped_here {
             self.false_reaps.increment(1);
+            // Taken from the other nodes too, so that it counts once.
+            broker.take_reaped(session, Box::new(|| {}));
+        } else {
+            let false_reaps = self.false_reaps.clone();
+            broker.take_reaped(session, Box::new(move || false_reaps.increment(1)));
         }
     }
 
