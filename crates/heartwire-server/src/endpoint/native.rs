@@ -25,7 +25,7 @@ use crate::publication::{Encoding, Payload};
 pub(crate) struct Native {
     subscriptions: Vec<Arc<str>>,
     /// The positions asked for by subscribes not answered yet, to count how each
-    /// resume went; at most one per subscription.
+    /// resume went; at most one per subscription (an unsubscribe drops its own).
     resuming: Vec<(Arc<str>, Position)>,
     /// The client has sent its report: a second one is invalid.
     reported: bool,
@@ -208,6 +208,7 @@ impl Native {
 
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
         self.subscriptions.retain(|held| **held != *channel);
+        self.resuming.retain(|(held, _)| **held != *channel);
         context
             .server
             .broker
