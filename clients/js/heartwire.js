@@ -208,6 +208,23 @@ export function refreshAfterMs(lifetimeMs) {
  */
 
 /**
+ * The `report` frame of a session lost at `previous.lostAt`, sent at `now`.
+ * @param {{session: string, lostAt: number, reason: string, code: number|null, lastHeardMs: number}} previous
+ * @param {number} now
+ */
+function sessionReport(previous, now) {
+  const report = {
+    op: 'report',
+    previous_session: previous.session,
+    offline_ms: Math.max(0, Math.round(now - previous.lostAt)),
+    reason: previous.reason,
+    last_heard_ms: Math.round(previous.lastHeardMs),
+  };
+  if (previous.code !== null) report.code = previous.code;
+  return report;
+}
+
+/**
  * What a client does after the server closed with `code` and `reason` (docs/PROTOCOL.md,
  * "Client reconnect rules"): reconnect with backoff, reconnect after the delay the reason
  * names, reconnect at once with a fresh token (once per streak; the token expired), or never.
@@ -634,6 +651,12 @@ class Connection {
   /** @type {Set<number>} the `t` of each ping on this socket whose pong has not come */
   #measuring = new Set();
   /** @type {string|null} */ #session = null;
+  /**
+   * The session lost last, reported first after the next `hello` of a server that takes
+   * reports (docs/PROTOCOL.md, "Reports of the previous session").
+   * @type {{session: string, lostAt: number, reason: string, code: number|null, lastHeardMs: number}|null}
+   */
+  #previous = null;
 
   /**
    * @type {{id: string, channel: string, data: any, acked: Promise<number>,
@@ -832,6 +855,9 @@ class Connection {
     this.#serverHintMs = null;
     this.#probe = null;
     this.#measuring.clear();
+    const previous = this.#previous;
+    this.#previous = null;
+    if (previous && frame.reports === true) this.#write(sessionReport(previous, this.#openedAt));
     for (const subscribe of this.#owner.subscribeFrames()) this.#write(subscribe);
     this.#writeOutboxFrom(0);
     this.#setState(this.#offline ? 'degraded' : 'open');
@@ -1097,6 +1123,7 @@ class Connection {
    *   probe), else the close code and the policy decide.
    */
   #connectionLost(code, reason, wasClean, delayMs) {
+    this.#keepForReport(code);
     const openFor = this.#options.now() - this.#openedAt;
     this.#openedAt = null;
     this.#stopConnectionTimers();
@@ -1106,6 +1133,24 @@ class Connection {
       this.#freshTokenUsed = false;
     }
     this.#afterClose(code, reason, wasClean, delayMs);
+  }
+
+  /**
+   * Keeps what the next connection reports of this one, which ended with `code`: this
+   * client's own close after a probe timeout, a close frame of the server, or neither (1006).
+   */
+  #keepForReport(code) {
+    if (this.#session === null) return;
+    const now = this.#options.now();
+    const reason = code === CLOSE_DEAD ? 'ping_timeout' : code === 1006 || code === 1005 ? 'network' : 'closed';
+    this.#previous = {
+      session: this.#session,
+      lostAt: now,
+      reason,
+      code: reason === 'closed' ? code : null,
+      // A close frame is the server heard.
+      lastHeardMs: reason === 'closed' ? 0 : Math.max(0, now - (this.#lastHeardAt ?? now)),
+    };
   }
 
   /** An attempt ended before the server said hello. */

@@ -136,8 +136,9 @@ impl Harness {
     }
 
     fn connect(&mut self, carried: Carried, server: usize) {
-        // The subscriptions, and every publish ever made (some may be carried over).
-        self.frame_budget += self.subscriptions.len() + self.issued.len();
+        // The subscriptions, every publish ever made (some may be carried over), and
+        // the report of the session lost last.
+        self.frame_budget += self.subscriptions.len() + self.issued.len() + 1;
         self.server = server;
         self.connection = ConnectionState::default();
         // A probe belongs to the connection that asked for it.
@@ -206,7 +207,8 @@ impl Harness {
             9 => {
                 self.note("the transport ends");
                 let reason = DisconnectReason::Transport("connection reset".into());
-                self.input(|machine| machine.handle_transport_end(reason));
+                let now = self.now;
+                self.input(|machine| machine.handle_transport_end(now, reason));
             }
             10 => {
                 if let Some(server) = self.probe.take() {
@@ -323,6 +325,7 @@ impl Harness {
                 server: "heartwire/fuzz".into(),
                 user: None,
                 expires_in_ms: None,
+                reports: u.arbitrary()?,
             },
             1..=3 => ServerFrame::Message {
                 channel,

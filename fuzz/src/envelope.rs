@@ -2,6 +2,7 @@
 //! back to the same value, and encode the same way again.
 
 use heartwire_core::protocol::{self, ClientFrame, ServerFrame};
+use heartwire_core::report::SessionReport;
 use heartwire_core::{Error, ErrorCode};
 use serde_json::value::RawValue;
 
@@ -26,6 +27,16 @@ pub fn check_client(text: &str) {
             | ClientFrame::Presence { channel } = &frame
             {
                 assert!(protocol::validate_channel(channel).is_ok());
+            }
+            if let ClientFrame::Report { fields } = &frame {
+                // Any report is read or refused with a rule, never a panic; one read
+                // goes out again as the same report.
+                if let Ok(report) = SessionReport::from_fields(fields) {
+                    let ClientFrame::Report { fields } = report.to_frame() else {
+                        unreachable!("to_frame makes a report")
+                    };
+                    assert_eq!(SessionReport::from_fields(&fields), Ok(report));
+                }
             }
             check_replies(frame);
         }

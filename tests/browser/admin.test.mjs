@@ -113,6 +113,23 @@ test('the login cookie is HttpOnly and SameSite=Strict, and the charts follow th
     );
     assert.match(await admin.textContent('#nodes'), /memory\s*up/);
 
+    // A client back from a restart reports it: the liveness figures and offline reasons show it.
+    await listener.evaluate(() => window.socket.send(JSON.stringify({
+      op: 'report', previous_session: '0123456789abcdef', offline_ms: 2500, reason: 'closed', code: 1012, last_heard_ms: 0,
+    })));
+    await admin.waitForFunction(
+      () => /2\.50 s on average/.test(document.querySelector('#offline-legend [data-name="server_restart"] b')?.textContent),
+      null, { polling: POLL_MS, timeout: 10_000 },
+    );
+    const figures = Object.fromEntries(await admin.$$eval('#liveness tbody tr',
+      (rows) => rows.map((row) => [...row.cells].map((cell) => cell.textContent))));
+    assert.equal(figures['reports accepted · invalid'], '1 · 0');
+    assert.equal(figures['false reaps'], '0');
+    assert.equal(figures['reaped for silence'], '0');
+    assert.equal(figures['detection time p50 · p90 · p99'], '– · – · –');
+    assert.equal(figures['resumes recovered · gap · epoch change'], '0 · 0 · 0');
+    assert.equal(Number(await admin.getAttribute('#offline', 'data-points')), 6, 'a bar per reason');
+
     // A bad channel gets the server's sentence.
     await admin.fill('#channel', 'no spaces allowed');
     await admin.$eval('#publish', (form) => form.requestSubmit());

@@ -102,8 +102,10 @@ export class FakeWebSocket {
   }
 
   /** The server greets the client. */
-  hello({ session = 's1', ping_interval_ms = 60_000, ping_timeout_ms = 60_000 } = {}) {
-    this.receive({ op: 'hello', session, ping_interval_ms, ping_timeout_ms, server: 'heartwire/test' });
+  hello({ session = 's1', ping_interval_ms = 60_000, ping_timeout_ms = 60_000, reports } = {}) {
+    const hello = { op: 'hello', session, ping_interval_ms, ping_timeout_ms, server: 'heartwire/test' };
+    if (reports !== undefined) hello.reports = reports;
+    this.receive(hello);
   }
 
   /** The connection ends with `code`. */

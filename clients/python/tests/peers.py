@@ -101,6 +101,17 @@ class HeartwireServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def metric(self, series: str) -> float | None:
+        """The value of one series of /metrics (e.g. ``heartwire_false_reaps_total``), or
+        ``None`` when the server does not show it."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == series:
+                return float(value)
+        return None
+
     def kill(self) -> None:
         """SIGKILL: the process ends at once; the kernel resets its connections."""
         assert self.process is not None

@@ -130,7 +130,7 @@ impl Connection<'_> {
                     Some(frame) => {
                         handle_read(machine, frame);
                     }
-                    None => machine.handle_transport_end(DisconnectReason::Transport(
+                    None => machine.handle_transport_end(Instant::now(), DisconnectReason::Transport(
                         "the server closed the TCP connection".into(),
                     )),
                 },
@@ -155,7 +155,7 @@ impl Connection<'_> {
                             permit.send(message);
                         }
                     }
-                    Err(_) => machine.handle_transport_end(DisconnectReason::Transport(
+                    Err(_) => machine.handle_transport_end(Instant::now(), DisconnectReason::Transport(
                         "the connection can no longer be written to".into(),
                     )),
                 },
@@ -293,7 +293,7 @@ fn handle_read(machine: &mut ClientConnection, read: Result<Message, tungstenite
             true
         }
         Err(err) => {
-            machine.handle_transport_end(transport_reason(err));
+            machine.handle_transport_end(Instant::now(), transport_reason(err));
             false
         }
     }

@@ -14,6 +14,8 @@
 //! - [`failover`]: fail-over and fail-back between a primary server and its backups.
 //! - [`client`]: the client's connection machine (mode, resume, acks, fail-back),
 //!   driven by `heartwire-client` and, in tests, against the server's own logic.
+//! - [`report`]: the report of its previous session a client sends on its next
+//!   connection (offline time and reason), and the checks a server makes of it.
 //! - [`error`]: this crate's error type and the protocol's error codes.
 
 pub mod backoff;
@@ -24,6 +26,7 @@ pub mod liveness;
 pub mod protocol;
 pub mod reason;
 pub mod reconnect;
+pub mod report;
 
 pub use backoff::{Backoff, BackoffConfig, Delay};
 pub use error::{Error, ErrorCode};

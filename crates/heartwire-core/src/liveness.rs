@@ -117,6 +117,8 @@ pub struct Liveness {
     next_ping_id: u64,
     next_heartbeat: Option<Instant>,
     rtt: Option<Duration>,
+    /// How long the peer had been silent when it was declared dead.
+    detected_after: Option<Duration>,
     ping_due: bool,
     heartbeat_due: bool,
 }
@@ -133,6 +135,7 @@ impl Liveness {
             next_ping_id: 0,
             next_heartbeat: config.heartbeat_interval.map(|every| now + every),
             rtt: None,
+            detected_after: None,
             ping_due: false,
             heartbeat_due: false,
         }
@@ -246,6 +249,7 @@ impl Liveness {
             Phase::Open => {
                 if let Some(probe) = self.unanswered {
                     if now >= probe.sent_at + self.config.ping_timeout {
+                        self.detected_after = Some(now.saturating_duration_since(self.last_heard));
                         self.ping_due = false;
                         self.heartbeat_due = false;
                         self.phase = Phase::Ending {
@@ -342,6 +346,13 @@ impl Liveness {
     /// The latest round-trip time measured from a Ping and its Pong.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// When the peer was declared dead for its silence (a ping timeout): how long
+    /// it had been silent then, from the last frame heard to the decision. `None`
+    /// for a connection that ended any other way, or has not ended.
+    pub fn detected_after(&self) -> Option<Duration> {
+        self.detected_after
     }
 
     /// When the peer was last heard from.
@@ -453,6 +464,38 @@ mod tests {
         );
         assert_eq!(machine.poll_timeout(), None);
         assert!(machine.is_over());
+    }
+
+    #[test]
+    fn detection_time_runs_from_the_last_frame_heard_to_the_reap() {
+        let t0 = Instant::now();
+        let mut machine = Liveness::new(config(), t0);
+        let heard = t0 + Duration::from_secs(7);
+        machine.handle_frame(heard);
+        assert_eq!(machine.detected_after(), None);
+        // A driver that wakes 300 ms late counts its lateness too: the peer was
+        // silent that long when it was reaped.
+        let late = Duration::from_millis(300);
+        machine.handle_timeout(heard + INTERVAL);
+        actions(&mut machine);
+        machine.handle_timeout(heard + INTERVAL + TIMEOUT + late);
+        assert!(machine.is_over());
+        assert_eq!(machine.detected_after(), Some(INTERVAL + TIMEOUT + late));
+    }
+
+    #[test]
+    fn a_connection_that_ends_otherwise_has_no_detection_time() {
+        let t0 = Instant::now();
+        let mut machine = Liveness::new(config(), t0);
+        machine.handle_timeout(t0 + INTERVAL);
+        machine.handle_close_received(t0 + INTERVAL + Duration::from_secs(1), Some(1000), "");
+        assert!(machine.is_over());
+        assert_eq!(machine.detected_after(), None);
+        let mut closing = Liveness::new(config(), t0);
+        closing.handle_close_sent(t0, DisconnectReason::LocalClose);
+        closing.handle_timeout(t0 + CLOSE);
+        assert!(closing.is_over());
+        assert_eq!(closing.detected_after(), None);
     }
 
     #[test]

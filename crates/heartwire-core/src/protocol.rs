@@ -63,17 +63,27 @@ pub enum ClientFrame {
         /// The token.
         token: String,
     },
+    /// What the client saw of its previous session, sent first after a `hello` that
+    /// says `reports`. Its fields are read by
+    /// [`SessionReport::from_fields`](crate::report::SessionReport::from_fields),
+    /// which checks each one.
+    Report {
+        /// The report's fields.
+        #[serde(flatten)]
+        fields: Map<String, Value>,
+    },
 }
 
 impl ClientFrame {
     /// Every `op` a client may send.
-    pub const OPS: [&'static str; 6] = [
+    pub const OPS: [&'static str; 7] = [
         "ping",
         "subscribe",
         "unsubscribe",
         "publish",
         "presence",
         "refresh",
+        "report",
     ];
 
     /// Parses a text frame, naming precisely what is wrong with a bad one.
@@ -141,6 +151,9 @@ pub enum ServerFrame {
         /// does not expire.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_in_ms: Option<u64>,
+        /// The server takes a `report` of the client's previous session.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reports: bool,
     },
     /// The answer to a `ping`, with the ping's other fields.
     Pong {
@@ -511,6 +524,7 @@ mod tests {
                 server: "heartwire/0.1.0".into(),
                 user: None,
                 expires_in_ms: None,
+                reports: false,
             },
             ServerFrame::Hello {
                 session: "s2".into(),
@@ -519,6 +533,7 @@ mod tests {
                 server: "heartwire/0.1.0".into(),
                 user: Some("ada".into()),
                 expires_in_ms: Some(60_000),
+                reports: true,
             },
             ServerFrame::Subscribed {
                 channel: "a".into(),

@@ -31,10 +31,12 @@ use std::task::{self, Poll, ready};
 use std::time::{Instant, SystemTime};
 
 use heartwire_core::DisconnectReason;
+use heartwire_core::protocol::session_name;
 use tokio::time::Sleep;
 
 use super::auth::Identity;
 use super::endpoint::Endpoint;
+use super::endpoint::kind::EndpointKind;
 use super::slot::Slot;
 use super::websocket::Socket;
 
@@ -92,6 +94,14 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
         handler.context.server.metrics.disconnected(&reason);
+        if let Some(silent_for) = handler.liveness.detected_after() {
+            // Reaped for silence: its client may report the session when it is back.
+            let session = (E::KIND == EndpointKind::Native)
+                .then(|| session_name(handler.context.mailbox.id()));
+            let server = &handler.context.server;
+            let liveness = &server.metrics.liveness;
+            liveness.reaped(session, silent_for, Instant::now(), &*server.broker);
+        }
         self.slot.log_end(&reason);
         // The task drops its future now, and with it the slot.
         Poll::Ready(())

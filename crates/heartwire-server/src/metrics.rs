@@ -10,9 +10,16 @@
 //!
 //! A scrape lists families by name and series by labels ([`order`]), then the
 //! process's own figures ([`process`], `process_*`) and `heartwire_build_info`.
+//! The figures of the liveness promise (detection time, client reports, false
+//! reaps, resumes) are in [`liveness`], with the reaped sessions they judge
+//! reports by ([`reaped`]).
 
+mod liveness;
 mod order;
 mod process;
+mod reaped;
+
+pub(crate) use liveness::ResumeOutcome;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -60,6 +67,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) tls_reloads: [Counter; 2],
     /// How late the overload watch's last tick fired, in seconds.
     pub(crate) scheduler_lag: Gauge,
+    /// Detection time, client reports, false reaps, resumes.
+    pub(crate) liveness: liveness::LivenessMetrics,
 }
 
 /// The reasons of `heartwire_refused_total`: a foreign origin (HTTP 403), each
@@ -93,10 +102,13 @@ const RTT_BUCKETS: [f64; 12] = [
 
 impl ServerMetrics {
     pub(crate) fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
+        let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("heartwire_rtt_seconds".into()), &RTT_BUCKETS)
-            .expect("the bucket list is not empty")
+            .expect("the bucket list is not empty");
+        let recorder = liveness::buckets(builder)
+            .expect("the bucket lists are not empty")
             .build_recorder();
+        let liveness = liveness::LivenessMetrics::register(&recorder);
         let describe = |name: &'static str, unit, help: &'static str| {
             recorder.describe_counter(name.into(), unit, help.into());
         };
@@ -280,6 +292,7 @@ impl ServerMetrics {
                 &Key::from_name("heartwire_scheduler_lag_seconds"),
                 &METADATA,
             ),
+            liveness,
             rtt: recorder.register_histogram(&Key::from_name("heartwire_rtt_seconds"), &METADATA),
             recorder,
         }
@@ -437,5 +450,15 @@ mod tests {
             text.contains(r#"heartwire_rtt_seconds_bucket{le="0.005"} 1"#),
             "{text}"
         );
+        for series in [
+            r#"heartwire_detection_seconds_count{reason="ping_timeout"} 0"#,
+            r#"heartwire_client_offline_seconds_count{reason="other"} 0"#,
+            r#"heartwire_client_reports_total{result="invalid"} 0"#,
+            "heartwire_false_reaps_total 0",
+            r#"heartwire_resumes_total{outcome="epoch_change"} 0"#,
+            "heartwire_resume_replayed_messages_count 0",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
     }
 }

@@ -23,8 +23,10 @@ async fn hello_advertises_the_heartbeat_and_a_unique_session() {
                 server,
                 user,
                 expires_in_ms,
+                reports,
             } => {
                 assert_eq!((ping_interval_ms, ping_timeout_ms), (1500, 2500));
+                assert!(reports, "the server takes reports of previous sessions");
                 // No credentials configured: anonymous, and nothing expires.
                 assert_eq!((user, expires_in_ms), (None, None));
                 assert!(server.starts_with("heartwire/"), "{server}");

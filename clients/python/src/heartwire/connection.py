@@ -28,6 +28,7 @@ from .events import Gap, Join, Leave, Message, Refreshed, ServerError
 from .hub import Hub
 from .liveness import Liveness, Verdict
 from .refresh import Refresh
+from .report import PreviousSession
 from .protocol import (
     Ack,
     Presence,
@@ -92,6 +93,9 @@ class Connection:
         self._index = index
         self._loop = asyncio.get_running_loop()
         hello = opened.hello
+        self._hello = hello
+        #: The connection ended because this client heard nothing within its bound.
+        self._timed_out = False
         self._liveness = Liveness(hello.ping_interval, hello.ping_timeout, self._loop.time())
         self._control: deque[object] = deque()
         self._writable = asyncio.Event()
@@ -118,6 +122,10 @@ class Connection:
     async def run(self) -> Outcome:
         """Runs the connection until its outcome."""
         hub = self._hub
+        # The report of the session lost last goes first, to a server that takes it.
+        previous, hub.previous = hub.previous, None
+        if previous is not None and self._hello.reports:
+            self._control.append(previous.encode(self._loop.time()))
         hub.channels.handle_connected()
         for channel in hub.channels.names():
             self._control.append(encode_subscribe(channel, hub.channels.since(channel)))
@@ -146,6 +154,14 @@ class Connection:
             hub.outbox.handle_disconnected()
             if not self._done.done():
                 self._socket.transport.abort()
+        if isinstance(outcome, Ended):
+            hub.previous = PreviousSession.lost(
+                self._hello.session,
+                self._loop.time(),
+                outcome.code,
+                self._timed_out,
+                self._liveness.last_heard,
+            )
         await self._close(outcome)
         return outcome
 
@@ -283,6 +299,7 @@ class Connection:
             elif verdict is Verdict.DEGRADED:
                 self._hub.announce(self._hub.lifecycle.degraded(True))
             elif verdict is Verdict.DEAD:
+                self._timed_out = True
                 self._socket.drop(*PING_TIMEOUT)
                 silence = f"nothing heard for {liveness.ping_timeout * 1000:.0f} ms after a probe"
                 self._finish(Ended(PING_TIMEOUT[0], f"{PING_TIMEOUT[1]}: {silence}", None))

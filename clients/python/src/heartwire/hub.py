@@ -19,6 +19,7 @@ from .events import Event, ServerError, StateChange, StopReason
 from .machine import Lifecycle, Stop
 from .outbox import Outbox
 from .protocol import Ack, Presence, encode_data, encode_presence, encode_unsubscribe
+from .report import PreviousSession
 from .streams import Broadcaster
 
 #: The error code of a publish the server's broker could not take: it is sent again.
@@ -53,6 +54,8 @@ class Hub:
         self.stopping = asyncio.Event()
         self.link: Link | None = None
         self.session: str | None = None
+        self.previous: PreviousSession | None = None
+        """The session lost last, until a server that takes reports hears of it."""
         self.rtt: float | None = None
         self.stopped: ClientClosed | None = None
         self._acks: dict[str, asyncio.Future[int]] = {}

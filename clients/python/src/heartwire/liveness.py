@@ -60,6 +60,11 @@ class Liveness:
         return self.ping_interval + self.ping_timeout
 
     @property
+    def last_heard(self) -> float:
+        """When the server was last heard."""
+        return self._last_heard
+
+    @property
     def degraded(self) -> bool:
         """Whether a probe has been unanswered for half of ``ping_timeout``."""
         return self._degraded

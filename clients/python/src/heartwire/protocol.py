@@ -49,6 +49,8 @@ class Hello:
     expires_in: float | None = None
     """Seconds until the connection's identity expires unless refreshed; ``None`` when
     it does not."""
+    reports: bool = False
+    """The server takes a report of this client's previous session."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def _hello(frame: dict[str, Any]) -> Hello:
         timeout / 1000,
         str(frame.get("server", "")),
         _expires_in(frame),
+        frame.get("reports") is True,
     )
 
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::carried::Carried;
+use super::carried::{Carried, Previous};
 use super::event::{Event, Incoming};
 use super::frame::Frame;
 use super::outgoing::{Outbox, Outgoing};
@@ -15,10 +15,13 @@ use super::refresh::Refresh;
 use crate::liveness::{Action, Liveness, LivenessConfig};
 use crate::protocol::{ClientFrame, ServerFrame};
 use crate::reason::DisconnectReason;
+use crate::report::OfflineReason;
 
 mod envelopes;
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod report_tests;
 
 /// How long a new connection waits for a heartwire `hello` before it treats the
 /// server as a plain WebSocket server.
@@ -108,6 +111,8 @@ pub struct ClientConnection {
     server: usize,
     liveness: Liveness,
     mode: Mode,
+    /// The session the server named in its `hello`.
+    session: Option<String>,
     /// Channels to subscribe to once the server turns out to be heartwire.
     subscriptions: Vec<String>,
     /// Channels subscribed to whose `subscribed` has not come yet.
@@ -158,6 +163,7 @@ impl ClientConnection {
             mode: Mode::Unknown {
                 until: now + HELLO_WAIT,
             },
+            session: None,
             subscriptions,
             subscribing: Vec::new(),
             leaving: Vec::new(),
@@ -209,13 +215,13 @@ impl ClientConnection {
                 self.liveness.handle_close_received(now, code, &reason);
             }
         }
-        self.take_liveness_actions();
+        self.take_liveness_actions(now);
     }
 
-    /// The transport failed or ended without a close handshake.
-    pub fn handle_transport_end(&mut self, reason: DisconnectReason) {
+    /// The transport failed or ended without a close handshake, at `now`.
+    pub fn handle_transport_end(&mut self, now: Instant, reason: DisconnectReason) {
         self.liveness.handle_transport_end(reason);
-        self.take_liveness_actions();
+        self.take_liveness_actions(now);
     }
 
     /// The caller closed the client at `now`: everything in `outbox` goes out (when
@@ -239,7 +245,7 @@ impl ClientConnection {
         });
         self.liveness
             .handle_close_sent(now, DisconnectReason::LocalClose);
-        self.take_liveness_actions();
+        self.take_liveness_actions(now);
     }
 
     /// The fail-back probe of `server` asked for by [`poll_probe`](Self::poll_probe)
@@ -283,7 +289,7 @@ impl ClientConnection {
                 self.probe = Probe::Requested(candidate);
             }
         }
-        self.take_liveness_actions();
+        self.take_liveness_actions(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called; `None`
@@ -411,6 +417,7 @@ impl ClientConnection {
                 ping_interval_ms,
                 ping_timeout_ms,
                 expires_in_ms,
+                reports,
                 ..
             }) = parsed
             {
@@ -424,6 +431,15 @@ impl ClientConnection {
                     );
                     self.liveness = Liveness::new(advertised, now);
                 }
+                // The report of the previous session goes first, to a server that
+                // takes it; to any other it never goes.
+                if let Some(previous) = self.carried.previous.take() {
+                    if reports && !self.closing {
+                        let report = previous.report(now).to_frame();
+                        self.transmits.push_back(Frame::Text(report.encode()));
+                    }
+                }
+                self.session = Some(session.clone());
                 self.open(Mode::Native, Some(session));
                 return;
             }
@@ -458,7 +474,7 @@ impl ClientConnection {
         });
     }
 
-    fn take_liveness_actions(&mut self) {
+    fn take_liveness_actions(&mut self, now: Instant) {
         while let Some(action) = self.liveness.poll_action() {
             match action {
                 Action::SendPing(payload) => {
@@ -472,6 +488,7 @@ impl ClientConnection {
                     reason: reason.to_owned(),
                 }),
                 Action::Drop(reason) => {
+                    self.keep_for_report(now, &reason);
                     let retry_after = self.retry_after;
                     self.finish(End::Closed {
                         reason,
@@ -480,6 +497,23 @@ impl ClientConnection {
                 }
             }
         }
+    }
+
+    /// Keeps what the next connection reports of this one, which ended at `now` for
+    /// `reason`: only a heartwire session that the client did not close itself.
+    fn keep_for_report(&mut self, now: Instant, reason: &DisconnectReason) {
+        if self.over {
+            return;
+        }
+        let (Some(session), Some(reason)) = (self.session.take(), OfflineReason::of(reason)) else {
+            return;
+        };
+        self.carried.previous = Some(Previous {
+            session,
+            lost_at: now,
+            reason,
+            last_heard: now.saturating_duration_since(self.liveness.last_heard()),
+        });
     }
 
     fn finish(&mut self, end: End) {
@@ -696,7 +730,7 @@ mod tests {
         let mut first = native(carried(1), &["a"], t0);
         first.handle_frame(t0, subscribed("a", 4, "e1", None));
         first.handle_frame(t0, message("a", 5));
-        first.handle_transport_end(DisconnectReason::Transport("cut".into()));
+        first.handle_transport_end(t0, DisconnectReason::Transport("cut".into()));
         let mut outbox = VecDeque::from([Outgoing::Text("after".into())]);
         let mut second = native(first.into_carried(), &["a", "b"], t0);
         assert_eq!(
@@ -730,7 +764,7 @@ mod tests {
             t0,
             text(json!({"op": "ack", "id": "p-4", "seq": 1, "duplicate": true})),
         );
-        first.handle_transport_end(DisconnectReason::Transport("cut".into()));
+        first.handle_transport_end(t0, DisconnectReason::Transport("cut".into()));
 
         let mut outbox = VecDeque::from([publish(5)]);
         let mut second = connect(first.into_carried(), &["c"], t0);

@@ -2,6 +2,7 @@
 //! requests it takes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use heartwire_core::protocol::Position;
 
@@ -140,4 +141,14 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The state of the link to other nodes, and what this node holds.
     fn health(&self) -> BrokerHealth;
+
+    /// This node reaped `session` for silence: other nodes may judge its client's
+    /// report by it for `ttl`. A broker without other nodes keeps nothing (the node
+    /// remembers its own reaps).
+    fn note_reaped(&self, _session: &str, _ttl: Duration) {}
+
+    /// Whether another node reaped `session` for silence lately: `then` is called,
+    /// once and later, when it did, and the reap is forgotten so it counts once.
+    /// A broker without other nodes never calls it.
+    fn take_reaped(&self, _session: &str, _then: Box<dyn FnOnce() + Send>) {}
 }

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use heartwire_core::protocol::{
     ClientFrame, Position, PresenceUser, ServerFrame, millis, session_name,
 };
+use heartwire_core::report::SessionReport;
 use heartwire_core::{Error, ErrorCode};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -15,6 +16,7 @@ use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
 use crate::mailbox::{Member, Outbound};
+use crate::metrics::ResumeOutcome;
 use crate::permissions::{Action, Forbidden};
 use crate::publication::{Encoding, Payload};
 
@@ -22,6 +24,11 @@ use crate::publication::{Encoding, Payload};
 #[derive(Default)]
 pub(crate) struct Native {
     subscriptions: Vec<Arc<str>>,
+    /// The positions asked for by subscribes not answered yet, to count how each
+    /// resume went; at most one per subscription (an unsubscribe drops its own).
+    resuming: Vec<(Arc<str>, Position)>,
+    /// The client has sent its report: a second one is invalid.
+    reported: bool,
 }
 
 fn frame(frame: &ServerFrame) -> Message {
@@ -81,6 +88,7 @@ impl Native {
             context.reply(forbidden(refusal, &channel, None));
             return;
         }
+        let asked = since.clone();
         // Without the history permission the subscription starts at the live edge;
         // a client that asked to resume learns that nothing was recovered.
         let since = since.map(|since| match context.permit(Action::History, &channel) {
@@ -103,6 +111,10 @@ impl Native {
                 channel
             }
         };
+        if let Some(asked) = asked {
+            self.resuming.retain(|(held, _)| *held != channel);
+            self.resuming.push((channel.clone(), asked));
+        }
         let presence = context.server.config.has_presence(&channel);
         context.server.broker.subscribe(SubscribeRequest {
             channel,
@@ -112,6 +124,48 @@ impl Native {
             presence,
             user: context.user(),
         });
+    }
+
+    /// Counts how a resume of `channel` went, answered with the channel's latest
+    /// `seq` and `epoch`.
+    fn resumed(
+        &mut self,
+        channel: &str,
+        seq: u64,
+        epoch: &str,
+        recovered: bool,
+        context: &Context,
+    ) {
+        let Some(index) = self
+            .resuming
+            .iter()
+            .position(|(held, _)| **held == *channel)
+        else {
+            return;
+        };
+        let (_, asked) = self.resuming.swap_remove(index);
+        let outcome = match (recovered, asked.epoch == epoch) {
+            (true, _) => ResumeOutcome::Recovered,
+            (false, true) => ResumeOutcome::Gap,
+            (false, false) => ResumeOutcome::EpochChange,
+        };
+        let replayed = seq.saturating_sub(asked.seq);
+        context.server.metrics.liveness.resumed(outcome, replayed);
+    }
+
+    /// A client's report of its previous session: counted, and judged against the
+    /// sessions reaped for silence; a bad or second one is counted and ignored.
+    fn report(&mut self, fields: &serde_json::Map<String, serde_json::Value>, context: &Context) {
+        let report = match std::mem::replace(&mut self.reported, true) {
+            true => Err("one report per connection"),
+            false => SessionReport::from_fields(fields),
+        };
+        if let Err(reason) = report {
+            tracing::debug!(reason, "report ignored");
+        }
+        let server = &context.server;
+        let report = report.as_ref().map_err(|reason| *reason);
+        (server.metrics.liveness).report(report, Instant::now(), &*server.broker);
     }
 
     fn presence(&mut self, channel: String, context: &mut Context) {
@@ -154,6 +208,7 @@ impl Native {
 
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
         self.subscriptions.retain(|held| **held != *channel);
+        self.resuming.retain(|(held, _)| **held != *channel);
         context
             .server
             .broker
@@ -211,6 +266,7 @@ impl Endpoint for Native {
                 .as_ref()
                 .map(|identity| identity.user.clone()),
             expires_in_ms: expiry::expires_in_ms(context.identity.as_deref(), SystemTime::now()),
+            reports: true,
         };
         context.reply(frame(&hello));
     }
@@ -261,6 +317,7 @@ impl Endpoint for Native {
             Ok(ClientFrame::Refresh { token }) => {
                 auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
             }
+            Ok(ClientFrame::Report { fields }) => self.report(&fields, context),
             Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
         }
     }
@@ -283,12 +340,17 @@ impl Endpoint for Native {
                 seq,
                 epoch,
                 recovered,
-            } => frame(&ServerFrame::Subscribed {
-                channel: channel.to_string(),
-                seq,
-                epoch: epoch.to_string(),
-                recovered,
-            }),
+            } => {
+                if let Some(recovered) = recovered {
+                    self.resumed(&channel, seq, &epoch, recovered, context);
+                }
+                frame(&ServerFrame::Subscribed {
+                    channel: channel.to_string(),
+                    seq,
+                    epoch: epoch.to_string(),
+                    recovered,
+                })
+            }
             Outbound::Ack {
                 id, seq, duplicate, ..
             } => frame(&ServerFrame::Ack { id, seq, duplicate }),

@@ -31,7 +31,8 @@
 //!   its message;
 //! - the tasks: [`publisher`] (the publish queue), [`join`] and [`resync`] (bringing
 //!   a channel up to date), [`presence`] (who is subscribed, across nodes),
-//!   [`upkeep`] (periodic jobs).
+//!   [`upkeep`] (periodic jobs);
+//! - [`reaped`]: sessions reaped for silence, for any node to judge a client's report.
 
 mod channels;
 mod commands;
@@ -46,6 +47,7 @@ mod names;
 mod placement;
 mod presence;
 mod publisher;
+mod reaped;
 mod replies;
 mod resync;
 mod scripts;
@@ -192,6 +194,28 @@ impl Broker for RedisBroker {
 
     fn channels(&self) -> Vec<(Arc<str>, usize)> {
         self.shared.channels().subscriber_counts()
+    }
+
+    fn note_reaped(&self, session: &str, ttl: std::time::Duration) {
+        let shared = self.shared.clone();
+        let session = session.to_owned();
+        tokio::spawn(async move {
+            if let Err(err) = reaped::note(&shared, &session, ttl).await {
+                tracing::debug!(%err, "cannot note a reaped session");
+            }
+        });
+    }
+
+    fn take_reaped(&self, session: &str, then: Box<dyn FnOnce() + Send>) {
+        let shared = self.shared.clone();
+        let session = session.to_owned();
+        tokio::spawn(async move {
+            match reaped::take(&shared, &session).await {
+                Ok(true) => then(),
+                Ok(false) => {}
+                Err(err) => tracing::debug!(%err, "cannot check a reaped session"),
+            }
+        });
     }
 
     fn presence(&self, channel: Arc<str>, asker: Arc<Mailbox>) {

@@ -138,6 +138,8 @@ pub(super) struct NodeNames {
     pub(super) key: String,
     /// What every node's liveness key starts with; the node id follows.
     pub(super) key_prefix: String,
+    /// What the key of a session reaped for silence starts with; the session follows.
+    pub(super) reaped_prefix: String,
 }
 
 impl NodeNames {
@@ -148,7 +150,13 @@ impl NodeNames {
             key: format!("{key_prefix}{id}"),
             id,
             key_prefix,
+            reaped_prefix: format!("{}hw#reaped:", redis_prefix(prefix)),
         }
+    }
+
+    /// The key that says a node reaped `session` for silence lately.
+    pub(super) fn reaped(&self, session: &str) -> String {
+        format!("{}{session}", self.reaped_prefix)
     }
 
     /// The liveness key of node `id`.
