@@ -31,4 +31,7 @@ pub(crate) struct ServerState {
     pub(crate) unupgraded: std::sync::atomic::AtomicUsize,
     /// When the server started, for `/healthz`'s uptime.
     pub(crate) started: Instant,
+    /// Live upgrade: whether the listener accepts, and where paused connections offer
+    /// themselves.
+    pub(crate) handover: crate::handover::Handover,
 }

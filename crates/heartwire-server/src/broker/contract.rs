@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use heartwire_core::protocol::Position;
 
+use crate::handover::state::ChannelState;
 use crate::id::ConnectionId;
 use crate::mailbox::Mailbox;
 use crate::publication::Payload;
@@ -140,4 +141,14 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The state of the link to other nodes, and what this node holds.
     fn health(&self) -> BrokerHealth;
+
+    /// The channels a live upgrade hands to the new process: those kept in this
+    /// process (none for a broker whose history is elsewhere, as in Redis).
+    fn hand_over_channels(&self) -> Vec<ChannelState> {
+        Vec::new()
+    }
+
+    /// Takes over the channels of the process this one replaces, before any
+    /// connection subscribes.
+    fn adopt_channels(&self, _channels: Vec<ChannelState>) {}
 }

@@ -93,6 +93,7 @@ impl Server {
             admission: crate::admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
             started: now,
+            handover: Default::default(),
         });
         Self {
             state,

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
+use crate::handover::state::{EndpointState, SubscriptionState};
 use crate::mailbox::{Member, Outbound};
 use crate::permissions::{Action, Forbidden};
 use crate::publication::{Encoding, Payload};
@@ -21,7 +22,31 @@ use crate::publication::{Encoding, Payload};
 /// The native endpoint: its subscriptions, to release them at the end.
 #[derive(Default)]
 pub(crate) struct Native {
-    subscriptions: Vec<Arc<str>>,
+    subscriptions: Vec<Held>,
+}
+
+/// A subscription and the position of the last message queued to it, from which
+/// another process resumes it after a live upgrade.
+struct Held {
+    channel: Arc<str>,
+    /// The channel's epoch, once the subscription is confirmed.
+    epoch: Option<Arc<str>>,
+    /// The last `seq` queued to the client.
+    seq: u64,
+    /// Resumed after a live upgrade: its confirmation is not news to the client,
+    /// unless it says messages were lost.
+    resumed: bool,
+}
+
+impl Held {
+    fn new(channel: Arc<str>) -> Self {
+        Self {
+            channel,
+            epoch: None,
+            seq: 0,
+            resumed: false,
+        }
+    }
 }
 
 fn frame(frame: &ServerFrame) -> Message {
@@ -87,8 +112,12 @@ impl Native {
             Ok(()) => since,
             Err(_) => SubscribeRequest::unreplayable(),
         });
-        let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
-            Some(held) => held.clone(),
+        let channel: Arc<str> = match self
+            .subscriptions
+            .iter()
+            .find(|held| *held.channel == *channel)
+        {
+            Some(held) => held.channel.clone(),
             None if self.subscriptions.len() >= context.server.config.limits.max_subscriptions => {
                 let limit = context.server.config.limits.max_subscriptions;
                 let reason = format!(
@@ -99,7 +128,7 @@ impl Native {
             }
             None => {
                 let channel = Arc::from(channel);
-                self.subscriptions.push(Arc::clone(&channel));
+                self.subscriptions.push(Held::new(Arc::clone(&channel)));
                 channel
             }
         };
@@ -134,9 +163,10 @@ impl Native {
     /// `unsubscribed`.
     fn end_what_is_no_longer_allowed(&mut self, context: &mut Context) {
         let mut kept = Vec::with_capacity(self.subscriptions.len());
-        for channel in std::mem::take(&mut self.subscriptions) {
+        for held in std::mem::take(&mut self.subscriptions) {
+            let channel = held.channel.clone();
             match context.permit(Action::Subscribe, &channel) {
-                Ok(()) => kept.push(channel),
+                Ok(()) => kept.push(held),
                 Err(refusal) => {
                     context
                         .server
@@ -153,7 +183,7 @@ impl Native {
     }
 
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
-        self.subscriptions.retain(|held| **held != *channel);
+        self.subscriptions.retain(|held| *held.channel != *channel);
         context
             .server
             .broker
@@ -276,6 +306,9 @@ impl Endpoint for Native {
     fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
         let message = match item {
             Outbound::Message(message) => {
+                if let Some(held) = self.held(&message.channel) {
+                    held.seq = message.seq;
+                }
                 return Some(Outgoing::Published(message, Encoding::Native));
             }
             Outbound::Subscribed {
@@ -283,12 +316,21 @@ impl Endpoint for Native {
                 seq,
                 epoch,
                 recovered,
-            } => frame(&ServerFrame::Subscribed {
-                channel: channel.to_string(),
-                seq,
-                epoch: epoch.to_string(),
-                recovered,
-            }),
+            } => {
+                if let Some(held) = self.held(&channel) {
+                    held.seq = seq;
+                    held.epoch = Some(epoch.clone());
+                    if std::mem::take(&mut held.resumed) && recovered == Some(true) {
+                        return None;
+                    }
+                }
+                frame(&ServerFrame::Subscribed {
+                    channel: channel.to_string(),
+                    seq,
+                    epoch: epoch.to_string(),
+                    recovered,
+                })
+            }
             Outbound::Ack {
                 id, seq, duplicate, ..
             } => frame(&ServerFrame::Ack { id, seq, duplicate }),
@@ -325,10 +367,8 @@ impl Endpoint for Native {
             }
             Outbound::Unsubscribe { channel } => {
                 // The application ended it; a subscription already gone is left alone.
-                if !self.subscriptions.contains(&channel) {
-                    return None;
-                }
-                self.subscriptions.retain(|held| *held != channel);
+                self.held(&channel)?;
+                self.subscriptions.retain(|held| held.channel != channel);
                 context
                     .server
                     .broker
@@ -358,11 +398,57 @@ impl Endpoint for Native {
     }
 
     fn on_close(&mut self, context: &mut Context) {
-        for channel in self.subscriptions.drain(..) {
+        for held in self.subscriptions.drain(..) {
             context
                 .server
                 .broker
-                .unsubscribe(&channel, context.mailbox.id());
+                .unsubscribe(&held.channel, context.mailbox.id());
         }
+    }
+
+    fn hand_over(&self) -> Option<EndpointState> {
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|held| SubscriptionState {
+                channel: held.channel.to_string(),
+                position: held.epoch.as_ref().map(|epoch| Position {
+                    epoch: epoch.to_string(),
+                    seq: held.seq,
+                }),
+            })
+            .collect();
+        Some(EndpointState::Native { subscriptions })
+    }
+}
+
+impl Native {
+    /// The subscription to `channel`, if held.
+    fn held(&mut self, channel: &str) -> Option<&mut Held> {
+        self.subscriptions
+            .iter_mut()
+            .find(|held| *held.channel == *channel)
+    }
+
+    /// Takes over the subscriptions of a connection handed over by another process:
+    /// each is subscribed again from its position, so the messages published since
+    /// follow, once and in order, and its confirmation is not sent again.
+    pub(crate) fn resume(subscriptions: Vec<SubscriptionState>, context: &Context) -> Self {
+        let mut native = Self::default();
+        for subscription in subscriptions {
+            let channel: Arc<str> = Arc::from(subscription.channel);
+            let mut held = Held::new(channel.clone());
+            held.resumed = subscription.position.is_some();
+            native.subscriptions.push(held);
+            context.server.broker.subscribe(SubscribeRequest {
+                presence: context.server.config.has_presence(&channel),
+                channel,
+                subscriber: context.mailbox.clone(),
+                with_retained: false,
+                since: subscription.position,
+                user: context.user(),
+            });
+        }
+        native
     }
 }

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 
 use super::deflate;
+use crate::handover::state::{FragmentedState, ReaderState};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -78,6 +79,40 @@ impl Reader {
         let mut reader = Self::new(max_message_size, inflates);
         reader.partial.extend_from_slice(input);
         reader.undecoded = !input.is_empty();
+        reader
+    }
+
+    /// What is kept between reads, for another process to take over; `None` once a
+    /// close frame was read.
+    pub(crate) fn hand_over(&self) -> Option<ReaderState> {
+        if self.closed {
+            return None;
+        }
+        Some(ReaderState {
+            partial: self.partial.clone(),
+            undecoded: self.undecoded,
+            fragmented: self.fragmented.as_ref().map(|message| FragmentedState {
+                text: message.text,
+                compressed: message.compressed,
+                data: message.data.clone(),
+                validated: message.validated,
+            }),
+        })
+    }
+
+    /// A reader that goes on from what another process kept ([`Reader::hand_over`]).
+    pub(crate) fn resume(max_message_size: usize, inflates: bool, state: ReaderState) -> Self {
+        let mut reader = Self::new(max_message_size, inflates);
+        reader.partial = state.partial;
+        reader.undecoded = state.undecoded;
+        reader.fragmented = state.fragmented.map(|message| {
+            Box::new(Fragmented {
+                text: message.text,
+                compressed: message.compressed,
+                data: message.data,
+                validated: message.validated,
+            })
+        });
         reader
     }
 

@@ -28,11 +28,13 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
+use crate::handover::state::{ChannelState, MessageState, PayloadState};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
-use crate::publication::Publication;
+use crate::publication::{Payload, Publication};
 use ledger::{Entry, Ledger};
 use recent_ids::RecentIds;
+use serde_json::value::RawValue;
 
 /// Channels checked for expiry per operation at most.
 const SWEEP_BUDGET: usize = 16;
@@ -70,8 +72,8 @@ struct Channel {
 /// The bytes a message in history is counted for.
 fn cost(message: &Publication) -> usize {
     let payload = match &message.payload {
-        crate::Payload::Json(data) => data.get().len(),
-        crate::Payload::Text(text) => text.len(),
+        Payload::Json(data) => data.get().len(),
+        Payload::Text(text) => text.len(),
     };
     payload + MESSAGE_OVERHEAD
 }
@@ -619,6 +621,59 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             ..BrokerHealth::default()
         }
     }
+
+    fn hand_over_channels(&self) -> Vec<ChannelState> {
+        let state = self.state();
+        let message = |message: &Arc<Publication>| MessageState {
+            seq: message.seq,
+            payload: match &message.payload {
+                Payload::Json(data) => PayloadState::Json(data.get().to_owned()),
+                Payload::Text(text) => PayloadState::Text(text.to_string()),
+            },
+            origin: message.origin,
+        };
+        state
+            .channels
+            .iter()
+            .map(|(name, channel)| ChannelState {
+                name: name.to_string(),
+                epoch: channel.epoch.to_string(),
+                seq: channel.seq,
+                history: channel.history.iter().map(message).collect(),
+            })
+            .collect()
+    }
+
+    fn adopt_channels(&self, channels: Vec<ChannelState>) {
+        let now = self.clock.now();
+        let mut state = self.state();
+        for adopted in channels {
+            let name: Arc<str> = Arc::from(adopted.name);
+            let Ok(channel) = state.channel(&name, now, None, &self.holdings, &self.retention)
+            else {
+                tracing::warn!(channel = %name, "live upgrade: channel over max-channels, not taken over");
+                continue;
+            };
+            channel.epoch = Arc::from(adopted.epoch);
+            channel.seq = adopted.seq;
+            for message in adopted.history {
+                let payload = match message.payload {
+                    PayloadState::Json(text) => match RawValue::from_string(text) {
+                        Ok(data) => Payload::Json(data),
+                        Err(_) => continue,
+                    },
+                    PayloadState::Text(text) => Payload::Text(text.into()),
+                };
+                let message = Arc::new(Publication::new(
+                    name.clone(),
+                    message.seq,
+                    payload,
+                    message.origin,
+                ));
+                state.keep(&name, &message, &self.retention, &self.holdings);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -626,7 +681,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::publication::Payload;
 
     fn retention() -> Retention {
         Retention {
