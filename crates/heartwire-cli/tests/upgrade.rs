@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Running, heartwire};
 use heartwire_client::{ClientConfig, Event, Incoming};
+use tokio::io::AsyncBufReadExt;
 
 /// What one client saw.
 #[derive(Debug, Default)]
@@ -163,27 +166,7 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
         "the upgrade socket is the owner's only"
     );
 
-    let subscribers: Vec<_> = (0..3).map(|_| client(&addr, true)).collect();
-    for (_, seen) in &subscribers {
-        until("the subscribers to open", || {
-            seen.lock().unwrap().opens == 1
-        })
-        .await;
-    }
-    // The subscriptions are confirmed before the first tick: the client subscribes on open.
-    tokio::time::sleep(Duration::from_millis(0)).await;
-    let (publisher, published) = client(&addr, false);
-    until("the publisher to open", || {
-        published.lock().unwrap().opens == 1
-    })
-    .await;
-    let (stop, ticks) = publish_ticks(publisher);
-    let received = |at_least: usize| {
-        subscribers
-            .iter()
-            .all(|(_, seen)| seen.lock().unwrap().seqs.len() >= at_least)
-    };
-    until("the first messages", || received(20)).await;
+    let traffic = traffic(&addr, 3).await;
 
     for round in 1..=2 {
         let new = Running::start(serve(&socket, true));
@@ -196,8 +179,11 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
             "the old process ends once it has handed over"
         );
         old = new;
-        let so_far = subscribers[0].1.lock().unwrap().seqs.len();
-        until("messages after the upgrade", || received(so_far + 20)).await;
+        let so_far = traffic.received_so_far();
+        until("messages after the upgrade", || {
+            traffic.received(so_far + 20)
+        })
+        .await;
         // A new client is accepted by the new process.
         let (_late, late) = client(&addr, true);
         until("a client of the new process", || {
@@ -207,45 +193,212 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
         eprintln!("upgrade {round}: done");
     }
 
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    let sent = ticks.await.unwrap();
-    until("every publish to be acknowledged", || {
-        published.lock().unwrap().acks == sent
+    traffic.check().await;
+    drop(old);
+}
+
+/// Starts `count` subscribers and a publisher on `addr`, and waits for the first
+/// messages.
+async fn traffic(addr: &str, count: usize) -> Traffic {
+    let subscribers: Vec<_> = (0..count).map(|_| client(addr, true)).collect();
+    for (_, seen) in &subscribers {
+        until("the subscribers to open", || {
+            seen.lock().unwrap().opens == 1
+        })
+        .await;
+    }
+    let (publisher, published) = client(addr, false);
+    until("the publisher to open", || {
+        published.lock().unwrap().opens == 1
     })
     .await;
-    for (_, seen) in &subscribers {
-        until("every message", || seen.lock().unwrap().seqs.len() >= sent).await;
+    let (stop, ticks) = publish_ticks(publisher);
+    let traffic = Traffic {
+        subscribers,
+        published,
+        stop,
+        ticks,
+    };
+    until("the first messages", || traffic.received(20)).await;
+    traffic
+}
+
+/// Subscribers receiving what a publisher sends every 10 ms.
+struct Traffic {
+    subscribers: Vec<(heartwire_client::Client, Shared)>,
+    published: Shared,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ticks: tokio::task::JoinHandle<usize>,
+}
+
+impl Traffic {
+    fn received(&self, at_least: usize) -> bool {
+        self.subscribers
+            .iter()
+            .all(|(_, seen)| seen.lock().unwrap().seqs.len() >= at_least)
     }
-    let bound = (PING_INTERVAL + PING_TIMEOUT) / 2;
-    for (index, (_, seen)) in subscribers.iter().enumerate() {
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.opens, 1, "subscriber {index} reconnected");
+
+    fn received_so_far(&self) -> usize {
+        self.subscribers[0].1.lock().unwrap().seqs.len()
+    }
+
+    /// Stops publishing, waits for every message, and checks that no client saw
+    /// anything but its messages, each once and in order, on its first connection.
+    async fn check(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let sent = (&mut self.ticks).await.unwrap();
+        let published = &self.published;
+        until("every publish to be acknowledged", || {
+            published.lock().unwrap().acks == sent
+        })
+        .await;
+        until("every message", || self.received(sent)).await;
+        let bound = (PING_INTERVAL + PING_TIMEOUT) / 2;
+        for (index, (_, seen)) in self.subscribers.iter().enumerate() {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.opens, 1, "subscriber {index} reconnected");
+            assert!(
+                seen.disturbances.is_empty(),
+                "subscriber {index}: {:?}",
+                seen.disturbances
+            );
+            let expected: Vec<u64> = (1..=sent as u64).collect();
+            assert_eq!(
+                seen.seqs, expected,
+                "subscriber {index}: lost, repeated or out of order"
+            );
+            assert!(
+                seen.longest_silence < bound,
+                "subscriber {index} was silent for {:?}",
+                seen.longest_silence
+            );
+            eprintln!(
+                "subscriber {index}: {} messages, longest silence {:?}",
+                seen.seqs.len(),
+                seen.longest_silence
+            );
+        }
+        let published = published.lock().unwrap();
+        assert_eq!(published.opens, 1, "the publisher reconnected");
         assert!(
-            seen.disturbances.is_empty(),
-            "subscriber {index}: {:?}",
-            seen.disturbances
-        );
-        let expected: Vec<u64> = (1..=sent as u64).collect();
-        assert_eq!(
-            seen.seqs, expected,
-            "subscriber {index}: lost, repeated or out of order"
-        );
-        assert!(
-            seen.longest_silence < bound,
-            "subscriber {index} was silent for {:?}",
-            seen.longest_silence
-        );
-        eprintln!(
-            "subscriber {index}: {} messages, longest silence {:?}",
-            seen.seqs.len(),
-            seen.longest_silence
+            published.disturbances.is_empty(),
+            "{:?}",
+            published.disturbances
         );
     }
-    let published = published.lock().unwrap();
-    assert_eq!(published.opens, 1, "the publisher reconnected");
+}
+
+/// Reads one framed handover message (a 4-byte length and JSON) from `stream`.
+fn read_message(stream: &mut UnixStream) -> serde_json::Value {
+    let mut length = [0; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut json = vec![0; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut json).unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+fn write_message(stream: &mut UnixStream, message: &serde_json::Value) {
+    let json = serde_json::to_vec(message).unwrap();
+    stream
+        .write_all(&(json.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&json).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_process_that_dies_before_confirming_changes_nothing() {
+    let (_dir, socket) = socket_path("upgrade-fails");
+    let mut old = Running::start(serve(&socket, false));
+    let traffic = traffic(&old.addr, 2).await;
+
+    // A new process that takes everything the old one sends, then dies without
+    // confirming (the descriptors it was sent are closed with it).
+    let path = socket.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        let mut stream = UnixStream::connect(&path).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let begin = read_message(&mut stream);
+        assert!(begin["begin"]["version"].is_u64(), "{begin}");
+        write_message(&mut stream, &serde_json::json!("ready"));
+        let mut connections = 0;
+        loop {
+            let message = read_message(&mut stream);
+            if message == "end" {
+                return connections;
+            }
+            if message.get("connection").is_some() {
+                connections += 1;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent, 3, "the old process offered its three connections");
+
+    let so_far = traffic.received_so_far();
+    until("messages after the failed upgrade", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
     assert!(
-        published.disturbances.is_empty(),
-        "{:?}",
-        published.disturbances
+        old.child.try_wait().unwrap().is_none(),
+        "the old process goes on"
     );
+    let (_late, late) = client(&old.addr, true);
+    until("a new client of the old process", || {
+        late.lock().unwrap().opens == 1
+    })
+    .await;
+
+    // The upgrade socket is still the old process's: a real upgrade follows.
+    let new = Running::start(serve(&socket, true));
+    assert!(old.wait().success());
+    old = new;
+    let so_far = traffic.received_so_far();
+    until("messages after the upgrade", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
+    traffic.check().await;
+    drop(old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_echo_clients_see_no_close_across_an_upgrade() {
+    let (_dir, socket) = socket_path("upgrade-echo");
+    let old = Running::start(serve(&socket, false));
+    let script = heartwire_testkit::peer::repo_root().join("tests/peers/echo_stream_client.py");
+    let mut python = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("ws://{}/echo", old.addr))
+        .args(["--ping-interval", "0.5", "--ping-timeout", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut lines = tokio::io::BufReader::new(python.stdout.take().unwrap()).lines();
+    let mut next_line = async || -> serde_json::Value {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("the Python client answers in time")
+            .unwrap()
+            .expect("the Python client prints its result");
+        serde_json::from_str(&line).unwrap()
+    };
+    assert_eq!(next_line().await["state"], "open");
+    let before = next_line().await["echoed"].as_u64().unwrap();
+
+    let mut old = old;
+    let new = Running::start(serve(&socket, true));
+    assert!(old.wait().success());
+    let mut after = before;
+    while after < before + 100 {
+        after = next_line().await["echoed"].as_u64().expect("echoes go on");
+    }
+    drop(python.stdin.take());
+    let result = next_line().await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(python.wait().await.unwrap().success());
+    drop(new);
 }
