@@ -39,6 +39,11 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn serve(socket: &Path, take_over: bool) -> Command {
+    serve_with(socket, take_over, &[])
+}
+
+/// [`serve`] with more options.
+fn serve_with(socket: &Path, take_over: bool, options: &[&str]) -> Command {
     let mut command = heartwire();
     command.args([
         "serve",
@@ -53,12 +58,17 @@ fn serve(socket: &Path, take_over: bool) -> Command {
     if take_over {
         command.arg("--take-over").arg(socket);
     }
+    command.args(options);
     command
 }
 
 /// Starts a client of `/ws` that records what it sees; `subscribe` to the channel.
 fn client(addr: &str, subscribe: bool) -> (heartwire_client::Client, Shared) {
-    let mut config = ClientConfig::new([format!("ws://{addr}/ws")]).unwrap();
+    client_of(ClientConfig::new([format!("ws://{addr}/ws")]).unwrap(), subscribe)
+}
+
+/// [`client`] with `config`.
+fn client_of(mut config: ClientConfig, subscribe: bool) -> (heartwire_client::Client, Shared) {
     config.report_acks = true;
     if subscribe {
         config.subscriptions = vec![CHANNEL.to_owned()];
@@ -200,14 +210,19 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
 /// Starts `count` subscribers and a publisher on `addr`, and waits for the first
 /// messages.
 async fn traffic(addr: &str, count: usize) -> Traffic {
-    let subscribers: Vec<_> = (0..count).map(|_| client(addr, true)).collect();
+    traffic_of(count, || ClientConfig::new([format!("ws://{addr}/ws")]).unwrap()).await
+}
+
+/// [`traffic`] of clients made with `config`.
+async fn traffic_of(count: usize, config: impl Fn() -> ClientConfig) -> Traffic {
+    let subscribers: Vec<_> = (0..count).map(|_| client_of(config(), true)).collect();
     for (_, seen) in &subscribers {
         until("the subscribers to open", || {
             seen.lock().unwrap().opens == 1
         })
         .await;
     }
-    let (publisher, published) = client(addr, false);
+    let (publisher, published) = client_of(config(), false);
     until("the publisher to open", || {
         published.lock().unwrap().opens == 1
     })
@@ -244,7 +259,13 @@ impl Traffic {
 
     /// Stops publishing, waits for every message, and checks that no client saw
     /// anything but its messages, each once and in order, on its first connection.
-    async fn check(mut self) {
+    async fn check(self) {
+        self.check_opens(1).await;
+    }
+
+    /// [`check`](Self::check) for clients that each opened `opens` connections (those
+    /// after the first closed with 1012 and a reconnect hint).
+    async fn check_opens(mut self, opens: usize) {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
         let sent = (&mut self.ticks).await.unwrap();
         let published = &self.published;
@@ -256,9 +277,9 @@ impl Traffic {
         let bound = (PING_INTERVAL + PING_TIMEOUT) / 2;
         for (index, (_, seen)) in self.subscribers.iter().enumerate() {
             let seen = seen.lock().unwrap();
-            assert_eq!(seen.opens, 1, "subscriber {index} reconnected");
+            assert_eq!(seen.opens, opens, "subscriber {index}: connections");
             assert!(
-                seen.disturbances.is_empty(),
+                seen.disturbances.iter().all(|seen| seen.starts_with("Reconnecting")),
                 "subscriber {index}: {:?}",
                 seen.disturbances
             );
@@ -268,7 +289,7 @@ impl Traffic {
                 "subscriber {index}: lost, repeated or out of order"
             );
             assert!(
-                seen.longest_silence < bound,
+                opens > 1 || seen.longest_silence < bound,
                 "subscriber {index} was silent for {:?}",
                 seen.longest_silence
             );
@@ -279,9 +300,12 @@ impl Traffic {
             );
         }
         let published = published.lock().unwrap();
-        assert_eq!(published.opens, 1, "the publisher reconnected");
+        assert_eq!(published.opens, opens, "the publisher's connections");
         assert!(
-            published.disturbances.is_empty(),
+            published
+                .disturbances
+                .iter()
+                .all(|seen| seen.starts_with("Reconnecting")),
             "{:?}",
             published.disturbances
         );
@@ -401,4 +425,50 @@ async fn python_echo_clients_see_no_close_across_an_upgrade() {
     assert_eq!(result["ok"], true, "{result}");
     assert!(python.wait().await.unwrap().success());
     drop(new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_the_new_process_resumes_every_subscription_from_redis() {
+    let redis = heartwire_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let options = ["--redis", url.as_str()];
+    let (_dir, socket) = socket_path("upgrade-redis");
+    let mut old = Running::start(serve_with(&socket, false, &options));
+    let traffic = traffic(&old.addr, 2).await;
+    let new = Running::start(serve_with(&socket, true, &options));
+    assert!(old.wait().success());
+    old = new;
+    let so_far = traffic.received_so_far();
+    until("messages after the upgrade", || traffic.received(so_far + 20)).await;
+    traffic.check().await;
+    drop(old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
+    let ca = heartwire_testkit::certs::TestCa::new("upgrade");
+    let pair = ca.localhost();
+    let (cert, key) = (pair.cert.to_str().unwrap(), pair.key.to_str().unwrap());
+    let options = ["--tls-cert", cert, "--tls-key", key, "--shutdown-spread", "100ms"];
+    let (_dir, socket) = socket_path("upgrade-tls");
+    let mut old = Running::start(serve_with(&socket, false, &options));
+    let port = old.addr.rsplit(':').next().unwrap().to_owned();
+    let traffic = traffic_of(2, || {
+        let mut config = ClientConfig::new([format!("wss://localhost:{port}/ws")]).unwrap();
+        config.tls_roots = heartwire_client::TlsRoots::from_pem_file(&ca.cert).unwrap();
+        config
+    })
+    .await;
+    let new = Running::start(serve_with(&socket, true, &options));
+    assert!(old.wait().success());
+    old = new;
+    // Each client comes back to the new process and resumes where it was: the
+    // channels moved with their epoch and history.
+    for (_, seen) in &traffic.subscribers {
+        until("the subscribers to come back", || seen.lock().unwrap().opens == 2).await;
+    }
+    let so_far = traffic.received_so_far();
+    until("messages after the upgrade", || traffic.received(so_far + 20)).await;
+    traffic.check_opens(2).await;
+    drop(old);
 }
