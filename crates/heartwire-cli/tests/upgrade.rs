@@ -64,7 +64,10 @@ fn serve_with(socket: &Path, take_over: bool, options: &[&str]) -> Command {
 
 /// Starts a client of `/ws` that records what it sees; `subscribe` to the channel.
 fn client(addr: &str, subscribe: bool) -> (heartwire_client::Client, Shared) {
-    client_of(ClientConfig::new([format!("ws://{addr}/ws")]).unwrap(), subscribe)
+    client_of(
+        ClientConfig::new([format!("ws://{addr}/ws")]).unwrap(),
+        subscribe,
+    )
 }
 
 /// [`client`] with `config`.
@@ -210,7 +213,10 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
 /// Starts `count` subscribers and a publisher on `addr`, and waits for the first
 /// messages.
 async fn traffic(addr: &str, count: usize) -> Traffic {
-    traffic_of(count, || ClientConfig::new([format!("ws://{addr}/ws")]).unwrap()).await
+    traffic_of(count, || {
+        ClientConfig::new([format!("ws://{addr}/ws")]).unwrap()
+    })
+    .await
 }
 
 /// [`traffic`] of clients made with `config`.
@@ -279,7 +285,9 @@ impl Traffic {
             let seen = seen.lock().unwrap();
             assert_eq!(seen.opens, opens, "subscriber {index}: connections");
             assert!(
-                seen.disturbances.iter().all(|seen| seen.starts_with("Reconnecting")),
+                seen.disturbances
+                    .iter()
+                    .all(|seen| seen.starts_with("Reconnecting")),
                 "subscriber {index}: {:?}",
                 seen.disturbances
             );
@@ -439,7 +447,10 @@ async fn with_redis_the_new_process_resumes_every_subscription_from_redis() {
     assert!(old.wait().success());
     old = new;
     let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || traffic.received(so_far + 20)).await;
+    until("messages after the upgrade", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
     traffic.check().await;
     drop(old);
 }
@@ -449,7 +460,14 @@ async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
     let ca = heartwire_testkit::certs::TestCa::new("upgrade");
     let pair = ca.localhost();
     let (cert, key) = (pair.cert.to_str().unwrap(), pair.key.to_str().unwrap());
-    let options = ["--tls-cert", cert, "--tls-key", key, "--shutdown-spread", "100ms"];
+    let options = [
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--shutdown-spread",
+        "100ms",
+    ];
     let (_dir, socket) = socket_path("upgrade-tls");
     let mut old = Running::start(serve_with(&socket, false, &options));
     let port = old.addr.rsplit(':').next().unwrap().to_owned();
@@ -465,10 +483,16 @@ async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
     // Each client comes back to the new process and resumes where it was: the
     // channels moved with their epoch and history.
     for (_, seen) in &traffic.subscribers {
-        until("the subscribers to come back", || seen.lock().unwrap().opens == 2).await;
+        until("the subscribers to come back", || {
+            seen.lock().unwrap().opens == 2
+        })
+        .await;
     }
     let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || traffic.received(so_far + 20)).await;
+    until("messages after the upgrade", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
     traffic.check_opens(2).await;
     drop(old);
 }

@@ -76,6 +76,11 @@ pub(crate) async fn adopt(begun: Begun, state: &Arc<ServerState>) -> Result<(), 
         version,
         path,
     } = begun;
+    // Under systemd this process becomes the main one before the old one may exit
+    // (after the handover, or after closing its connections when the version is refused).
+    if let Err(err) = super::notify::main_pid() {
+        tracing::warn!(%err, "cannot tell systemd the new main process (NOTIFY_SOCKET)");
+    }
     if version != VERSION {
         let reason =
             format!("this build speaks handover version {VERSION}, the running server {version}");

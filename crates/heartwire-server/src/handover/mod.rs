@@ -28,6 +28,7 @@
 //! what is delivered meanwhile. The new process drives nothing before `commit`.
 
 pub(crate) mod adopt;
+mod notify;
 pub(crate) mod send;
 pub(crate) mod state;
 mod wire;
