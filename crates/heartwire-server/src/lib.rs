@@ -80,7 +80,7 @@ pub use config::{
     TlsFiles, Upgrade,
 };
 pub use error::Error;
-pub use handover::state::{ChannelState, MessageState, PayloadState};
+pub use handover::state::{ChannelState, MessageState, PayloadState, PublishIdState};
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Member, Outbound};
 pub use permissions::{ChannelPattern, ChannelRule, Permission};

@@ -72,6 +72,21 @@ pub struct ChannelState {
     pub seq: u64,
     /// Its history, oldest first.
     pub history: Vec<MessageState>,
+    /// The publish ids remembered on it (the dedup window), oldest first.
+    pub publish_ids: Vec<PublishIdState>,
+}
+
+/// A publish id remembered within the dedup window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishIdState {
+    /// Who published (a user, or an anonymous client's address).
+    pub publisher: String,
+    /// The id.
+    pub id: String,
+    /// The `seq` the message got.
+    pub seq: u64,
+    /// How long ago it was published.
+    pub age: Duration,
 }
 
 /// A message in a channel's history.
