@@ -496,3 +496,68 @@ async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
     traffic.check_opens(2).await;
     drop(old);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume() {
+    let redis = heartwire_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let options = ["--redis", url.as_str(), "--shutdown-spread", "100ms"];
+    let (dir, socket) = socket_path("upgrade-version");
+    let mut old = Running::start(serve_with(&socket, false, &options));
+    let traffic = traffic(&old.addr, 2).await;
+
+    // The new process reaches the old one through a relay that claims version 9999.
+    let relayed = dir.path().join("relay.sock");
+    let script = heartwire_testkit::peer::repo_root().join("tests/peers/handover_relay.py");
+    let mut relay = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&relayed)
+        .arg(&socket)
+        .args(["--version", "9999"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut lines = tokio::io::BufReader::new(relay.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line()).await;
+    assert_eq!(
+        line.unwrap().unwrap().as_deref(),
+        Some(r#"{"state": "listening"}"#)
+    );
+    let mut new_process = heartwire();
+    new_process.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--ping-interval",
+        "1s",
+        "--ping-timeout",
+        "2s",
+    ]);
+    new_process.arg("--take-over").arg(&relayed).args(options);
+    let new = Running::start(new_process);
+    assert_eq!(
+        new.addr, old.addr,
+        "the new process took the listening socket"
+    );
+    assert!(
+        old.wait().success(),
+        "the old process closes its connections and ends"
+    );
+    old = new;
+    // Every client was closed with 1012 and came back to the new process, which
+    // resumed each subscription from Redis.
+    for (_, seen) in &traffic.subscribers {
+        until("the subscribers to come back", || {
+            seen.lock().unwrap().opens == 2
+        })
+        .await;
+    }
+    let so_far = traffic.received_so_far();
+    until("messages after the fallback", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
+    traffic.check_opens(2).await;
+    drop(old);
+}
