@@ -48,7 +48,9 @@ fn failed(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
 /// process sent.
 pub(crate) async fn begin(path: &Path) -> Result<(Begun, std::net::TcpListener), Error> {
     let stream = UnixStream::connect(path).map_err(failed(path))?;
-    let wire = Wire::new(stream, CONFIRM_TIMEOUT).map_err(failed(path))?;
+    // The old process may take up to CONFIRM_TIMEOUT to pause its connections before
+    // it sends them: this side waits longer.
+    let wire = Wire::new(stream, 3 * CONFIRM_TIMEOUT).map_err(failed(path))?;
     let (wire, (message, fd)) = blocking(wire, Wire::receive).await.map_err(failed(path))?;
     let (Message::Begin { version }, Some(fd)) = (message, fd) else {
         return Err(failed(path)(io::Error::new(

@@ -428,6 +428,23 @@ mod tests {
         bytes
     }
 
+    #[test]
+    fn a_reader_handed_over_mid_frame_and_mid_message_goes_on_in_the_other_process() {
+        let mut input = frame(0x1, false, b"hello ");
+        let last = frame(0x0, true, "wörld".as_bytes());
+        input.extend_from_slice(&last[..4]);
+        let mut reader = Reader::new(1024, false);
+        assert!(read_all(&mut reader, &input).unwrap().is_empty());
+        assert!(reader.holds_incomplete());
+        let state = reader.hand_over().expect("not closed");
+        // The state crosses as JSON, as it does between the processes.
+        let text = serde_json::to_string(&state).unwrap();
+        let mut resumed = Reader::resume(1024, false, serde_json::from_str(&text).unwrap());
+        let messages = read_all(&mut resumed, &last[4..]).unwrap();
+        assert_eq!(messages, [Message::Text("hello wörld".into())]);
+        assert!(!resumed.holds_incomplete());
+    }
+
     fn read_all(reader: &mut Reader, input: &[u8]) -> Result<Vec<Message>, DisconnectReason> {
         let mut messages = Vec::new();
         reader.feed(&mut input.to_vec(), &mut |message| {
