@@ -279,7 +279,30 @@ impl Traffic {
             published.lock().unwrap().acks == sent
         })
         .await;
-        until("every message", || self.received(sent)).await;
+        let deadline = Instant::now() + PATIENCE;
+        while !self.received(sent) {
+            if Instant::now() > deadline {
+                let missing: Vec<Vec<u64>> = self
+                    .subscribers
+                    .iter()
+                    .map(|(_, seen)| {
+                        let seen = seen.lock().unwrap();
+                        (1..=sent as u64)
+                            .filter(|seq| !seen.seqs.contains(seq))
+                            .collect()
+                    })
+                    .collect();
+                let disturbances: Vec<Vec<String>> = self
+                    .subscribers
+                    .iter()
+                    .map(|(_, seen)| seen.lock().unwrap().disturbances.clone())
+                    .collect();
+                panic!(
+                    "of {sent} messages, the subscribers miss {missing:?}; they saw {disturbances:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let bound = (PING_INTERVAL + PING_TIMEOUT) / 2;
         for (index, (_, seen)) in self.subscribers.iter().enumerate() {
             let seen = seen.lock().unwrap();

@@ -56,6 +56,9 @@ const READ_BUDGET: usize = 4;
 const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
+/// How long a connection asked to pause for a live upgrade waits for the answers to
+/// its requests before it says it stays (the upgrade waits twice as long).
+const PAUSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Takes over a connection another process handed over (a live upgrade): `state`
 /// is what it was when that process paused it, `stream` its socket. The endpoint
@@ -93,6 +96,7 @@ pub(crate) fn resume<E: Endpoint>(
     );
     let connection = Connection {
         socket: Socket::resume(stream, socket_state, max_message_size),
+        pausing: None,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler,
@@ -121,6 +125,7 @@ pub(crate) fn start<E: Endpoint>(
     let now = Instant::now();
     let connection = Connection {
         socket,
+        pausing: None,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
@@ -150,6 +155,11 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         if let Some(parked) = &mut self.parked {
             let verdict = ready!(Pin::new(parked).poll(cx));
             self.parked = None;
+            if verdict == Ok(Verdict::Close) {
+                // The channels have moved: nothing more is read (nor published here);
+                // the shutdown that follows closes the connection with 1012.
+                self.connection.handler.reading = false;
+            }
             if verdict == Ok(Verdict::Moved) {
                 let handler = &mut self.connection.handler;
                 handler.endpoint.on_close(&mut handler.context);
@@ -160,12 +170,20 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
             }
         }
         if self.connection.handler.context.mailbox.take_handover_ask() {
-            let server = self.slot.server().clone();
-            let address = self.slot.address();
-            let parked = self.connection.park(address, &server.handover);
-            if let Some(parked) = parked {
-                self.parked = Some(parked);
-                return self.poll(cx);
+            self.connection.pausing = Some(Instant::now());
+        }
+        if let Some(since) = self.connection.pausing {
+            // Reading stops until the answers its requests wait for are in.
+            let waits = self.connection.handler.endpoint.awaits_answers()
+                && since.elapsed() < PAUSE_PATIENCE;
+            if !waits {
+                self.connection.pausing = None;
+                let server = self.slot.server().clone();
+                let address = self.slot.address();
+                if let Some(parked) = self.connection.park(address, &server.handover) {
+                    self.parked = Some(parked);
+                    return self.poll(cx);
+                }
             }
         }
         let reason = ready!(self.connection.poll_drive(cx));
@@ -190,6 +208,9 @@ enum Reading {
 
 struct Connection<E> {
     socket: Socket,
+    /// Since when a live upgrade has asked this connection to pause, while it waits
+    /// for answers to its requests (reading stops meanwhile).
+    pausing: Option<Instant>,
     timer: Pin<Box<Sleep>>,
     /// The deadline the timer is set to, while it has not fired.
     armed: Option<Instant>,
@@ -199,19 +220,17 @@ struct Connection<E> {
 impl<E: Endpoint> Connection<E> {
     /// Pauses for a live upgrade, between two polls: queues what waits (replies,
     /// mailbox items) into the unsent bytes, and offers the connection's state and
-    /// socket to `handover`. Returns the answer to wait for, or `None` (told to
-    /// `handover` too) when this connection is not handed over: over TLS, closing,
-    /// or on an endpoint that is not.
+    /// socket to `handover`. A connection that is not handed over (over TLS,
+    /// closing, or on an endpoint that is not) says it stays, and waits too, reading
+    /// nothing. Returns the verdict to wait for; `None` when no handover asks any more.
     fn park(
         &mut self,
         address: std::net::IpAddr,
         handover: &Handover,
     ) -> Option<oneshot::Receiver<Verdict>> {
-        let offer = self.offer(address);
-        if offer.is_none() {
-            handover.stays();
-        }
-        let (state, fd) = offer?;
+        let Some((state, fd)) = self.offer(address) else {
+            return handover.stays();
+        };
         let (verdict, answer) = oneshot::channel();
         handover.park(Parked { state, fd, verdict });
         Some(answer)
@@ -288,6 +307,9 @@ impl<E: Endpoint> Connection<E> {
     /// or the read budget runs out.
     fn poll_read(&mut self, cx: &mut task::Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
+        if self.pausing.is_some() {
+            return Reading::Idle;
+        }
         for _ in 0..READ_BUDGET {
             if !handler.reading || handler.liveness.is_over() {
                 return Reading::Idle;

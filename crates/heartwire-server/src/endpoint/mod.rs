@@ -74,6 +74,13 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
     /// The connection is over: release what it holds in the broker.
     fn on_close(&mut self, context: &mut Context);
 
+    /// Whether requests of this connection wait for an answer from elsewhere (the
+    /// broker): a live upgrade waits for them, since an answer delivered after the
+    /// connection left would be lost.
+    fn awaits_answers(&self) -> bool {
+        false
+    }
+
     /// What another process needs to take the connection over in a live upgrade;
     /// `None` for an endpoint whose connections are not handed over (they are closed
     /// with 1012 instead).

@@ -23,6 +23,9 @@ use crate::publication::{Encoding, Payload};
 #[derive(Default)]
 pub(crate) struct Native {
     subscriptions: Vec<Held>,
+    /// Requests the broker (or the identity provider) has not answered yet: publishes
+    /// with an id, presence, refresh. A live upgrade waits for their answers.
+    unanswered: u32,
 }
 
 /// A subscription and the position of the last message queued to it, from which
@@ -148,6 +151,7 @@ impl Native {
             context.reply(forbidden(refusal, &channel, None));
         } else if context.server.config.has_presence(&channel) {
             let channel = Arc::from(channel);
+            self.unanswered += 1;
             context
                 .server
                 .broker
@@ -215,6 +219,9 @@ impl Native {
         }
         let data =
             serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
+        if id.is_some() {
+            self.unanswered += 1;
+        }
         context.server.broker.publish(PublishRequest {
             channel: Arc::from(channel),
             payload: Payload::Json(data),
@@ -289,6 +296,7 @@ impl Endpoint for Native {
                 self.publish(channel, data, id, context)
             }
             Ok(ClientFrame::Refresh { token }) => {
+                self.unanswered += 1;
                 auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
             }
             Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
@@ -304,6 +312,15 @@ impl Endpoint for Native {
     }
 
     fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
+        if matches!(
+            item,
+            Outbound::Ack { .. }
+                | Outbound::Presence { .. }
+                | Outbound::Refreshed(_)
+                | Outbound::Error { id: Some(_), .. }
+        ) {
+            self.unanswered = self.unanswered.saturating_sub(1);
+        }
         let message = match item {
             Outbound::Message(message) => {
                 if let Some(held) = self.held(&message.channel) {
@@ -404,6 +421,10 @@ impl Endpoint for Native {
                 .broker
                 .unsubscribe(&held.channel, context.mailbox.id());
         }
+    }
+
+    fn awaits_answers(&self) -> bool {
+        self.unanswered > 0
     }
 
     fn hand_over(&self) -> Option<EndpointState> {

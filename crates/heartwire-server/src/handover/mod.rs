@@ -72,8 +72,10 @@ impl Default for Handover {
 pub(crate) enum Answer {
     /// It paused, and offers itself.
     Parked(Box<Parked>),
-    /// It is not handed over: it goes on here until the shutdown closes it.
-    Stays,
+    /// It is not handed over: it waits, without reading, to be told to go on here or
+    /// to stop reading for good (the shutdown then closes it with 1012). It must not
+    /// publish into this process's broker once the channels have moved.
+    Stays(oneshot::Sender<Verdict>),
 }
 
 /// A paused connection: its state and its socket, and where to tell it whether it
@@ -92,6 +94,9 @@ pub(crate) enum Verdict {
     Resume,
     /// The new process drives the connection now: end without a word.
     Moved,
+    /// The upgrade is done but this connection stayed: read nothing more, and close
+    /// with 1012 when the shutdown says so.
+    Close,
 }
 
 impl Handover {
@@ -103,11 +108,13 @@ impl Handover {
         }
     }
 
-    /// A connection asked to pause is not handed over.
-    pub(crate) fn stays(&self) {
-        if let Some(answers) = &*self.answers.lock() {
-            let _ = answers.send(Answer::Stays);
-        }
+    /// A connection asked to pause is not handed over: returns the verdict to wait
+    /// for, unless no handover asks any more.
+    pub(crate) fn stays(&self) -> Option<oneshot::Receiver<Verdict>> {
+        let answers = self.answers.lock();
+        let (verdict, answer) = oneshot::channel();
+        answers.as_ref()?.send(Answer::Stays(verdict)).ok()?;
+        Some(answer)
     }
 
     /// Accepts the next connection, waiting while a handover is under way.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UnixListener;
+use tokio::sync::oneshot;
 
 use super::state::{ConnectionState, Message, VERSION};
 use super::wire::{Wire, blocking};
@@ -130,7 +131,7 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         Ok((_, (other, _))) => return Outcome::Failed(unexpected(&other)),
         Err(err) => return Outcome::Failed(err),
     };
-    let parked = pause_connections(state).await;
+    let (parked, stayed) = pause_connections(state).await;
     let (offers, verdicts): (Vec<_>, Vec<_>) = parked
         .into_iter()
         .map(|parked| ((parked.state, parked.fd), parked.verdict))
@@ -138,12 +139,15 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
     let connections = offers.len();
     let channels = state.broker.hand_over_channels();
     let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
-    let verdict = match sent {
-        Ok(_) => Verdict::Moved,
-        Err(_) => Verdict::Resume,
+    let (moved, stays) = match sent {
+        Ok(_) => (Verdict::Moved, Verdict::Close),
+        Err(_) => (Verdict::Resume, Verdict::Resume),
     };
     for sender in verdicts {
-        let _ = sender.send(verdict);
+        let _ = sender.send(moved);
+    }
+    for sender in stayed {
+        let _ = sender.send(stays);
     }
     match sent {
         Ok(_) => Outcome::Committed { connections },
@@ -152,17 +156,19 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
 }
 
 /// Asks every WebSocket connection to pause, and waits for their answers (at most
-/// [`CONFIRM_TIMEOUT`]: a connection that has not answered by then stays).
-async fn pause_connections(state: &ServerState) -> Vec<Parked> {
+/// [`CONFIRM_TIMEOUT`]: a connection that has not answered by then stays): those
+/// handed over, and the verdicts awaited by those that stay.
+async fn pause_connections(state: &ServerState) -> (Vec<Parked>, Vec<oneshot::Sender<Verdict>>) {
     let handover = &state.handover;
     let mut answers = handover.collect();
     let asked = state.registry.ask_handover();
     let mut parked = Vec::with_capacity(asked);
+    let mut stayed = Vec::new();
     let collected = tokio::time::timeout(CONFIRM_TIMEOUT, async {
         for _ in 0..asked {
             match answers.recv().await {
                 Some(Answer::Parked(one)) => parked.push(*one),
-                Some(Answer::Stays) => {}
+                Some(Answer::Stays(verdict)) => stayed.push(verdict),
                 None => break,
             }
         }
@@ -178,7 +184,7 @@ async fn pause_connections(state: &ServerState) -> Vec<Parked> {
     }
     // Offers that came after the wait are told to go on when dropped here.
     answers.close();
-    parked
+    (parked, stayed)
 }
 
 /// Sends the channels and every connection, waits for `adopted`, and commits.
