@@ -162,6 +162,7 @@ impl Server {
         broker: Arc<dyn Broker>,
         path: &std::path::Path,
     ) -> Result<Self, Error> {
+        handover::adopt::broker_ready(broker.as_ref(), path).await?;
         let (begun, listener) = handover::adopt::begin(path).await?;
         let listener = TcpListener::from_std(listener)?;
         let mut server = Self::on_listener(config, broker, listener).await?;

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use super::CONFIRM_TIMEOUT;
 use super::state::{ChannelState, ConnectionState, EndpointState, Message, VERSION};
 use super::wire::{Wire, blocking};
+use crate::broker::Broker;
 use crate::connection;
 use crate::endpoint::echo::Echo;
 use crate::endpoint::native::Native;
@@ -42,6 +43,23 @@ fn failed(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Waits until `broker` reaches its other nodes (Redis), before anything is asked of
+/// the old process: a connection taken over subscribes again at once, and a
+/// subscription made while Redis is unreachable would tell its client so.
+pub(crate) async fn broker_ready(broker: &dyn Broker, path: &Path) -> Result<(), Error> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+    while !broker.health().up {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failed(path)(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the {} broker is not connected", broker.name()),
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 /// Connects to the upgrade socket at `path`; returns the listening socket the old
