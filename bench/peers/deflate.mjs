@@ -16,6 +16,7 @@
 // Prints a JSON line per server, then the table of bench/RESULTS.md. Every wait is bounded.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 
@@ -236,6 +237,8 @@ for (const server of SERVERS) {
     Object.assign(figures, await idle(server, child.pid));
     Object.assign(figures, await echo(server, child.pid));
     Object.assign(figures, await broadcast(server, child.pid));
+    // The machine is shared: the one-minute load average goes beside the figures.
+    figures.load = Number(loadavg()[0].toFixed(2));
     console.log(JSON.stringify(figures));
     results.push(figures);
   } finally {
@@ -254,3 +257,4 @@ console.log(row(`echo of 2 KiB JSON, ${ECHO_CLIENTS} connections: messages/s`, '
 console.log(row('server CPU per echo (µs)', 'echo_cpu_us'));
 console.log(row(`broadcast of 2 KiB JSON to ${SUBSCRIBERS}: deliveries/s`, 'broadcast_deliveries_per_s'));
 console.log(row('server CPU per delivery (µs)', 'broadcast_cpu_us'));
+console.log(row('load average (1 min) at the end', 'load'));

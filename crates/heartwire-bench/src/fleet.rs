@@ -44,20 +44,21 @@ pub(crate) struct Counters {
 }
 
 impl Fleet {
-    /// Opens `total` connections in processes of at most `per_process`; `first_source`
-    /// is the first 127.0.0.x they use.
+    /// Opens `total` connections in processes of at most `per_process`, each opening
+    /// `concurrency` at a time; `first_source` is the first 127.0.0.x they use.
     pub(crate) async fn open(
         target: Target,
         total: usize,
         per_process: usize,
         first_source: u8,
+        concurrency: usize,
     ) -> anyhow::Result<(Self, Opened)> {
         let mut workers = Vec::new();
         let mut left = total;
         let mut source = first_source;
         while left > 0 {
             let share = left.min(per_process.max(1));
-            workers.push(Worker::spawn(&target, share, source)?);
+            workers.push(Worker::spawn(&target, share, source, concurrency)?);
             left -= share;
             source = source.saturating_add(SOURCES_PER_PROCESS);
         }
@@ -149,7 +150,12 @@ impl Fleet {
 }
 
 impl Worker {
-    fn spawn(target: &Target, connections: usize, first_source: u8) -> anyhow::Result<Self> {
+    fn spawn(
+        target: &Target,
+        connections: usize,
+        first_source: u8,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the heartwire executable")?;
         let dialect = clap::ValueEnum::to_possible_value(&target.dialect)
             .context("every dialect has a name")?;
@@ -158,11 +164,15 @@ impl Worker {
         if let Some(tls) = &target.tls {
             command.arg("--tls-ca").arg(&tls.ca);
         }
+        if let Some(token) = &target.token {
+            command.arg("--token-file").arg(&token.file);
+        }
         let mut child = command
             .args(["--port", &target.port.to_string()])
             .args(["--connections", &connections.to_string()])
             .args(["--first-source", &first_source.to_string()])
             .args(["--sources", &SOURCES_PER_PROCESS.to_string()])
+            .args(["--concurrency", &concurrency.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

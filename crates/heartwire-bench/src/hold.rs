@@ -50,6 +50,9 @@ pub(crate) struct HoldArgs {
     /// Connect with TLS, trusting only the CA in this PEM file
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<std::path::PathBuf>,
+    /// Present the JWT in this file on every connection
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// One line a generator process prints.
@@ -95,6 +98,11 @@ async fn hold_all(args: HoldArgs) -> anyhow::Result<()> {
             .tls_ca
             .as_deref()
             .map(wire::Tls::trusting)
+            .transpose()?,
+        token: args
+            .token_file
+            .as_deref()
+            .map(wire::Token::read)
             .transpose()?,
     };
     let sources = Sources {

@@ -12,7 +12,8 @@
 //! Files: [`dialect`] speaks each server's protocol, [`wire`] opens connections from
 //! several 127.0.0.x sources, [`fleet`] and [`hold`] are the two ends of a generator
 //! process, [`server`] starts and watches the server, [`scenario`] holds the scenarios,
-//! [`figures`], [`histogram`], [`results`] and [`chart`] keep and show the figures.
+//! [`kernel`] reads the kernel's socket memory and the load, [`figures`], [`histogram`],
+//! [`results`] and [`chart`] keep and show the figures.
 
 mod chart;
 mod dialect;
@@ -20,6 +21,7 @@ mod figures;
 mod fleet;
 mod histogram;
 mod hold;
+mod kernel;
 mod payload;
 mod progress;
 mod results;
@@ -38,7 +40,7 @@ pub struct BenchArgs {
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
     /// Start a server, run scenarios against it, append its figures to a file.
-    Run(scenario::RunArgs),
+    Run(Box<scenario::RunArgs>),
     /// Write RESULTS.md and a chart from the figures of every server.
     Report(results::ReportArgs),
     /// Hold connections for `run` (a generator process; orders come on stdin).
@@ -52,7 +54,7 @@ enum BenchCommand {
 /// Runs `heartwire bench` with these arguments.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
-        BenchCommand::Run(args) => scenario::run(args),
+        BenchCommand::Run(args) => scenario::run(*args),
         BenchCommand::Report(args) => results::write(args),
         BenchCommand::Hold(args) => hold::run(args),
         BenchCommand::ScaleOut(args) => scaleout::run(args),

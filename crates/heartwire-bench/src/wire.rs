@@ -1,6 +1,7 @@
 //! Opening benchmark connections: TCP from a chosen 127.0.0.x source (each source has
 //! its own ephemeral port range), TLS when the target has a CA to trust, the WebSocket
-//! handshake with small buffers, then the dialect's opening exchange.
+//! handshake with small buffers (with a JWT in the `token` query parameter when the target
+//! has one), then the dialect's opening exchange.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The generator's read buffer: frames here are small, and 19k connections share one
 /// process.
 const READ_BUFFER: usize = 4096;
-/// Connections opening at the same time from this process.
-const OPEN_CONCURRENCY: usize = 256;
+/// Connections opening at the same time from one process, unless a scenario says otherwise.
+pub(crate) const OPEN_CONCURRENCY: usize = 256;
 
 /// The server under test.
 #[derive(Clone, Debug)]
@@ -40,6 +41,41 @@ pub(crate) struct Target {
     pub(crate) dialect: Dialect,
     /// TLS (`wss://localhost`), when the server speaks it.
     pub(crate) tls: Option<Tls>,
+    /// The JWT every connection presents, when the server verifies them.
+    pub(crate) token: Option<Token>,
+}
+
+/// A JWT minted before the run, and the file it was read from (which generator
+/// processes are given).
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub(crate) file: PathBuf,
+    value: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("file", &self.file).finish()
+    }
+}
+
+impl Token {
+    /// Reads the token in `file` (surrounding whitespace is not part of it).
+    pub(crate) fn read(file: &Path) -> anyhow::Result<Self> {
+        let value = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the token file {}", file.display()))?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(
+            !value.is_empty(),
+            "the token file {} is empty",
+            file.display()
+        );
+        Ok(Self {
+            file: file.to_owned(),
+            value,
+        })
+    }
 }
 
 /// TLS to the server: the CA its certificate chains to, and the connector that
@@ -107,7 +143,14 @@ async fn open_now(target: &Target, role: Role, source: Ipv4Addr) -> anyhow::Resu
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, target.port));
     let stream = socket.connect(server).await.context("TCP connect failed")?;
     stream.set_nodelay(true)?;
-    let path = target.dialect.path(role);
+    let path = match &target.token {
+        None => target.dialect.path(role).to_owned(),
+        Some(token) => {
+            let path = target.dialect.path(role);
+            let joint = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{joint}token={}", token.value)
+        }
+    };
     let (stream, url) = match &target.tls {
         None => (
             MaybeTlsStream::Plain(stream),

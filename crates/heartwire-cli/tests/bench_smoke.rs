@@ -1,5 +1,6 @@
 //! `heartwire bench` against a heartwire server with a handful of connections: every
-//! scenario completes and gives sane, non-zero figures, and the report is written.
+//! scenario completes and gives sane, non-zero figures (over TLS and with JWTs minted by
+//! PyJWT too), and the report is written.
 //! The figures themselves are not judged here: they belong to `bench/run`.
 
 use std::collections::HashMap;
@@ -145,4 +146,99 @@ fn the_idle_scenario_runs_over_tls() {
         "idle bytes {bytes:?}\n{text}"
     );
     assert_eq!(value("false_disconnects"), Some(0.0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_scenarios_run_and_connects_are_measured_with_pyjwt_tokens() {
+    use heartwire_testkit::tokens::{Spec, TokenKit};
+    let kit = TokenKit::new().await;
+    let secret = "bench smoke secret of thirty-two bytes";
+    let claims = serde_json::json!({"sub": "bench"});
+    let tokens = kit
+        .mint(&[
+            Spec::secret("HS256", secret, claims.clone()).expires_in(600),
+            Spec::key("RS256", "rsa", claims).expires_in(600),
+        ])
+        .await;
+    std::fs::write(kit.path("hs256.secret"), secret).expect("the secret is written");
+    std::fs::write(kit.path("hs256.jwt"), &tokens[0]).expect("a token file");
+    std::fs::write(kit.path("rs256.jwt"), &tokens[1]).expect("a token file");
+    let figures = kit.path("figures.jsonl");
+    let port = free_port();
+    let server = format!(
+        "env HEARTWIRE_LOG=warn {HEARTWIRE} serve --listen 127.0.0.1:{port} \
+         --ping-interval 1s --ping-timeout 1s --message-rate 0/s --accept-rate 0/s \
+         --max-connections-per-ip 0 --max-connections-per-user 0 --allow-anonymous true \
+         --jwt-secret-file {} --jwt-public-key {}",
+        kit.path("hs256.secret").display(),
+        kit.path("rsa.pub.pem").display()
+    );
+    let token_file = |name: &str| kit.path(name).to_str().expect("UTF-8").to_owned();
+    let status = tokio::process::Command::new(HEARTWIRE)
+        .args(["bench", "run", "--name", "heartwire-jwt"])
+        .args(["--dialect", "heartwire"])
+        .args(["--scenarios", "footprint,heartbeat,fanout,connect"])
+        .args(["--port", &port.to_string(), "--server", &server])
+        .args(["--out", figures.to_str().expect("a UTF-8 path")])
+        .args(["--footprint", "40", "--footprint-concurrency", "20"])
+        .args(["--heartbeat-connections", "30", "--heartbeat-window", "2s"])
+        .args(["--fanout-subscribers", "20", "--fanout-window", "1s"])
+        .args(["--connect-connections", "30", "--token-file"])
+        .arg(token_file("rs256.jwt"))
+        .arg("--connect-token")
+        .arg(format!("hs256={}", token_file("hs256.jwt")))
+        .arg("--connect-token")
+        .arg(format!("rs256={}", token_file("rs256.jwt")))
+        .args(["--per-process", "25", "--settle", "500ms"])
+        .status()
+        .await
+        .expect("heartwire bench runs");
+    assert!(status.success(), "bench run failed: {status}");
+    let text = std::fs::read_to_string(&figures).expect("figures were written");
+    let value = |name: &str| {
+        text.lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON figure"))
+            .find(|figure| figure["figure"] == name)
+            .and_then(|figure| figure["value"].as_f64())
+    };
+    for positive in [
+        "idle_user_bytes_per_conn_40",
+        "footprint_connects_per_sec_40",
+        "heartbeat_cpu_us_30",
+        "heartbeats_per_sec_30",
+        "connects_per_sec_anonymous",
+        "connects_per_sec_hs256",
+        "connects_per_sec_rs256",
+        "load_fanout",
+    ] {
+        let value = value(positive);
+        assert!(
+            value.is_some_and(|v| v > 0.0 && v.is_finite()),
+            "{positive} = {value:?}\n{text}"
+        );
+    }
+    // Differences of two samples on a shared machine: present, and not below zero.
+    for cost in [
+        "idle_kernel_bytes_per_socket_40",
+        "fanout_cpu_us_per_delivery_20",
+    ] {
+        let value = value(cost);
+        assert!(
+            value.is_some_and(|v| v >= 0.0),
+            "{cost} = {value:?}\n{text}"
+        );
+    }
+    let delivered = value("fanout_delivered_pct_20");
+    assert!(
+        delivered.is_some_and(|d| d >= 99.0),
+        "{delivered:?}\n{text}"
+    );
+    for zero in [
+        "false_disconnects_30",
+        "failed_connects_anonymous",
+        "failed_connects_hs256",
+        "failed_connects_rs256",
+    ] {
+        assert_eq!(value(zero), Some(0.0), "{zero}\n{text}");
+    }
 }

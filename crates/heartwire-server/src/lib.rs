@@ -188,6 +188,7 @@ impl Server {
             auth,
             api_key,
             admin_sessions: admin::AdminSessions::default(),
+            key_guesses: api::KeyGuesses::default(),
             node_reports: api::NodeReports::default(),
             admission: admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::admin::AdminSessions;
 use crate::admission::Admission;
-use crate::api::{ApiKey, NodeReports};
+use crate::api::{ApiKey, KeyGuesses, NodeReports};
 use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::config::ServerConfig;
@@ -23,6 +23,8 @@ pub(crate) struct ServerState {
     pub(crate) api_key: Option<ApiKey>,
     /// The admin page's logins.
     pub(crate) admin_sessions: AdminSessions,
+    /// Wrong API keys per client address (the API and the admin login).
+    pub(crate) key_guesses: KeyGuesses,
     /// What the nodes last said of themselves (`/api/info`).
     pub(crate) node_reports: NodeReports,
     /// Connections of each client address and user.

@@ -208,6 +208,63 @@ async fn a_missing_or_wrong_key_is_refused_and_the_key_is_never_shown() {
 }
 
 #[tokio::test]
+async fn guessing_the_key_is_slowed_per_address_before_the_key_is_compared() {
+    let server = TestServer::start(config()).await;
+    let base = format!("http://{}", server.addr);
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let guesser = from(1);
+    let call = |client: &reqwest::Client, key: &str| {
+        client
+            .get(format!("{base}/api/info"))
+            .header("X-API-Key", key)
+            .send()
+    };
+    // Ten wrong keys are answered as wrong.
+    for n in 0..10 {
+        let response = call(&guesser, &format!("guess-{n}-of-the-api-key"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "guess {n}");
+    }
+    // The next is refused before it is compared: the right key too, and at the admin login.
+    for key in ["one-more-guess-of-the-key", KEY] {
+        let response = call(&guesser, key).await.unwrap();
+        assert_eq!(response.status(), 429, "{key}");
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=6).contains(&retry), "Retry-After {retry}");
+        let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(error_code(&answer), "too_many_wrong_keys");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again in")
+        );
+    }
+    let login = guesser
+        .post(format!("{base}/admin/login"))
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
+    assert!(login.headers().get("set-cookie").is_none());
+    assert!(login.text().await.unwrap().contains("Too many wrong keys"));
+    // Another address is not touched.
+    assert_eq!(call(&from(2), KEY).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn bodies_too_large_or_malformed_are_refused_with_a_sentence() {
     let server = TestServer::start(ServerConfig {
         limits: Limits {

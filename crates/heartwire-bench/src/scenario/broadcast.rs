@@ -27,15 +27,15 @@ const FIRST_RATE: f64 = 10_000.0;
 const DRAIN: Duration = Duration::from_millis(500);
 /// How often the publisher sends its share of messages.
 const TICK: Duration = Duration::from_millis(10);
-const SUBSCRIBER_SOURCES: Sources = Sources {
+pub(super) const SUBSCRIBER_SOURCES: Sources = Sources {
     first: 40,
     count: 4,
 };
 
 /// What the subscribers have seen.
-struct Deliveries {
-    latency: Histogram,
-    received: AtomicU64,
+pub(super) struct Deliveries {
+    pub(super) latency: Histogram,
+    pub(super) received: AtomicU64,
 }
 
 /// How the last step went.
@@ -134,7 +134,14 @@ async fn find_best_rate(
         deliveries.latency.reset();
         let before = deliveries.received.load(Ordering::Relaxed);
         let started = Instant::now();
-        let sent = publish_for(args, publisher, publishes_per_sec, size).await?;
+        let sent = publish_for(
+            args.dialect,
+            publisher,
+            publishes_per_sec,
+            size,
+            args.broadcast_step,
+        )
+        .await?;
         let secs = started.elapsed().as_secs_f64();
         keep_alive(publisher, args.dialect, DRAIN).await?;
         let got = deliveries.received.load(Ordering::Relaxed) - before;
@@ -157,28 +164,29 @@ async fn find_best_rate(
     Ok((best, step))
 }
 
-/// Publishes at `rate` per second for one step; returns how many were sent.
-async fn publish_for(
-    args: &RunArgs,
+/// Publishes at `rate` per second for `period`; returns how many were sent.
+pub(super) async fn publish_for(
+    dialect: Dialect,
     publisher: &mut Socket,
     rate: f64,
     size: usize,
+    period: Duration,
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
     let mut ticks = tokio::time::interval(TICK);
     let mut sent = 0u64;
-    while started.elapsed() < args.broadcast_step {
+    while started.elapsed() < period {
         tokio::select! {
             _ = ticks.tick() => {
                 let due = (started.elapsed().as_secs_f64() * rate) as u64;
                 while sent < due {
-                    let frame = args.dialect.publish(&payload::stamped(size));
+                    let frame = dialect.publish(&payload::stamped(size));
                     publisher.feed(Message::text(frame)).await?;
                     sent += 1;
                 }
                 publisher.flush().await?;
             }
-            frame = publisher.next() => answer_heartbeat(publisher, args.dialect, frame).await?,
+            frame = publisher.next() => answer_heartbeat(publisher, dialect, frame).await?,
         }
     }
     Ok(sent)
@@ -186,7 +194,11 @@ async fn publish_for(
 
 /// Reads the publisher's connection for `period`, answering heartbeats, so that a
 /// server does not drop it as silent between steps.
-async fn keep_alive(socket: &mut Socket, dialect: Dialect, period: Duration) -> anyhow::Result<()> {
+pub(super) async fn keep_alive(
+    socket: &mut Socket,
+    dialect: Dialect,
+    period: Duration,
+) -> anyhow::Result<()> {
     let until = tokio::time::sleep(period);
     tokio::pin!(until);
     loop {
@@ -217,7 +229,7 @@ async fn answer_heartbeat(
 }
 
 /// Reads one subscriber's deliveries until its connection ends.
-async fn subscribe(mut socket: Socket, dialect: Dialect, deliveries: Arc<Deliveries>) {
+pub(super) async fn subscribe(mut socket: Socket, dialect: Dialect, deliveries: Arc<Deliveries>) {
     while let Some(Ok(message)) = socket.next().await {
         match message {
             Message::Text(text) => match dialect.inbound(&text) {

@@ -17,6 +17,7 @@ use super::RunArgs;
 use crate::dialect::Dialect;
 use crate::figures::{Better, Figures};
 use crate::fleet::Fleet;
+use crate::wire::OPEN_CONCURRENCY;
 
 const PING_TIMEOUTS: &str = r#"heartwire_disconnects_total{reason="ping_timeout"}"#;
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -44,13 +45,20 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
     let server = args.start_server().await?;
     let frozen_count = (args.detect_connections / 100).max(1);
     let live_count = args.detect_connections - frozen_count;
-    let (mut live, _) =
-        Fleet::open(args.target()?, live_count, args.per_process, LIVE_SOURCE).await?;
+    let (mut live, _) = Fleet::open(
+        args.target()?,
+        live_count,
+        args.per_process,
+        LIVE_SOURCE,
+        OPEN_CONCURRENCY,
+    )
+    .await?;
     let (mut frozen, opened) = Fleet::open(
         args.target()?,
         frozen_count,
         args.per_process,
         FROZEN_SOURCE,
+        OPEN_CONCURRENCY,
     )
     .await?;
     tokio::time::sleep(args.settle).await;

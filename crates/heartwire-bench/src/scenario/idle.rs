@@ -12,6 +12,7 @@ use super::RunArgs;
 use crate::figures::{Better, Figures};
 use crate::fleet::Fleet;
 use crate::server::ServerProcess;
+use crate::wire::OPEN_CONCURRENCY;
 
 /// The first source address of the idle generator processes.
 const FIRST_SOURCE: u8 = 2;
@@ -24,8 +25,14 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
         let server = args.start_server().await?;
         tokio::time::sleep(args.settle).await;
         let before = server.rss_bytes()?;
-        let (mut fleet, opened) =
-            Fleet::open(args.target()?, count, args.per_process, FIRST_SOURCE).await?;
+        let (mut fleet, opened) = Fleet::open(
+            args.target()?,
+            count,
+            args.per_process,
+            FIRST_SOURCE,
+            OPEN_CONCURRENCY,
+        )
+        .await?;
         tokio::time::sleep(args.settle).await;
         let after = server.rss_bytes()?;
         if opened.connected == 0 {
@@ -59,7 +66,7 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
             );
         }
         if count == last {
-            heartbeat_cost(args, &server, &mut fleet, figures).await?;
+            heartbeat_cost(args, &server, &mut fleet, figures, "").await?;
         }
         fleet.close().await;
         server.kill().await?;
@@ -67,11 +74,14 @@ pub(super) async fn measure(args: &RunArgs, figures: &mut Figures) -> anyhow::Re
     Ok(())
 }
 
-async fn heartbeat_cost(
+/// Server CPU per heartbeat answered over the heartbeat window, heartbeats per second,
+/// and the connections lost; each figure's name ends with `suffix`.
+pub(super) async fn heartbeat_cost(
     args: &RunArgs,
     server: &ServerProcess,
     fleet: &mut Fleet,
     figures: &mut Figures,
+    suffix: &str,
 ) -> anyhow::Result<()> {
     let start = fleet.counters().await?;
     let cpu_start = server.cpu()?;
@@ -83,23 +93,28 @@ async fn heartbeat_cost(
     let beats = end.heartbeats - start.heartbeats;
     if beats == 0 {
         figures.missing(
-            "heartbeat_cpu_us",
+            &format!("heartbeat_cpu_us{suffix}"),
             "µs",
             Better::Lower,
             "no heartbeat in the window",
         );
     } else {
         let micros = cpu.as_secs_f64() * 1e6 / beats as f64;
-        figures.add("heartbeat_cpu_us", micros, "µs", Better::Lower);
+        figures.add(
+            &format!("heartbeat_cpu_us{suffix}"),
+            micros,
+            "µs",
+            Better::Lower,
+        );
     }
     figures.add(
-        "heartbeats_per_sec",
+        &format!("heartbeats_per_sec{suffix}"),
         beats as f64 / secs,
         "1/s",
         Better::Higher,
     );
     figures.add(
-        "false_disconnects",
+        &format!("false_disconnects{suffix}"),
         end.disconnects as f64,
         "",
         Better::Lower,

@@ -8,11 +8,23 @@
 //! - [`echo`]: messages per second through an echo endpoint;
 //! - [`detect`]: how long after the bound frozen peers are dropped, and whether
 //!   live ones are dropped by mistake (heartwire only: it reads /metrics);
-//! - [`storm`]: the server killed and restarted under heartwire clients.
+//! - [`storm`]: the server killed and restarted under heartwire clients;
+//! - [`footprint`]: idle connections opened 500 at a time: user-space memory per
+//!   connection and the kernel's memory per socket;
+//! - [`heartbeat`]: the server's CPU per Ping round trip with a few thousand idle
+//!   connections;
+//! - [`fanout`]: one publisher, 10,000 subscribers, a fixed publish rate: the server's
+//!   CPU per delivered message and the p99 latency;
+//! - [`connect`]: connects per second anonymously and with each JWT given, on one
+//!   server.
 
 mod broadcast;
+mod connect;
 mod detect;
 mod echo;
+mod fanout;
+mod footprint;
+mod heartbeat;
 mod idle;
 mod storm;
 
@@ -20,9 +32,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::dialect::Dialect;
-use super::figures::Figures;
+use super::figures::{Better, Figures};
+use super::kernel;
 use super::server::ServerProcess;
-use super::wire::{self, Target};
+use super::wire::{self, Target, Token};
 
 /// The scenarios, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +45,10 @@ pub(crate) enum Scenario {
     Echo,
     Detect,
     Storm,
+    Footprint,
+    Heartbeat,
+    Fanout,
+    Connect,
 }
 
 /// Options of `heartwire bench run`.
@@ -104,6 +121,38 @@ pub(crate) struct RunArgs {
     /// trusting only the CA in this PEM file
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// Every connection presents the JWT in this file (minted before the run)
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Idle connection counts of the footprint scenario
+    #[arg(long, value_delimiter = ',', default_value = "5000,19000")]
+    footprint: Vec<usize>,
+    /// Connections each generator process opens at a time in the footprint scenario
+    #[arg(long, default_value_t = 500)]
+    footprint_concurrency: usize,
+    /// Idle connections of the heartbeat scenario
+    #[arg(long, default_value_t = 3000)]
+    heartbeat_connections: usize,
+    /// Subscribers of the fan-out scenario
+    #[arg(long, default_value_t = 10_000)]
+    fanout_subscribers: usize,
+    /// Publishes per second of the fan-out scenario (each goes to every subscriber)
+    #[arg(long, default_value_t = 2.0)]
+    fanout_rate: f64,
+    /// Payload size of the fan-out scenario, in bytes
+    #[arg(long, default_value_t = 64)]
+    fanout_size: usize,
+    /// How long the fan-out scenario publishes (and, before, how long it measures the
+    /// server idle with the same subscribers)
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "6s")]
+    fanout_window: Duration,
+    /// Connections the connect scenario opens, gets `hello` on and closes, per kind
+    #[arg(long, default_value_t = 3000)]
+    connect_connections: usize,
+    /// A kind of credential for the connect scenario, NAME=FILE with a JWT in FILE;
+    /// repeatable. Anonymous connects are measured too
+    #[arg(long, value_name = "NAME=FILE")]
+    connect_token: Vec<String>,
 }
 
 impl RunArgs {
@@ -124,6 +173,7 @@ impl RunArgs {
                 .as_deref()
                 .map(wire::Tls::trusting)
                 .transpose()?,
+            token: self.token_file.as_deref().map(Token::read).transpose()?,
         })
     }
 }
@@ -142,7 +192,16 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
                 Scenario::Echo => echo::measure(&args, &mut figures).await,
                 Scenario::Detect => detect::measure(&args, &mut figures).await,
                 Scenario::Storm => storm::measure(&args, &mut figures).await,
+                Scenario::Footprint => footprint::measure(&args, &mut figures).await,
+                Scenario::Heartbeat => heartbeat::measure(&args, &mut figures).await,
+                Scenario::Fanout => fanout::measure(&args, &mut figures).await,
+                Scenario::Connect => connect::measure(&args, &mut figures).await,
             };
+            // The machine is shared: the load goes beside each scenario's figures.
+            if let Ok(load) = kernel::load_average() {
+                let name = format!("{scenario:?}").to_lowercase();
+                figures.add(&format!("load_{name}"), load, "", Better::Lower);
+            }
             // One scenario failing must not lose the others' figures.
             if let Err(err) = outcome {
                 eprintln!("bench: {} {scenario:?} failed: {err:#}", args.name);

@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::api::ApiError;
+use crate::admission::ClientAddr;
+use crate::api::{self, ApiError};
 use crate::state::ServerState;
 pub(crate) use sessions::AdminSessions;
 use sessions::OverTls;
@@ -61,10 +62,28 @@ struct Login {
     key: String,
 }
 
-async fn login(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+async fn login(
+    State(state): State<Arc<ServerState>>,
+    ClientAddr(address): ClientAddr,
+    request: Request,
+) -> Response {
     let Some(api_key) = &state.api_key else {
         return off();
     };
+    let now = Instant::now();
+    if let Err(wait) = state.key_guesses.admit(address, now) {
+        state.metrics.api_refused.increment(1);
+        let secs = api::retry_after_secs(wait);
+        let mut page = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(&format!(
+                "Too many wrong keys from this address: try again in {secs} s."
+            )),
+        );
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return page;
+    }
     let over_tls = request.extensions().get::<OverTls>().is_some();
     let Ok(Form(Login { key })) = Form::<Login>::from_request(request, &state).await else {
         return html(
@@ -73,13 +92,14 @@ async fn login(State(state): State<Arc<ServerState>>, request: Request) -> Respo
         );
     };
     if !api_key.matches(key.as_bytes()) {
+        state.key_guesses.wrong(address, now);
         state.metrics.api_refused.increment(1);
         return html(
             StatusCode::UNAUTHORIZED,
             login_page("That is not the API key."),
         );
     }
-    let token = state.admin_sessions.open(Instant::now());
+    let token = state.admin_sessions.open(now);
     (
         StatusCode::SEE_OTHER,
         [

@@ -31,15 +31,28 @@ impl TokenBucket {
 
     /// Takes a token at `now`; when there is none, returns how long until there is.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.ready(now)?;
+        self.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Whether a token is there at `now`, without taking it; when there is none,
+    /// how long until there is.
+    pub(crate) fn ready(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
         self.last = self.last.max(now);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
             return Ok(());
         }
         let wait = (1.0 - self.tokens) / self.per_second;
         Err(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
+    }
+
+    /// Whether the bucket is full at `now`: it remembers nothing of past events.
+    pub(crate) fn is_full(&mut self, now: Instant) -> bool {
+        let _ = self.ready(now);
+        self.tokens >= self.capacity
     }
 }
 
@@ -80,6 +93,20 @@ mod tests {
         assert!(bucket.take(t0).is_ok());
         assert!(bucket.take(t0 - Duration::from_secs(1)).is_err());
         assert!(bucket.take(t0).is_err());
+    }
+
+    #[test]
+    fn ready_takes_nothing_and_a_refilled_bucket_is_full() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(rate("1/s"), 2, t0).unwrap();
+        assert!(bucket.is_full(t0));
+        assert_eq!(bucket.ready(t0), Ok(()));
+        assert_eq!(bucket.ready(t0), Ok(()));
+        bucket.take(t0).unwrap();
+        assert!(!bucket.is_full(t0));
+        bucket.take(t0).unwrap();
+        assert_eq!(bucket.ready(t0), Err(Duration::from_secs(1)));
+        assert!(bucket.is_full(t0 + Duration::from_secs(2)));
     }
 
     #[test]

@@ -41,6 +41,18 @@ impl ApiError {
         )
     }
 
+    /// 429: this address sent too many wrong keys; it may try again after `wait`.
+    pub(crate) fn too_many_wrong_keys(wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_wrong_keys",
+            format!(
+                "too many wrong API keys from this address: try again in {} s",
+                super::guesses::retry_after_secs(wait)
+            ),
+        )
+    }
+
     /// 503: the broker cannot take the request now; send it again.
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

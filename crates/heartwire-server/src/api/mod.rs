@@ -3,7 +3,8 @@
 //!
 //! The API is off unless the server has a key (`--api-key`, `--api-key-file`); a
 //! call sends it in the `X-API-Key` header ([`key`] compares it in constant time),
-//! or comes from the admin page of a logged-in visitor (see [`crate::admin`]).
+//! or comes from the admin page of a logged-in visitor (see [`crate::admin`]). An
+//! address that sends wrong keys is slowed down ([`guesses`]).
 //! The API acts as the server: it may publish on any channel, including those whose
 //! rule says `publish = "server"`. Every error is an HTTP status with
 //! `{"error":{"code":…,"message":…}}` ([`error`]).
@@ -20,6 +21,7 @@
 mod body;
 mod control;
 mod error;
+mod guesses;
 mod history;
 mod inbox;
 mod inspect;
@@ -29,6 +31,7 @@ mod nodes;
 mod publish;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -36,9 +39,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 
+use crate::admission::ClientAddr;
 use crate::state::ServerState;
 pub(crate) use control::Control;
 pub(crate) use error::ApiError;
+pub(crate) use guesses::{KeyGuesses, retry_after_secs};
 pub(crate) use key::ApiKey;
 pub(crate) use nodes::NodeReports;
 
@@ -63,6 +68,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router<Arc<ServerState>> {
 /// Lets a call through only with the key; 404 for every call while the API is off.
 async fn require_key(
     State(state): State<Arc<ServerState>>,
+    ClientAddr(address): ClientAddr,
     request: Request,
     next: Next,
 ) -> Response {
@@ -70,15 +76,24 @@ async fn require_key(
         return ApiError::not_found("the server API is off: start the server with --api-key")
             .into_response();
     };
+    if crate::admin::admin_page_request(&state, request.headers()) {
+        return next.run(request).await;
+    }
+    let now = Instant::now();
+    if let Err(wait) = state.key_guesses.admit(address, now) {
+        state.metrics.api_refused.increment(1);
+        return guesses::refusal(wait);
+    }
     let presented = request
         .headers()
         .get(KEY_HEADER)
         .map(|value| value.as_bytes());
-    if presented.is_some_and(|presented| key.matches(presented))
-        || crate::admin::admin_page_request(&state, request.headers())
-    {
+    if presented.is_some_and(|presented| key.matches(presented)) {
         next.run(request).await
     } else {
+        if presented.is_some() {
+            state.key_guesses.wrong(address, now);
+        }
         state.metrics.api_refused.increment(1);
         ApiError::unauthorized().into_response()
     }

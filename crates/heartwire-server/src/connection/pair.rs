@@ -89,6 +89,7 @@ impl Server {
             auth,
             api_key: None,
             admin_sessions: Default::default(),
+            key_guesses: Default::default(),
             node_reports: Default::default(),
             admission: crate::admission::Admission::default(),
             unupgraded: std::sync::atomic::AtomicUsize::new(0),

@@ -1,0 +1,133 @@
+//! Wrong API keys, counted per client address, so the key cannot be guessed at the
+//! API or at the admin page's login.
+//!
+//! Each address may present [`GUESS_BURST`] wrong keys, and then one more every
+//! [`GUESS_EVERY`]. An address past its allowance is refused with 429 and
+//! `Retry-After` *before* its key is compared, so the answer to a guess beyond the
+//! allowance says nothing of whether it was right. A right key costs nothing.
+//!
+//! The table holds at most [`ADDRESSES_KEPT`] addresses; when it is full, addresses
+//! whose allowance has refilled are forgotten first, and past that a new address is
+//! not counted (each one still gets no more than its burst before it is counted).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::admission::TokenBucket;
+use crate::config::Rate;
+
+/// Wrong keys an address may present at once.
+pub(crate) const GUESS_BURST: u32 = 10;
+/// How often an address past its burst may present one more.
+pub(crate) const GUESS_EVERY: Duration = Duration::from_secs(6);
+/// Addresses counted at once.
+const ADDRESSES_KEPT: usize = 10_000;
+
+/// Wrong keys per client address.
+#[derive(Debug, Default)]
+pub(crate) struct KeyGuesses {
+    by_address: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl KeyGuesses {
+    /// Whether `address` may present a key at `now`; when it may not, how long until
+    /// it may.
+    pub(crate) fn admit(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut by_address = self.by_address.lock().expect("key guesses poisoned");
+        match by_address.get_mut(&address) {
+            Some(bucket) => bucket.ready(now),
+            None => Ok(()),
+        }
+    }
+
+    /// `address` presented a wrong key at `now`.
+    pub(crate) fn wrong(&self, address: IpAddr, now: Instant) {
+        let mut by_address = self.by_address.lock().expect("key guesses poisoned");
+        if !by_address.contains_key(&address) && by_address.len() >= ADDRESSES_KEPT {
+            by_address.retain(|_, bucket| !bucket.is_full(now));
+            if by_address.len() >= ADDRESSES_KEPT {
+                return;
+            }
+        }
+        let rate = Rate {
+            count: 1,
+            per: GUESS_EVERY,
+        };
+        let bucket = by_address
+            .entry(address)
+            .or_insert_with(|| TokenBucket::new(rate, GUESS_BURST, now).expect("a limited rate"));
+        // An address refused by `admit` is not compared, so it never gets here empty.
+        let _ = bucket.take(now);
+    }
+}
+
+/// The answer to an address past its allowance: 429, `Retry-After` and a sentence.
+pub(crate) fn refusal(wait: Duration) -> Response {
+    let mut response = ApiError::too_many_wrong_keys(wait).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after(wait));
+    response
+}
+
+/// The `Retry-After` value for `wait`.
+fn retry_after(wait: Duration) -> HeaderValue {
+    HeaderValue::from(retry_after_secs(wait))
+}
+
+/// `wait` in whole seconds, rounded up, at least one.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn an_address_past_its_burst_waits_and_others_are_not_touched() {
+        let guesses = KeyGuesses::default();
+        let t0 = Instant::now();
+        for _ in 0..GUESS_BURST {
+            assert_eq!(guesses.admit(ip(1), t0), Ok(()));
+            guesses.wrong(ip(1), t0);
+        }
+        assert_eq!(guesses.admit(ip(1), t0), Err(GUESS_EVERY));
+        assert_eq!(guesses.admit(ip(2), t0), Ok(()));
+        // One more guess per period, no more.
+        let later = t0 + GUESS_EVERY;
+        assert_eq!(guesses.admit(ip(1), later), Ok(()));
+        guesses.wrong(ip(1), later);
+        assert_eq!(guesses.admit(ip(1), later), Err(GUESS_EVERY));
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_forgiven_first() {
+        let guesses = KeyGuesses::default();
+        let t0 = Instant::now();
+        for n in 0..ADDRESSES_KEPT {
+            let address = IpAddr::from(u32::try_from(n).unwrap().to_be_bytes());
+            guesses.wrong(address, t0);
+        }
+        // Every address is still counted: a new one is not, and nothing is forgotten.
+        guesses.wrong(ip(9), t0);
+        assert_eq!(guesses.by_address.lock().unwrap().len(), ADDRESSES_KEPT);
+        // Once their one wrong key is forgiven, they make room.
+        let later = t0 + GUESS_EVERY;
+        for _ in 0..GUESS_BURST {
+            guesses.wrong(ip(9), later);
+        }
+        assert_eq!(guesses.by_address.lock().unwrap().len(), 1);
+        assert!(guesses.admit(ip(9), later).is_err());
+    }
+}
