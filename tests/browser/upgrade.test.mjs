@@ -47,7 +47,7 @@ test('a live upgrade mid-stream: no page sees a close, and every message arrives
       assert.deepEqual(await page.evaluate(() => window.recordedCloses), [], 'no close');
       assert.deepEqual(await page.evaluate(() => window.recordedStates), [], 'no state change');
     }
-    t.diagnostic(`the new process served ${upgradeMs} ms after it was started`);
+    t.diagnostic(`the old process ended ${upgradeMs} ms after the new one was started`);
   } finally {
     await browser.close();
     await next.kill();
