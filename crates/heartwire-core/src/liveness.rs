@@ -82,6 +82,28 @@ pub enum Action {
 /// its Ping for round-trip time.
 pub type PingPayload = [u8; 8];
 
+/// An open connection's [`Liveness`] as durations, not instants, which cannot cross
+/// processes: what a live upgrade hands to the new process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LivenessSnapshot {
+    /// Since when the peer has been silent.
+    pub silence: Duration,
+    /// A Ping not answered yet: its id, and how long ago it went out.
+    pub unanswered: Option<(u64, Duration)>,
+    /// The latest Ping: its id, and how long ago it went out.
+    pub latest_ping: Option<(u64, Duration)>,
+    /// The id of the next Ping.
+    pub next_ping_id: u64,
+    /// How long until the next application heartbeat.
+    pub next_heartbeat: Option<Duration>,
+    /// The latest round-trip time.
+    pub rtt: Option<Duration>,
+    /// A Ping is due and not yet handed out.
+    pub ping_due: bool,
+    /// A heartbeat is due and not yet handed out.
+    pub heartbeat_due: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Probe {
     id: u64,
@@ -340,6 +362,52 @@ impl Liveness {
             }
             Phase::Closing { deadline, .. } => Some(*deadline),
             Phase::Ending { .. } | Phase::Ended => None,
+        }
+    }
+
+    /// The machine of an open connection as durations before `now`, so another
+    /// process can take it over ([`Liveness::resume`]); `None` once a close has begun
+    /// (a closing connection is not handed over).
+    pub fn snapshot(&self, now: Instant) -> Option<LivenessSnapshot> {
+        if !matches!(self.phase, Phase::Open) {
+            return None;
+        }
+        let age = |at: Instant| now.saturating_duration_since(at);
+        let probe = |probe: Probe| (probe.id, age(probe.sent_at));
+        Some(LivenessSnapshot {
+            silence: age(self.last_heard),
+            unanswered: self.unanswered.map(probe),
+            latest_ping: self.latest_ping.map(probe),
+            next_ping_id: self.next_ping_id,
+            next_heartbeat: self
+                .next_heartbeat
+                .map(|at| at.saturating_duration_since(now)),
+            rtt: self.rtt,
+            ping_due: self.ping_due,
+            heartbeat_due: self.heartbeat_due,
+        })
+    }
+
+    /// An open connection's machine taken over at `now` from a [`snapshot`](Self::snapshot)
+    /// made in another process: every deadline stays where it was.
+    pub fn resume(config: LivenessConfig, snapshot: &LivenessSnapshot, now: Instant) -> Self {
+        let before = |age: Duration| now.checked_sub(age).unwrap_or(now);
+        let probe = |(id, age): (u64, Duration)| Probe {
+            id,
+            sent_at: before(age),
+        };
+        Self {
+            config,
+            phase: Phase::Open,
+            last_heard: before(snapshot.silence),
+            unanswered: snapshot.unanswered.map(probe),
+            latest_ping: snapshot.latest_ping.map(probe),
+            next_ping_id: snapshot.next_ping_id,
+            next_heartbeat: snapshot.next_heartbeat.map(|left| now + left),
+            rtt: snapshot.rtt,
+            ping_due: snapshot.ping_due,
+            heartbeat_due: snapshot.heartbeat_due,
+            detected_after: None,
         }
     }
 
@@ -704,6 +772,34 @@ mod tests {
         machine.handle_timeout(late);
         assert_eq!(actions(&mut machine), [Action::SendHeartbeat]);
         assert_eq!(machine.poll_timeout(), Some(late + every));
+    }
+
+    #[test]
+    fn a_snapshot_resumed_in_another_process_keeps_every_deadline() {
+        let t0 = Instant::now();
+        let mut machine = Liveness::new(config(), t0);
+        machine.handle_timeout(t0 + INTERVAL);
+        assert_eq!(
+            actions(&mut machine),
+            [Action::SendPing(0u64.to_be_bytes())]
+        );
+        let taken = t0 + INTERVAL + Duration::from_millis(10);
+        let snapshot = machine.snapshot(taken).expect("open");
+        // The other process's clock reads another instant for the same moment.
+        let other = taken + Duration::from_secs(100);
+        let mut resumed = Liveness::resume(config(), &snapshot, other);
+        let shift = Duration::from_secs(100);
+        assert_eq!(
+            resumed.poll_timeout(),
+            machine.poll_timeout().map(|at| at + shift)
+        );
+        assert!(
+            resumed
+                .handle_pong(other, &0u64.to_be_bytes())
+                .is_some_and(|rtt| rtt == Duration::from_millis(10))
+        );
+        machine.handle_close_sent(taken, DisconnectReason::ServerShutdown);
+        assert!(machine.snapshot(taken).is_none());
     }
 
     #[test]

@@ -34,15 +34,21 @@ use heartwire_core::DisconnectReason;
 use heartwire_core::protocol::session_name;
 use tokio::time::Sleep;
 
+use std::os::fd::{AsFd, OwnedFd};
+
+use tokio::sync::oneshot;
+
 use super::auth::Identity;
-use super::endpoint::Endpoint;
 use super::endpoint::kind::EndpointKind;
+use super::endpoint::{Context, Endpoint, Outgoing};
+use super::handover::state::ConnectionState;
+use super::handover::{Handover, Parked, Verdict};
 use super::slot::Slot;
-use super::websocket::Socket;
+use super::websocket::{Socket, SocketState};
 
 mod handler;
 
-use handler::Handler;
+use handler::{FrameSink, Handler, Resumed};
 
 /// Replies that may wait to be written before reading pauses.
 const REPLY_HIGH_WATER: usize = 32;
@@ -52,6 +58,57 @@ const READ_BUDGET: usize = 4;
 const WRITE_BUDGET: usize = 16;
 /// Rounds of the poll loop per wake-up before the task yields to others.
 const ROUND_BUDGET: usize = 8;
+/// How long a connection asked to pause for a live upgrade waits for the answers to
+/// its requests before it says it stays (the upgrade waits twice as long).
+const PAUSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes over a connection another process handed over (a live upgrade): `state`
+/// is what it was when that process paused it, `stream` its socket. The endpoint
+/// is made by `endpoint` once the connection has its mailbox.
+pub(crate) fn resume<E: Endpoint>(
+    stream: tokio::net::TcpStream,
+    state: ConnectionState,
+    endpoint: impl FnOnce(&Context) -> E,
+    mut slot: Slot,
+) -> ConnectionTask<E> {
+    let server = slot.server().clone();
+    let identity = state.identity.map(Box::new);
+    let user = identity
+        .as_ref()
+        .map(|identity| Arc::from(identity.user.as_str()));
+    let mailbox = slot.open_as(state.session, E::KIND, user);
+    let socket_state = SocketState {
+        reader: state.reader,
+        unsent: state.unsent,
+        deflate: state.deflate,
+    };
+    let max_message_size = server.config.limits.max_message_size;
+    let now = Instant::now();
+    let handler = Handler::resume(
+        endpoint,
+        Resumed {
+            server,
+            mailbox,
+            identity,
+            address: state.address,
+            liveness: state.liveness,
+            incomplete_for: state.incomplete_for,
+        },
+        now,
+    );
+    let connection = Connection {
+        socket: Socket::resume(stream, socket_state, max_message_size),
+        pausing: None,
+        timer: Box::pin(tokio::time::sleep_until(now.into())),
+        armed: None,
+        handler,
+    };
+    ConnectionTask {
+        connection,
+        slot,
+        parked: None,
+    }
+}
 
 /// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
 /// greets and subscribes, and the returned task drives the connection until it ends.
@@ -70,11 +127,16 @@ pub(crate) fn start<E: Endpoint>(
     let now = Instant::now();
     let connection = Connection {
         socket,
+        pausing: None,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask { connection, slot }
+    ConnectionTask {
+        connection,
+        slot,
+        parked: None,
+    }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
@@ -84,12 +146,48 @@ pub(crate) struct ConnectionTask<E> {
     /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
     slot: Slot,
+    /// Paused for a live upgrade: the answer whether it goes on here or was handed over.
+    parked: Option<oneshot::Receiver<Verdict>>,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
+        if let Some(parked) = &mut self.parked {
+            let verdict = ready!(Pin::new(parked).poll(cx));
+            self.parked = None;
+            if verdict == Ok(Verdict::Close) {
+                // The channels have moved: nothing more is read (nor published here);
+                // the shutdown that follows closes the connection with 1012.
+                self.connection.handler.reading = false;
+            }
+            if verdict == Ok(Verdict::Moved) {
+                let handler = &mut self.connection.handler;
+                handler.endpoint.on_close(&mut handler.context);
+                self.slot.log_end(&"handed over to the new process");
+                // Dropping the socket closes this process's descriptor only: the new
+                // process holds its own.
+                return Poll::Ready(());
+            }
+        }
+        if self.connection.handler.context.mailbox.take_handover_ask() {
+            self.connection.pausing = Some(Instant::now());
+        }
+        if let Some(since) = self.connection.pausing {
+            // Reading stops until the answers its requests wait for are in.
+            let waits = self.connection.handler.endpoint.awaits_answers()
+                && since.elapsed() < PAUSE_PATIENCE;
+            if !waits {
+                self.connection.pausing = None;
+                let server = self.slot.server().clone();
+                let address = self.slot.address();
+                if let Some(parked) = self.connection.park(address, &server.handover) {
+                    self.parked = Some(parked);
+                    return self.poll(cx);
+                }
+            }
+        }
         let reason = ready!(self.connection.poll_drive(cx));
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
@@ -120,6 +218,9 @@ enum Reading {
 
 struct Connection<E> {
     socket: Socket,
+    /// Since when a live upgrade has asked this connection to pause, while it waits
+    /// for answers to its requests (reading stops meanwhile).
+    pausing: Option<Instant>,
     timer: Pin<Box<Sleep>>,
     /// The deadline the timer is set to, while it has not fired.
     armed: Option<Instant>,
@@ -127,6 +228,50 @@ struct Connection<E> {
 }
 
 impl<E: Endpoint> Connection<E> {
+    /// Pauses for a live upgrade, between two polls: queues what waits (replies,
+    /// mailbox items) into the unsent bytes, and offers the connection's state and
+    /// socket to `handover`. A connection that is not handed over (over TLS,
+    /// closing, or on an endpoint that is not) says it stays, and waits too, reading
+    /// nothing. Returns the verdict to wait for; `None` when no handover asks any more.
+    fn park(
+        &mut self,
+        address: std::net::IpAddr,
+        handover: &Handover,
+    ) -> Option<oneshot::Receiver<Verdict>> {
+        let Some((state, fd)) = self.offer(address) else {
+            return handover.stays();
+        };
+        let (verdict, answer) = oneshot::channel();
+        handover.park(Parked { state, fd, verdict });
+        Some(answer)
+    }
+
+    fn offer(&mut self, address: std::net::IpAddr) -> Option<(ConnectionState, OwnedFd)> {
+        let now = Instant::now();
+        let handler = &mut self.handler;
+        if !handler.reading || handler.liveness.is_closing() || handler.liveness.is_over() {
+            return None;
+        }
+        let endpoint = handler.endpoint.hand_over()?;
+        // Checked before anything is queued, so a connection that stays loses nothing.
+        self.socket.hand_over()?;
+        handler.gather(&mut Everything(&mut self.socket));
+        let (tcp, socket) = self.socket.hand_over()?;
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        let state = ConnectionState {
+            session: handler.context.mailbox.id(),
+            address,
+            identity: handler.context.identity.as_deref().cloned(),
+            endpoint,
+            liveness: handler.liveness.snapshot(now)?,
+            incomplete_for: handler.incomplete_for(now),
+            deflate: socket.deflate,
+            reader: socket.reader,
+            unsent: socket.unsent,
+        };
+        Some((state, fd))
+    }
+
     fn poll_drive(&mut self, cx: &mut task::Context<'_>) -> Poll<DisconnectReason> {
         self.handler.context.mailbox.register(cx);
         for _ in 0..ROUND_BUDGET {
@@ -172,6 +317,9 @@ impl<E: Endpoint> Connection<E> {
     /// or the read budget runs out.
     fn poll_read(&mut self, cx: &mut task::Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
+        if self.pausing.is_some() {
+            return Reading::Idle;
+        }
         for _ in 0..READ_BUDGET {
             if !handler.reading || handler.liveness.is_over() {
                 return Reading::Idle;
@@ -261,6 +409,19 @@ impl<E: Endpoint> Connection<E> {
             return false;
         }
         true
+    }
+}
+
+/// A sink that takes every frame: what waits is queued at once before a handover.
+struct Everything<'a>(&'a mut Socket);
+
+impl FrameSink for Everything<'_> {
+    fn wants_more(&self) -> bool {
+        true
+    }
+
+    fn queue(&mut self, outgoing: Outgoing) {
+        FrameSink::queue(self.0, outgoing);
     }
 }
 

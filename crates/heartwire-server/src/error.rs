@@ -13,6 +13,22 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// The Unix socket of live upgrades (`--upgrade-socket`) cannot be listened on.
+    #[error("cannot listen for live upgrades on {}", path.display())]
+    UpgradeSocket {
+        /// The path asked for.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Taking over from a running server (`--take-over`) failed; that server goes on.
+    #[error("cannot take over from the server at {}", path.display())]
+    TakeOver {
+        /// The path of its upgrade socket.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),

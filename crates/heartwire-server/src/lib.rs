@@ -30,7 +30,8 @@
 //! default and help: docs/CONFIG.md); [`websocket`] is the frame layer that holds no
 //! buffer while a connection is idle; [`state`] is what every connection shares;
 //! [`id`] makes up the ids of connections, epochs and nodes; [`error`] is this crate's
-//! error type.
+//! error type; [`handover`] is the live upgrade, which hands the listening socket and
+//! the connections to a new process without closing them.
 
 mod admin;
 mod admission;
@@ -41,6 +42,7 @@ mod config;
 mod connection;
 mod endpoint;
 mod error;
+mod handover;
 mod id;
 mod listener;
 mod mailbox;
@@ -63,6 +65,7 @@ pub use websocket::fuzzing;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,9 +80,10 @@ pub use broker::{
 pub use config::{
     Access, ApiAccess, BrokerConfig, Compression, HeartbeatConventions, HeartbeatReply, Holdings,
     Limits, LivenessTiming, OverloadBounds, Rate, RateLimits, Retention, Secret, ServerConfig,
-    SseOptions, TlsFiles,
+    SseOptions, TlsFiles, Upgrade,
 };
 pub use error::Error;
+pub use handover::state::{ChannelState, MessageState, PayloadState, PublishIdState};
 pub use id::ConnectionId;
 pub use mailbox::{Mailbox, Member, Outbound};
 pub use permissions::{ChannelPattern, ChannelRule, Permission};
@@ -99,6 +103,8 @@ pub struct Server {
     state: Arc<ServerState>,
     /// The subscription to the server API's commands, when the API is on.
     control: Option<api::Control>,
+    /// Where a new process takes over (`--upgrade-socket`), once bound.
+    upgrade_socket: Option<handover::send::UpgradeSocket>,
 }
 
 impl std::fmt::Debug for Server {
@@ -119,22 +125,64 @@ impl Server {
         Self::bind_with_broker(config, broker).await
     }
 
-    /// Binds `config.listen`, fanning messages out through `broker`.
+    /// Binds `config.listen`, fanning messages out through `broker`; with
+    /// `--take-over`, takes the listening socket and the connections of the running
+    /// server instead ([`Server::take_over`]).
     pub async fn bind_with_broker(
         config: ServerConfig,
         broker: Arc<dyn Broker>,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let tls = tls::Tls::new(&config.tls)?.map(Arc::new);
-        let auth = auth::Auth::new(&config.access)?;
-        auth.prefetch().await;
-        let api_key = api::ApiKey::from_config(&config.api)?;
+        if let Some(path) = config.upgrade.take_over.clone() {
+            return Self::take_over(config, broker, &path).await;
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
                 addr: config.listen,
                 source,
             })?;
+        let mut server = Self::on_listener(config, broker, listener).await?;
+        server.offer_upgrades()?;
+        Ok(server)
+    }
+
+    /// Listens on `--upgrade-socket`, when given. A process that takes over does so
+    /// only once it has the connections: until then the socket at that path is still
+    /// the old process's, which goes on if the take-over fails.
+    fn offer_upgrades(&mut self) -> Result<(), Error> {
+        if let Some(path) = &self.state.config.upgrade.upgrade_socket {
+            self.upgrade_socket = Some(handover::send::UpgradeSocket::bind(path)?);
+        }
+        Ok(())
+    }
+
+    /// Takes over from the server whose upgrade socket is `path`: its listening
+    /// socket, its channels and its WebSocket connections, which go on without a
+    /// close (docs/RELIABILITY.md). If this fails, that server goes on serving.
+    async fn take_over(
+        config: ServerConfig,
+        broker: Arc<dyn Broker>,
+        path: &std::path::Path,
+    ) -> Result<Self, Error> {
+        handover::adopt::broker_ready(broker.as_ref(), path).await?;
+        let (begun, listener) = handover::adopt::begin(path).await?;
+        let listener = TcpListener::from_std(listener)?;
+        let mut server = Self::on_listener(config, broker, listener).await?;
+        handover::adopt::adopt(begun, &server.state).await?;
+        server.offer_upgrades()?;
+        Ok(server)
+    }
+
+    async fn on_listener(
+        config: ServerConfig,
+        broker: Arc<dyn Broker>,
+        listener: TcpListener,
+    ) -> Result<Self, Error> {
+        let tls = tls::Tls::new(&config.tls)?.map(Arc::new);
+        let auth = auth::Auth::new(&config.access)?;
+        auth.prefetch().await;
+        let api_key = api::ApiKey::from_config(&config.api)?;
         let state = Arc::new(ServerState {
             overload: overload::Overload::new(config.overload),
             config,
@@ -150,6 +198,7 @@ impl Server {
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
             pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
+            handover: handover::Handover::default(),
         });
         let control = match state.api_key {
             Some(_) => Some(api::Control::join(&state).await),
@@ -162,6 +211,7 @@ impl Server {
             hangups,
             state,
             control,
+            upgrade_socket: None,
         })
     }
 
@@ -192,6 +242,7 @@ impl Server {
             hangups,
             state,
             control,
+            upgrade_socket,
         } = self;
         let config = &state.config;
         tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "heartwire listening");
@@ -202,6 +253,25 @@ impl Server {
                     tls::reload(tls, hangups, config.tls.tls_reload_check, &state.metrics).await
                 }
                 None => std::future::pending().await,
+            }
+        };
+        let listener_fd = match upgrade_socket {
+            Some(_) => Some(listener.as_fd().try_clone_to_owned()?),
+            None => None,
+        };
+        let handing_state = state.clone();
+        let handed_over = async move {
+            match upgrade_socket.zip(listener_fd) {
+                Some((socket, listener)) => {
+                    handover::send::serve(socket, handing_state, listener).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = handed_over => {}
             }
         };
         let drain = drain_after(shutdown, state.clone());

@@ -136,7 +136,7 @@ pub(crate) async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
+            accepted = state.handover.accept(&listener) => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     state.metrics.refused("accept_error");

@@ -109,6 +109,9 @@ pub(crate) enum Signal {
 struct State {
     queue: VecDeque<Outbound>,
     signal: Option<Signal>,
+    /// A live upgrade asks the connection to pause and hand itself over; unlike a
+    /// signal, deliveries go on (kept for the connection if the upgrade fails).
+    handover: bool,
 }
 
 /// A connection's bounded inbound queue and wake-up. See the [module docs](self).
@@ -181,6 +184,17 @@ impl Mailbox {
             .signal
             .get_or_insert(Signal::Disconnect { code, reason });
         self.waker.wake();
+    }
+
+    /// Asks the connection to pause and hand itself over (a live upgrade).
+    pub(crate) fn ask_handover(&self) {
+        self.state.lock().handover = true;
+        self.waker.wake();
+    }
+
+    /// Whether a handover was asked for, forgetting the ask.
+    pub(crate) fn take_handover_ask(&self) -> bool {
+        std::mem::take(&mut self.state.lock().handover)
     }
 
     /// Registers the connection's task to be woken by the next delivery or signal.

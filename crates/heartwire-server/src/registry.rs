@@ -25,6 +25,8 @@ use crate::mailbox::Mailbox;
 struct Open {
     mailbox: Arc<Mailbox>,
     user: Option<Arc<str>>,
+    /// A WebSocket (else an event stream), which a live upgrade may hand over.
+    websocket: bool,
 }
 
 /// Which connections a request of the server API is about.
@@ -76,10 +78,11 @@ impl Registry {
 
     /// Registers an upgraded connection of `user` (`None`: anonymous); one that
     /// arrives while the server drains is asked to close at once.
-    pub(crate) fn register(&self, mailbox: Arc<Mailbox>, user: Option<Arc<str>>) {
+    pub(crate) fn register(&self, mailbox: Arc<Mailbox>, user: Option<Arc<str>>, websocket: bool) {
         let open = Open {
             mailbox: mailbox.clone(),
             user,
+            websocket,
         };
         self.open.lock().insert(mailbox.id(), open);
         if self.is_draining() {
@@ -130,6 +133,14 @@ impl Registry {
         }
     }
 
+    /// Asks every WebSocket connection to pause and hand itself over (a live
+    /// upgrade); returns how many were asked, each of which answers.
+    pub(crate) fn ask_handover(&self) -> usize {
+        let open = self.open.lock();
+        let asked = open.values().filter(|open| open.websocket);
+        asked.map(|open| open.mailbox.ask_handover()).count()
+    }
+
     /// Waits until every slot is given back.
     pub(crate) async fn drained(&self) {
         loop {
@@ -163,7 +174,7 @@ mod tests {
         registry.drain(Duration::ZERO);
         assert!(!registry.take_slot(10));
         let mailbox = Arc::new(Mailbox::new(7, 4));
-        registry.register(mailbox.clone(), None);
+        registry.register(mailbox.clone(), None, true);
         assert!(mailbox.signal().is_some());
     }
 
@@ -172,9 +183,9 @@ mod tests {
         let registry = Registry::default();
         let ada = Some(Arc::from("ada"));
         for id in [1, 2] {
-            registry.register(Arc::new(Mailbox::new(id, 4)), ada.clone());
+            registry.register(Arc::new(Mailbox::new(id, 4)), ada.clone(), true);
         }
-        registry.register(Arc::new(Mailbox::new(3, 4)), None);
+        registry.register(Arc::new(Mailbox::new(3, 4)), None, true);
         let ids = |target| {
             let mut ids: Vec<_> = registry.find(&target).iter().map(|m| m.id()).collect();
             ids.sort_unstable();

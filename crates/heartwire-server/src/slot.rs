@@ -105,9 +105,22 @@ impl Slot {
     /// The upgrade is done: registers the connection of `user` (`None`: anonymous)
     /// and returns its mailbox.
     pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> Arc<Mailbox> {
-        let id = new_connection_id();
+        self.open_as(new_connection_id(), endpoint, user)
+    }
+
+    /// [`open`](Self::open) for the connection of session `id`, which another
+    /// process handed over.
+    pub(crate) fn open_as(
+        &mut self,
+        id: ConnectionId,
+        endpoint: EndpointKind,
+        user: Option<Arc<str>>,
+    ) -> Arc<Mailbox> {
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
-        self.server.registry.register(mailbox.clone(), user);
+        let websocket = endpoint != EndpointKind::Sse;
+        self.server
+            .registry
+            .register(mailbox.clone(), user, websocket);
         let metrics = self.server.metrics.endpoint(endpoint);
         metrics.accepted.increment(1);
         metrics.open.increment(1.0);

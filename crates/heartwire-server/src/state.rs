@@ -38,4 +38,7 @@ pub(crate) struct ServerState {
     pub(crate) overload: Overload,
     /// When the server started, for `/healthz`'s uptime.
     pub(crate) started: Instant,
+    /// Live upgrade: whether the listener accepts, and where paused connections offer
+    /// themselves.
+    pub(crate) handover: crate::handover::Handover,
 }

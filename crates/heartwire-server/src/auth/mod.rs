@@ -40,7 +40,7 @@ use token::TokenVerifier;
 ///
 /// An anonymous connection carries none (`Option<Box<Identity>>` is one word), so
 /// identifying costs nothing to connections that are not identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The user: the JWT's `sub`, or the connect hook's `user`.
     pub user: String,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use heartwire_core::protocol::Position;
 
+use crate::handover::state::ChannelState;
 use crate::id::ConnectionId;
 use crate::mailbox::Mailbox;
 use crate::publication::Payload;
@@ -151,4 +152,14 @@ pub trait Broker: Send + Sync + 'static {
     /// once and later, when it did, and the reap is forgotten so it counts once.
     /// A broker without other nodes never calls it.
     fn take_reaped(&self, _session: &str, _then: Box<dyn FnOnce() + Send>) {}
+
+    /// The channels a live upgrade hands to the new process: those kept in this
+    /// process (none for a broker whose history is elsewhere, as in Redis).
+    fn hand_over_channels(&self) -> Vec<ChannelState> {
+        Vec::new()
+    }
+
+    /// Takes over the channels of the process this one replaces, before any
+    /// connection subscribes.
+    fn adopt_channels(&self, _channels: Vec<ChannelState>) {}
 }

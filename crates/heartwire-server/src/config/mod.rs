@@ -28,6 +28,7 @@ mod rates;
 mod retention;
 mod sse;
 mod tls;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,6 +52,7 @@ pub use rates::{Rate, RateLimits};
 pub use retention::Retention;
 pub use sse::SseOptions;
 pub use tls::TlsFiles;
+pub use upgrade::Upgrade;
 
 /// Everything a [`Server`](super::Server) needs to know.
 #[derive(clap::Args, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -138,6 +140,11 @@ pub struct ServerConfig {
     #[command(flatten)]
     #[serde(skip)]
     pub sse: SseOptions,
+
+    /// Live upgrade: handing connections over to a new process.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub upgrade: Upgrade,
 
     /// Who may connect, and as whom.
     #[command(flatten)]

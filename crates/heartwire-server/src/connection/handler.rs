@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use heartwire_core::liveness::Action;
+use heartwire_core::liveness::{Action, LivenessSnapshot};
 use heartwire_core::{DisconnectReason, Liveness};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -22,6 +22,16 @@ use crate::endpoint::{Context, Endpoint, Outgoing};
 use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
 use crate::websocket::Socket;
+
+/// What a connection handed over by another process brings besides its endpoint.
+pub(super) struct Resumed {
+    pub(super) server: Arc<ServerState>,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) identity: Option<Box<Identity>>,
+    pub(super) address: IpAddr,
+    pub(super) liveness: LivenessSnapshot,
+    pub(super) incomplete_for: Option<Duration>,
+}
 
 /// What a connection does with messages, signals and deadlines; everything but the
 /// socket and the timer. It reads no clock: time comes in as `now`, and frames go
@@ -70,6 +80,48 @@ impl<E: Endpoint> Handler<E> {
             rate,
             incomplete_since: None,
         }
+    }
+
+    /// A connection handed over by another process, taken over at `now`: the
+    /// endpoint is made by `endpoint` once the context is, without greeting again.
+    pub(super) fn resume(
+        endpoint: impl FnOnce(&Context) -> E,
+        resumed: Resumed,
+        now: Instant,
+    ) -> Self {
+        let Resumed {
+            server,
+            mailbox,
+            identity,
+            address,
+            liveness,
+            incomplete_for,
+        } = resumed;
+        let rate = MessageRate::new(&server.config.rates, now);
+        let context = Context {
+            server,
+            mailbox,
+            identity,
+            address,
+            replies: VecDeque::new(),
+        };
+        let endpoint = endpoint(&context);
+        let config = context.server.config.liveness(endpoint.facility());
+        Self {
+            reading: true,
+            endpoint,
+            liveness: Liveness::resume(config, &liveness, now),
+            context,
+            ended: None,
+            rate,
+            incomplete_since: incomplete_for.map(|held| now.checked_sub(held).unwrap_or(now)),
+        }
+    }
+
+    /// How long the socket has held an incomplete message, at `now`.
+    pub(super) fn incomplete_for(&self, now: Instant) -> Option<Duration> {
+        self.incomplete_since
+            .map(|since| now.saturating_duration_since(since))
     }
 
     /// Applies the mailbox's signals and the deadlines passed at `now` (`wall` on the

@@ -96,6 +96,7 @@ impl Server {
             unupgraded: std::sync::atomic::AtomicUsize::new(0),
             pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: now,
+            handover: Default::default(),
         });
         Self {
             state,

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Context, Endpoint, EndpointKind, Outgoing};
+use crate::handover::state::EndpointState;
 use crate::mailbox::Outbound;
 
 /// The echo endpoint.
@@ -27,4 +28,8 @@ impl Endpoint for Echo {
     }
 
     fn on_close(&mut self, _context: &mut Context) {}
+
+    fn hand_over(&self) -> Option<EndpointState> {
+        Some(EndpointState::Echo)
+    }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::auth::Identity;
+use super::handover::state::EndpointState;
 use super::mailbox::{Mailbox, Outbound};
 use super::permissions::{self, Action, Forbidden};
 use super::publication::{Encoding, Publication};
@@ -72,6 +73,20 @@ pub(crate) trait Endpoint: Send + Unpin + 'static {
 
     /// The connection is over: release what it holds in the broker.
     fn on_close(&mut self, context: &mut Context);
+
+    /// Whether requests of this connection wait for an answer from elsewhere (the
+    /// broker): a live upgrade waits for them, since an answer delivered after the
+    /// connection left would be lost.
+    fn awaits_answers(&self) -> bool {
+        false
+    }
+
+    /// What another process needs to take the connection over in a live upgrade;
+    /// `None` for an endpoint whose connections are not handed over (they are closed
+    /// with 1012 instead).
+    fn hand_over(&self) -> Option<EndpointState> {
+        None
+    }
 }
 
 /// A frame made from a mailbox item.

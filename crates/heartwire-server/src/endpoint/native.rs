@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::{self, expiry};
 use crate::broker::{PublishRequest, SubscribeRequest};
+use crate::handover::state::{EndpointState, SubscriptionState};
 use crate::mailbox::{Member, Outbound};
 use crate::metrics::ResumeOutcome;
 use crate::permissions::{Action, Forbidden};
@@ -23,12 +24,39 @@ use crate::publication::{Encoding, Payload};
 /// The native endpoint: its subscriptions, to release them at the end.
 #[derive(Default)]
 pub(crate) struct Native {
-    subscriptions: Vec<Arc<str>>,
+    subscriptions: Vec<Held>,
     /// The positions asked for by subscribes not answered yet, to count how each
     /// resume went; at most one per subscription (an unsubscribe drops its own).
     resuming: Vec<(Arc<str>, Position)>,
     /// The client has sent its report: a second one is invalid.
     reported: bool,
+    /// Requests the broker (or the identity provider) has not answered yet: publishes
+    /// with an id, presence, refresh. A live upgrade waits for their answers.
+    unanswered: u32,
+}
+
+/// A subscription and the position of the last message queued to it, from which
+/// another process resumes it after a live upgrade.
+struct Held {
+    channel: Arc<str>,
+    /// The channel's epoch, once the subscription is confirmed.
+    epoch: Option<Arc<str>>,
+    /// The last `seq` queued to the client.
+    seq: u64,
+    /// Resumed after a live upgrade: its confirmation is not news to the client,
+    /// unless it says messages were lost.
+    resumed: bool,
+}
+
+impl Held {
+    fn new(channel: Arc<str>) -> Self {
+        Self {
+            channel,
+            epoch: None,
+            seq: 0,
+            resumed: false,
+        }
+    }
 }
 
 fn frame(frame: &ServerFrame) -> Message {
@@ -95,8 +123,12 @@ impl Native {
             Ok(()) => since,
             Err(_) => SubscribeRequest::unreplayable(),
         });
-        let channel: Arc<str> = match self.subscriptions.iter().find(|held| ***held == *channel) {
-            Some(held) => held.clone(),
+        let channel: Arc<str> = match self
+            .subscriptions
+            .iter()
+            .find(|held| *held.channel == *channel)
+        {
+            Some(held) => held.channel.clone(),
             None if self.subscriptions.len() >= context.server.config.limits.max_subscriptions => {
                 let limit = context.server.config.limits.max_subscriptions;
                 let reason = format!(
@@ -107,7 +139,7 @@ impl Native {
             }
             None => {
                 let channel = Arc::from(channel);
-                self.subscriptions.push(Arc::clone(&channel));
+                self.subscriptions.push(Held::new(Arc::clone(&channel)));
                 channel
             }
         };
@@ -173,6 +205,7 @@ impl Native {
             context.reply(forbidden(refusal, &channel, None));
         } else if context.server.config.has_presence(&channel) {
             let channel = Arc::from(channel);
+            self.unanswered += 1;
             context
                 .server
                 .broker
@@ -188,9 +221,10 @@ impl Native {
     /// `unsubscribed`.
     fn end_what_is_no_longer_allowed(&mut self, context: &mut Context) {
         let mut kept = Vec::with_capacity(self.subscriptions.len());
-        for channel in std::mem::take(&mut self.subscriptions) {
+        for held in std::mem::take(&mut self.subscriptions) {
+            let channel = held.channel.clone();
             match context.permit(Action::Subscribe, &channel) {
-                Ok(()) => kept.push(channel),
+                Ok(()) => kept.push(held),
                 Err(refusal) => {
                     context
                         .server
@@ -207,7 +241,7 @@ impl Native {
     }
 
     fn unsubscribe(&mut self, channel: String, context: &mut Context) {
-        self.subscriptions.retain(|held| **held != *channel);
+        self.subscriptions.retain(|held| *held.channel != *channel);
         self.resuming.retain(|(held, _)| **held != *channel);
         context
             .server
@@ -240,6 +274,9 @@ impl Native {
         }
         let data =
             serde_json::value::to_raw_value(&data).expect("a parsed JSON value encodes again");
+        if id.is_some() {
+            self.unanswered += 1;
+        }
         context.server.broker.publish(PublishRequest {
             channel: Arc::from(channel),
             payload: Payload::Json(data),
@@ -315,6 +352,7 @@ impl Endpoint for Native {
                 self.publish(channel, data, id, context)
             }
             Ok(ClientFrame::Refresh { token }) => {
+                self.unanswered += 1;
                 auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
             }
             Ok(ClientFrame::Report { fields }) => self.report(&fields, context),
@@ -331,8 +369,20 @@ impl Endpoint for Native {
     }
 
     fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
+        if matches!(
+            item,
+            Outbound::Ack { .. }
+                | Outbound::Presence { .. }
+                | Outbound::Refreshed(_)
+                | Outbound::Error { id: Some(_), .. }
+        ) {
+            self.unanswered = self.unanswered.saturating_sub(1);
+        }
         let message = match item {
             Outbound::Message(message) => {
+                if let Some(held) = self.held(&message.channel) {
+                    held.seq = message.seq;
+                }
                 return Some(Outgoing::Published(message, Encoding::Native));
             }
             Outbound::Subscribed {
@@ -343,6 +393,13 @@ impl Endpoint for Native {
             } => {
                 if let Some(recovered) = recovered {
                     self.resumed(&channel, seq, &epoch, recovered, context);
+                }
+                if let Some(held) = self.held(&channel) {
+                    held.seq = seq;
+                    held.epoch = Some(epoch.clone());
+                    if std::mem::take(&mut held.resumed) && recovered == Some(true) {
+                        return None;
+                    }
                 }
                 frame(&ServerFrame::Subscribed {
                     channel: channel.to_string(),
@@ -387,10 +444,8 @@ impl Endpoint for Native {
             }
             Outbound::Unsubscribe { channel } => {
                 // The application ended it; a subscription already gone is left alone.
-                if !self.subscriptions.contains(&channel) {
-                    return None;
-                }
-                self.subscriptions.retain(|held| *held != channel);
+                self.held(&channel)?;
+                self.subscriptions.retain(|held| held.channel != channel);
                 context
                     .server
                     .broker
@@ -420,11 +475,61 @@ impl Endpoint for Native {
     }
 
     fn on_close(&mut self, context: &mut Context) {
-        for channel in self.subscriptions.drain(..) {
+        for held in self.subscriptions.drain(..) {
             context
                 .server
                 .broker
-                .unsubscribe(&channel, context.mailbox.id());
+                .unsubscribe(&held.channel, context.mailbox.id());
         }
+    }
+
+    fn awaits_answers(&self) -> bool {
+        self.unanswered > 0
+    }
+
+    fn hand_over(&self) -> Option<EndpointState> {
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .map(|held| SubscriptionState {
+                channel: held.channel.to_string(),
+                position: held.epoch.as_ref().map(|epoch| Position {
+                    epoch: epoch.to_string(),
+                    seq: held.seq,
+                }),
+            })
+            .collect();
+        Some(EndpointState::Native { subscriptions })
+    }
+}
+
+impl Native {
+    /// The subscription to `channel`, if held.
+    fn held(&mut self, channel: &str) -> Option<&mut Held> {
+        self.subscriptions
+            .iter_mut()
+            .find(|held| *held.channel == *channel)
+    }
+
+    /// Takes over the subscriptions of a connection handed over by another process:
+    /// each is subscribed again from its position, so the messages published since
+    /// follow, once and in order, and its confirmation is not sent again.
+    pub(crate) fn resume(subscriptions: Vec<SubscriptionState>, context: &Context) -> Self {
+        let mut native = Self::default();
+        for subscription in subscriptions {
+            let channel: Arc<str> = Arc::from(subscription.channel);
+            let mut held = Held::new(channel.clone());
+            held.resumed = subscription.position.is_some();
+            native.subscriptions.push(held);
+            context.server.broker.subscribe(SubscribeRequest {
+                presence: context.server.config.has_presence(&channel),
+                channel,
+                subscriber: context.mailbox.clone(),
+                with_retained: false,
+                since: subscription.position,
+                user: context.user(),
+            });
+        }
+        native
     }
 }

@@ -20,4 +20,4 @@ mod reader;
 mod socket;
 
 pub(crate) use handshake::{Settings, Upgrade};
-pub(crate) use socket::Socket;
+pub(crate) use socket::{Socket, SocketState};

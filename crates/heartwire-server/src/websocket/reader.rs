@@ -24,6 +24,7 @@ use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 
 use super::deflate;
+use crate::handover::state::{FragmentedState, ReaderState};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -78,6 +79,40 @@ impl Reader {
         let mut reader = Self::new(max_message_size, inflates);
         reader.partial.extend_from_slice(input);
         reader.undecoded = !input.is_empty();
+        reader
+    }
+
+    /// What is kept between reads, for another process to take over; `None` once a
+    /// close frame was read.
+    pub(crate) fn hand_over(&self) -> Option<ReaderState> {
+        if self.closed {
+            return None;
+        }
+        Some(ReaderState {
+            partial: self.partial.clone(),
+            undecoded: self.undecoded,
+            fragmented: self.fragmented.as_ref().map(|message| FragmentedState {
+                text: message.text,
+                compressed: message.compressed,
+                data: message.data.clone(),
+                validated: message.validated,
+            }),
+        })
+    }
+
+    /// A reader that goes on from what another process kept ([`Reader::hand_over`]).
+    pub(crate) fn resume(max_message_size: usize, inflates: bool, state: ReaderState) -> Self {
+        let mut reader = Self::new(max_message_size, inflates);
+        reader.partial = state.partial;
+        reader.undecoded = state.undecoded;
+        reader.fragmented = state.fragmented.map(|message| {
+            Box::new(Fragmented {
+                text: message.text,
+                compressed: message.compressed,
+                data: message.data,
+                validated: message.validated,
+            })
+        });
         reader
     }
 
@@ -391,6 +426,23 @@ mod tests {
         bytes.extend_from_slice(&MASK);
         bytes.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, k)| b ^ k));
         bytes
+    }
+
+    #[test]
+    fn a_reader_handed_over_mid_frame_and_mid_message_goes_on_in_the_other_process() {
+        let mut input = frame(0x1, false, b"hello ");
+        let last = frame(0x0, true, "wörld".as_bytes());
+        input.extend_from_slice(&last[..4]);
+        let mut reader = Reader::new(1024, false);
+        assert!(read_all(&mut reader, &input).unwrap().is_empty());
+        assert!(reader.holds_incomplete());
+        let state = reader.hand_over().expect("not closed");
+        // The state crosses as JSON, as it does between the processes.
+        let text = serde_json::to_string(&state).unwrap();
+        let mut resumed = Reader::resume(1024, false, serde_json::from_str(&text).unwrap());
+        let messages = read_all(&mut resumed, &last[4..]).unwrap();
+        assert_eq!(messages, [Message::Text("hello wörld".into())]);
+        assert!(!resumed.holds_incomplete());
     }
 
     fn read_all(reader: &mut Reader, input: &[u8]) -> Result<Vec<Message>, DisconnectReason> {

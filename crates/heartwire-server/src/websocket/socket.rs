@@ -21,6 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use heartwire_core::DisconnectReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
@@ -28,7 +29,19 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::deflate::{self, Agreement};
 use super::reader::Reader;
+use crate::handover::state::{DeflateState, ReaderState};
 use crate::stream::Stream;
+
+/// What a socket holds besides its stream, as a live upgrade hands it over.
+#[derive(Debug)]
+pub(crate) struct SocketState {
+    /// What the reader keeps between reads.
+    pub(crate) reader: ReaderState,
+    /// Encoded frames the kernel has not taken.
+    pub(crate) unsent: Vec<u8>,
+    /// permessage-deflate as agreed.
+    pub(crate) deflate: Option<DeflateState>,
+}
 
 /// Bytes taken from the kernel per read, into a buffer shared by every connection
 /// of a worker thread.
@@ -82,6 +95,44 @@ impl Socket {
             reader: Reader::with_input(settings.max_message_size, inflates, &early_input),
             deflate: settings.deflate,
             unsent: Vec::new(),
+            close_queued: false,
+        }
+    }
+
+    /// What another process needs to go on with this socket, and its TCP stream to
+    /// hand over with it: `None` over TLS (the session's keys stay in this process)
+    /// or once a close frame went either way.
+    pub(crate) fn hand_over(&self) -> Option<(&TcpStream, SocketState)> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return None;
+        };
+        if self.close_queued {
+            return None;
+        }
+        let state = SocketState {
+            reader: self.reader.hand_over()?,
+            unsent: self.unsent.clone(),
+            deflate: self.deflate.map(|deflate| DeflateState {
+                window_bits: deflate.agreement.window_bits,
+                min_size: deflate.min_size,
+            }),
+        };
+        Some((tcp, state))
+    }
+
+    /// Goes on with a socket another process handed over.
+    pub(crate) fn resume(stream: TcpStream, state: SocketState, max_message_size: usize) -> Self {
+        let deflate = state.deflate.map(|deflate| Deflate {
+            agreement: Agreement {
+                window_bits: deflate.window_bits,
+            },
+            min_size: deflate.min_size,
+        });
+        Self {
+            stream: Stream::Plain(stream),
+            reader: Reader::resume(max_message_size, deflate.is_some(), state.reader),
+            deflate,
+            unsent: state.unsent,
             close_queued: false,
         }
     }

@@ -28,11 +28,13 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
+use crate::handover::state::{ChannelState, MessageState, PayloadState, PublishIdState};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
-use crate::publication::Publication;
+use crate::publication::{Payload, Publication};
 use ledger::{Entry, Ledger};
 use recent_ids::RecentIds;
+use serde_json::value::RawValue;
 
 /// Channels checked for expiry per operation at most.
 const SWEEP_BUDGET: usize = 16;
@@ -70,8 +72,8 @@ struct Channel {
 /// The bytes a message in history is counted for.
 fn cost(message: &Publication) -> usize {
     let payload = match &message.payload {
-        crate::Payload::Json(data) => data.get().len(),
-        crate::Payload::Text(text) => text.len(),
+        Payload::Json(data) => data.get().len(),
+        Payload::Text(text) => text.len(),
     };
     payload + MESSAGE_OVERHEAD
 }
@@ -619,6 +621,80 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             ..BrokerHealth::default()
         }
     }
+
+    fn hand_over_channels(&self) -> Vec<ChannelState> {
+        let state = self.state();
+        let message = |message: &Arc<Publication>| MessageState {
+            seq: message.seq,
+            payload: match &message.payload {
+                Payload::Json(data) => PayloadState::Json(data.get().to_owned()),
+                Payload::Text(text) => PayloadState::Text(text.to_string()),
+            },
+            origin: message.origin,
+        };
+        let mut ids: HashMap<&Arc<str>, Vec<PublishIdState>> = HashMap::new();
+        for (publisher, channel, id, seq, age) in state.recent_ids.export(self.clock.now()) {
+            ids.entry(channel).or_default().push(PublishIdState {
+                publisher: publisher.to_string(),
+                id: id.to_owned(),
+                seq,
+                age,
+            });
+        }
+        state
+            .channels
+            .iter()
+            .map(|(name, channel)| ChannelState {
+                name: name.to_string(),
+                epoch: channel.epoch.to_string(),
+                seq: channel.seq,
+                history: channel.history.iter().map(message).collect(),
+                publish_ids: ids.remove(name).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    fn adopt_channels(&self, channels: Vec<ChannelState>) {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let mut ids = Vec::new();
+        for adopted in channels {
+            let name: Arc<str> = Arc::from(adopted.name);
+            ids.extend(adopted.publish_ids.into_iter().map(|id| (name.clone(), id)));
+            let Ok(channel) = state.channel(&name, now, None, &self.holdings, &self.retention)
+            else {
+                tracing::warn!(channel = %name, "live upgrade: channel over max-channels, not taken over");
+                continue;
+            };
+            channel.epoch = Arc::from(adopted.epoch);
+            channel.seq = adopted.seq;
+            for message in adopted.history {
+                let payload = match message.payload {
+                    PayloadState::Json(text) => match RawValue::from_string(text) {
+                        Ok(data) => Payload::Json(data),
+                        Err(_) => continue,
+                    },
+                    PayloadState::Text(text) => Payload::Text(text.into()),
+                };
+                let message = Arc::new(Publication::new(
+                    name.clone(),
+                    message.seq,
+                    payload,
+                    message.origin,
+                ));
+                state.keep(&name, &message, &self.retention, &self.holdings);
+            }
+        }
+        // Oldest first, as they expire.
+        ids.sort_by_key(|(_, id)| std::cmp::Reverse(id.age));
+        for (channel, id) in ids {
+            let publisher: Arc<str> = Arc::from(id.publisher);
+            let seen = now.checked_sub(id.age).unwrap_or(now);
+            let key = (&publisher, &channel, id.id.as_str());
+            let max = self.holdings.max_publish_ids;
+            state.recent_ids.insert(key, id.seq, seen, max);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -626,7 +702,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::publication::Payload;
 
     fn retention() -> Retention {
         Retention {
@@ -711,6 +786,38 @@ mod tests {
 
     fn epoch_of(broker: &MemoryBroker, channel: &str) -> String {
         broker.state().channels[channel].epoch.to_string()
+    }
+
+    #[test]
+    fn channels_handed_over_keep_their_epoch_history_and_publish_ids() {
+        let old = MemoryBroker::new(retention());
+        let publisher = mailbox(1);
+        for (text, id) in [("one", "p1"), ("two", "p2"), ("three", "p3")] {
+            publish(&old, "news", text, Some((&publisher, id)));
+        }
+        drain(&publisher);
+        let new = MemoryBroker::new(retention());
+        new.adopt_channels(old.hand_over_channels());
+        assert_eq!(epoch_of(&new, "news"), epoch_of(&old, "news"));
+        let reader = mailbox(2);
+        let since = Position {
+            epoch: epoch_of(&old, "news"),
+            seq: 1,
+        };
+        subscribe(&new, "news", &reader, Some(since));
+        assert_eq!(
+            drain(&reader),
+            [
+                "subscribed news 3 recovered=true",
+                "message 2 two",
+                "message 3 three"
+            ]
+        );
+        // A publish sent again after the upgrade is not published twice.
+        publish(&new, "news", "two", Some((&publisher, "p2")));
+        assert_eq!(drain(&publisher), ["ack p2 2 true"]);
+        publish(&new, "news", "four", Some((&publisher, "p4")));
+        assert_eq!(drain(&reader), ["message 4 four"]);
     }
 
     #[test]

@@ -60,6 +60,25 @@ impl RecentIds {
         }
     }
 
+    /// Every id, oldest first: its publisher, channel, id, `seq`, and how long ago
+    /// (at `now`) it was seen.
+    pub(super) fn export(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &str, u64, Duration)> {
+        self.seen.iter().filter_map(move |(seen, key)| {
+            let seq = *self.seq_of.get(key)?;
+            let (publisher, channel, id) = key;
+            Some((
+                publisher,
+                channel,
+                &**id,
+                seq,
+                now.saturating_duration_since(*seen),
+            ))
+        })
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.seq_of.len()
