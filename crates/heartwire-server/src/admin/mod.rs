@@ -71,7 +71,7 @@ async fn login(
         return off();
     };
     let now = Instant::now();
-    if let Err(wait) = state.key_guesses.admit(address, now) {
+    if let Err(wait) = state.key_guesses.take(address, now) {
         state.metrics.api_refused.increment(1);
         let secs = api::retry_after_secs(wait);
         let mut page = html(
@@ -86,19 +86,20 @@ async fn login(
     }
     let over_tls = request.extensions().get::<OverTls>().is_some();
     let Ok(Form(Login { key })) = Form::<Login>::from_request(request, &state).await else {
+        state.key_guesses.give_back(address);
         return html(
             StatusCode::BAD_REQUEST,
             login_page("Send the form with a key."),
         );
     };
     if !api_key.matches(key.as_bytes()) {
-        state.key_guesses.wrong(address, now);
         state.metrics.api_refused.increment(1);
         return html(
             StatusCode::UNAUTHORIZED,
             login_page("That is not the API key."),
         );
     }
+    state.key_guesses.give_back(address);
     let token = state.admin_sessions.open(now);
     (
         StatusCode::SEE_OTHER,

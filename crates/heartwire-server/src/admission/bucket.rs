@@ -36,9 +36,14 @@ impl TokenBucket {
         Ok(())
     }
 
+    /// Gives back a token taken for an event that turned out not to count.
+    pub(crate) fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
+
     /// Whether a token is there at `now`, without taking it; when there is none,
     /// how long until there is.
-    pub(crate) fn ready(&mut self, now: Instant) -> Result<(), Duration> {
+    fn ready(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
         self.last = self.last.max(now);
@@ -96,16 +101,18 @@ mod tests {
     }
 
     #[test]
-    fn ready_takes_nothing_and_a_refilled_bucket_is_full() {
+    fn a_token_given_back_is_there_again_and_a_refilled_bucket_is_full() {
         let t0 = Instant::now();
         let mut bucket = TokenBucket::new(rate("1/s"), 2, t0).unwrap();
         assert!(bucket.is_full(t0));
-        assert_eq!(bucket.ready(t0), Ok(()));
-        assert_eq!(bucket.ready(t0), Ok(()));
         bucket.take(t0).unwrap();
         assert!(!bucket.is_full(t0));
+        bucket.give_back();
+        assert!(bucket.is_full(t0));
+        bucket.give_back();
         bucket.take(t0).unwrap();
-        assert_eq!(bucket.ready(t0), Err(Duration::from_secs(1)));
+        bucket.take(t0).unwrap();
+        assert_eq!(bucket.take(t0), Err(Duration::from_secs(1)));
         assert!(bucket.is_full(t0 + Duration::from_secs(2)));
     }
 

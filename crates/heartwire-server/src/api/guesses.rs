@@ -2,13 +2,16 @@
 //! API or at the admin page's login.
 //!
 //! Each address may present [`GUESS_BURST`] wrong keys, and then one more every
-//! [`GUESS_EVERY`]. An address past its allowance is refused with 429 and
-//! `Retry-After` *before* its key is compared, so the answer to a guess beyond the
-//! allowance says nothing of whether it was right. A right key costs nothing.
+//! [`GUESS_EVERY`]. A key presented takes one guess from its address's allowance
+//! *before* it is compared, and a right key gives it back, so requests sent at once
+//! cannot share one guess, and a right key costs nothing. An address with no guess
+//! left is refused with 429 and `Retry-After`, its key not compared, so that answer
+//! says nothing of whether the key was right.
 //!
 //! The table holds at most [`ADDRESSES_KEPT`] addresses; when it is full, addresses
-//! whose allowance has refilled are forgotten first, and past that a new address is
-//! not counted (each one still gets no more than its burst before it is counted).
+//! whose allowance has refilled are forgotten first. A new address that finds it
+//! still full is not counted: a guesser with more addresses than that in use at once
+//! is slowed only by the key's length (at least 16 bytes).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,34 +39,33 @@ pub(crate) struct KeyGuesses {
 }
 
 impl KeyGuesses {
-    /// Whether `address` may present a key at `now`; when it may not, how long until
-    /// it may.
-    pub(crate) fn admit(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut by_address = self.by_address.lock().expect("key guesses poisoned");
-        match by_address.get_mut(&address) {
-            Some(bucket) => bucket.ready(now),
-            None => Ok(()),
-        }
-    }
-
-    /// `address` presented a wrong key at `now`.
-    pub(crate) fn wrong(&self, address: IpAddr, now: Instant) {
+    /// Takes a guess of `address` at `now`, for a key about to be compared; when it
+    /// has none left, how long until it has one.
+    pub(crate) fn take(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut by_address = self.by_address.lock().expect("key guesses poisoned");
         if !by_address.contains_key(&address) && by_address.len() >= ADDRESSES_KEPT {
             by_address.retain(|_, bucket| !bucket.is_full(now));
             if by_address.len() >= ADDRESSES_KEPT {
-                return;
+                return Ok(());
             }
         }
         let rate = Rate {
             count: 1,
             per: GUESS_EVERY,
         };
-        let bucket = by_address
+        by_address
             .entry(address)
-            .or_insert_with(|| TokenBucket::new(rate, GUESS_BURST, now).expect("a limited rate"));
-        // An address refused by `admit` is not compared, so it never gets here empty.
-        let _ = bucket.take(now);
+            .or_insert_with(|| TokenBucket::new(rate, GUESS_BURST, now).expect("a limited rate"))
+            .take(now)
+    }
+
+    /// The key `address` presented was right, or no key could be read: the guess
+    /// taken for it is given back.
+    pub(crate) fn give_back(&self, address: IpAddr) {
+        let mut by_address = self.by_address.lock().expect("key guesses poisoned");
+        if let Some(bucket) = by_address.get_mut(&address) {
+            bucket.give_back();
+        }
     }
 }
 
@@ -99,16 +101,27 @@ mod tests {
         let guesses = KeyGuesses::default();
         let t0 = Instant::now();
         for _ in 0..GUESS_BURST {
-            assert_eq!(guesses.admit(ip(1), t0), Ok(()));
-            guesses.wrong(ip(1), t0);
+            assert_eq!(guesses.take(ip(1), t0), Ok(()));
         }
-        assert_eq!(guesses.admit(ip(1), t0), Err(GUESS_EVERY));
-        assert_eq!(guesses.admit(ip(2), t0), Ok(()));
+        assert_eq!(guesses.take(ip(1), t0), Err(GUESS_EVERY));
+        assert_eq!(guesses.take(ip(2), t0), Ok(()));
         // One more guess per period, no more.
         let later = t0 + GUESS_EVERY;
-        assert_eq!(guesses.admit(ip(1), later), Ok(()));
-        guesses.wrong(ip(1), later);
-        assert_eq!(guesses.admit(ip(1), later), Err(GUESS_EVERY));
+        assert_eq!(guesses.take(ip(1), later), Ok(()));
+        assert_eq!(guesses.take(ip(1), later), Err(GUESS_EVERY));
+    }
+
+    #[test]
+    fn right_keys_cost_nothing() {
+        let guesses = KeyGuesses::default();
+        let t0 = Instant::now();
+        for _ in 0..3 * GUESS_BURST {
+            assert_eq!(guesses.take(ip(1), t0), Ok(()));
+            guesses.give_back(ip(1));
+        }
+        // A right key from an address never counted is nothing to give back.
+        guesses.give_back(ip(2));
+        assert_eq!(guesses.take(ip(2), t0), Ok(()));
     }
 
     #[test]
@@ -117,17 +130,19 @@ mod tests {
         let t0 = Instant::now();
         for n in 0..ADDRESSES_KEPT {
             let address = IpAddr::from(u32::try_from(n).unwrap().to_be_bytes());
-            guesses.wrong(address, t0);
+            guesses.take(address, t0).unwrap();
         }
         // Every address is still counted: a new one is not, and nothing is forgotten.
-        guesses.wrong(ip(9), t0);
+        for _ in 0..2 * GUESS_BURST {
+            assert_eq!(guesses.take(ip(9), t0), Ok(()));
+        }
         assert_eq!(guesses.by_address.lock().unwrap().len(), ADDRESSES_KEPT);
         // Once their one wrong key is forgiven, they make room.
         let later = t0 + GUESS_EVERY;
         for _ in 0..GUESS_BURST {
-            guesses.wrong(ip(9), later);
+            guesses.take(ip(9), later).unwrap();
         }
         assert_eq!(guesses.by_address.lock().unwrap().len(), 1);
-        assert!(guesses.admit(ip(9), later).is_err());
+        assert!(guesses.take(ip(9), later).is_err());
     }
 }

@@ -79,21 +79,18 @@ async fn require_key(
     if crate::admin::admin_page_request(&state, request.headers()) {
         return next.run(request).await;
     }
-    let now = Instant::now();
-    if let Err(wait) = state.key_guesses.admit(address, now) {
+    let Some(presented) = request.headers().get(KEY_HEADER) else {
+        state.metrics.api_refused.increment(1);
+        return ApiError::unauthorized().into_response();
+    };
+    if let Err(wait) = state.key_guesses.take(address, Instant::now()) {
         state.metrics.api_refused.increment(1);
         return guesses::refusal(wait);
     }
-    let presented = request
-        .headers()
-        .get(KEY_HEADER)
-        .map(|value| value.as_bytes());
-    if presented.is_some_and(|presented| key.matches(presented)) {
+    if key.matches(presented.as_bytes()) {
+        state.key_guesses.give_back(address);
         next.run(request).await
     } else {
-        if presented.is_some() {
-            state.key_guesses.wrong(address, now);
-        }
         state.metrics.api_refused.increment(1);
         ApiError::unauthorized().into_response()
     }
