@@ -7,22 +7,7 @@ use heartwire_core::protocol::ServerFrame;
 use heartwire_testkit::redis::{TestRedis, node};
 use heartwire_testkit::*;
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Connects to `/ws`, reads the hello, then answers nothing until the server hangs
-/// up. Returns the session.
-async fn silent_client(server: &TestServer) -> String {
-    let (socket, session) = connect_native(server).await;
-    let mut tcp = socket.into_inner();
-    let mut sink = vec![0u8; 4096];
-    tokio::time::timeout(PATIENCE, async {
-        while let Ok(1..) = tcp.read(&mut sink).await {}
-    })
-    .await
-    .expect("the server drops the silent client");
-    session
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reaped_by_one_node_and_back_on_another_is_a_false_reap_there() {

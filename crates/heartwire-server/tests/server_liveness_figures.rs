@@ -8,27 +8,12 @@ use futures_util::SinkExt;
 use heartwire_core::protocol::{ClientFrame, Position, ServerFrame};
 use heartwire_testkit::*;
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
 const INTERVAL_MS: u64 = 300;
 const TIMEOUT_MS: u64 = 300;
 /// Scheduling slack on a loaded two-core machine.
 const SLACK: Duration = Duration::from_millis(700);
-
-/// Connects to `/ws`, reads the hello, then stops answering anything (reading on
-/// the raw TCP stream until the server hangs up). Returns the session.
-async fn silent_client(server: &TestServer) -> String {
-    let (socket, session) = connect_native(server).await;
-    let mut tcp = socket.into_inner();
-    let mut sink = vec![0u8; 4096];
-    tokio::time::timeout(PATIENCE, async {
-        while let Ok(1..) = tcp.read(&mut sink).await {}
-    })
-    .await
-    .expect("the server drops the silent client");
-    session
-}
 
 async fn send_text(socket: &mut Socket, value: serde_json::Value) {
     socket.send(Message::text(value.to_string())).await.unwrap();

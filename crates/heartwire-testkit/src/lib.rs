@@ -255,6 +255,21 @@ pub async fn connect_native(server: &TestServer) -> (Socket, String) {
     }
 }
 
+/// Connects to `/ws` of `server`, reads the hello, then answers nothing (reading the
+/// raw TCP stream) until the server hangs up, failing after [`PATIENCE`]. Returns the
+/// session the server reaped.
+pub async fn silent_client(server: &TestServer) -> String {
+    let (socket, session) = connect_native(server).await;
+    let mut tcp = socket.into_inner();
+    let mut sink = vec![0u8; 4096];
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(1..) = tcp.read(&mut sink).await {}
+    })
+    .await
+    .expect("the server drops the silent client");
+    session
+}
+
 /// The next data message (control frames are skipped), failing after [`PATIENCE`].
 pub async fn next_message(socket: &mut Socket) -> Message {
     let deadline = tokio::time::Instant::now() + PATIENCE;
