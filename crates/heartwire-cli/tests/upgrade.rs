@@ -269,6 +269,21 @@ impl Traffic {
         self.check_opens(1).await;
     }
 
+    /// For clients closed once with 1012: waits until each has come back and twenty
+    /// more messages reached every subscriber, then [`check_opens`](Self::check_opens)
+    /// with two connections each.
+    async fn check_back_after_1012(self) {
+        for (_, seen) in &self.subscribers {
+            until("the subscribers to come back", || {
+                seen.lock().unwrap().opens == 2
+            })
+            .await;
+        }
+        let so_far = self.received_so_far();
+        until("messages after the fallback", || self.received(so_far + 20)).await;
+        self.check_opens(2).await;
+    }
+
     /// [`check`](Self::check) for clients that each opened `opens` connections (those
     /// after the first closed with 1012 and a reconnect hint).
     async fn check_opens(mut self, opens: usize) {
@@ -505,18 +520,7 @@ async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
     old = new;
     // Each client comes back to the new process and resumes where it was: the
     // channels moved with their epoch and history.
-    for (_, seen) in &traffic.subscribers {
-        until("the subscribers to come back", || {
-            seen.lock().unwrap().opens == 2
-        })
-        .await;
-    }
-    let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
-    traffic.check_opens(2).await;
+    traffic.check_back_after_1012().await;
     drop(old);
 }
 
@@ -570,17 +574,6 @@ async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume()
     old = new;
     // Every client was closed with 1012 and came back to the new process, which
     // resumed each subscription from Redis.
-    for (_, seen) in &traffic.subscribers {
-        until("the subscribers to come back", || {
-            seen.lock().unwrap().opens == 2
-        })
-        .await;
-    }
-    let so_far = traffic.received_so_far();
-    until("messages after the fallback", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
-    traffic.check_opens(2).await;
+    traffic.check_back_after_1012().await;
     drop(old);
 }
