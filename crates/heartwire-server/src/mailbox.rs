@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
 
 use futures_util::task::AtomicWaker;
@@ -109,9 +110,6 @@ pub(crate) enum Signal {
 struct State {
     queue: VecDeque<Outbound>,
     signal: Option<Signal>,
-    /// A live upgrade asks the connection to pause and hand itself over; unlike a
-    /// signal, deliveries go on (kept for the connection if the upgrade fails).
-    handover: bool,
 }
 
 /// A connection's bounded inbound queue and wake-up. See the [module docs](self).
@@ -121,6 +119,10 @@ pub struct Mailbox {
     capacity: usize,
     state: Mutex<State>,
     waker: AtomicWaker,
+    /// A live upgrade asks the connection to pause and hand itself over; unlike a
+    /// signal, deliveries go on (kept for the connection if the upgrade fails). Read
+    /// at every wake of the connection, so it is an atomic, not behind the lock.
+    handover: AtomicBool,
 }
 
 impl Mailbox {
@@ -130,6 +132,7 @@ impl Mailbox {
             capacity,
             state: Mutex::default(),
             waker: AtomicWaker::new(),
+            handover: AtomicBool::new(false),
         }
     }
 
@@ -188,13 +191,13 @@ impl Mailbox {
 
     /// Asks the connection to pause and hand itself over (a live upgrade).
     pub(crate) fn ask_handover(&self) {
-        self.state.lock().handover = true;
+        self.handover.store(true, Ordering::Release);
         self.waker.wake();
     }
 
     /// Whether a handover was asked for, forgetting the ask.
     pub(crate) fn take_handover_ask(&self) -> bool {
-        std::mem::take(&mut self.state.lock().handover)
+        self.handover.load(Ordering::Relaxed) && self.handover.swap(false, Ordering::AcqRel)
     }
 
     /// Registers the connection's task to be woken by the next delivery or signal.
