@@ -358,16 +358,16 @@ impl<E: Endpoint> Connection<E> {
 
     /// Hands replies, then mailbox items, to the socket in batches while the kernel
     /// takes them. Returns `false` when the write budget ran out.
+    ///
+    /// What the kernel has not taken goes first: while a full batch waits, nothing is
+    /// gathered, and the kernel's readiness (registered by the pending write) is what
+    /// wakes the task for the rest. Gathering only once the socket has taken
+    /// everything means no reply or item is left behind without a wake-up.
     fn poll_write(&mut self, cx: &mut task::Context<'_>) -> bool {
         let handler = &mut self.handler;
         let mut budget_left = false;
         for _ in 0..WRITE_BUDGET {
-            let gathered = handler.gather(&mut self.socket);
             match self.socket.poll_write(cx) {
-                Poll::Ready(Ok(())) if gathered == 0 => {
-                    budget_left = true;
-                    break;
-                }
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(reason)) => {
                     handler.context.replies.clear();
@@ -379,6 +379,10 @@ impl<E: Endpoint> Connection<E> {
                     budget_left = true;
                     break;
                 }
+            }
+            if handler.gather(&mut self.socket) == 0 {
+                budget_left = true;
+                break;
             }
         }
         // A close after a read error cannot be answered: once it is out, we are done.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use heartwire_core::ErrorCode;
 use heartwire_core::protocol::{ClientFrame, ServerFrame};
-use heartwire_server::{Limits, RateLimits, ServerConfig};
+use heartwire_server::{Limits, LivenessTiming, RateLimits, ServerConfig};
 use heartwire_testkit::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -137,6 +137,13 @@ async fn slow_consumer_is_closed_and_the_others_get_everything() {
         },
         // The publisher floods on purpose: the subject is the slow reader.
         rates: unlimited(),
+        // The slow client reads only once the fast one has everything, which may take
+        // up to `PATIENCE * 3` on a busy machine; its close must still be waiting then,
+        // not given up on (a close that times out drops the socket, close frame unsent).
+        liveness: LivenessTiming {
+            close_timeout: PATIENCE * 4,
+            ..LivenessTiming::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start(config).await;
