@@ -350,24 +350,55 @@ fn scale_out_section(table: &Table) -> String {
     md
 }
 
-/// The upgrade scenario: the same load through a live upgrade and through a restart.
+/// The upgrade scenario: the same load through a live upgrade and through a restart,
+/// one column per pass (`upgrade_{idle}_{live,restart}_…`), the most idle first.
 fn upgrade_section(table: &Table) -> String {
-    let show = |swap: &str, figure: &str| {
-        value(table, &format!("{UPGRADE}{swap}_{figure}"), HEARTWIRE)
-            .map_or_else(|| "—".to_owned(), number)
+    let mut passes: Vec<(u64, String)> = Vec::new();
+    for name in table.keys() {
+        let Some(rest) = name.strip_prefix(UPGRADE) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '_');
+        if let (Some(idle), Some(swap)) = (parts.next(), parts.next())
+            && let Ok(idle) = idle.parse::<u64>()
+            && !passes.iter().any(|(i, s)| *i == idle && s == swap)
+        {
+            passes.push((idle, swap.to_owned()));
+        }
+    }
+    passes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    // Counts are whole; durations and the load keep their decimals.
+    let show = |(idle, swap): &(u64, String), figure: &str| {
+        let shown = value(
+            table,
+            &format!("{UPGRADE}{idle}_{swap}_{figure}"),
+            HEARTWIRE,
+        );
+        let whole = !figure.ends_with("_ms") && figure != "load";
+        match shown {
+            Some(count) if whole => format!("{count:.0}"),
+            Some(other) => number(other),
+            None => "—".to_owned(),
+        }
     };
-    let mut md = format!(
+    let mut md = String::from(
         "\n## Live upgrade beside a restart\n\n\
          `heartwire bench upgrade` (`bench/run --only upgrade`): one release `heartwire serve \
-         --upgrade-socket` on Redis with {} idle connections and {} busy clients (publishers \
-         at a fixed rate, subscribers), then either a second process of the same binary takes \
-         over (`--take-over`) or the server is stopped with SIGTERM and started again. \
-         bench/NOTES.md says how to read each line.\n\n\
-         | | live upgrade | restart (SIGTERM, 1012) |\n|---|---:|---:|\n",
-        show("live", "idle_connected"),
-        show("live", "busy_clients"),
+         --upgrade-socket` on Redis with idle connections and busy clients (publishers at a \
+         fixed rate, subscribers), then either a second process of the same binary takes over \
+         (`--take-over`, *live*) or the server is stopped with SIGTERM and started again \
+         (*restart*: close 1012 with a spread reconnect hint). bench/NOTES.md says how to read \
+         each line.\n\n| |",
     );
+    for pass in &passes {
+        let _ = write!(md, " {}, {} idle |", pass.1, pass.0);
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(passes.len());
+    md += "\n";
     for (figure, name) in [
+        ("idle_connected", "idle connections open"),
+        ("busy_clients", "busy clients"),
         ("closes_seen", "closes seen by clients"),
         ("messages_received", "messages received"),
         ("messages_lost", "messages lost"),
@@ -376,9 +407,9 @@ fn upgrade_section(table: &Table) -> String {
         ("p99_steady_ms", "p99 publish→receive, steady (ms)"),
         (
             "p99_swap_ms",
-            "p99 publish→receive, published during the swap (ms)",
+            "p99 publish→receive, messages on their way during the swap (ms)",
         ),
-        ("max_swap_ms", "slowest publish→receive of the swap (ms)"),
+        ("max_swap_ms", "slowest of those (ms)"),
         ("accepting_ms", "swap start → new process accepting (ms)"),
         ("old_gone_ms", "swap start → old process gone (ms)"),
         (
@@ -390,12 +421,11 @@ fn upgrade_section(table: &Table) -> String {
             "the machine's load (1-minute average) after the pass",
         ),
     ] {
-        let _ = writeln!(
-            md,
-            "| {name} | {} | {} |",
-            show("live", figure),
-            show("restart", figure)
-        );
+        md += &format!("| {name} |");
+        for pass in &passes {
+            let _ = write!(md, " {} |", show(pass, figure));
+        }
+        md += "\n";
     }
     md
 }

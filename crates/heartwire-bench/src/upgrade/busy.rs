@@ -5,7 +5,8 @@
 //! Every message carries its publisher, its number in that publisher's stream, the
 //! time it was published and the phase it was published in, so that each subscriber
 //! counts what it lost (a number skipped) and what it saw twice (a number not past the
-//! last one), and records the publish→receive latency in the histogram of the phase.
+//! last one), and records the publish→receive latency in the histogram of the steady
+//! window or of the swap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -35,7 +36,8 @@ pub(super) enum Phase {
 pub(super) struct Tally {
     epoch: Instant,
     phase: AtomicU8,
-    /// Latencies of the messages published in [`Phase::Steady`] and [`Phase::Swap`].
+    /// Latencies of the messages of the steady window and of those on their way
+    /// during the swap ([`Tally::record`]).
     pub(super) steady: Histogram,
     pub(super) swap: Histogram,
     pub(super) opens: AtomicU64,
@@ -76,11 +78,17 @@ impl Tally {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    fn record(&self, phase: u64, published_at: u64) {
+    /// Records the latency of a message published at `published_at` in phase
+    /// `published_in`, received now: in the steady window's histogram when it was
+    /// published and received in it, in the swap's when any of its way overlapped the
+    /// swap (published or received during it, or published before and received after).
+    fn record(&self, published_in: u64, published_at: u64) {
         let latency = Duration::from_micros(self.micros().saturating_sub(published_at));
-        if phase == Phase::Steady as u64 {
+        let received_in = u64::from(self.phase.load(Ordering::Acquire));
+        let (steady, swap) = (Phase::Steady as u64, Phase::Swap as u64);
+        if published_in == steady && received_in == steady {
             self.steady.record(latency);
-        } else if phase == Phase::Swap as u64 {
+        } else if published_in <= swap && received_in >= swap && published_in >= steady {
             self.swap.record(latency);
         }
     }
@@ -167,14 +175,18 @@ impl Busy {
         // subscriber before the figures count.
         let stop = Arc::new(AtomicBool::new(false));
         let period = Duration::from_secs_f64(1.0 / plan.rate.max(0.001));
+        let count = plan.publishers.max(1) as f64;
         let streams = publishers
             .iter()
             .enumerate()
             .map(|(index, publisher)| {
+                // Spread over the period, so that some message is always on its way
+                // (in step, a short swap could fall between two rounds).
+                let first = tokio::time::Instant::now() + period.mul_f64(index as f64 / count);
                 tokio::spawn(publish(
                     publisher.clone(),
                     index,
-                    period,
+                    tokio::time::interval_at(first, period),
                     tally.clone(),
                     stop.clone(),
                 ))
@@ -244,16 +256,15 @@ impl Busy {
     }
 }
 
-/// Publishes on `index`'s channel every `period` until stopped; returns how many.
+/// Publishes on `index`'s channel at every tick until stopped; returns how many.
 async fn publish(
     publisher: client::Client,
     index: usize,
-    period: Duration,
+    mut ticks: tokio::time::Interval,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
 ) -> u64 {
     let channel = channel(index);
-    let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent = 0;
     while !stop.load(Ordering::Acquire) {

@@ -11,9 +11,9 @@
 //!   starts once the old one is gone; the busy clients come back and resume from
 //!   their position (the idle ones count their close and stay away).
 //!
-//! Figures, each named `upgrade_{live,restart}_…`: the closes clients saw, the messages
-//! lost and repeated, the p99 publish→receive of the messages published in the steady
-//! window and of those published during the swap, and the swap's duration from its
+//! Figures, each named `upgrade_{idle}_{live,restart}_…`: the closes clients saw, the messages
+//! lost and repeated, the p99 publish→receive of the messages of the steady window and
+//! of those on their way at any time during the swap, and the swap's duration from its
 //! start to the new process accepting, to the old one gone, and (restart) to every busy
 //! client back.
 
@@ -49,9 +49,10 @@ pub(crate) struct UpgradeArgs {
     /// The port the servers listen on, on 127.0.0.1
     #[arg(long, default_value_t = 9110)]
     port: u16,
-    /// Idle connections, held by generator processes
-    #[arg(long, default_value_t = 18_000)]
-    idle: usize,
+    /// Idle connections, held by generator processes: one pair of passes (live,
+    /// restart) for each count
+    #[arg(long, value_delimiter = ',', default_value = "18000,8000")]
+    idle: Vec<usize>,
     /// Idle connections per generator process
     #[arg(long, default_value_t = 10_000)]
     per_process: usize,
@@ -103,8 +104,13 @@ pub(crate) fn run(args: UpgradeArgs) -> anyhow::Result<()> {
         .build()?;
     let mut figures = Figures::new("heartwire", &args.out);
     runtime.block_on(async {
-        for swap in [Swap::Live, Swap::Restart] {
-            eprintln!("bench: upgrade — {}", swap.label());
+        let passes = args
+            .idle
+            .iter()
+            .flat_map(|idle| [Swap::Live, Swap::Restart].map(|swap| Pass { idle: *idle, swap }));
+        for pass in passes {
+            let Pass { idle, swap } = pass;
+            eprintln!("bench: upgrade — {} idle, {}", idle, swap.label());
             let redis = match Servers::start(Topology::Single) {
                 Ok(redis) => redis,
                 Err(err) => {
@@ -112,10 +118,9 @@ pub(crate) fn run(args: UpgradeArgs) -> anyhow::Result<()> {
                     return;
                 }
             };
-            let outcome = measure(&args, swap, &redis.serve_options(), &mut figures).await;
+            let outcome = measure(&args, pass, &redis.serve_options(), &mut figures).await;
             if let Ok(load) = kernel::load_average() {
-                let name = format!("upgrade_{}_load", swap.label());
-                figures.add(&name, load, "", Better::Lower);
+                figures.add(&pass.figure("load"), load, "", Better::Lower);
             }
             if let Err(err) = outcome {
                 eprintln!("bench: upgrade {} failed: {err:#}", swap.label());
@@ -125,6 +130,20 @@ pub(crate) fn run(args: UpgradeArgs) -> anyhow::Result<()> {
     eprint!("{}", figures.table());
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// One measured swap.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    idle: usize,
+    swap: Swap,
+}
+
+impl Pass {
+    /// The name of one of its figures: `upgrade_{idle}_{live,restart}_{figure}`.
+    fn figure(self, figure: &str) -> String {
+        format!("upgrade_{}_{}_{figure}", self.idle, self.swap.label())
+    }
 }
 
 /// When each step of a swap ended, counted from its start.
@@ -137,7 +156,7 @@ struct Timings {
 
 async fn measure(
     args: &UpgradeArgs,
-    swap: Swap,
+    Pass { idle, swap }: Pass,
     redis: &[String],
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
@@ -174,7 +193,7 @@ async fn measure(
         token: None,
     };
     let (mut fleet, opened) =
-        Fleet::open(target, args.idle, args.per_process, IDLE_FIRST_SOURCE, 256).await?;
+        Fleet::open(target, idle, args.per_process, IDLE_FIRST_SOURCE, 256).await?;
     let plan = Plan {
         port: args.port,
         publishers: args.publishers,
@@ -231,7 +250,7 @@ async fn measure(
     fleet.close().await;
     new.kill().await;
 
-    let name = |figure: &str| format!("upgrade_{}_{figure}", swap.label());
+    let name = |figure: &str| Pass { idle, swap }.figure(figure);
     let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
     figures.add(
         &name("idle_connected"),

@@ -33,7 +33,10 @@ impl Serve {
         let mut child = Command::new(exe)
             .arg("serve")
             .args(options)
-            .env("HEARTWIRE_LOG", "warn")
+            .env(
+                "HEARTWIRE_LOG",
+                std::env::var("HEARTWIRE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
