@@ -154,10 +154,16 @@ pub trait Broker: Send + Sync + 'static {
     fn take_reaped(&self, _session: &str, _then: Box<dyn FnOnce() + Send>) {}
 
     /// The channels a live upgrade hands to the new process: those kept in this
-    /// process (none for a broker whose history is elsewhere, as in Redis).
+    /// process (none for a broker whose history is elsewhere, as in Redis). From
+    /// then on a publish here is refused as unavailable (it would reach nobody),
+    /// until [`keep_channels`](Self::keep_channels).
     fn hand_over_channels(&self) -> Vec<ChannelState> {
         Vec::new()
     }
+
+    /// The handover of the channels did not happen after all: this process goes on
+    /// with them (a broker whose history is elsewhere has nothing to do).
+    fn keep_channels(&self) {}
 
     /// Takes over the channels of the process this one replaces, before any
     /// connection subscribes.

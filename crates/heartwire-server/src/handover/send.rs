@@ -141,7 +141,10 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
     let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
     let (moved, stays) = match sent {
         Ok(_) => (Verdict::Moved, Verdict::Close),
-        Err(_) => (Verdict::Resume, Verdict::Resume),
+        Err(_) => {
+            state.broker.keep_channels();
+            (Verdict::Resume, Verdict::Resume)
+        }
     };
     for sender in verdicts {
         let _ = sender.send(moved);

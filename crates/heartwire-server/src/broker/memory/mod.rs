@@ -225,6 +225,9 @@ struct State {
     created_by: HashMap<ConnectionId, usize>,
     ledger: Ledger,
     generations: u64,
+    /// The channels were handed to a new process (a live upgrade): a publish here
+    /// would reach nobody, so it is refused until the channels stay after all.
+    moved: bool,
 }
 
 impl State {
@@ -507,6 +510,18 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         } = request;
         let now = self.clock.now();
         let mut state = self.state();
+        if state.moved {
+            if let Some(origin) = &origin {
+                origin.deliver(Outbound::Error {
+                    code: ErrorCode::Unavailable,
+                    reason: "the channels have moved to the server's new process (a live \
+                             upgrade); publish again"
+                        .to_owned(),
+                    id: ack_id,
+                });
+            }
+            return;
+        }
         state.sweep(now, &self.retention);
         if let (Some(origin), Some(id)) = (&origin, &ack_id) {
             if let Some(seq) = state.recent_ids.get(&publisher, &channel, id) {
@@ -623,7 +638,8 @@ impl<C: Clock> Broker for MemoryBroker<C> {
     }
 
     fn hand_over_channels(&self) -> Vec<ChannelState> {
-        let state = self.state();
+        let mut state = self.state();
+        state.moved = true;
         let message = |message: &Arc<Publication>| MessageState {
             seq: message.seq,
             payload: match &message.payload {
@@ -652,6 +668,10 @@ impl<C: Clock> Broker for MemoryBroker<C> {
                 publish_ids: ids.remove(name).unwrap_or_default(),
             })
             .collect()
+    }
+
+    fn keep_channels(&self) {
+        self.state().moved = false;
     }
 
     fn adopt_channels(&self, channels: Vec<ChannelState>) {
@@ -818,6 +838,30 @@ mod tests {
         assert_eq!(drain(&publisher), ["ack p2 2 true"]);
         publish(&new, "news", "four", Some((&publisher, "p4")));
         assert_eq!(drain(&reader), ["message 4 four"]);
+    }
+
+    #[test]
+    fn a_publish_after_the_channels_moved_is_refused_until_they_stay() {
+        let old = MemoryBroker::new(retention());
+        let (publisher, reader) = (mailbox(1), mailbox(2));
+        subscribe(&old, "news", &reader, None);
+        drain(&reader);
+        let moved = old.hand_over_channels();
+        assert_eq!(moved.len(), 1);
+        // Taken here it would reach nobody: the publisher hears so and publishes again.
+        publish(&old, "news", "late", Some((&publisher, "p1")));
+        assert_eq!(
+            drain(&publisher),
+            [
+                "error the channels have moved to the server's new process (a live upgrade); publish again"
+            ]
+        );
+        assert!(drain(&reader).is_empty());
+        // The new process failed: this one goes on, and so do its channels.
+        old.keep_channels();
+        publish(&old, "news", "late", Some((&publisher, "p1")));
+        assert_eq!(drain(&publisher), ["ack p1 1 false"]);
+        assert_eq!(drain(&reader), ["message 1 late"]);
     }
 
     #[test]
