@@ -137,7 +137,8 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         .map(|parked| ((parked.state, parked.fd), parked.verdict))
         .unzip();
     let connections = offers.len();
-    let channels = state.broker.hand_over_channels();
+    let handed_over = offers.iter().map(|(offer, _)| offer.session).collect();
+    let channels = state.broker.hand_over_channels(&handed_over);
     let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
     let (moved, stays) = match sent {
         Ok(_) => (Verdict::Moved, Verdict::Close),
