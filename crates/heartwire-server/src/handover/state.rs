@@ -147,6 +147,19 @@ pub(crate) struct ConnectionState {
     /// Encoded frames the kernel has not taken yet.
     #[serde(with = "base64_bytes")]
     pub(crate) unsent: Vec<u8>,
+    /// What is left of its message rate; `None` when the rate limits nothing (or
+    /// from a build that did not send it: the bucket starts full).
+    #[serde(default)]
+    pub(crate) rate: Option<RateState>,
+}
+
+/// A connection's message rate (`--message-rate`), between two processes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RateState {
+    /// Tokens left in its bucket.
+    pub(crate) tokens: f64,
+    /// Messages refused since the last one taken.
+    pub(crate) refused: u32,
 }
 
 /// What an endpoint holds.
