@@ -93,6 +93,7 @@ pub(crate) fn resume<E: Endpoint>(
             address: state.address,
             liveness: state.liveness,
             incomplete_for: state.incomplete_for,
+            rate: state.rate,
         },
         now,
     );
@@ -265,6 +266,7 @@ impl<E: Endpoint> Connection<E> {
             endpoint,
             liveness: handler.liveness.snapshot(now)?,
             incomplete_for: handler.incomplete_for(now),
+            rate: handler.rate_state(now),
             deflate: socket.deflate,
             reader: socket.reader,
             unsent: socket.unsent,

@@ -143,11 +143,15 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         .unzip();
     let connections = offers.len();
     let stayed_count = stayed.len();
-    let channels = state.broker.hand_over_channels();
+    let handed_over = offers.iter().map(|(offer, _)| offer.session).collect();
+    let channels = state.broker.hand_over_channels(&handed_over);
     let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
     let (moved, stays) = match sent {
         Ok(_) => (Verdict::Moved, Verdict::Close),
-        Err(_) => (Verdict::Resume, Verdict::Resume),
+        Err(_) => {
+            state.broker.keep_channels();
+            (Verdict::Resume, Verdict::Resume)
+        }
     };
     for sender in verdicts {
         let _ = sender.send(moved);
