@@ -20,7 +20,7 @@
 mod busy;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,16 @@ pub(crate) fn run(args: UpgradeArgs) -> anyhow::Result<()> {
                     return;
                 }
             };
-            let outcome = measure(&args, pass, &redis.serve_options(), &mut figures).await;
+            let dir = std::env::temp_dir()
+                .join(format!("heartwire-bench-upgrade-{}", std::process::id()));
+            let outcome = match std::fs::create_dir_all(&dir) {
+                Ok(()) => {
+                    let socket = dir.join("upgrade.sock");
+                    measure(&args, pass, &socket, &redis.serve_options(), &mut figures).await
+                }
+                Err(err) => Err(err.into()),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
             if let Ok(load) = kernel::load_average() {
                 figures.add(&pass.figure("load"), load, "", Better::Lower);
             }
@@ -157,12 +166,10 @@ struct Timings {
 async fn measure(
     args: &UpgradeArgs,
     Pass { idle, swap }: Pass,
+    socket: &Path,
     redis: &[String],
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("heartwire-bench-upgrade-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("upgrade.sock");
     let mut log = args.out.clone().into_os_string();
     log.push(".server.log");
     let log = PathBuf::from(log);
@@ -315,6 +322,5 @@ async fn measure(
     if let Some(back) = timings.clients_back {
         figures.add(&name("clients_back_ms"), ms(back), "ms", Better::Lower);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
