@@ -159,8 +159,8 @@ impl Busy {
         for _ in 0..plan.publishers {
             let mut config = ClientConfig::new([url.as_str()])?;
             config.report_acks = true;
-            // Publishes wait while the client is away (a restart): at the rate for the
-            // longest outage, and more.
+            // Publishes wait in the client while it is away (a restart): room for
+            // minutes of them at the bench's rates.
             config.outbox_capacity = config.outbox_capacity.max(4096);
             let (client, events) = client::connect(config)?;
             followers.push(tokio::spawn(follow(events, tally.clone(), None)));
