@@ -1,7 +1,8 @@
-//! A live upgrade to another build of heartwire: the new process is the binary named
-//! by `HEARTWIRE_TAKE_OVER_BINARY`, which `scripts/test`'s `package` stage builds from
-//! the packaged crates in a workspace of their own (the same sources, a separate
-//! build). Run by that stage only, hence ignored by the `rust` stage.
+//! A live upgrade to another build of heartwire, one minor version on: the new process
+//! is the binary named by `HEARTWIRE_TAKE_OVER_BINARY`, which `scripts/test`'s
+//! `package` stage builds from the packaged crates in a workspace of their own (the
+//! same sources, a separate build, their version the next minor one). Run by that
+//! stage only, hence ignored by the `rust` stage.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,7 +29,25 @@ fn take_over_binary() -> PathBuf {
         "{TAKE_OVER_BINARY}={} is this test's own binary, not another build",
         path.display()
     );
+    let (old, new) = (
+        minor_version(env!("CARGO_BIN_EXE_heartwire").as_ref()),
+        minor_version(&path),
+    );
+    assert_eq!(new, old + 1, "the rebuilt binary is one minor version on");
     path
+}
+
+/// The minor version `binary --version` says it is.
+fn minor_version(binary: &std::path::Path) -> u64 {
+    let output = Command::new(binary).arg("--version").output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    // "heartwire 0.1.0"
+    let version = text.split_whitespace().nth(1).unwrap_or_default();
+    version
+        .split('.')
+        .nth(1)
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or_else(|| panic!("{} --version said {text:?}", binary.display()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
