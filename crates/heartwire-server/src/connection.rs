@@ -47,6 +47,7 @@ use super::slot::Slot;
 use super::websocket::{Socket, SocketState};
 
 mod handler;
+mod rare;
 
 use handler::{FrameSink, Handler, Resumed};
 
@@ -98,16 +99,11 @@ pub(crate) fn resume<E: Endpoint>(
     );
     let connection = Connection {
         socket: Socket::resume(stream, socket_state, max_message_size),
-        pausing: None,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler,
     };
-    ConnectionTask {
-        connection,
-        slot,
-        parked: None,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
@@ -127,16 +123,11 @@ pub(crate) fn start<E: Endpoint>(
     let now = Instant::now();
     let connection = Connection {
         socket,
-        pausing: None,
         timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask {
-        connection,
-        slot,
-        parked: None,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
@@ -146,17 +137,16 @@ pub(crate) struct ConnectionTask<E> {
     /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
     slot: Slot,
-    /// Paused for a live upgrade: the answer whether it goes on here or was handed over.
-    parked: Option<oneshot::Receiver<Verdict>>,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
-        if let Some(parked) = &mut self.parked {
+        let rare = self.connection.handler.rare.existing_mut();
+        if let Some(parked) = rare.and_then(|rare| rare.parked.as_mut()) {
             let verdict = ready!(Pin::new(parked).poll(cx));
-            self.parked = None;
+            self.connection.handler.rare.get_mut().parked = None;
             if verdict == Ok(Verdict::Close) {
                 // The channels have moved: nothing more is read (nor published here);
                 // the shutdown that follows closes the connection with 1012.
@@ -171,19 +161,20 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
                 return Poll::Ready(());
             }
         }
-        if self.connection.handler.context.mailbox.take_handover_ask() {
-            self.connection.pausing = Some(Instant::now());
+        let handler = &mut self.connection.handler;
+        if handler.context.mailbox.take_handover_ask() {
+            handler.rare.get_mut().pausing = Some(Instant::now());
         }
-        if let Some(since) = self.connection.pausing {
+        if let Some(since) = handler.rare.get().and_then(|rare| rare.pausing) {
             // Reading stops until the answers its requests wait for are in.
             let waits = self.connection.handler.endpoint.awaits_answers()
                 && since.elapsed() < PAUSE_PATIENCE;
             if !waits {
-                self.connection.pausing = None;
+                self.connection.handler.rare.get_mut().pausing = None;
                 let server = self.slot.server().clone();
                 let address = self.slot.address();
                 if let Some(parked) = self.connection.park(address, &server.handover) {
-                    self.parked = Some(parked);
+                    self.connection.handler.rare.get_mut().parked = Some(parked);
                     return self.poll(cx);
                 }
             }
@@ -218,9 +209,6 @@ enum Reading {
 
 struct Connection<E> {
     socket: Socket,
-    /// Since when a live upgrade has asked this connection to pause, while it waits
-    /// for answers to its requests (reading stops meanwhile).
-    pausing: Option<Instant>,
     timer: Pin<Box<Sleep>>,
     /// The deadline the timer is set to, while it has not fired.
     armed: Option<Instant>,
@@ -280,7 +268,7 @@ impl<E: Endpoint> Connection<E> {
             let reading = self.poll_read(cx, now);
             self.handler.advance(now, wall);
             let write_budget_left = self.poll_write(cx);
-            if let Some(reason) = self.handler.ended.take() {
+            if let Some(reason) = self.handler.take_ended() {
                 return Poll::Ready(reason);
             }
             if self.handler.liveness.is_over() {
@@ -317,7 +305,11 @@ impl<E: Endpoint> Connection<E> {
     /// or the read budget runs out.
     fn poll_read(&mut self, cx: &mut task::Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
-        if self.pausing.is_some() {
+        if handler
+            .rare
+            .get()
+            .is_some_and(|rare| rare.pausing.is_some())
+        {
             return Reading::Idle;
         }
         for _ in 0..READ_BUDGET {

@@ -263,7 +263,7 @@ impl Pair {
                 }
             }
             self.handler.advance(now, self.wall());
-            if let Some(reason) = self.handler.ended.take() {
+            if let Some(reason) = self.handler.take_ended() {
                 self.server_end.get_or_insert((now, reason));
             }
             self.handler.gather(&mut self.wire);
