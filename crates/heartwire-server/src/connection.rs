@@ -32,7 +32,6 @@ use std::time::{Instant, SystemTime};
 
 use heartwire_core::DisconnectReason;
 use heartwire_core::protocol::session_name;
-use tokio::time::Sleep;
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -44,6 +43,7 @@ use super::endpoint::{Context, Endpoint, Outgoing};
 use super::handover::state::ConnectionState;
 use super::handover::{Handover, Parked, Verdict};
 use super::slot::Slot;
+use super::timers::Tick;
 use super::websocket::{Socket, SocketState};
 
 mod handler;
@@ -99,7 +99,6 @@ pub(crate) fn resume<E: Endpoint>(
     );
     let connection = Connection {
         socket: Socket::resume(stream, socket_state, max_message_size),
-        timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler,
     };
@@ -123,7 +122,6 @@ pub(crate) fn start<E: Endpoint>(
     let now = Instant::now();
     let connection = Connection {
         socket,
-        timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
@@ -209,10 +207,18 @@ enum Reading {
 
 struct Connection<E> {
     socket: Socket,
-    timer: Pin<Box<Sleep>>,
-    /// The deadline the timer is set to, while it has not fired.
-    armed: Option<Instant>,
+    /// The tick the server's timers wake this connection at, while it has not come.
+    armed: Option<Tick>,
     handler: Handler<E>,
+}
+
+impl<E> Drop for Connection<E> {
+    fn drop(&mut self) {
+        if let Some(tick) = self.armed {
+            let context = &self.handler.context;
+            context.server.timers.cancel(context.mailbox.id(), tick);
+        }
+    }
 }
 
 impl<E: Endpoint> Connection<E> {
@@ -390,19 +396,30 @@ impl<E: Endpoint> Connection<E> {
         budget_left
     }
 
-    /// Sets the timer to the handler's next deadline and polls it. Returns `false`
-    /// when it has already fired, so the caller goes round again.
+    /// Asks the server's timers to wake the task at the handler's next deadline.
+    /// Returns `false` when that deadline has passed already, so the caller goes
+    /// round again.
+    ///
+    /// The wake-up asked for stays while it has not come and the deadline is not
+    /// earlier: traffic moves the deadline later, and the task woken early finds
+    /// nothing due and asks again. The waker is the task's own: any of its wakers
+    /// wakes it.
     fn arm_timer(&mut self, cx: &mut task::Context<'_>, now: Instant, wall: SystemTime) -> bool {
         let Some(deadline) = self.handler.poll_timeout(now, wall) else {
             return true;
         };
-        if self.armed.is_none_or(|armed| deadline < armed) {
-            self.timer.as_mut().reset(deadline.into());
-            self.armed = Some(deadline);
-        }
-        if self.timer.as_mut().poll(cx).is_ready() {
-            self.armed = None;
+        if deadline <= now {
             return false;
+        }
+        let context = &self.handler.context;
+        let timers = &context.server.timers;
+        let tick = timers.tick_of(deadline);
+        let came = self
+            .armed
+            .is_some_and(|armed| timers.instant_of(armed) <= now);
+        if came || self.armed.is_none_or(|armed| tick < armed) {
+            timers.wake_at(context.mailbox.id(), tick, self.armed, cx.waker());
+            self.armed = Some(tick);
         }
         true
     }

@@ -97,6 +97,7 @@ impl Server {
             pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: now,
             handover: Default::default(),
+            timers: Default::default(),
         });
         Self {
             state,
