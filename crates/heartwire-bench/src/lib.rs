@@ -12,7 +12,9 @@
 //! - `heartwire bench overload` measures established connections under a flood of
 //!   new ones, with overload admission off and on;
 //! - `heartwire bench scale-out` runs three heartwire processes on each Redis topology
-//!   (one server, a cluster, three sharded servers) and appends their figures.
+//!   (one server, a cluster, three sharded servers) and appends their figures;
+//! - `heartwire bench upgrade` swaps a loaded server for a new process, live
+//!   (`--take-over`) and by a restart, and appends what clients saw of each.
 //!
 //! Files: [`dialect`] speaks each server's protocol, [`wire`] opens connections from
 //! several 127.0.0.x sources, [`fleet`] and [`hold`] are the two ends of a generator
@@ -35,6 +37,7 @@ mod scaleout;
 mod scenario;
 mod server;
 mod soak;
+mod upgrade;
 mod wire;
 
 /// Options of `heartwire bench`.
@@ -62,6 +65,10 @@ enum BenchCommand {
     /// The round trip of established connections while a flood of clients connects,
     /// with overload admission off and on.
     Overload(overload::OverloadArgs),
+    /// A live upgrade (`--take-over`) of a server holding thousands of connections
+    /// under a publish stream, beside a restart: closes, messages lost and repeated,
+    /// latency and the swap's duration, appended to a file.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 /// Runs `heartwire bench` with these arguments.
@@ -73,5 +80,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::ScaleOut(args) => scaleout::run(args),
         BenchCommand::Soak(args) => soak::run(args),
         BenchCommand::Overload(args) => overload::run(args),
+        BenchCommand::Upgrade(args) => upgrade::run(args),
     }
 }

@@ -48,6 +48,9 @@ pub(crate) type Table = BTreeMap<String, BTreeMap<String, Figure>>;
 /// What the names of the scale-out scenario's figures start with: they compare
 /// heartwire's Redis topologies with each other, in a section of their own.
 const SCALE_OUT: &str = "scaleout_";
+/// What the names of the upgrade scenario's figures start with: a live upgrade beside a
+/// restart of heartwire, in a section of their own.
+const UPGRADE: &str = "upgrade_";
 
 pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     let mut all = Vec::new();
@@ -57,7 +60,15 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     let mut servers: Vec<String> = Vec::new();
     let mut table = Table::new();
     let mut scale_out = Table::new();
+    let mut upgrade = Table::new();
     for figure in all {
+        if figure.figure.starts_with(UPGRADE) {
+            upgrade
+                .entry(figure.figure.clone())
+                .or_default()
+                .insert(figure.server.clone(), figure);
+            continue;
+        }
         if figure.figure.starts_with(SCALE_OUT) {
             scale_out
                 .entry(figure.figure.clone())
@@ -86,8 +97,12 @@ pub(crate) fn write(args: ReportArgs) -> anyhow::Result<()> {
     if !scale_out.is_empty() {
         md += &scale_out_section(&scale_out);
     }
+    if !upgrade.is_empty() {
+        md += &upgrade_section(&upgrade);
+    }
     let mut every = table.clone();
     every.extend(scale_out);
+    every.extend(upgrade);
     md += &missing(&every, &unmeasured_targets);
     md += &format!(
         "\n![ratios against heartwire]({})\n",
@@ -332,6 +347,86 @@ fn scale_out_section(table: &Table) -> String {
          every channel of its shard after **{} s**.",
         show(ours("scaleout_cluster3_recovery_secs"))
     );
+    md
+}
+
+/// The upgrade scenario: the same load through a live upgrade and through a restart,
+/// one column per pass (`upgrade_{idle}_{live,restart}_…`), the most idle first.
+fn upgrade_section(table: &Table) -> String {
+    let mut passes: Vec<(u64, String)> = Vec::new();
+    for name in table.keys() {
+        let Some(rest) = name.strip_prefix(UPGRADE) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '_');
+        if let (Some(idle), Some(swap)) = (parts.next(), parts.next())
+            && let Ok(idle) = idle.parse::<u64>()
+            && !passes.iter().any(|(i, s)| *i == idle && s == swap)
+        {
+            passes.push((idle, swap.to_owned()));
+        }
+    }
+    passes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    // Counts are whole; durations and the load keep their decimals.
+    let show = |(idle, swap): &(u64, String), figure: &str| {
+        let shown = value(
+            table,
+            &format!("{UPGRADE}{idle}_{swap}_{figure}"),
+            HEARTWIRE,
+        );
+        let whole = !figure.ends_with("_ms") && figure != "load";
+        match shown {
+            Some(count) if whole => format!("{count:.0}"),
+            Some(other) => number(other),
+            None => "—".to_owned(),
+        }
+    };
+    let mut md = String::from(
+        "\n## Live upgrade beside a restart\n\n\
+         `heartwire bench upgrade` (`bench/run --only upgrade`): one release `heartwire serve \
+         --upgrade-socket` on Redis with idle connections and busy clients (publishers at a \
+         fixed rate, subscribers), then either a second process of the same binary takes over \
+         (`--take-over`, *live*) or the server is stopped with SIGTERM and started again \
+         (*restart*: close 1012 with a spread reconnect hint). bench/NOTES.md says how to read \
+         each line.\n\n| |",
+    );
+    for pass in &passes {
+        let _ = write!(md, " {}, {} idle |", pass.1, pass.0);
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(passes.len());
+    md += "\n";
+    for (figure, name) in [
+        ("idle_connected", "idle connections open"),
+        ("busy_clients", "busy clients"),
+        ("closes_seen", "closes seen by clients"),
+        ("messages_received", "messages received"),
+        ("messages_lost", "messages lost"),
+        ("messages_repeated", "messages repeated"),
+        ("gaps_told", "gaps the server told of"),
+        ("p99_steady_ms", "p99 publish→receive, steady (ms)"),
+        (
+            "p99_swap_ms",
+            "p99 publish→receive, messages on their way during the swap (ms)",
+        ),
+        ("max_swap_ms", "slowest of those (ms)"),
+        ("accepting_ms", "swap start → new process accepting (ms)"),
+        ("old_gone_ms", "swap start → old process gone (ms)"),
+        (
+            "clients_back_ms",
+            "swap start → every busy client open again (ms)",
+        ),
+        (
+            "load",
+            "the machine's load (1-minute average) after the pass",
+        ),
+    ] {
+        md += &format!("| {name} |");
+        for pass in &passes {
+            let _ = write!(md, " {} |", show(pass, figure));
+        }
+        md += "\n";
+    }
     md
 }
 

@@ -242,3 +242,62 @@ async fn the_cost_scenarios_run_and_connects_are_measured_with_pyjwt_tokens() {
         assert_eq!(value(zero), Some(0.0), "{zero}\n{text}");
     }
 }
+
+#[test]
+fn the_upgrade_scenario_moves_every_connection_live_and_a_restart_closes_them() {
+    let dir = scratch_dir().join("upgrade");
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let figures = dir.join("figures.jsonl");
+    let status = Command::new(HEARTWIRE)
+        .args(["bench", "upgrade", "--port", &free_port().to_string()])
+        .args(["--idle", "40", "--per-process", "25"])
+        .args(["--publishers", "2", "--subscribers", "8", "--rate", "20"])
+        .args([
+            "--steady",
+            "1s",
+            "--after",
+            "500ms",
+            "--restart-spread",
+            "500ms",
+        ])
+        .args(["--out", figures.to_str().expect("a UTF-8 path")])
+        .status()
+        .expect("heartwire bench upgrade runs");
+    assert!(status.success(), "bench upgrade failed: {status}");
+    let text = std::fs::read_to_string(&figures).expect("figures were written");
+    let values: HashMap<String, f64> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("a JSON figure"))
+        .filter_map(|figure| {
+            let name = figure["figure"].as_str()?.to_owned();
+            Some((name, figure["value"].as_f64()?))
+        })
+        .collect();
+    let value = |name: &str| {
+        values
+            .get(&format!("upgrade_40_{name}"))
+            .copied()
+            .unwrap_or_else(|| panic!("no upgrade_40_{name} in {text}"))
+    };
+    for swap in ["live", "restart"] {
+        assert_eq!(value(&format!("{swap}_idle_connected")), 40.0, "{swap}");
+        assert!(value(&format!("{swap}_messages_received")) > 0.0, "{swap}");
+        for zero in ["messages_lost", "messages_repeated", "gaps_told"] {
+            assert_eq!(value(&format!("{swap}_{zero}")), 0.0, "{swap}_{zero}");
+        }
+        assert!(value(&format!("{swap}_accepting_ms")) > 0.0, "{swap}");
+        assert!(value(&format!("{swap}_old_gone_ms")) > 0.0, "{swap}");
+    }
+    assert_eq!(
+        value("live_closes_seen"),
+        0.0,
+        "a live upgrade closes nothing"
+    );
+    assert_eq!(
+        value("restart_closes_seen"),
+        50.0,
+        "a restart closes the 40 idle and 10 busy connections"
+    );
+    assert!(value("restart_clients_back_ms") > 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

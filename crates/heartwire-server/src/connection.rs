@@ -94,6 +94,7 @@ pub(crate) fn resume<E: Endpoint>(
             address: state.address,
             liveness: state.liveness,
             incomplete_for: state.incomplete_for,
+            rate: state.rate,
         },
         now,
     );
@@ -259,6 +260,7 @@ impl<E: Endpoint> Connection<E> {
             endpoint,
             liveness: handler.liveness.snapshot(now)?,
             incomplete_for: handler.incomplete_for(now),
+            rate: handler.rate_state(now),
             deflate: socket.deflate,
             reader: socket.reader,
             unsent: socket.unsent,

@@ -25,15 +25,16 @@
 //!
 //! Before a connection is served it must pass two bounds: the node's accept rate
 //! (`--accept-rate`), and `--max-connections` (plus [`HTTP_HEADROOM`]) counted over
-//! the WebSockets and the connections that have not upgraded yet, so a client cannot
-//! hold sockets by never finishing its request. A connection past either is answered HTTP 503 with
+//! the WebSockets, the event streams and the connections that have not upgraded yet
+//! (an event stream's connection once: by its slot, see [`Unupgraded`]), so a client
+//! cannot hold sockets by never finishing its request. A connection past either is answered HTTP 503 with
 //! `Retry-After` and closed, without being parsed. When accepting fails (out of
 //! file descriptors, say) the log says so at most once per [`ACCEPT_ERROR_LOG_EVERY`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -176,11 +177,14 @@ pub(crate) async fn serve(
         let request_cut = Cut(cut.clone());
         let over_tls = tls.is_some();
         let handshake = Arc::new(PendingHandshake::count(state.clone()));
+        let unupgraded = Unupgraded::count(state.clone());
+        let request_unupgraded = unupgraded.clone();
         let service = router
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.extensions_mut().insert(request_cut.clone());
+                request.extensions_mut().insert(request_unupgraded.clone());
                 if over_tls {
                     request.extensions_mut().insert(OverTls);
                 }
@@ -190,7 +194,6 @@ pub(crate) async fn serve(
                 handshake.answered();
                 response
             });
-        let unupgraded = Unupgraded::count(state.clone());
         let Some(tls) = &tls else {
             let connection = http
                 .serve_connection(
@@ -205,7 +208,7 @@ pub(crate) async fn serve(
                     },
                     () = cut.cancelled() => tracing::debug!("HTTP connection cut"),
                 }
-                drop(unupgraded);
+                unupgraded.stop_counting();
             });
             continue;
         };
@@ -229,7 +232,7 @@ pub(crate) async fn serve(
                 },
                 () = cut.cancelled() => tracing::debug!("HTTP connection cut"),
             }
-            drop(unupgraded);
+            unupgraded.stop_counting();
         });
     }
 }
@@ -338,18 +341,34 @@ impl Drop for PendingHandshake {
     }
 }
 
-/// A TCP connection served as HTTP, counted until its upgrade or its end.
-struct Unupgraded(Arc<ServerState>);
+/// A TCP connection served as HTTP, counted until its upgrade or its end, or until
+/// a route takes a slot for it (an event stream, which the registry counts then).
+/// Each request carries it (a request extension).
+pub(crate) struct Unupgraded {
+    state: Arc<ServerState>,
+    counted: AtomicBool,
+}
 
 impl Unupgraded {
-    fn count(state: Arc<ServerState>) -> Self {
+    fn count(state: Arc<ServerState>) -> Arc<Self> {
         state.unupgraded.fetch_add(1, Ordering::AcqRel);
-        Self(state)
+        Arc::new(Self {
+            state,
+            counted: AtomicBool::new(true),
+        })
+    }
+
+    /// Stops counting the connection, once: it ended or was upgraded, or a slot
+    /// counts it from now on.
+    pub(crate) fn stop_counting(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.state.unupgraded.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
 impl Drop for Unupgraded {
     fn drop(&mut self) {
-        self.0.unupgraded.fetch_sub(1, Ordering::AcqRel);
+        self.stop_counting();
     }
 }

@@ -553,3 +553,38 @@ async fn a_client_that_stops_reading_is_cut_as_a_slow_consumer() {
         "{rest} of {published} delivered before the cut"
     );
 }
+
+#[tokio::test]
+async fn event_streams_count_once_against_max_connections() {
+    // Enough streams that counting each twice (by its slot and as an HTTP connection
+    // not upgraded) would pass max-connections plus the accept loop's headroom (8)
+    // long before the slots run out.
+    const MAX: usize = 24;
+    let config = ServerConfig {
+        limits: Limits {
+            max_connections: MAX,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let mut streams = Vec::new();
+    for _ in 0..MAX {
+        let mut client = open(&server, "/sse?channel=a", &[]).await;
+        assert_eq!(client.next().await.unwrap().kind, "subscribed");
+        streams.push(client);
+    }
+    let (status, body) = sse::open(server.addr, "/sse?channel=a", &[])
+        .await
+        .refusal();
+    assert_eq!(
+        (status, body.trim()),
+        (503, "server at max-connections; retry later")
+    );
+    assert_eq!(
+        server
+            .metric(r#"heartwire_connections_open{endpoint="sse"}"#)
+            .await,
+        MAX as f64
+    );
+}

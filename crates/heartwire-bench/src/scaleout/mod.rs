@@ -18,7 +18,7 @@
 //! machine's cores weighs on no topology more than another.
 
 mod load;
-mod redis;
+pub(crate) mod redis;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -13,13 +13,20 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// The `heartwire` binary, without settings inherited from the environment.
 pub fn heartwire() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_heartwire"));
+    without_inherited_settings(&mut command);
+    command
+}
+
+/// Removes from `command`'s environment the settings of heartwire the tests' own
+/// environment may hold, and gives it no stdin.
+pub fn without_inherited_settings(command: &mut Command) -> &mut Command {
     command
         .env_remove("HEARTWIRE_LOG")
         .env_remove("RUST_LOG")
         .env_remove("HEARTWIRE_LOG_FORMAT")
         .env_remove("HEARTWIRE_REDIS")
-        .stdin(Stdio::null());
-    command
+        .env_remove("HEARTWIRE_CONFIG")
+        .stdin(Stdio::null())
 }
 
 /// A running `heartwire serve` and the address it printed.

@@ -36,6 +36,20 @@ impl TokenBucket {
         Ok(())
     }
 
+    /// The tokens there are at `now`.
+    pub(crate) fn tokens(&mut self, now: Instant) -> f64 {
+        let _ = self.ready(now);
+        self.tokens
+    }
+
+    /// The bucket with `tokens` left at `now` (at most its capacity), as another
+    /// process left it.
+    pub(crate) fn with_tokens(mut self, tokens: f64, now: Instant) -> Self {
+        self.tokens = tokens.clamp(0.0, self.capacity);
+        self.last = now;
+        self
+    }
+
     /// Gives back a token taken for an event that turned out not to count.
     pub(crate) fn give_back(&mut self) {
         self.tokens = (self.tokens + 1.0).min(self.capacity);

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::bucket::TokenBucket;
 use crate::config::RateLimits;
+use crate::handover::state::RateState;
 
 /// What to do with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,28 @@ impl MessageRate {
         }
     }
 
+    /// The rate as another process left it (a live upgrade): a client does not get
+    /// a fresh burst by being handed over.
+    pub(crate) fn resume(limits: &RateLimits, state: Option<RateState>, now: Instant) -> Self {
+        let mut rate = Self::new(limits, now);
+        if let Some(state) = state {
+            rate.bucket = rate
+                .bucket
+                .map(|bucket| bucket.with_tokens(state.tokens, now));
+            rate.refused = state.refused;
+        }
+        rate
+    }
+
+    /// What a live upgrade carries of the rate at `now`; `None` when it limits nothing.
+    pub(crate) fn snapshot(&mut self, now: Instant) -> Option<RateState> {
+        let tokens = self.bucket.as_mut()?.tokens(now);
+        Some(RateState {
+            tokens,
+            refused: self.refused,
+        })
+    }
+
     /// The verdict on a message that arrived at `now`.
     pub(crate) fn judge(&mut self, now: Instant) -> Verdict {
         let Some(bucket) = &mut self.bucket else {
@@ -65,6 +88,30 @@ mod tests {
             message_burst: burst,
             ..RateLimits::default()
         }
+    }
+
+    #[test]
+    fn a_rate_handed_over_keeps_what_was_taken() {
+        let t0 = Instant::now();
+        let ten = limits("10/s", 2);
+        let mut old = MessageRate::new(&ten, t0);
+        assert_eq!(old.judge(t0), Verdict::Take);
+        assert_eq!(old.judge(t0), Verdict::Take);
+        let state = old.snapshot(t0);
+        // The other process, on its own clock: no fresh burst; the refill starts
+        // again from what was left (the moment of the handover is not refilled).
+        let t1 = t0 + Duration::from_millis(50);
+        let mut new = MessageRate::resume(&ten, state, t1);
+        let refused = Verdict::Refuse {
+            retry_after: Duration::from_millis(100),
+        };
+        assert_eq!(new.judge(t1), refused);
+        assert_eq!(new.judge(t1 + Duration::from_millis(100)), Verdict::Take);
+        // Unlimited, nothing is carried; from an older build, the bucket starts full.
+        let mut unlimited = MessageRate::new(&limits("0/s", 2), t0);
+        assert_eq!(unlimited.snapshot(t0), None);
+        let mut fresh = MessageRate::resume(&ten, None, t1);
+        assert_eq!(fresh.judge(t1), Verdict::Take);
     }
 
     #[test]

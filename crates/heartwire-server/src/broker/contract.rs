@@ -1,6 +1,7 @@
 //! What every broker promises the connections: the [`Broker`] trait, and the
 //! requests it takes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,10 +155,17 @@ pub trait Broker: Send + Sync + 'static {
     fn take_reaped(&self, _session: &str, _then: Box<dyn FnOnce() + Send>) {}
 
     /// The channels a live upgrade hands to the new process: those kept in this
-    /// process (none for a broker whose history is elsewhere, as in Redis).
-    fn hand_over_channels(&self) -> Vec<ChannelState> {
+    /// process (none for a broker whose history is elsewhere, as in Redis), with
+    /// their presence members among the connections `handed_over`. From
+    /// then on a publish here is refused as unavailable (it would reach nobody),
+    /// until [`keep_channels`](Self::keep_channels).
+    fn hand_over_channels(&self, _handed_over: &HashSet<ConnectionId>) -> Vec<ChannelState> {
         Vec::new()
     }
+
+    /// The handover of the channels did not happen after all: this process goes on
+    /// with them (a broker whose history is elsewhere has nothing to do).
+    fn keep_channels(&self) {}
 
     /// Takes over the channels of the process this one replaces, before any
     /// connection subscribes.

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::admission::{MessageRate, Verdict};
 use crate::auth::{Identity, expiry};
 use crate::endpoint::{Context, Endpoint, Outgoing};
+use crate::handover::state::RateState;
 use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
 use crate::websocket::Socket;
@@ -33,6 +34,7 @@ pub(super) struct Resumed {
     pub(super) address: IpAddr,
     pub(super) liveness: LivenessSnapshot,
     pub(super) incomplete_for: Option<Duration>,
+    pub(super) rate: Option<RateState>,
 }
 
 /// What a connection does with messages, signals and deadlines; everything but the
@@ -95,8 +97,9 @@ impl<E: Endpoint> Handler<E> {
             address,
             liveness,
             incomplete_for,
+            rate,
         } = resumed;
-        let rate = MessageRate::new(&server.config.rates, now);
+        let rate = MessageRate::resume(&server.config.rates, rate, now);
         let context = Context {
             server,
             mailbox,
@@ -118,6 +121,11 @@ impl<E: Endpoint> Handler<E> {
             rate,
             rare,
         }
+    }
+
+    /// What a live upgrade carries of the message rate, at `now`.
+    pub(super) fn rate_state(&mut self, now: Instant) -> Option<RateState> {
+        self.rate.snapshot(now)
     }
 
     /// How long the socket has held an incomplete message, at `now`.

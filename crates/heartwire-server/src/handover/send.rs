@@ -83,9 +83,13 @@ pub(crate) async fn serve(socket: UpgradeSocket, state: Arc<ServerState>, listen
         };
         let started = Instant::now();
         match hand_over(wire, &state, &listener).await {
-            Outcome::Committed { connections } => {
+            Outcome::Committed {
+                connections,
+                stayed,
+            } => {
                 tracing::info!(
                     connections,
+                    stayed,
                     millis = started.elapsed().as_millis() as u64,
                     "live upgrade: handed over to the new process"
                 );
@@ -106,7 +110,8 @@ pub(crate) async fn serve(socket: UpgradeSocket, state: Arc<ServerState>, listen
 /// How a handover ended.
 enum Outcome {
     /// The new process drives the connections.
-    Committed { connections: usize },
+    /// `stayed`: the connections that could not move and get 1012.
+    Committed { connections: usize, stayed: usize },
     /// The new process took the listening socket but not the connections.
     Refused(String),
     /// Nothing was handed over; this process goes on.
@@ -137,11 +142,16 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         .map(|parked| ((parked.state, parked.fd), parked.verdict))
         .unzip();
     let connections = offers.len();
-    let channels = state.broker.hand_over_channels();
+    let stayed_count = stayed.len();
+    let handed_over = offers.iter().map(|(offer, _)| offer.session).collect();
+    let channels = state.broker.hand_over_channels(&handed_over);
     let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
     let (moved, stays) = match sent {
         Ok(_) => (Verdict::Moved, Verdict::Close),
-        Err(_) => (Verdict::Resume, Verdict::Resume),
+        Err(_) => {
+            state.broker.keep_channels();
+            (Verdict::Resume, Verdict::Resume)
+        }
     };
     for sender in verdicts {
         let _ = sender.send(moved);
@@ -150,7 +160,10 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         let _ = sender.send(stays);
     }
     match sent {
-        Ok(_) => Outcome::Committed { connections },
+        Ok(_) => Outcome::Committed {
+            connections,
+            stayed: stayed_count,
+        },
         Err(err) => Outcome::Failed(err),
     }
 }

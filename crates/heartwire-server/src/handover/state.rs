@@ -5,7 +5,9 @@
 //! The first message, [`Message::Begin`], carries the format's version, and keeps the
 //! same shape in every version: a new process that does not know the version refuses
 //! it ([`Message::Refuse`]) and the old one falls back to closing its connections with
-//! 1012. Any change to the documents below takes a new [`VERSION`].
+//! 1012. Any change to the documents below that a build of the same version could not
+//! read takes a new [`VERSION`]; a field added with a default (read as empty from an
+//! older build, ignored by one) does not.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -74,6 +76,19 @@ pub struct ChannelState {
     pub history: Vec<MessageState>,
     /// The publish ids remembered on it (the dedup window), oldest first.
     pub publish_ids: Vec<PublishIdState>,
+    /// Its presence members among the connections handed over: the new process
+    /// knows them before they subscribe again, so nobody sees them join twice.
+    #[serde(default)]
+    pub members: Vec<MemberState>,
+}
+
+/// A presence member of a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Its connection (session).
+    pub session: ConnectionId,
+    /// Its user; `None` when anonymous.
+    pub user: Option<String>,
 }
 
 /// A publish id remembered within the dedup window.
@@ -132,6 +147,19 @@ pub(crate) struct ConnectionState {
     /// Encoded frames the kernel has not taken yet.
     #[serde(with = "base64_bytes")]
     pub(crate) unsent: Vec<u8>,
+    /// What is left of its message rate; `None` when the rate limits nothing (or
+    /// from a build that did not send it: the bucket starts full).
+    #[serde(default)]
+    pub(crate) rate: Option<RateState>,
+}
+
+/// A connection's message rate (`--message-rate`), between two processes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RateState {
+    /// Tokens left in its bucket.
+    pub(crate) tokens: f64,
+    /// Messages refused since the last one taken.
+    pub(crate) refused: u32,
 }
 
 /// What an endpoint holds.

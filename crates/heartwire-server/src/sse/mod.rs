@@ -39,7 +39,7 @@ use crate::admission::ClientAddr;
 use crate::auth::{Caller, Identity, Refusal, expiry};
 use crate::broker::SubscribeRequest;
 use crate::endpoint::EndpointKind;
-use crate::listener::Cut;
+use crate::listener::{Cut, Unupgraded};
 use crate::permissions::{self, Action};
 use crate::routes;
 use crate::slot::Slot;
@@ -56,6 +56,7 @@ pub(crate) async fn open(
     State(server): State<Arc<ServerState>>,
     RawQuery(query): RawQuery,
     Extension(cut): Extension<Cut>,
+    Extension(connection): Extension<Arc<Unupgraded>>,
     ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     caller: Caller,
@@ -107,6 +108,8 @@ pub(crate) async fn open(
         .as_ref()
         .map(|identity| Arc::from(identity.user.as_str()));
     let mailbox = slot.open(EndpointKind::Sse, user);
+    // The slot counts the connection against --max-connections from now on.
+    connection.stop_counting();
     let positions = subscribe(&server, &request, identity.as_deref(), &mailbox);
     let base = millis(server.config.sse.sse_retry);
     let retry_ms = rand::rng().random_range(base..=base.saturating_mul(2));

@@ -17,7 +17,7 @@
 mod ledger;
 mod recent_ids;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +28,9 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
-use crate::handover::state::{ChannelState, MessageState, PayloadState, PublishIdState};
+use crate::handover::state::{
+    ChannelState, MemberState, MessageState, PayloadState, PublishIdState,
+};
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
 use crate::publication::{Payload, Publication};
@@ -148,6 +150,15 @@ impl Channel {
     }
 
     /// Adds a member; announces it when it is anonymous or its user's first.
+    /// Counts a member handed over by the process this one replaces, without
+    /// announcing it: its subscription, when it comes again, finds it a member.
+    fn restore_member(&mut self, session: ConnectionId, user: Option<Arc<str>>) {
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_default() += 1;
+        }
+        self.members.insert(session, user);
+    }
+
     fn add_member(&mut self, channel: &Arc<str>, session: ConnectionId, user: Option<Arc<str>>) {
         if self.members.contains_key(&session) {
             return;
@@ -225,6 +236,9 @@ struct State {
     created_by: HashMap<ConnectionId, usize>,
     ledger: Ledger,
     generations: u64,
+    /// The channels were handed to a new process (a live upgrade): a publish here
+    /// would reach nobody, so it is refused until the channels stay after all.
+    moved: bool,
 }
 
 impl State {
@@ -507,6 +521,18 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         } = request;
         let now = self.clock.now();
         let mut state = self.state();
+        if state.moved {
+            if let Some(origin) = &origin {
+                origin.deliver(Outbound::Error {
+                    code: ErrorCode::Unavailable,
+                    reason: "the channels have moved to the server's new process (a live \
+                             upgrade); publish again"
+                        .to_owned(),
+                    id: ack_id,
+                });
+            }
+            return;
+        }
         state.sweep(now, &self.retention);
         if let (Some(origin), Some(id)) = (&origin, &ack_id) {
             if let Some(seq) = state.recent_ids.get(&publisher, &channel, id) {
@@ -622,8 +648,9 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         }
     }
 
-    fn hand_over_channels(&self) -> Vec<ChannelState> {
-        let state = self.state();
+    fn hand_over_channels(&self, handed_over: &HashSet<ConnectionId>) -> Vec<ChannelState> {
+        let mut state = self.state();
+        state.moved = true;
         let message = |message: &Arc<Publication>| MessageState {
             seq: message.seq,
             payload: match &message.payload {
@@ -650,8 +677,21 @@ impl<C: Clock> Broker for MemoryBroker<C> {
                 seq: channel.seq,
                 history: channel.history.iter().map(message).collect(),
                 publish_ids: ids.remove(name).unwrap_or_default(),
+                members: channel
+                    .members
+                    .iter()
+                    .filter(|(session, _)| handed_over.contains(session))
+                    .map(|(session, user)| MemberState {
+                        session: *session,
+                        user: user.as_deref().map(str::to_owned),
+                    })
+                    .collect(),
             })
             .collect()
+    }
+
+    fn keep_channels(&self) {
+        self.state().moved = false;
     }
 
     fn adopt_channels(&self, channels: Vec<ChannelState>) {
@@ -668,6 +708,10 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             };
             channel.epoch = Arc::from(adopted.epoch);
             channel.seq = adopted.seq;
+            for member in adopted.members {
+                // Not announced: they were members before, and stay so.
+                channel.restore_member(member.session, member.user.map(Arc::from));
+            }
             for message in adopted.history {
                 let payload = match message.payload {
                     PayloadState::Json(text) => match RawValue::from_string(text) {
@@ -797,7 +841,7 @@ mod tests {
         }
         drain(&publisher);
         let new = MemoryBroker::new(retention());
-        new.adopt_channels(old.hand_over_channels());
+        new.adopt_channels(old.hand_over_channels(&HashSet::new()));
         assert_eq!(epoch_of(&new, "news"), epoch_of(&old, "news"));
         let reader = mailbox(2);
         let since = Position {
@@ -818,6 +862,30 @@ mod tests {
         assert_eq!(drain(&publisher), ["ack p2 2 true"]);
         publish(&new, "news", "four", Some((&publisher, "p4")));
         assert_eq!(drain(&reader), ["message 4 four"]);
+    }
+
+    #[test]
+    fn a_publish_after_the_channels_moved_is_refused_until_they_stay() {
+        let old = MemoryBroker::new(retention());
+        let (publisher, reader) = (mailbox(1), mailbox(2));
+        subscribe(&old, "news", &reader, None);
+        drain(&reader);
+        let moved = old.hand_over_channels(&HashSet::new());
+        assert_eq!(moved.len(), 1);
+        // Taken here it would reach nobody: the publisher hears so and publishes again.
+        publish(&old, "news", "late", Some((&publisher, "p1")));
+        assert_eq!(
+            drain(&publisher),
+            [
+                "error the channels have moved to the server's new process (a live upgrade); publish again"
+            ]
+        );
+        assert!(drain(&reader).is_empty());
+        // The new process failed: this one goes on, and so do its channels.
+        old.keep_channels();
+        publish(&old, "news", "late", Some((&publisher, "p1")));
+        assert_eq!(drain(&publisher), ["ack p1 1 false"]);
+        assert_eq!(drain(&reader), ["message 1 late"]);
     }
 
     #[test]
@@ -1148,6 +1216,31 @@ mod tests {
         );
         // Ada's second connection saw bob come, not herself.
         assert_eq!(drain(&ada_2), ["subscribed room 0", "join 4@bob"]);
+    }
+
+    #[test]
+    fn members_handed_over_are_not_announced_again_when_they_subscribe_again() {
+        let old = MemoryBroker::new(retention());
+        let (ada, bob, tls) = (mailbox(1), mailbox(2), mailbox(3));
+        join(&old, &ada, Some("ada"));
+        join(&old, &bob, None);
+        join(&old, &tls, None);
+        // The third connection stays in the old process (over TLS it cannot move).
+        let channels = old.hand_over_channels(&HashSet::from([1, 2]));
+        let new = MemoryBroker::new(retention());
+        new.adopt_channels(channels);
+        let (ada, bob) = (mailbox(1), mailbox(2));
+        join(&new, &ada, Some("ada"));
+        join(&new, &bob, None);
+        new.presence(Arc::from("room"), bob.clone());
+        assert_eq!(
+            drain(&bob),
+            ["subscribed room 0", "presence [\"1@ada\", \"2\"]"]
+        );
+        // Ada's last connection leaving is announced, once: she was counted once.
+        new.unsubscribe("room", 1);
+        assert_eq!(drain(&bob), ["leave 1@ada"]);
+        assert_eq!(drain(&ada), ["subscribed room 0"]);
     }
 
     #[test]
