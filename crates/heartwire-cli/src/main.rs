@@ -15,6 +15,13 @@ mod token_command;
 
 use sources::SourceError;
 
+/// mimalloc rather than glibc's allocator: a connection's handshake leaves many
+/// short-lived buffers behind, and glibc keeps the holes they leave between the
+/// connections that stay, which an idle server's memory then counts
+/// (bench/NOTES.md, "Where heartwire's bytes go").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// WebSocket connections that notice when they die.
 #[derive(clap::Parser)]
 #[command(name = "heartwire", version, about)]

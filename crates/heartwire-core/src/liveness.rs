@@ -110,18 +110,20 @@ struct Probe {
     sent_at: Instant,
 }
 
+/// The reasons are boxed: a connection is open for most of its life, and a server
+/// holds one machine per connection.
 #[derive(Debug)]
 enum Phase {
     Open,
     /// A close frame went out; the peer has until `deadline` to answer.
     Closing {
         deadline: Instant,
-        reason: DisconnectReason,
+        reason: Box<DisconnectReason>,
     },
     /// Over; the actions that end it are still to be handed out.
     Ending {
         send_close: Option<&'static str>,
-        reason: DisconnectReason,
+        reason: Box<DisconnectReason>,
     },
     Ended,
 }
@@ -212,7 +214,7 @@ impl Liveness {
             self.heartbeat_due = false;
             self.phase = Phase::Closing {
                 deadline: now + self.config.close_timeout,
-                reason,
+                reason: Box::new(reason),
             };
         }
     }
@@ -223,10 +225,10 @@ impl Liveness {
     pub fn handle_close_received(&mut self, now: Instant, code: Option<u16>, reason: &str) {
         self.handle_frame(now);
         let reason = match std::mem::replace(&mut self.phase, Phase::Ended) {
-            Phase::Open => DisconnectReason::PeerClosed {
+            Phase::Open => Box::new(DisconnectReason::PeerClosed {
                 code,
                 reason: reason.to_owned(),
-            },
+            }),
             Phase::Closing { reason, .. } => reason,
             done @ (Phase::Ending { .. } | Phase::Ended) => {
                 self.phase = done;
@@ -246,7 +248,7 @@ impl Liveness {
             Phase::Open => {
                 self.phase = Phase::Ending {
                     send_close: None,
-                    reason,
+                    reason: Box::new(reason),
                 }
             }
             // A close was under way: its reason stands.
@@ -276,7 +278,7 @@ impl Liveness {
                         self.heartbeat_due = false;
                         self.phase = Phase::Ending {
                             send_close: Some("ping timeout"),
-                            reason: DisconnectReason::PingTimeout,
+                            reason: Box::new(DisconnectReason::PingTimeout),
                         };
                         return;
                     }
@@ -327,7 +329,7 @@ impl Liveness {
                 else {
                     unreachable!()
                 };
-                Some(Action::Drop(reason))
+                Some(Action::Drop(*reason))
             }
             Phase::Ended => None,
             Phase::Open | Phase::Closing { .. } => {

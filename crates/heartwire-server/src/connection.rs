@@ -32,7 +32,6 @@ use std::time::{Instant, SystemTime};
 
 use heartwire_core::DisconnectReason;
 use heartwire_core::protocol::session_name;
-use tokio::time::Sleep;
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -44,9 +43,11 @@ use super::endpoint::{Context, Endpoint, Outgoing};
 use super::handover::state::ConnectionState;
 use super::handover::{Handover, Parked, Verdict};
 use super::slot::Slot;
+use super::timers::Tick;
 use super::websocket::{Socket, SocketState};
 
 mod handler;
+mod rare;
 
 use handler::{FrameSink, Handler, Resumed};
 
@@ -99,16 +100,10 @@ pub(crate) fn resume<E: Endpoint>(
     );
     let connection = Connection {
         socket: Socket::resume(stream, socket_state, max_message_size),
-        pausing: None,
-        timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler,
     };
-    ConnectionTask {
-        connection,
-        slot,
-        parked: None,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
@@ -128,16 +123,10 @@ pub(crate) fn start<E: Endpoint>(
     let now = Instant::now();
     let connection = Connection {
         socket,
-        pausing: None,
-        timer: Box::pin(tokio::time::sleep_until(now.into())),
         armed: None,
         handler: Handler::open(endpoint, server, mailbox, identity, address, now),
     };
-    ConnectionTask {
-        connection,
-        slot,
-        parked: None,
-    }
+    ConnectionTask { connection, slot }
 }
 
 /// A connection's task: the connection and its slot, nothing else, since an idle
@@ -147,17 +136,16 @@ pub(crate) struct ConnectionTask<E> {
     /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
     /// when the task ends.
     slot: Slot,
-    /// Paused for a live upgrade: the answer whether it goes on here or was handed over.
-    parked: Option<oneshot::Receiver<Verdict>>,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
-        if let Some(parked) = &mut self.parked {
+        let rare = self.connection.handler.rare.existing_mut();
+        if let Some(parked) = rare.and_then(|rare| rare.parked.as_mut()) {
             let verdict = ready!(Pin::new(parked).poll(cx));
-            self.parked = None;
+            self.connection.handler.rare.get_mut().parked = None;
             if verdict == Ok(Verdict::Close) {
                 // The channels have moved: nothing more is read (nor published here);
                 // the shutdown that follows closes the connection with 1012.
@@ -172,19 +160,20 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
                 return Poll::Ready(());
             }
         }
-        if self.connection.handler.context.mailbox.take_handover_ask() {
-            self.connection.pausing = Some(Instant::now());
+        let handler = &mut self.connection.handler;
+        if handler.context.mailbox.take_handover_ask() {
+            handler.rare.get_mut().pausing = Some(Instant::now());
         }
-        if let Some(since) = self.connection.pausing {
+        if let Some(since) = handler.rare.get().and_then(|rare| rare.pausing) {
             // Reading stops until the answers its requests wait for are in.
             let waits = self.connection.handler.endpoint.awaits_answers()
                 && since.elapsed() < PAUSE_PATIENCE;
             if !waits {
-                self.connection.pausing = None;
+                self.connection.handler.rare.get_mut().pausing = None;
                 let server = self.slot.server().clone();
                 let address = self.slot.address();
                 if let Some(parked) = self.connection.park(address, &server.handover) {
-                    self.parked = Some(parked);
+                    self.connection.handler.rare.get_mut().parked = Some(parked);
                     return self.poll(cx);
                 }
             }
@@ -219,13 +208,18 @@ enum Reading {
 
 struct Connection<E> {
     socket: Socket,
-    /// Since when a live upgrade has asked this connection to pause, while it waits
-    /// for answers to its requests (reading stops meanwhile).
-    pausing: Option<Instant>,
-    timer: Pin<Box<Sleep>>,
-    /// The deadline the timer is set to, while it has not fired.
-    armed: Option<Instant>,
+    /// The tick the server's timers wake this connection at, while it has not come.
+    armed: Option<Tick>,
     handler: Handler<E>,
+}
+
+impl<E> Drop for Connection<E> {
+    fn drop(&mut self) {
+        if let Some(tick) = self.armed {
+            let context = &self.handler.context;
+            context.server.timers.cancel(context.mailbox.id(), tick);
+        }
+    }
 }
 
 impl<E: Endpoint> Connection<E> {
@@ -282,7 +276,7 @@ impl<E: Endpoint> Connection<E> {
             let reading = self.poll_read(cx, now);
             self.handler.advance(now, wall);
             let write_budget_left = self.poll_write(cx);
-            if let Some(reason) = self.handler.ended.take() {
+            if let Some(reason) = self.handler.take_ended() {
                 return Poll::Ready(reason);
             }
             if self.handler.liveness.is_over() {
@@ -319,7 +313,11 @@ impl<E: Endpoint> Connection<E> {
     /// or the read budget runs out.
     fn poll_read(&mut self, cx: &mut task::Context<'_>, now: Instant) -> Reading {
         let handler = &mut self.handler;
-        if self.pausing.is_some() {
+        if handler
+            .rare
+            .get()
+            .is_some_and(|rare| rare.pausing.is_some())
+        {
             return Reading::Idle;
         }
         for _ in 0..READ_BUDGET {
@@ -400,19 +398,30 @@ impl<E: Endpoint> Connection<E> {
         budget_left
     }
 
-    /// Sets the timer to the handler's next deadline and polls it. Returns `false`
-    /// when it has already fired, so the caller goes round again.
+    /// Asks the server's timers to wake the task at the handler's next deadline.
+    /// Returns `false` when that deadline has passed already, so the caller goes
+    /// round again.
+    ///
+    /// The wake-up asked for stays while it has not come and the deadline is not
+    /// earlier: traffic moves the deadline later, and the task woken early finds
+    /// nothing due and asks again. The waker is the task's own: any of its wakers
+    /// wakes it.
     fn arm_timer(&mut self, cx: &mut task::Context<'_>, now: Instant, wall: SystemTime) -> bool {
         let Some(deadline) = self.handler.poll_timeout(now, wall) else {
             return true;
         };
-        if self.armed.is_none_or(|armed| deadline < armed) {
-            self.timer.as_mut().reset(deadline.into());
-            self.armed = Some(deadline);
-        }
-        if self.timer.as_mut().poll(cx).is_ready() {
-            self.armed = None;
+        if deadline <= now {
             return false;
+        }
+        let context = &self.handler.context;
+        let timers = &context.server.timers;
+        let tick = timers.tick_of(deadline);
+        let came = self
+            .armed
+            .is_some_and(|armed| timers.instant_of(armed) <= now);
+        if came || self.armed.is_none_or(|armed| tick < armed) {
+            timers.wake_at(context.mailbox.id(), tick, self.armed, cx.waker());
+            self.armed = Some(tick);
         }
         true
     }

@@ -56,6 +56,7 @@ mod slot;
 mod sse;
 mod state;
 mod stream;
+mod timers;
 mod tls;
 mod websocket;
 
@@ -199,6 +200,7 @@ impl Server {
             pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
             handover: handover::Handover::default(),
+            timers: Default::default(),
         });
         let control = match state.api_key {
             Some(_) => Some(api::Control::join(&state).await),

@@ -174,12 +174,14 @@ async fn accept<E: Endpoint>(
             state.metrics.refused(refusal.label());
             tracing::debug!(%refusal, "connection refused");
             let close_timeout = state.config.liveness.close_timeout;
-            upgrade.on_upgrade(settings, move |socket| async move {
-                socket
-                    .close_at_once(refusal.close_code(), &refusal.close_reason(), close_timeout)
-                    .await;
-                // The slot is held until the refused socket is gone.
-                drop(slot);
+            upgrade.on_upgrade(settings, move |socket| {
+                Box::pin(async move {
+                    socket
+                        .close_at_once(refusal.close_code(), &refusal.close_reason(), close_timeout)
+                        .await;
+                    // The slot is held until the refused socket is gone.
+                    drop(slot);
+                })
             })
         }
     }

@@ -41,4 +41,6 @@ pub(crate) struct ServerState {
     /// Live upgrade: whether the listener accepts, and where paused connections offer
     /// themselves.
     pub(crate) handover: crate::handover::Handover,
+    /// The one timer that wakes connections at their deadlines.
+    pub(crate) timers: crate::timers::Timers,
 }

@@ -24,6 +24,8 @@ use crate::mailbox::{Mailbox, Signal};
 use crate::state::ServerState;
 use crate::websocket::Socket;
 
+use super::rare::RareBox;
+
 /// What a connection handed over by another process brings besides its endpoint.
 pub(super) struct Resumed {
     pub(super) server: Arc<ServerState>,
@@ -44,12 +46,10 @@ pub(super) struct Handler<E> {
     pub(super) endpoint: E,
     pub(super) liveness: Liveness,
     pub(super) context: Context,
-    /// Set once the liveness machine has said `Drop`.
-    pub(super) ended: Option<DisconnectReason>,
     /// How fast the client may send (`--message-rate`).
     rate: MessageRate,
-    /// Since when the socket has held an incomplete message, if it does.
-    incomplete_since: Option<Instant>,
+    /// What few connections use: the end, an incomplete message, a live upgrade.
+    pub(super) rare: RareBox,
 }
 
 impl<E: Endpoint> Handler<E> {
@@ -78,9 +78,8 @@ impl<E: Endpoint> Handler<E> {
             endpoint,
             liveness,
             context,
-            ended: None,
             rate,
-            incomplete_since: None,
+            rare: RareBox::default(),
         }
     }
 
@@ -110,14 +109,17 @@ impl<E: Endpoint> Handler<E> {
         };
         let endpoint = endpoint(&context);
         let config = context.server.config.liveness(endpoint.facility());
+        let mut rare = RareBox::default();
+        if let Some(held) = incomplete_for {
+            rare.get_mut().incomplete_since = Some(now.checked_sub(held).unwrap_or(now));
+        }
         Self {
             reading: true,
             endpoint,
             liveness: Liveness::resume(config, &liveness, now),
             context,
-            ended: None,
             rate,
-            incomplete_since: incomplete_for.map(|held| now.checked_sub(held).unwrap_or(now)),
+            rare,
         }
     }
 
@@ -128,8 +130,18 @@ impl<E: Endpoint> Handler<E> {
 
     /// How long the socket has held an incomplete message, at `now`.
     pub(super) fn incomplete_for(&self, now: Instant) -> Option<Duration> {
-        self.incomplete_since
+        self.incomplete_since()
             .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Since when the socket has held an incomplete message, if it does.
+    fn incomplete_since(&self) -> Option<Instant> {
+        self.rare.get().and_then(|rare| rare.incomplete_since)
+    }
+
+    /// Why the connection ended, once the liveness machine has said `Drop`; taken once.
+    pub(super) fn take_ended(&mut self) -> Option<DisconnectReason> {
+        self.rare.existing_mut().and_then(|rare| rare.ended.take())
     }
 
     /// Applies the mailbox's signals and the deadlines passed at `now` (`wall` on the
@@ -235,17 +247,20 @@ impl<E: Endpoint> Handler<E> {
 
     /// Notes whether the socket holds an incomplete message after a read at `now`.
     pub(super) fn note_incomplete(&mut self, incomplete: bool, now: Instant) {
-        self.incomplete_since = match (incomplete, self.incomplete_since) {
-            (false, _) => None,
-            (true, None) => Some(now),
-            (true, since) => since,
-        };
+        match (incomplete, self.rare.existing_mut()) {
+            (false, None) => {}
+            (false, Some(rare)) => rare.incomplete_since = None,
+            (true, rare) => {
+                let since = rare.and_then(|rare| rare.incomplete_since);
+                self.rare.get_mut().incomplete_since = Some(since.unwrap_or(now));
+            }
+        }
     }
 
     /// When the message the socket holds incomplete must be complete.
     fn incomplete_deadline(&self) -> Option<Instant> {
         let timeout: Duration = self.context.server.config.holdings.message_timeout;
-        self.incomplete_since.map(|since| since + timeout)
+        self.incomplete_since().map(|since| since + timeout)
     }
 
     /// Closes with 1008 a connection whose message stayed incomplete too long.
@@ -257,7 +272,7 @@ impl<E: Endpoint> Handler<E> {
             .incomplete_deadline()
             .is_some_and(|deadline| deadline <= now)
         {
-            self.incomplete_since = None;
+            self.rare.get_mut().incomplete_since = None;
             let text = "message left incomplete too long".to_owned();
             self.start_close(DisconnectReason::IncompleteMessage, Some(text), now);
         }
@@ -373,7 +388,7 @@ impl<E: Endpoint> Handler<E> {
                     };
                     self.context.replies.push_back(Message::Close(Some(frame)));
                 }
-                Action::Drop(reason) => self.ended = Some(reason),
+                Action::Drop(reason) => self.rare.get_mut().ended = Some(reason),
             }
         }
     }

@@ -97,6 +97,7 @@ impl Server {
             pending_handshakes: std::sync::atomic::AtomicUsize::new(0),
             started: now,
             handover: Default::default(),
+            timers: Default::default(),
         });
         Self {
             state,
@@ -263,7 +264,7 @@ impl Pair {
                 }
             }
             self.handler.advance(now, self.wall());
-            if let Some(reason) = self.handler.ended.take() {
+            if let Some(reason) = self.handler.take_ended() {
                 self.server_end.get_or_insert((now, reason));
             }
             self.handler.gather(&mut self.wire);

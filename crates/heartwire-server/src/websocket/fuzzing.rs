@@ -87,6 +87,6 @@ pub fn upgrade_router() -> Router {
             max_message_size: usize::MAX,
             compression_min_size: Some(0),
         };
-        upgrade.on_upgrade(settings, |_socket| async {})
+        upgrade.on_upgrade(settings, |_socket| std::future::ready(()))
     })
 }

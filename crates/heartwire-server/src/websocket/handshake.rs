@@ -15,12 +15,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::deflate::{self, Agreement};
 use super::socket::{self, Socket};
-use crate::stream::Stream;
+use super::upgrading::Upgrading;
 
 /// A checked WebSocket upgrade request, ready to be accepted.
 pub(crate) struct Upgrade {
@@ -115,34 +114,22 @@ impl Upgrade {
     /// the socket.
     pub(crate) fn on_upgrade<F, T>(self, settings: Settings, connection: F) -> Response
     where
-        F: FnOnce(Socket) -> T + Send + 'static,
-        T: Future<Output = ()> + Send + 'static,
+        F: FnOnce(Socket) -> T + Send + Unpin + 'static,
+        T: Future<Output = ()> + Send + Unpin + 'static,
     {
         let on_upgrade = self.on_upgrade;
-        let deflate =
-            self.deflate
-                .zip(settings.compression_min_size)
-                .map(|(agreement, min_size)| socket::Deflate {
-                    agreement,
-                    min_size,
-                });
+        let deflate = self
+            .deflate
+            .zip(settings.compression_min_size)
+            .map(|(agreement, min_size)| socket::Deflate::new(agreement, min_size));
         let socket_settings = socket::Settings {
             max_message_size: settings.max_message_size,
             deflate,
         };
-        tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => return tracing::debug!(%err, "upgrade failed"),
-            };
-            match upgraded.downcast::<TokioIo<Stream>>() {
-                Ok(parts) => {
-                    let socket =
-                        Socket::new(parts.io.into_inner(), parts.read_buf, socket_settings);
-                    connection(socket).await;
-                }
-                Err(_) => tracing::error!("upgraded connection is not the listener's stream"),
-            }
+        tokio::spawn(Upgrading::Waiting {
+            on_upgrade,
+            settings: socket_settings,
+            connection,
         });
         let accept = HeaderValue::from_str(&self.accept_key).expect("base64 is a valid header");
         let mut response = (

@@ -18,6 +18,7 @@ pub mod fuzzing;
 mod handshake;
 mod reader;
 mod socket;
+mod upgrading;
 
 pub(crate) use handshake::{Settings, Upgrade};
 pub(crate) use socket::{Socket, SocketState};

@@ -69,8 +69,24 @@ pub(crate) struct Settings {
 pub(crate) struct Deflate {
     /// What was agreed.
     pub(crate) agreement: Agreement,
-    /// Messages shorter than this go out uncompressed.
-    pub(crate) min_size: usize,
+    /// Messages shorter than this go out uncompressed (32 bits: every socket holds
+    /// one, and a larger threshold compresses nothing anyway).
+    pub(crate) min_size: u32,
+}
+
+impl Deflate {
+    /// permessage-deflate as agreed, compressing messages of `min_size` bytes and more.
+    pub(crate) fn new(agreement: Agreement, min_size: usize) -> Self {
+        Self {
+            agreement,
+            min_size: u32::try_from(min_size).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Whether a message of `len` bytes goes out compressed.
+    fn compresses(self, len: usize) -> bool {
+        u32::try_from(len).is_ok_and(|len| len >= self.min_size)
+    }
 }
 
 /// One WebSocket connection's transport. See the [module docs](self).
@@ -114,7 +130,7 @@ impl Socket {
             unsent: self.unsent.clone(),
             deflate: self.deflate.map(|deflate| DeflateState {
                 window_bits: deflate.agreement.window_bits,
-                min_size: deflate.min_size,
+                min_size: usize::try_from(deflate.min_size).unwrap_or(usize::MAX),
             }),
         };
         Some((tcp, state))
@@ -122,11 +138,11 @@ impl Socket {
 
     /// Goes on with a socket another process handed over.
     pub(crate) fn resume(stream: TcpStream, state: SocketState, max_message_size: usize) -> Self {
-        let deflate = state.deflate.map(|deflate| Deflate {
-            agreement: Agreement {
+        let deflate = state.deflate.map(|deflate| {
+            let agreement = Agreement {
                 window_bits: deflate.window_bits,
-            },
-            min_size: deflate.min_size,
+            };
+            Deflate::new(agreement, deflate.min_size)
         });
         Self {
             stream: Stream::Plain(stream),
@@ -187,7 +203,7 @@ impl Socket {
             return;
         }
         match self.deflate {
-            Some(deflate) if text.len() >= deflate.min_size => {
+            Some(deflate) if deflate.compresses(text.len()) => {
                 let payload = deflated(deflate.agreement.window_bits);
                 self.encode(OpCode::Data(Data::Text), true, &payload);
             }
@@ -221,7 +237,7 @@ impl Socket {
             Message::Frame(_) => return,
         };
         let deflated = match (opcode, self.deflate) {
-            (OpCode::Data(_), Some(deflate)) if payload.len() >= deflate.min_size => {
+            (OpCode::Data(_), Some(deflate)) if deflate.compresses(payload.len()) => {
                 Some(deflate::deflate(payload, deflate.agreement.window_bits))
             }
             _ => None,
