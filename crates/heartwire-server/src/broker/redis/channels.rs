@@ -476,6 +476,32 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_message_both_retained_and_buffered_comes_once() {
+        let mut channels = channels("");
+        let mailbox = Arc::new(Mailbox::new(1, 64));
+        channels.join(&channel(), 1, false);
+        // Django publishes after the node subscribed, and keeps the text as the last
+        // message before the snapshot reads it.
+        channels.on_pubsub(RAW, "to ada".into());
+        let mut retained = snapshot("e", 0, None, &[]);
+        retained.retained = Some("to ada".into());
+        channels.finish_join(&channel(), &mailbox, None, retained);
+        assert_eq!(drain(&mailbox), ["subscribed e 0 None", "0 to ada"]);
+
+        // A last message published before the node subscribed comes first.
+        let mailbox = Arc::new(Mailbox::new(2, 64));
+        channels.join(&channel(), 2, false);
+        channels.on_pubsub(RAW, "live".into());
+        let mut retained = snapshot("e", 0, None, &[]);
+        retained.retained = Some("earlier".into());
+        channels.finish_join(&channel(), &mailbox, None, retained);
+        assert_eq!(
+            drain(&mailbox),
+            ["subscribed e 0 None", "0 earlier", "0 live"]
+        );
+    }
+
+    #[test]
     fn a_resync_fills_the_gap_once_or_reports_a_new_epoch() {
         let mut channels = channels("");
         let mailbox = joined(&mut channels, 1, snapshot("e", 0, None, &[]));

@@ -156,6 +156,15 @@ impl LocalChannel {
             epoch: epoch.clone(),
             recovered,
         };
+        // django-websocket-redis publishes raw, then keeps the text as the facility's
+        // last message: a raw message published after this node subscribed, and kept
+        // before the snapshot read it, is both retained and buffered live. It comes
+        // once, live.
+        let retained = retained.filter(|text| {
+            !buffered.iter().any(|(message_epoch, message)| {
+                message_epoch.is_none() && message.payload.raw_text() == text.as_str()
+            })
+        });
         let retained = retained.map(|text| {
             Arc::new(Publication::new(
                 channel.clone(),
