@@ -33,7 +33,7 @@ use std::time::{Instant, SystemTime};
 use heartwire_core::DisconnectReason;
 use heartwire_core::protocol::session_name;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use tokio::sync::oneshot;
 
@@ -146,18 +146,28 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         if let Some(parked) = rare.and_then(|rare| rare.parked.as_mut()) {
             let verdict = ready!(Pin::new(parked).poll(cx));
             self.connection.handler.rare.get_mut().parked = None;
-            if verdict == Ok(Verdict::Close) {
-                // The channels have moved: nothing more is read (nor published here);
-                // the shutdown that follows closes the connection with 1012.
-                self.connection.handler.reading = false;
-            }
-            if verdict == Ok(Verdict::Moved) {
-                let handler = &mut self.connection.handler;
-                handler.endpoint.on_close(&mut handler.context);
-                self.slot.log_end(&"handed over to the new process");
-                // Dropping the socket closes this process's descriptor only: the new
-                // process holds its own.
-                return Poll::Ready(());
+            match verdict {
+                Ok(Verdict::Resume(Some(fd))) => {
+                    if let Err(err) = self.connection.socket.give_back(fd) {
+                        // Reading the lent stream fails next, which ends the connection.
+                        tracing::warn!(%err, "live upgrade: a socket given back could not be polled again");
+                    }
+                }
+                // Stayed, and goes on; or no handover asked any more.
+                Ok(Verdict::Resume(None)) | Err(_) => {}
+                Ok(Verdict::Close) => {
+                    // The channels have moved: nothing more is read (nor published
+                    // here); the shutdown that follows closes the connection with 1012.
+                    self.connection.handler.reading = false;
+                }
+                Ok(Verdict::Moved) => {
+                    let handler = &mut self.connection.handler;
+                    handler.endpoint.on_close(&mut handler.context);
+                    self.slot.log_end(&"handed over to the new process");
+                    // The socket was lent and is closed in this process: the new
+                    // process holds its own descriptor.
+                    return Poll::Ready(());
+                }
             }
         }
         let handler = &mut self.connection.handler;
@@ -236,11 +246,13 @@ impl<E: Endpoint> Connection<E> {
         let Some((state, fd)) = self.offer(address) else {
             return handover.stays();
         };
-        let (verdict, answer) = oneshot::channel();
-        handover.park(Parked { state, fd, verdict });
+        let (parked, answer) = Parked::new(state, fd);
+        handover.park(parked);
         Some(answer)
     }
 
+    /// The connection's state and its socket's descriptor, lent, when it can be handed
+    /// over. Everything that can say no is asked before the socket is lent.
     fn offer(&mut self, address: std::net::IpAddr) -> Option<(ConnectionState, OwnedFd)> {
         let now = Instant::now();
         let handler = &mut self.handler;
@@ -251,21 +263,28 @@ impl<E: Endpoint> Connection<E> {
         // Checked before anything is queued, so a connection that stays loses nothing.
         self.socket.hand_over()?;
         handler.gather(&mut Everything(&mut self.socket));
-        let (tcp, socket) = self.socket.hand_over()?;
-        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        let socket = self.socket.hand_over()?;
+        let liveness = handler.liveness.snapshot(now)?;
         let state = ConnectionState {
             session: handler.context.mailbox.id(),
             address,
             identity: handler.context.identity.as_deref().cloned(),
             endpoint,
-            liveness: handler.liveness.snapshot(now)?,
+            liveness,
             incomplete_for: handler.incomplete_for(now),
             rate: handler.rate_state(now),
             deflate: socket.deflate,
             reader: socket.reader,
             unsent: socket.unsent,
         };
-        Some((state, fd))
+        match self.socket.lend()? {
+            Ok(fd) => Some((state, fd)),
+            Err(err) => {
+                // Reading the lent stream fails next, which ends the connection.
+                tracing::warn!(%err, "live upgrade: a socket could not be taken out of the reactor");
+                None
+            }
+        }
     }
 
     fn poll_drive(&mut self, cx: &mut task::Context<'_>) -> Poll<DisconnectReason> {

@@ -16,6 +16,17 @@ pub(crate) enum Stream {
     Plain(TcpStream),
     /// TLS over TCP, its handshake done.
     Tls(Box<TlsStream<TcpStream>>),
+    /// None: the TCP socket is lent to a live upgrade, and given back if it fails.
+    Lent,
+}
+
+/// What reading or writing a lent stream gives: never reached, since a paused
+/// connection's task neither reads nor writes.
+fn lent() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the socket is lent to a live upgrade",
+    )
 }
 
 impl AsyncRead for Stream {
@@ -27,6 +38,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Self::Lent => Poll::Ready(Err(lent())),
         }
     }
 }
@@ -40,6 +52,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Self::Lent => Poll::Ready(Err(lent())),
         }
     }
 
@@ -51,6 +64,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Lent => Poll::Ready(Err(lent())),
         }
     }
 
@@ -58,6 +72,7 @@ impl AsyncWrite for Stream {
         match self {
             Self::Plain(stream) => stream.is_write_vectored(),
             Self::Tls(stream) => stream.is_write_vectored(),
+            Self::Lent => false,
         }
     }
 
@@ -65,6 +80,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Self::Lent => Poll::Ready(Err(lent())),
         }
     }
 
@@ -72,6 +88,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Self::Lent => Poll::Ready(Err(lent())),
         }
     }
 }

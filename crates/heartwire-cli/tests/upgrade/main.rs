@@ -12,6 +12,7 @@ mod traffic;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::process::Command;
 
 use common::{PATIENCE, Running, heartwire};
 use heartwire_client::ClientConfig;
@@ -58,6 +59,48 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
         eprintln!("upgrade {round}: done");
     }
 
+    traffic.check().await;
+    drop(old);
+}
+
+/// The old process lends each connection's own descriptor to the handover rather
+/// than a duplicate: with its open-files limit set just above what it holds, every
+/// connection still moves, and no client sees a close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_at_its_open_files_limit_hands_over_every_connection() {
+    const SUBSCRIBERS: usize = 60;
+    let (_dir, socket) = socket_path("upgrade-nofile");
+    let mut old = Running::start(serve(&socket, false));
+    let traffic = traffic(&old.addr, SUBSCRIBERS).await;
+
+    // What the old process holds now, its connections among them, and a few more for
+    // the handover's own (its Unix connection, the listening socket sent): a duplicate
+    // of each connection's descriptor would need SUBSCRIBERS more.
+    let pid = old.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(open > SUBSCRIBERS, "{open} descriptors open");
+    let limit = open + 8;
+    let limited = Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit set the old process's limit");
+
+    let new = Running::start(serve(&socket, true));
+    assert!(
+        old.wait().success(),
+        "the old process ends once it has handed over"
+    );
+    old = new;
+    let so_far = traffic.received_so_far();
+    until("messages after the upgrade", || {
+        traffic.received(so_far + 20)
+    })
+    .await;
     traffic.check().await;
     drop(old);
 }

@@ -11,7 +11,9 @@
 //!    its connections with 1012 as at shutdown, so clients come back and resume;
 //! 2. the old process asks every WebSocket connection to pause: each task, between
 //!    two polls, queues what waits (replies and mailbox items) into its unsent bytes
-//!    and offers its state and socket ([`Parked`]), or says it stays ([`Answer::Stays`]):
+//!    and offers its state and lends its socket ([`Parked`]: its own descriptor, out of
+//!    the reactor, so a handover needs no descriptor more per connection), or says it
+//!    stays ([`Answer::Stays`]):
 //!    over TLS (rustls does not export its session keys), closing, or on an endpoint
 //!    that is not handed over (`/ws/{facility}`), as are event streams (`/sse`);
 //! 3. it sends the in-process broker's channels (epoch, seq, history) and each
@@ -23,7 +25,7 @@
 //!    accepting.
 //!
 //! If the new process refuses, fails, or does not answer within [`CONFIRM_TIMEOUT`],
-//! the old one tells every paused connection to go on, and accepts again: nothing
+//! the old one gives every paused connection its socket back, and accepts again: nothing
 //! was lost, since a paused connection neither reads nor writes, and its mailbox keeps
 //! what is delivered meanwhile. The new process drives nothing before `commit`.
 
@@ -35,7 +37,7 @@ mod wire;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -78,20 +80,58 @@ pub(crate) enum Answer {
     Stays(oneshot::Sender<Verdict>),
 }
 
-/// A paused connection: its state and its socket, and where to tell it whether it
-/// was handed over.
+/// A paused connection: its state, its socket's descriptor (its own, lent), and
+/// where to tell it whether it was handed over. Dropped without
+/// [`moved`](Self::moved) — the handover failed, gave up or never asked — it gives
+/// the descriptor back with [`Verdict::Resume`], so that no path loses a connection.
 #[derive(Debug)]
 pub(crate) struct Parked {
     pub(crate) state: ConnectionState,
-    pub(crate) fd: OwnedFd,
-    pub(crate) verdict: oneshot::Sender<Verdict>,
+    fd: Option<OwnedFd>,
+    verdict: Option<oneshot::Sender<Verdict>>,
+}
+
+impl Parked {
+    /// A connection paused with `state`, lending `fd`; and the verdict it waits for.
+    pub(crate) fn new(state: ConnectionState, fd: OwnedFd) -> (Self, oneshot::Receiver<Verdict>) {
+        let (verdict, answer) = oneshot::channel();
+        let parked = Self {
+            state,
+            fd: Some(fd),
+            verdict: Some(verdict),
+        };
+        (parked, answer)
+    }
+
+    /// The socket to send to the new process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("lent until dropped").as_fd()
+    }
+
+    /// The new process holds the connection (and its own descriptor of the socket):
+    /// this process's descriptor is closed, and the connection told to end.
+    pub(crate) fn moved(mut self) {
+        drop(self.fd.take());
+        if let Some(verdict) = self.verdict.take() {
+            let _ = verdict.send(Verdict::Moved);
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if let Some(verdict) = self.verdict.take() {
+            let _ = verdict.send(Verdict::Resume(self.fd.take()));
+        }
+    }
 }
 
 /// What a paused connection is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Verdict {
-    /// The handover failed: go on.
-    Resume,
+    /// The handover failed: go on, with the socket's descriptor given back if it was
+    /// lent (`None` for a connection that stayed).
+    Resume(Option<OwnedFd>),
     /// The new process drives the connection now: end without a word.
     Moved,
     /// The upgrade is done but this connection stayed: read nothing more, and close

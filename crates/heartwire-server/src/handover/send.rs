@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
-use super::state::{ConnectionState, Message, VERSION};
+use super::state::{Message, VERSION};
 use super::wire::{Wire, blocking};
 use super::{Answer, CONFIRM_TIMEOUT, Parked, Verdict};
 use crate::error::Error;
@@ -137,34 +137,42 @@ async fn hand_over(wire: Wire, state: &Arc<ServerState>, listener: &OwnedFd) -> 
         Err(err) => return Outcome::Failed(err),
     };
     let (parked, stayed) = pause_connections(state).await;
-    let (offers, verdicts): (Vec<_>, Vec<_>) = parked
-        .into_iter()
-        .map(|parked| ((parked.state, parked.fd), parked.verdict))
-        .unzip();
-    let connections = offers.len();
+    let connections = parked.len();
     let stayed_count = stayed.len();
-    let handed_over = offers.iter().map(|(offer, _)| offer.session).collect();
+    let handed_over = parked.iter().map(|parked| parked.state.session).collect();
     let channels = state.broker.hand_over_channels(&handed_over);
-    let sent = blocking(wire, move |wire| send_all(wire, channels, offers)).await;
-    let (moved, stays) = match sent {
-        Ok(_) => (Verdict::Moved, Verdict::Close),
-        Err(_) => {
-            state.broker.keep_channels();
-            (Verdict::Resume, Verdict::Resume)
-        }
+    let sent = blocking(wire, move |wire| {
+        Ok((send_all(wire, channels, &parked), parked))
+    })
+    .await;
+    let (sent, parked) = match sent {
+        Ok((_, (sent, parked))) => (sent, parked),
+        // The step panicked: dropped as it unwound, the connections it held have
+        // their sockets back.
+        Err(err) => (Err(err), Vec::new()),
     };
-    for sender in verdicts {
-        let _ = sender.send(moved);
-    }
-    for sender in stayed {
-        let _ = sender.send(stays);
-    }
     match sent {
-        Ok(_) => Outcome::Committed {
-            connections,
-            stayed: stayed_count,
-        },
-        Err(err) => Outcome::Failed(err),
+        Ok(()) => {
+            for parked in parked {
+                parked.moved();
+            }
+            for verdict in stayed {
+                let _ = verdict.send(Verdict::Close);
+            }
+            Outcome::Committed {
+                connections,
+                stayed: stayed_count,
+            }
+        }
+        Err(err) => {
+            state.broker.keep_channels();
+            // Dropped, each paused connection has its socket back and goes on.
+            drop(parked);
+            for verdict in stayed {
+                let _ = verdict.send(Verdict::Resume(None));
+            }
+            Outcome::Failed(err)
+        }
     }
 }
 
@@ -204,12 +212,15 @@ async fn pause_connections(state: &ServerState) -> (Vec<Parked>, Vec<oneshot::Se
 fn send_all(
     wire: &mut Wire,
     channels: Vec<super::state::ChannelState>,
-    offers: Vec<(ConnectionState, OwnedFd)>,
+    parked: &[Parked],
 ) -> io::Result<()> {
     wire.send(&Message::Channels(channels), None)?;
-    let count = offers.len();
-    for (state, fd) in offers {
-        wire.send(&Message::Connection(Box::new(state)), Some(fd.as_fd()))?;
+    let count = parked.len();
+    for parked in parked {
+        wire.send(
+            &Message::Connection(Box::new(parked.state.clone())),
+            Some(parked.fd()),
+        )?;
     }
     wire.send(&Message::End, None)?;
     match wire.receive()?.0 {

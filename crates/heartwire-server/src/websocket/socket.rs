@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::ops::ControlFlow;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -115,25 +116,42 @@ impl Socket {
         }
     }
 
-    /// What another process needs to go on with this socket, and its TCP stream to
-    /// hand over with it: `None` over TLS (the session's keys stay in this process)
-    /// or once a close frame went either way.
-    pub(crate) fn hand_over(&self) -> Option<(&TcpStream, SocketState)> {
-        let Stream::Plain(tcp) = &self.stream else {
-            return None;
-        };
-        if self.close_queued {
+    /// What another process needs to go on with this socket: `None` over TLS (the
+    /// session's keys stay in this process) or once a close frame went either way.
+    pub(crate) fn hand_over(&self) -> Option<SocketState> {
+        if !matches!(self.stream, Stream::Plain(_)) || self.close_queued {
             return None;
         }
-        let state = SocketState {
+        Some(SocketState {
             reader: self.reader.hand_over()?,
             unsent: self.unsent.clone(),
             deflate: self.deflate.map(|deflate| DeflateState {
                 window_bits: deflate.agreement.window_bits,
                 min_size: usize::try_from(deflate.min_size).unwrap_or(usize::MAX),
             }),
+        })
+    }
+
+    /// Lends the TCP socket's descriptor to a live upgrade, taken out of this process's
+    /// reactor: the connection's own, not a duplicate, so that a process near its
+    /// open-files limit can hand over every connection. Until [`give_back`](Self::give_back)
+    /// the socket neither reads nor writes. `None` over TLS; an error loses the socket.
+    pub(crate) fn lend(&mut self) -> Option<std::io::Result<OwnedFd>> {
+        if !matches!(self.stream, Stream::Plain(_)) {
+            return None;
+        }
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Lent) else {
+            unreachable!("matched above");
         };
-        Some((tcp, state))
+        Some(tcp.into_std().map(OwnedFd::from))
+    }
+
+    /// Takes back the descriptor lent to a live upgrade that failed, into this
+    /// process's reactor (so it must be called within the runtime).
+    pub(crate) fn give_back(&mut self, fd: OwnedFd) -> std::io::Result<()> {
+        let tcp = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+        self.stream = Stream::Plain(tcp);
+        Ok(())
     }
 
     /// Goes on with a socket another process handed over.
