@@ -45,11 +45,7 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
             "the old process ends once it has handed over"
         );
         old = new;
-        let so_far = traffic.received_so_far();
-        until("messages after the upgrade", || {
-            traffic.received(so_far + 20)
-        })
-        .await;
+        traffic.twenty_more("messages after the upgrade").await;
         // A new client is accepted by the new process.
         let (_late, late) = client(&addr, true);
         until("a client of the new process", || {
@@ -96,11 +92,7 @@ async fn a_process_at_its_open_files_limit_hands_over_every_connection() {
         "the old process ends once it has handed over"
     );
     old = new;
-    let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic.twenty_more("messages after the upgrade").await;
     traffic.check().await;
     drop(old);
 }
@@ -152,11 +144,9 @@ async fn a_new_process_that_dies_before_confirming_changes_nothing() {
     .unwrap();
     assert_eq!(sent, 3, "the old process offered its three connections");
 
-    let so_far = traffic.received_so_far();
-    until("messages after the failed upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic
+        .twenty_more("messages after the failed upgrade")
+        .await;
     assert!(
         old.child.try_wait().unwrap().is_none(),
         "the old process goes on"
@@ -171,11 +161,7 @@ async fn a_new_process_that_dies_before_confirming_changes_nothing() {
     let new = Running::start(serve(&socket, true));
     assert!(old.wait().success());
     old = new;
-    let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic.twenty_more("messages after the upgrade").await;
     traffic.check().await;
     drop(old);
 }
@@ -231,11 +217,7 @@ async fn with_redis_the_new_process_resumes_every_subscription_from_redis() {
     let new = Running::start(serve_with(&socket, true, &options));
     assert!(old.wait().success());
     old = new;
-    let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic.twenty_more("messages after the upgrade").await;
     traffic.check().await;
     drop(old);
 }

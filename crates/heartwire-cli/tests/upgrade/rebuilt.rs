@@ -69,11 +69,7 @@ async fn a_rebuilt_binary_takes_over_without_a_close_or_a_gap() {
         old.wait().success(),
         "the old process ends once it has handed over"
     );
-    let so_far = traffic.received_so_far();
-    until("messages after the upgrade", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic.twenty_more("messages after the upgrade").await;
     let (_late, late) = client(&new.addr, true);
     until("a client of the rebuilt process", || {
         late.lock().unwrap().opens == 1

@@ -140,11 +140,7 @@ async fn the_units_exec_reload_upgrades_live_and_names_the_new_main_pid_first() 
         "one notification, from the new process"
     );
 
-    let so_far = traffic.received_so_far();
-    until("messages after the reload", || {
-        traffic.received(so_far + 20)
-    })
-    .await;
+    traffic.twenty_more("messages after the reload").await;
     let (_late, late) = client(&reloading.addr, true);
     until("a client of the new process", || {
         late.lock().unwrap().opens == 1

@@ -222,8 +222,15 @@ impl Traffic {
             .all(|(_, seen)| seen.lock().unwrap().seqs.len() >= at_least)
     }
 
-    pub(crate) fn received_so_far(&self) -> usize {
+    fn received_so_far(&self) -> usize {
         self.subscribers[0].1.lock().unwrap().seqs.len()
+    }
+
+    /// Waits until twenty more messages than so far reached every subscriber: `what`
+    /// names them in a timeout.
+    pub(crate) async fn twenty_more(&self, what: &str) {
+        let so_far = self.received_so_far();
+        until(what, || self.received(so_far + 20)).await;
     }
 
     /// Stops publishing, waits for every message, and checks that no client saw
@@ -242,8 +249,7 @@ impl Traffic {
             })
             .await;
         }
-        let so_far = self.received_so_far();
-        until("messages after the fallback", || self.received(so_far + 20)).await;
+        self.twenty_more("messages after the fallback").await;
         self.check_opens(2).await;
     }
 
