@@ -291,6 +291,7 @@ async fn identity_channels_of_names_with_spaces_and_braces_work_in_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_joins_takes_live_channels_by_resharding_and_nothing_is_lost() {
     const MOVED_SLOTS: u16 = 300;
+    const MOVED_CHANNELS: usize = 12;
     let mut cluster = tokio::task::block_in_place(TestCluster::start);
     let nodes = nodes(&cluster).await;
     let masters = tokio::task::block_in_place(|| cluster.masters());
@@ -306,9 +307,13 @@ async fn a_node_that_joins_takes_live_channels_by_resharding_and_nothing_is_lost
         .zip(&slots)
         .filter(|(_, slot)| (first..first + MOVED_SLOTS).contains(*slot))
         .map(|(channel, _)| channel.clone())
-        .take(12)
+        .take(MOVED_CHANNELS)
         .collect();
-    assert_eq!(moving.len(), 12, "enough channels in the slots that move");
+    assert_eq!(
+        moving.len(),
+        MOVED_CHANNELS,
+        "enough channels in the slots that move"
+    );
     let channels: Vec<String> = moving
         .iter()
         .cloned()
@@ -352,19 +357,37 @@ async fn a_node_that_joins_takes_live_channels_by_resharding_and_nothing_is_lost
     let verdict = judge(&acked, &seen);
     println!("{published} messages across the resharding; {verdict:?}");
     assert_eq!(
-        verdict.delivered,
-        3 * published as u64,
-        "every node got each once"
-    );
-    assert_eq!(
         (
             verdict.gaps,
             verdict.repeats,
             verdict.missing,
-            verdict.aliases,
-            verdict.told
+            verdict.aliases
         ),
-        (0, 0, 0, 0, 0),
-        "nothing lost, and no epoch changed: the moved channels were adopted"
+        (0, 0, 0, 0),
+        "nothing lost silently, nothing repeated"
     );
+    // Redis Cluster may still turn the new master into the old one's replica for a
+    // moment during the resharding (see `TestCluster::add_master`), and promote it
+    // again: it then reports the old master's history as the one it was promoted
+    // from, so its channels' history may have been cut and they get a new epoch,
+    // their subscribers told. Only then may an epoch change.
+    let (old_history, _) = tokio::task::block_in_place(|| cluster.replication_ids(from));
+    let (_, promoted_from) = tokio::task::block_in_place(|| cluster.replication_ids(to));
+    if promoted_from == old_history {
+        println!("the new master was the old one's replica for a while: moved channels renewed");
+        assert!(
+            verdict.told <= 3 * MOVED_CHANNELS as u64,
+            "only the moved channels get a new epoch"
+        );
+    } else {
+        assert_eq!(
+            verdict.told, 0,
+            "no epoch changed: the moved channels were adopted"
+        );
+        assert_eq!(
+            verdict.delivered,
+            3 * published as u64,
+            "every node got each once"
+        );
+    }
 }

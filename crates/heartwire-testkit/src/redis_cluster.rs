@@ -54,7 +54,11 @@ impl TestCluster {
     }
 
     /// Starts a new node and has it join the cluster as a master without slots
-    /// (`redis-cli --cluster add-node`); returns its port once every node knows it.
+    /// (`redis-cli --cluster add-node`); returns its port once every node knows it and
+    /// every node counts the same current epoch. A node that takes a slot before it
+    /// knows the current epoch may claim it under an epoch lower than its old owner's;
+    /// it then loses the slot again, and, left without slots, turns into that owner's
+    /// replica for a moment.
     pub fn add_master(&mut self) -> u16 {
         let node = cluster_node(self._dir.path());
         let port = node.port;
@@ -76,6 +80,14 @@ impl TestCluster {
             self.ports()
                 .into_iter()
                 .all(|other| redis_cli(other, &["CLUSTER", "NODES"]).contains(&id))
+        });
+        wait_until("every node counts the same current epoch", PATIENCE, || {
+            let epochs: std::collections::HashSet<u64> = self
+                .ports()
+                .into_iter()
+                .map(|other| self.cluster_counter(other, "cluster_current_epoch"))
+                .collect();
+            epochs.len() == 1
         });
         self.wait_until_settled();
         port
@@ -103,6 +115,19 @@ impl TestCluster {
     /// Runs `redis-cli` against node `port`.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         redis_cli(port, args)
+    }
+
+    /// The replication ids node `port` reports: `master_replid`, then
+    /// `master_replid2` (all zeros unless it was promoted from a replica).
+    pub fn replication_ids(&self, port: u16) -> (String, String) {
+        let info = redis_cli(port, &["INFO", "replication"]);
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}:")))
+                .map(|value| value.trim().to_owned())
+                .unwrap_or_default()
+        };
+        (field("master_replid"), field("master_replid2"))
     }
 
     /// The role (`master` or `slave`) node `port` reports.
