@@ -5,6 +5,7 @@
 //! silence. Its task, which connects and reconnects it, is
 //! [`subscriber`](super::subscriber).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,6 @@ use super::channels::PubSubName;
 use super::links::{Command, LinkKey};
 use super::resync::spawn_resync;
 use super::shared::{PROBE_EVERY, Shared};
-use super::subscriptions::Subscriptions;
 
 /// Why a link stopped serving.
 pub(super) enum Ended {
@@ -40,8 +40,11 @@ impl std::fmt::Display for Ended {
 pub(super) struct Link<'a> {
     shared: &'a Arc<Shared>,
     key: &'a LinkKey,
-    /// The Redis channels of this connection.
-    subscriptions: Subscriptions,
+    /// The Redis channels subscribed on this connection.
+    subscribed: HashSet<String>,
+    /// Redis channels this link unsubscribed from, whose confirmation (a push too)
+    /// is still to come.
+    unsubscribing: HashSet<String>,
     last_heard: Instant,
 }
 
@@ -51,7 +54,8 @@ impl<'a> Link<'a> {
         Self {
             shared,
             key,
-            subscriptions: Subscriptions::default(),
+            subscribed: HashSet::new(),
+            unsubscribing: HashSet::new(),
             last_heard: Instant::now(),
         }
     }
@@ -130,7 +134,7 @@ impl<'a> Link<'a> {
             };
             names
                 .into_iter()
-                .filter(|pubsub| !self.subscriptions.has(&pubsub.name))
+                .filter(|pubsub| !self.subscribed.contains(&pubsub.name))
                 .collect()
         };
         let Some((first, rest)) = missing.split_first() else {
@@ -138,7 +142,6 @@ impl<'a> Link<'a> {
         };
         // The live channel first, alone: a cluster node that does not hold its slot
         // refuses it, and then nothing of the channel is subscribed here.
-        self.subscriptions.sending_subscribe(&first.name);
         let request = send::<Value>(connection, subscribe_command(first));
         match self.reading_meanwhile(request, pushes).await? {
             Ok(_) => {}
@@ -147,21 +150,22 @@ impl<'a> Link<'a> {
             }
             Err(err) => {
                 tracing::info!(%err, %channel, link = %self.key, "the node refused the channel; placing it again");
-                self.subscriptions.refused(&first.name);
                 self.shared.channels().unplace(channel, self.key);
                 return Ok(false);
             }
         }
+        self.subscribed.insert(first.name.clone());
         if !rest.is_empty() {
             let mut pipeline = redis::pipe();
             for pubsub in rest {
-                self.subscriptions.sending_subscribe(&pubsub.name);
                 pipeline.add_command(subscribe_command(pubsub));
             }
             let request = send_all(connection, pipeline);
             if let Err(err) = self.reading_meanwhile(request, pushes).await? {
                 return Err(Ended::Lost(err.to_string()));
             }
+            self.subscribed
+                .extend(rest.iter().map(|pubsub| pubsub.name.clone()));
         }
         Ok(true)
     }
@@ -179,7 +183,7 @@ impl<'a> Link<'a> {
         }
         let names: Vec<PubSubName> = names
             .into_iter()
-            .filter(|pubsub| self.subscriptions.sending_unsubscribe(&pubsub.name))
+            .filter(|pubsub| self.subscribed.remove(&pubsub.name))
             .collect();
         if names.is_empty() {
             return Ok(());
@@ -192,6 +196,7 @@ impl<'a> Link<'a> {
                 "UNSUBSCRIBE"
             };
             pipeline.cmd(verb).arg(&pubsub.name);
+            self.unsubscribing.insert(pubsub.name.clone());
         }
         let request = send_all(connection, pipeline);
         match self.reading_meanwhile(request, pushes).await? {
@@ -226,7 +231,7 @@ impl<'a> Link<'a> {
                 let Some(name) = push.data.into_iter().next().and_then(text) else {
                     return Ok(());
                 };
-                if !self.subscriptions.dropped(&name) {
+                if self.unsubscribing.remove(&name) || !self.subscribed.contains(&name) {
                     return Ok(());
                 }
                 Err(Ended::Lost(format!(

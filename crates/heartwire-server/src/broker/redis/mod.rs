@@ -54,7 +54,6 @@ mod scripts;
 mod shard;
 mod shared;
 mod subscriber;
-mod subscriptions;
 mod topology;
 mod upkeep;
 
