@@ -121,13 +121,8 @@ impl TestCluster {
     /// `master_replid2` (all zeros unless it was promoted from a replica).
     pub fn replication_ids(&self, port: u16) -> (String, String) {
         let info = redis_cli(port, &["INFO", "replication"]);
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(&format!("{name}:")))
-                .map(|value| value.trim().to_owned())
-                .unwrap_or_default()
-        };
-        (field("master_replid"), field("master_replid2"))
+        let id = |name| info_field(&info, name).unwrap_or_default().to_owned();
+        (id("master_replid"), id("master_replid2"))
     }
 
     /// The role (`master` or `slave`) node `port` reports.
@@ -326,11 +321,16 @@ impl TestCluster {
     /// A counter of `CLUSTER INFO` on node `port`, such as
     /// `cluster_stats_messages_publish_sent`.
     pub fn cluster_counter(&self, port: u16, name: &str) -> u64 {
-        redis_cli(port, &["CLUSTER", "INFO"])
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}:")))
-            .map_or(0, |value| value.trim().parse().unwrap_or(0))
+        info_field(&redis_cli(port, &["CLUSTER", "INFO"]), name)
+            .map_or(0, |value| value.parse().unwrap_or(0))
     }
+}
+
+/// The value of `name` in an `INFO`-style reply (`name:value` lines).
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 /// A new `redis-server` in cluster mode, with [`CLUSTER_NODE_TIMEOUT`] and no
