@@ -5,7 +5,6 @@
 //! silence. Its task, which connects and reconnects it, is
 //! [`subscriber`](super::subscriber).
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,6 +17,7 @@ use super::channels::PubSubName;
 use super::links::{Command, LinkKey};
 use super::resync::spawn_resync;
 use super::shared::{PROBE_EVERY, Shared};
+use super::subscriptions::Subscriptions;
 
 /// Why a link stopped serving.
 pub(super) enum Ended {
@@ -40,11 +40,8 @@ impl std::fmt::Display for Ended {
 pub(super) struct Link<'a> {
     shared: &'a Arc<Shared>,
     key: &'a LinkKey,
-    /// The Redis channels subscribed on this connection.
-    subscribed: HashSet<String>,
-    /// Redis channels this link unsubscribed from, whose confirmation (a push too)
-    /// is still to come.
-    unsubscribing: HashSet<String>,
+    /// The Redis channels of this connection.
+    subscriptions: Subscriptions,
     last_heard: Instant,
 }
 
@@ -54,8 +51,7 @@ impl<'a> Link<'a> {
         Self {
             shared,
             key,
-            subscribed: HashSet::new(),
-            unsubscribing: HashSet::new(),
+            subscriptions: Subscriptions::default(),
             last_heard: Instant::now(),
         }
     }
@@ -134,7 +130,7 @@ impl<'a> Link<'a> {
             };
             names
                 .into_iter()
-                .filter(|pubsub| !self.subscribed.contains(&pubsub.name))
+                .filter(|pubsub| !self.subscriptions.has(&pubsub.name))
                 .collect()
         };
         let Some((first, rest)) = missing.split_first() else {
@@ -142,6 +138,7 @@ impl<'a> Link<'a> {
         };
         // The live channel first, alone: a cluster node that does not hold its slot
         // refuses it, and then nothing of the channel is subscribed here.
+        self.subscriptions.sending_subscribe(&first.name);
         let request = send::<Value>(connection, subscribe_command(first));
         match self.reading_meanwhile(request, pushes).await? {
             Ok(_) => {}
@@ -150,22 +147,21 @@ impl<'a> Link<'a> {
             }
             Err(err) => {
                 tracing::info!(%err, %channel, link = %self.key, "the node refused the channel; placing it again");
+                self.subscriptions.refused(&first.name);
                 self.shared.channels().unplace(channel, self.key);
                 return Ok(false);
             }
         }
-        self.subscribed.insert(first.name.clone());
         if !rest.is_empty() {
             let mut pipeline = redis::pipe();
             for pubsub in rest {
+                self.subscriptions.sending_subscribe(&pubsub.name);
                 pipeline.add_command(subscribe_command(pubsub));
             }
             let request = send_all(connection, pipeline);
             if let Err(err) = self.reading_meanwhile(request, pushes).await? {
                 return Err(Ended::Lost(err.to_string()));
             }
-            self.subscribed
-                .extend(rest.iter().map(|pubsub| pubsub.name.clone()));
         }
         Ok(true)
     }
@@ -183,7 +179,7 @@ impl<'a> Link<'a> {
         }
         let names: Vec<PubSubName> = names
             .into_iter()
-            .filter(|pubsub| self.subscribed.remove(&pubsub.name))
+            .filter(|pubsub| self.subscriptions.sending_unsubscribe(&pubsub.name))
             .collect();
         if names.is_empty() {
             return Ok(());
@@ -196,7 +192,6 @@ impl<'a> Link<'a> {
                 "UNSUBSCRIBE"
             };
             pipeline.cmd(verb).arg(&pubsub.name);
-            self.unsubscribing.insert(pubsub.name.clone());
         }
         let request = send_all(connection, pipeline);
         match self.reading_meanwhile(request, pushes).await? {
@@ -231,7 +226,7 @@ impl<'a> Link<'a> {
                 let Some(name) = push.data.into_iter().next().and_then(text) else {
                     return Ok(());
                 };
-                if self.unsubscribing.remove(&name) || !self.subscribed.contains(&name) {
+                if !self.subscriptions.dropped(&name) {
                     return Ok(());
                 }
                 Err(Ended::Lost(format!(

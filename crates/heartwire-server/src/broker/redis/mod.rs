@@ -54,6 +54,7 @@ mod scripts;
 mod shard;
 mod shared;
 mod subscriber;
+mod subscriptions;
 mod topology;
 mod upkeep;
 
