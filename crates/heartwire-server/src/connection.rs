@@ -77,7 +77,7 @@ pub(crate) fn resume<E: Endpoint>(
     let user = identity
         .as_ref()
         .map(|identity| Arc::from(identity.user.as_str()));
-    let mailbox = slot.open_as(state.session, E::KIND, user);
+    let mailbox = slot.adopt(state.session, E::KIND, user);
     let socket_state = SocketState {
         reader: state.reader,
         unsent: state.unsent,

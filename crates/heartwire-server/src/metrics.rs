@@ -38,6 +38,7 @@ use crate::overload::Signal;
 pub(crate) struct EndpointMetrics {
     pub(crate) open: Gauge,
     pub(crate) accepted: Counter,
+    pub(crate) adopted: Counter,
     pub(crate) messages_in: Counter,
     pub(crate) messages_out: Counter,
 }
@@ -115,7 +116,12 @@ impl ServerMetrics {
         describe(
             "heartwire_connections_accepted_total",
             None,
-            "Connections accepted (WebSocket, and SSE streams)",
+            "Connections accepted by this process (WebSocket, and SSE streams)",
+        );
+        describe(
+            "heartwire_connections_adopted_total",
+            None,
+            "Connections taken over from the previous process in a live upgrade",
         );
         describe(
             "heartwire_disconnects_total",
@@ -240,6 +246,7 @@ impl ServerMetrics {
                     &METADATA,
                 ),
                 accepted: counter("heartwire_connections_accepted_total", labels()),
+                adopted: counter("heartwire_connections_adopted_total", labels()),
                 messages_in: counter("heartwire_messages_in_total", labels()),
                 messages_out: counter("heartwire_messages_out_total", labels()),
             }
@@ -253,6 +260,7 @@ impl ServerMetrics {
         // Registered now so every series shows from the first scrape, even at zero.
         for endpoint in &endpoints {
             endpoint.accepted.increment(0);
+            endpoint.adopted.increment(0);
             endpoint.messages_in.increment(0);
             endpoint.messages_out.increment(0);
             endpoint.open.set(0.0);

@@ -5,9 +5,10 @@
 //! accepting a connection it cannot hold; the slot is given back when the connection's task
 //! ends, however it ends, with the counts of its address and user.
 //!
-//! The log has one line at info level when a connection opens (its session, as the
-//! client sees it, its address, endpoint and user) and one when it ends, with the
-//! reason and how long it lasted.
+//! The log has one line at info level when a connection opens, or is adopted from
+//! the previous process in a live upgrade (its session, as the client sees it, its
+//! address, endpoint and user), and one when it ends, with the reason and how long it
+//! lasted here.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -36,6 +37,15 @@ struct Opened {
     id: ConnectionId,
     endpoint: EndpointKind,
     at: Instant,
+}
+
+/// How a connection came to this process.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// Its client connected here.
+    Accepted,
+    /// The previous process handed it over in a live upgrade.
+    Adopted,
 }
 
 /// Why no slot was given.
@@ -105,16 +115,26 @@ impl Slot {
     /// The upgrade is done: registers the connection of `user` (`None`: anonymous)
     /// and returns its mailbox.
     pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> Arc<Mailbox> {
-        self.open_as(new_connection_id(), endpoint, user)
+        self.register(new_connection_id(), endpoint, user, Arrival::Accepted)
     }
 
-    /// [`open`](Self::open) for the connection of session `id`, which another
-    /// process handed over.
-    pub(crate) fn open_as(
+    /// [`open`](Self::open) for the connection of session `id`, which the previous
+    /// process handed over in a live upgrade: counted as adopted, not accepted.
+    pub(crate) fn adopt(
         &mut self,
         id: ConnectionId,
         endpoint: EndpointKind,
         user: Option<Arc<str>>,
+    ) -> Arc<Mailbox> {
+        self.register(id, endpoint, user, Arrival::Adopted)
+    }
+
+    fn register(
+        &mut self,
+        id: ConnectionId,
+        endpoint: EndpointKind,
+        user: Option<Arc<str>>,
+        arrival: Arrival,
     ) -> Arc<Mailbox> {
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
         let websocket = endpoint != EndpointKind::Sse;
@@ -122,14 +142,21 @@ impl Slot {
             .registry
             .register(mailbox.clone(), user, websocket);
         let metrics = self.server.metrics.endpoint(endpoint);
-        metrics.accepted.increment(1);
+        match arrival {
+            Arrival::Accepted => metrics.accepted.increment(1),
+            Arrival::Adopted => metrics.adopted.increment(1),
+        }
         metrics.open.increment(1.0);
         tracing::info!(
             session = %session_name(id),
             address = %self.address,
             endpoint = endpoint.label(),
             user = self.user.as_deref().unwrap_or("-"),
-            "connection opened"
+            "{}",
+            match arrival {
+                Arrival::Accepted => "connection opened",
+                Arrival::Adopted => "connection adopted",
+            }
         );
         self.opened = Some(Opened {
             id,

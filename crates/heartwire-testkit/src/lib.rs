@@ -114,16 +114,7 @@ impl TestServer {
 
     /// The value of one Prometheus series, e.g. `heartwire_disconnects_total{reason="ping_timeout"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let body = http_get(self.addr, "/metrics").await;
-        body.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
-            .trim()
-            .parse()
-            .unwrap()
+        metric(self.addr, series).await
     }
 
     /// Polls a metric until it reaches `at_least`, failing after [`PATIENCE`].
@@ -188,6 +179,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
+}
+
+/// The value of one Prometheus series in the `/metrics` of the server at `addr`.
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let body = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Sends raw request bytes and returns the whole response.

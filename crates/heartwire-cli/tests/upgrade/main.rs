@@ -46,12 +46,26 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
         );
         old = new;
         traffic.twenty_more("messages after the upgrade").await;
+        let counted = |series: &'static str| {
+            let addr = addr.parse().unwrap();
+            async move {
+                heartwire_testkit::metric(addr, &format!("{series}{{endpoint=\"native\"}}")).await
+            }
+        };
+        if round == 1 {
+            // The 3 subscribers and the publisher came over; none connected anew.
+            assert_eq!(counted("heartwire_connections_adopted_total").await, 4.0);
+            assert_eq!(counted("heartwire_connections_accepted_total").await, 0.0);
+        }
         // A new client is accepted by the new process.
         let (_late, late) = client(&addr, true);
         until("a client of the new process", || {
             late.lock().unwrap().opens == 1
         })
         .await;
+        if round == 1 {
+            assert_eq!(counted("heartwire_connections_accepted_total").await, 1.0);
+        }
         eprintln!("upgrade {round}: done");
     }
 
