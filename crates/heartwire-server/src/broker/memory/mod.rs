@@ -229,6 +229,9 @@ struct TooManyChannels(String);
 #[derive(Debug, Default)]
 struct State {
     channels: HashMap<Arc<str>, Channel>,
+    /// The subscribers of every channel together, kept as they change so that a
+    /// health check does not walk the channels under the lock.
+    subscriptions: usize,
     recent_ids: RecentIds,
     /// Channels that may be unused from the instant given, roughly in that order.
     expiry: VecDeque<(Instant, Arc<str>)>,
@@ -488,9 +491,12 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             .chain(missed.into_iter().map(Outbound::Message));
         let id = subscriber.id();
         if subscriber.deliver_all(items) {
-            entry.subscribers.insert(id, subscriber);
+            let added = entry.subscribers.insert(id, subscriber).is_none();
             if presence {
                 entry.add_member(&channel, id, user);
+            }
+            if added {
+                state.subscriptions += 1;
             }
         }
     }
@@ -500,10 +506,13 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         let mut state = self.state();
         let channel: Arc<str> = Arc::from(channel);
         if let Some(entry) = state.channels.get_mut(&channel) {
-            entry.subscribers.remove(&subscriber);
+            let removed = entry.subscribers.remove(&subscriber).is_some();
             entry.touched = now;
             if entry.members.contains_key(&subscriber) {
                 entry.remove_member(&channel, subscriber);
+            }
+            if removed {
+                state.subscriptions -= 1;
             }
         }
         state.queue_for_expiry(&channel, &self.retention);
@@ -639,11 +648,7 @@ impl<C: Clock> Broker for MemoryBroker<C> {
         BrokerHealth {
             up: true,
             channels: state.channels.len(),
-            subscriptions: state
-                .channels
-                .values()
-                .map(|channel| channel.subscribers.len())
-                .sum(),
+            subscriptions: state.subscriptions,
             ..BrokerHealth::default()
         }
     }
@@ -904,6 +909,33 @@ mod tests {
             drain(&b),
             ["subscribed room 1", "message 2 two", "ack x 2 false"]
         );
+    }
+
+    #[test]
+    fn the_subscription_count_follows_every_subscribe_and_unsubscribe() {
+        let broker = MemoryBroker::new(retention());
+        let mailboxes: Vec<_> = (1..=4).map(mailbox).collect();
+        let channels = ["a", "b", "c"];
+        let mut held = HashSet::new();
+        // A fixed walk of subscribes (some repeated) and unsubscribes (some of
+        // nothing held), from a small linear congruential generator.
+        let mut seed: u32 = 7;
+        for _ in 0..500 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let who = &mailboxes[(seed >> 8) as usize % mailboxes.len()];
+            let channel = channels[(seed >> 12) as usize % channels.len()];
+            if (seed >> 16) % 3 == 0 {
+                broker.unsubscribe(channel, who.id());
+                held.remove(&(channel, who.id()));
+            } else {
+                subscribe(&broker, channel, who, None);
+                held.insert((channel, who.id()));
+            }
+            drain(who);
+            assert_eq!(broker.health().subscriptions, held.len());
+        }
+        broker.unsubscribe("never", 1);
+        assert_eq!(broker.health().subscriptions, held.len());
     }
 
     #[test]
