@@ -4,8 +4,9 @@
 server agreeing with itself.
 
     python3 tests/peers/jwt_tool.py keys DIR
-        Writes private and public PEM keys into DIR: rsa, rsa2 (RSA 2048), ec (P-256),
-        ed (Ed25519); each as NAME.pem (private) and NAME.pub.pem (public).
+        Writes private and public PEM keys into DIR: rsa, rsa2 (RSA 2048), rsa1024 (a
+        legacy RSA 1024), ec (P-256), ed (Ed25519); each as NAME.pem (private) and
+        NAME.pub.pem (public).
 
     python3 tests/peers/jwt_tool.py mint < SPECS
         SPECS is a JSON list of {"alg": "HS256", "secret": "…"} or
@@ -31,6 +32,7 @@ import hmac
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ def write_keys(folder: Path) -> None:
     keys = {
         "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
         "rsa2": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "rsa1024": rsa.generate_private_key(public_exponent=65537, key_size=1024),
         "ec": ec.generate_private_key(ec.SECP256R1()),
         "ed": ed25519.Ed25519PrivateKey.generate(),
     }
@@ -84,7 +87,10 @@ def mint(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 key = Path(spec["key"]).read_bytes()
             headers = {"kid": spec["kid"]} if "kid" in spec else None
-            token = jwt.encode(claims, key, algorithm=spec["alg"], headers=headers)
+            with warnings.catch_warnings():
+                # The rsa1024 key is short on purpose: tokens of legacy keys are tested.
+                warnings.simplefilter("ignore")
+                token = jwt.encode(claims, key, algorithm=spec["alg"], headers=headers)
         minted.append({"token": token, "claims": claims})
     return minted
 

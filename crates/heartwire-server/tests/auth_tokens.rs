@@ -61,7 +61,14 @@ async fn tokens_of_every_key_family_identify_the_connection() {
         (Spec::secret("HS256", SECRET, claims.clone()), None),
         (Spec::secret("HS512", SECRET, claims.clone()), None),
         (Spec::key("RS256", "rsa", claims.clone()), Some("rsa")),
+        (Spec::key("RS512", "rsa", claims.clone()), Some("rsa")),
+        (Spec::key("PS256", "rsa", claims.clone()), Some("rsa")),
         (Spec::key("PS384", "rsa", claims.clone()), Some("rsa")),
+        // Below the 2048 bits ring checks: RustCrypto's `rsa` verifies it, as before.
+        (
+            Spec::key("RS256", "rsa1024", claims.clone()),
+            Some("rsa1024"),
+        ),
         (Spec::key("ES256", "ec", claims.clone()), Some("ec")),
         (Spec::key("EdDSA", "ed", claims.clone()), Some("ed")),
     ];

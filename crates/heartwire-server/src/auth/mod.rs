@@ -20,6 +20,7 @@ mod hook;
 mod jwks;
 pub(crate) mod origin;
 mod refusal;
+mod signature;
 mod token;
 
 use std::sync::Arc;

@@ -72,6 +72,7 @@ struct Claims {
 impl TokenVerifier {
     /// The verifier of the configured keys, `None` when no key is configured.
     pub(crate) fn from_config(access: &Access) -> Result<Option<Self>, Error> {
+        super::signature::install();
         let mut fixed = Vec::new();
         if let Some(secret) = &access.jwt_secret {
             fixed.push(hmac(secret.expose().as_bytes(), "--jwt-secret")?);
