@@ -117,6 +117,15 @@ class HeartwireNode:
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
 
+    def joining(self) -> float:
+        """Its subscriptions still joining (`heartwire_subscriptions_joining`): subscribed
+        in Redis, their snapshot not yet read."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=PATIENCE) as answer:
+            text = answer.read().decode()
+        [value] = [line.split()[1] for line in text.splitlines()
+                   if line.startswith("heartwire_subscriptions_joining ")]
+        return float(value)
+
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5) as answer:

@@ -58,6 +58,11 @@ class Sockets:
         for channel in subscribes:
             self.channels.setdefault(PREFIX + channel, set()).add((node.port, name))
         self.wait_for_redis()
+        # Each of its channels delivers in order from its join's end; across channels,
+        # a message that comes while another channel still joins may pass one published
+        # before it (docs/PROTOCOL.md). The markers the test reads up to are published on
+        # another channel than the messages it checks, so every join must be over first.
+        wait_until(lambda: node.joining() == 0, f"{name}: every subscription joined")
         return socket
 
     def wait_for_redis(self) -> None:

@@ -190,6 +190,11 @@ impl ServerMetrics {
             "Subscriptions of this node's connections, over all channels".into(),
         );
         recorder.describe_gauge(
+            "heartwire_subscriptions_joining".into(),
+            None,
+            "Subscriptions joining: in Redis, their snapshot not read yet".into(),
+        );
+        recorder.describe_gauge(
             "heartwire_broker_up".into(),
             None,
             "1 while the broker reaches other nodes, 0 while it does not".into(),
@@ -339,6 +344,7 @@ impl ServerMetrics {
         for (name, value) in [
             ("heartwire_channels", broker.channels),
             ("heartwire_subscriptions", broker.subscriptions),
+            ("heartwire_subscriptions_joining", broker.joining),
             ("heartwire_runtime_alive_tasks", alive_tasks),
         ] {
             self.recorder
@@ -410,8 +416,10 @@ mod tests {
             }],
             channels: 4,
             subscriptions: 9,
+            joining: 2,
         });
         assert!(text.contains("heartwire_subscriptions 9"), "{text}");
+        assert!(text.contains("heartwire_subscriptions_joining 2"), "{text}");
         assert!(
             text.contains("heartwire_broker_failovers_total 1"),
             "{text}"

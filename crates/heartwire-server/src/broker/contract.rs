@@ -85,6 +85,9 @@ pub struct BrokerHealth {
     pub channels: usize,
     /// Subscriptions of this node's connections, over all channels.
     pub subscriptions: usize,
+    /// Of those, the ones still joining: subscribed in Redis, their snapshot not yet
+    /// read, so their live messages wait (always 0 for the in-process broker).
+    pub joining: usize,
 }
 
 /// One shard of a broker that spreads channels over several Redis masters.

@@ -336,6 +336,11 @@ impl Channels {
         self.by_name.values().map(LocalChannel::subscribers).sum()
     }
 
+    /// How many of the local subscriptions are still joining.
+    pub(super) fn joining_count(&self) -> usize {
+        self.by_name.values().map(LocalChannel::joiners).sum()
+    }
+
     /// How many channels have local subscribers, per link.
     pub(super) fn count_by_link(&self) -> HashMap<LinkKey, usize> {
         let mut counts = HashMap::new();

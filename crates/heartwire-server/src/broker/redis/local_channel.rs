@@ -218,6 +218,11 @@ impl LocalChannel {
         self.live.len() + self.joining.len()
     }
 
+    /// How many of its subscribers are still joining.
+    pub(super) fn joiners(&self) -> usize {
+        self.joining.len()
+    }
+
     /// Removes `subscriber`; returns whether it was a member.
     pub(super) fn leave(&mut self, subscriber: ConnectionId) -> bool {
         self.live.remove(&subscriber);

@@ -210,13 +210,14 @@ impl Shared {
     /// and the counters of fail-overs.
     pub(super) fn health(&self) -> BrokerHealth {
         let links = self.links.all();
-        let (counts, unplaced, held, subscriptions) = {
+        let (counts, unplaced, held, subscriptions, joining) = {
             let channels = self.channels();
             (
                 channels.count_by_link(),
                 channels.unplaced(),
                 channels.len(),
                 channels.subscriber_count(),
+                channels.joining_count(),
             )
         };
         let mut shards = Vec::new();
@@ -269,6 +270,7 @@ impl Shared {
             shards,
             channels: held,
             subscriptions,
+            joining,
         }
     }
 }
