@@ -448,6 +448,26 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_counts_as_joining_until_its_snapshot_is_read_or_it_leaves() {
+        let counts = |channels: &Channels| (channels.joining_count(), channels.subscriber_count());
+        let mut channels = channels("");
+        let (first, second) = (Arc::new(Mailbox::new(1, 8)), Arc::new(Mailbox::new(2, 8)));
+        let empty = || snapshot("e", 0, None, &[]);
+        channels.join(&channel(), 1, false);
+        channels.join(&channel(), 2, false);
+        assert_eq!(counts(&channels), (2, 2));
+        channels.finish_join(&channel(), &first, None, empty());
+        assert_eq!(counts(&channels), (1, 2));
+        assert!(channels.is_joining(&channel(), 2));
+        channels.leave(&channel(), 2);
+        assert_eq!(counts(&channels), (0, 1));
+        // A join that ends after its subscriber left is not counted again.
+        let member = channels.finish_join(&channel(), &second, None, empty());
+        assert!(member.is_none());
+        assert_eq!(counts(&channels), (0, 1));
+    }
+
+    #[test]
     fn in_a_cluster_own_channels_are_sharded_and_djangos_stays_classic() {
         let mut channels = Channels::new(Naming::new("", true));
         channels.join(&channel(), 1, true);
