@@ -385,6 +385,7 @@ impl<E: Endpoint> Connection<E> {
     fn poll_write(&mut self, cx: &mut task::Context<'_>) -> bool {
         let handler = &mut self.handler;
         let mut budget_left = false;
+        self.socket.borrow_write_buffer();
         for _ in 0..WRITE_BUDGET {
             match self.socket.poll_write(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -404,6 +405,7 @@ impl<E: Endpoint> Connection<E> {
                 break;
             }
         }
+        self.socket.give_back_write_buffer();
         // A close after a read error cannot be answered: once it is out, we are done.
         let written = handler.context.replies.is_empty() && !self.socket.has_unsent();
         if !handler.reading && handler.liveness.is_closing() && written {

@@ -3,15 +3,17 @@
 //!
 //! Reads go into one buffer per worker thread ([`READ_BUFFER_SIZE`]); the
 //! [`Reader`] decodes the frames where they lie and keeps only an incomplete frame's
-//! bytes. Writes are encoded into [`Socket::unsent`] and handed to the kernel at once;
-//! the vector keeps its memory only while the kernel cannot take everything, which is
-//! also what tells the connection to stop queueing more.
+//! bytes. Writes are gathered into one buffer per worker thread, lent to the socket
+//! as its [`Socket::unsent`] for one round of writing, and handed to the kernel at
+//! once. A socket keeps a vector of its own only while the kernel cannot take
+//! everything, which is also what tells the connection to stop queueing more; a
+//! connection whose writes the kernel takes whole allocates nothing to write.
 //!
 //! With permessage-deflate agreed, data frames of at least the configured size go
 //! out compressed; a message that many connections receive comes compressed
 //! already, done once for all of them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::ops::ControlFlow;
 use std::os::fd::OwnedFd;
@@ -51,9 +53,15 @@ pub(crate) const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Encoded frames gathered before they are handed to the kernel in one write.
 pub(crate) const WRITE_BATCH_SIZE: usize = 64 * 1024;
 
+/// The largest write buffer a worker thread keeps between rounds; one grown larger
+/// (a large message went through it) is freed.
+const KEPT_WRITE_CAPACITY: usize = 2 * WRITE_BATCH_SIZE;
+
 thread_local! {
     static READ_BUFFER: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; READ_BUFFER_SIZE].into_boxed_slice());
+    /// The worker thread's write buffer while no socket borrows it.
+    static WRITE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a connection's transport is set up with.
@@ -214,6 +222,26 @@ impl Socket {
         !self.unsent.is_empty()
     }
 
+    /// Gathers what is queued next into the worker thread's write buffer, when the
+    /// socket holds no vector of its own. Pair it with
+    /// [`give_back_write_buffer`](Self::give_back_write_buffer) in the same poll.
+    pub(crate) fn borrow_write_buffer(&mut self) {
+        if self.unsent.capacity() == 0 {
+            self.unsent = WRITE_BUFFER.take();
+        }
+    }
+
+    /// Gives the socket's vector to the worker thread once the kernel has taken
+    /// everything in it; while the kernel has not, the socket keeps it.
+    pub(crate) fn give_back_write_buffer(&mut self) {
+        if self.unsent.is_empty() && self.unsent.capacity() > 0 {
+            let buffer = std::mem::take(&mut self.unsent);
+            if buffer.capacity() <= KEPT_WRITE_CAPACITY {
+                WRITE_BUFFER.set(buffer);
+            }
+        }
+    }
+
     /// Encodes a text message that others receive too: `deflated` gives its
     /// compressed form for a window size, made once for all of them.
     pub(crate) fn queue_shared(&mut self, text: &Utf8Bytes, deflated: impl FnOnce(u8) -> Bytes) {
@@ -327,7 +355,8 @@ impl Socket {
                     return failed("the socket takes no more".into());
                 }
                 Poll::Ready(Ok(written)) if written == self.unsent.len() => {
-                    self.unsent = Vec::new();
+                    // Kept for the next frames, or given back to the worker thread.
+                    self.unsent.clear();
                 }
                 Poll::Ready(Ok(written)) => {
                     self.unsent.drain(..written);
@@ -344,5 +373,88 @@ impl Socket {
             Poll::Ready(Err(err)) => Poll::Ready(Err(DisconnectReason::Transport(err.to_string()))),
             ready_or_pending => ready_or_pending.map(|_| Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::{Settings, Socket, WRITE_BUFFER};
+    use crate::stream::Stream;
+
+    /// A server's socket on loopback, and its client's end.
+    async fn connected() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let settings = Settings {
+            max_message_size: 1 << 20,
+            deflate: None,
+        };
+        let socket = Socket::new(Stream::Plain(server), Bytes::new(), settings);
+        (socket, client)
+    }
+
+    /// The capacity of the worker thread's write buffer, while no socket borrows it.
+    fn kept_capacity() -> usize {
+        let buffer = WRITE_BUFFER.take();
+        let capacity = buffer.capacity();
+        WRITE_BUFFER.set(buffer);
+        capacity
+    }
+
+    #[tokio::test]
+    async fn writes_the_kernel_takes_whole_leave_the_socket_no_vector() {
+        let (mut socket, mut client) = connected().await;
+        for round in 0..3 {
+            socket.borrow_write_buffer();
+            if round > 0 {
+                assert!(socket.unsent.capacity() >= 10, "round {round}: not reused");
+            }
+            socket.queue(&Message::Ping(Bytes::from_static(b"beat0001")));
+            poll_fn(|cx| socket.poll_write(cx)).await.unwrap();
+            socket.give_back_write_buffer();
+            assert_eq!(socket.unsent.capacity(), 0, "round {round}");
+            assert!(kept_capacity() >= 10, "round {round}");
+            let mut frame = [0; 10];
+            client.read_exact(&mut frame).await.unwrap();
+            assert_eq!(frame[..2], [0x89, 8], "round {round}: a Ping of 8 bytes");
+            assert_eq!(&frame[2..], b"beat0001", "round {round}");
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_kernel_leaves_stays_with_the_socket() {
+        // The client never reads, so the kernel's buffers fill.
+        let (mut socket, _client) = connected().await;
+        let message = Message::Binary(Bytes::from(vec![7; 64 * 1024]));
+        let mut refused = false;
+        for _ in 0..1_000 {
+            socket.borrow_write_buffer();
+            socket.queue(&message);
+            let written = poll_fn(|cx| Poll::Ready(socket.poll_write(cx))).await;
+            socket.give_back_write_buffer();
+            if written.is_pending() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(
+            refused,
+            "the kernel took 64 MB from a client that does not read"
+        );
+        assert!(socket.has_unsent());
+        assert_eq!(kept_capacity(), 0, "the socket's bytes were given away");
+        socket.borrow_write_buffer();
+        assert!(socket.has_unsent(), "borrowing replaced the bytes left");
     }
 }
