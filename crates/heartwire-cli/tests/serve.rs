@@ -228,3 +228,16 @@ async fn listen_takes_a_bare_port_or_a_host_name() {
         hello(&server.addr).await;
     }
 }
+
+#[test]
+fn the_server_keeps_transparent_huge_pages_out_of_its_memory() {
+    let mut command = heartwire();
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = Running::start(command);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .expect("the kernel says in /proc/PID/status whether a process may have huge pages");
+    assert_eq!(thp.trim(), "0", "{status}");
+}
