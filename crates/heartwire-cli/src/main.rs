@@ -22,6 +22,15 @@ use sources::SourceError;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Keeps transparent huge pages out of this process, before the allocator maps its
+/// first arena. A server's heap is many small allocations that live as long as their
+/// connections, spread over the allocator's pages; backed by 2 MiB pages, each page
+/// touched in part counts whole in the process's memory (bench/NOTES.md, "Where
+/// heartwire's bytes go"). A kernel that refuses leaves the process as the system sets it.
+fn small_pages_only() {
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 /// WebSocket connections that notice when they die.
 #[derive(clap::Parser)]
 #[command(name = "heartwire", version, about)]
@@ -76,6 +85,7 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    small_pages_only();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::read(Cli::command(), &argv) {
         Ok(cli) => cli,

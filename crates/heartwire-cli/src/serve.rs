@@ -25,21 +25,9 @@ pub(crate) struct ServeArgs {
     pub(crate) server: ServerConfig,
 }
 
-/// Keeps transparent huge pages out of this process. The heap of a server is many
-/// small allocations that live as long as their connections, spread over the
-/// allocator's pages; backed by 2 MiB pages, each page touched in part counts whole in
-/// the server's memory (bench/NOTES.md, "Where heartwire's bytes go"). Where the
-/// kernel cannot say so, the server runs with what it has.
-fn small_pages_only() {
-    if let Err(err) = rustix::thread::disable_transparent_huge_pages(true) {
-        tracing::debug!(%err, "transparent huge pages stay as the system sets them");
-    }
-}
-
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.server;
     config.validate()?;
-    small_pages_only();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
