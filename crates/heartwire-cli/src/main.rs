@@ -23,10 +23,11 @@ use sources::SourceError;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Keeps transparent huge pages out of this process, before its first allocation of
-/// its own (the allocator itself starts earlier, in a constructor). A server's heap is many small allocations that live as long as their
-/// connections, spread over the allocator's pages; backed by 2 MiB pages, each page
-/// touched in part counts whole in the process's memory (bench/NOTES.md, "Where
-/// heartwire's bytes go"). A kernel that refuses leaves the process as the system sets it.
+/// its own (the allocator itself starts earlier, in a constructor). A server's heap is
+/// many small allocations that live as long as their connections, spread over the
+/// allocator's pages; backed by 2 MiB pages, each page touched in part counts whole in
+/// the process's memory (bench/NOTES.md, "Where heartwire's bytes go"). A kernel that
+/// refuses leaves the process as the system sets it.
 fn small_pages_only() {
     let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
