@@ -24,6 +24,7 @@
 //! therefore read what the socket holds before it calls `handle_timeout`, so a process
 //! that was stalled does not mistake its own lateness for a dead peer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::reason::DisconnectReason;
@@ -112,6 +113,9 @@ struct Probe {
 
 /// The reasons are boxed: a connection is open for most of its life, and a server
 /// holds one machine per connection.
+/// The reason text of the close frame sent to a peer found dead.
+const PING_TIMEOUT_TEXT: &str = "ping timeout";
+
 #[derive(Debug)]
 enum Phase {
     Open,
@@ -122,7 +126,8 @@ enum Phase {
     },
     /// Over; the actions that end it are still to be handed out.
     Ending {
-        send_close: Option<&'static str>,
+        /// A best-effort close frame (a ping timeout's) is still to go out.
+        sends_close: bool,
         reason: Box<DisconnectReason>,
     },
     Ended,
@@ -131,7 +136,9 @@ enum Phase {
 /// Liveness of one WebSocket connection. See the [module docs](self).
 #[derive(Debug)]
 pub struct Liveness {
-    config: LivenessConfig,
+    /// Shared: a server holds one machine per connection, and they all run with the
+    /// same few configurations.
+    config: Arc<LivenessConfig>,
     phase: Phase,
     last_heard: Instant,
     /// A Ping after which nothing has been heard yet.
@@ -149,15 +156,16 @@ pub struct Liveness {
 
 impl Liveness {
     /// Starts watching a connection that opened at `now`.
-    pub fn new(config: LivenessConfig, now: Instant) -> Self {
+    pub fn new(config: impl Into<Arc<LivenessConfig>>, now: Instant) -> Self {
+        let config = config.into();
         Self {
-            config,
             phase: Phase::Open,
             last_heard: now,
             unanswered: None,
             latest_ping: None,
             next_ping_id: 0,
             next_heartbeat: config.heartbeat_interval.map(|every| now + every),
+            config,
             rtt: None,
             detected_after: None,
             ping_due: false,
@@ -236,7 +244,7 @@ impl Liveness {
             }
         };
         self.phase = Phase::Ending {
-            send_close: None,
+            sends_close: false,
             reason,
         };
     }
@@ -247,7 +255,7 @@ impl Liveness {
         match self.phase {
             Phase::Open => {
                 self.phase = Phase::Ending {
-                    send_close: None,
+                    sends_close: false,
                     reason: Box::new(reason),
                 }
             }
@@ -259,7 +267,7 @@ impl Liveness {
                     unreachable!()
                 };
                 self.phase = Phase::Ending {
-                    send_close: None,
+                    sends_close: false,
                     reason,
                 };
             }
@@ -277,7 +285,7 @@ impl Liveness {
                         self.ping_due = false;
                         self.heartbeat_due = false;
                         self.phase = Phase::Ending {
-                            send_close: Some("ping timeout"),
+                            sends_close: true,
                             reason: Box::new(DisconnectReason::PingTimeout),
                         };
                         return;
@@ -309,7 +317,7 @@ impl Liveness {
                     unreachable!()
                 };
                 self.phase = Phase::Ending {
-                    send_close: None,
+                    sends_close: false,
                     reason,
                 };
             }
@@ -320,10 +328,16 @@ impl Liveness {
     /// The next thing to do, if any. Call until it returns `None`.
     pub fn poll_action(&mut self) -> Option<Action> {
         match &mut self.phase {
-            Phase::Ending { send_close, reason } => {
-                if let Some(text) = send_close.take() {
+            Phase::Ending {
+                sends_close,
+                reason,
+            } => {
+                if std::mem::take(sends_close) {
                     let code = reason.close_code().unwrap_or(1011);
-                    return Some(Action::SendClose { code, reason: text });
+                    return Some(Action::SendClose {
+                        code,
+                        reason: PING_TIMEOUT_TEXT,
+                    });
                 }
                 let Phase::Ending { reason, .. } = std::mem::replace(&mut self.phase, Phase::Ended)
                 else {
@@ -392,14 +406,18 @@ impl Liveness {
 
     /// An open connection's machine taken over at `now` from a [`snapshot`](Self::snapshot)
     /// made in another process: every deadline stays where it was.
-    pub fn resume(config: LivenessConfig, snapshot: &LivenessSnapshot, now: Instant) -> Self {
+    pub fn resume(
+        config: impl Into<Arc<LivenessConfig>>,
+        snapshot: &LivenessSnapshot,
+        now: Instant,
+    ) -> Self {
         let before = |age: Duration| now.checked_sub(age).unwrap_or(now);
         let probe = |(id, age): (u64, Duration)| Probe {
             id,
             sent_at: before(age),
         };
         Self {
-            config,
+            config: config.into(),
             phase: Phase::Open,
             last_heard: before(snapshot.silence),
             unanswered: snapshot.unanswered.map(probe),

@@ -72,26 +72,22 @@ pub(crate) fn resume<E: Endpoint>(
     endpoint: impl FnOnce(&Context) -> E,
     mut slot: Slot,
 ) -> ConnectionTask<E> {
-    let server = slot.server().clone();
+    let max_message_size = slot.server().config.limits.max_message_size;
     let identity = state.identity.map(Box::new);
     let user = identity
         .as_ref()
         .map(|identity| Arc::from(identity.user.as_str()));
-    let mailbox = slot.adopt(state.session, E::KIND, user);
+    slot.adopt(state.session, E::KIND, user);
     let socket_state = SocketState {
         reader: state.reader,
         unsent: state.unsent,
         deflate: state.deflate,
     };
-    let max_message_size = server.config.limits.max_message_size;
     let now = Instant::now();
     let handler = Handler::resume(
         endpoint,
+        Context::new(slot, identity),
         Resumed {
-            server,
-            mailbox,
-            identity,
-            address: state.address,
             liveness: state.liveness,
             incomplete_for: state.incomplete_for,
             rate: state.rate,
@@ -103,7 +99,7 @@ pub(crate) fn resume<E: Endpoint>(
         armed: None,
         handler,
     };
-    ConnectionTask { connection, slot }
+    ConnectionTask { connection }
 }
 
 /// Opens a connection of `identity` (`None`: anonymous) on `socket`: the endpoint
@@ -114,28 +110,24 @@ pub(crate) fn start<E: Endpoint>(
     identity: Option<Box<Identity>>,
     mut slot: Slot,
 ) -> ConnectionTask<E> {
-    let server = slot.server().clone();
-    let address = slot.address();
     let user = identity
         .as_ref()
         .map(|identity| Arc::from(identity.user.as_str()));
-    let mailbox = slot.open(E::KIND, user);
+    slot.open(E::KIND, user);
     let now = Instant::now();
     let connection = Connection {
         socket,
         armed: None,
-        handler: Handler::open(endpoint, server, mailbox, identity, address, now),
+        handler: Handler::open(endpoint, Context::new(slot, identity), now),
     };
-    ConnectionTask { connection, slot }
+    ConnectionTask { connection }
 }
 
-/// A connection's task: the connection and its slot, nothing else, since an idle
-/// connection's memory is mostly this.
+/// A connection's task: the connection, nothing else, since an idle connection's
+/// memory is mostly this. When the task ends, its slot is given back and the
+/// connection unregistered.
 pub(crate) struct ConnectionTask<E> {
     connection: Connection<E>,
-    /// Logs the end, and on `Drop` the slot is given back and the connection unregistered,
-    /// when the task ends.
-    slot: Slot,
 }
 
 impl<E: Endpoint> Future for ConnectionTask<E> {
@@ -163,7 +155,7 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
                 Ok(Verdict::Moved) => {
                     let handler = &mut self.connection.handler;
                     handler.endpoint.on_close(&mut handler.context);
-                    self.slot.log_end(&"handed over to the new process");
+                    handler.context.log_end(&"handed over to the new process");
                     // The socket was lent and is closed in this process: the new
                     // process holds its own descriptor.
                     return Poll::Ready(());
@@ -171,7 +163,7 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
             }
         }
         let handler = &mut self.connection.handler;
-        if handler.context.mailbox.take_handover_ask() {
+        if handler.context.mailbox().take_handover_ask() {
             handler.rare.get_mut().pausing = Some(Instant::now());
         }
         if let Some(since) = handler.rare.get().and_then(|rare| rare.pausing) {
@@ -180,8 +172,9 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
                 && since.elapsed() < PAUSE_PATIENCE;
             if !waits {
                 self.connection.handler.rare.get_mut().pausing = None;
-                let server = self.slot.server().clone();
-                let address = self.slot.address();
+                let context = &self.connection.handler.context;
+                let server = context.server().clone();
+                let address = context.address();
                 if let Some(parked) = self.connection.park(address, &server.handover) {
                     self.connection.handler.rare.get_mut().parked = Some(parked);
                     return self.poll(cx);
@@ -191,16 +184,16 @@ impl<E: Endpoint> Future for ConnectionTask<E> {
         let reason = ready!(self.connection.poll_drive(cx));
         let handler = &mut self.connection.handler;
         handler.endpoint.on_close(&mut handler.context);
-        handler.context.server.metrics.disconnected(&reason);
+        handler.context.server().metrics.disconnected(&reason);
         if let Some(silent_for) = handler.liveness.detected_after() {
             // Reaped for silence: its client may report the session when it is back.
             let session = (E::KIND == EndpointKind::Native)
-                .then(|| session_name(handler.context.mailbox.id()));
-            let server = &handler.context.server;
+                .then(|| session_name(handler.context.mailbox().id()));
+            let server = &handler.context.server();
             let liveness = &server.metrics.liveness;
             liveness.reaped(session, silent_for, Instant::now(), &*server.broker);
         }
-        self.slot.log_end(&reason);
+        handler.context.log_end(&reason);
         // The task drops its future now, and with it the slot.
         Poll::Ready(())
     }
@@ -227,7 +220,7 @@ impl<E> Drop for Connection<E> {
     fn drop(&mut self) {
         if let Some(tick) = self.armed {
             let context = &self.handler.context;
-            context.server.timers.cancel(context.mailbox.id(), tick);
+            context.server().timers.cancel(context.mailbox().id(), tick);
         }
     }
 }
@@ -266,7 +259,7 @@ impl<E: Endpoint> Connection<E> {
         let socket = self.socket.hand_over()?;
         let liveness = handler.liveness.snapshot(now)?;
         let state = ConnectionState {
-            session: handler.context.mailbox.id(),
+            session: handler.context.mailbox().id(),
             address,
             identity: handler.context.identity.as_deref().cloned(),
             endpoint,
@@ -288,7 +281,7 @@ impl<E: Endpoint> Connection<E> {
     }
 
     fn poll_drive(&mut self, cx: &mut task::Context<'_>) -> Poll<DisconnectReason> {
-        self.handler.context.mailbox.register(cx);
+        self.handler.context.mailbox().register(cx);
         for _ in 0..ROUND_BUDGET {
             let now = Instant::now();
             let wall = SystemTime::now();
@@ -435,13 +428,13 @@ impl<E: Endpoint> Connection<E> {
             return false;
         }
         let context = &self.handler.context;
-        let timers = &context.server.timers;
+        let timers = &context.server().timers;
         let tick = timers.tick_of(deadline);
         let came = self
             .armed
             .is_some_and(|armed| timers.instant_of(armed) <= now);
         if came || self.armed.is_none_or(|armed| tick < armed) {
-            timers.wake_at(context.mailbox.id(), tick, self.armed, cx.waker());
+            timers.wake_at(context.mailbox().id(), tick, self.armed, cx.waker());
             self.armed = Some(tick);
         }
         true

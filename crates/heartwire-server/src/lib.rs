@@ -185,6 +185,7 @@ impl Server {
         auth.prefetch().await;
         let api_key = api::ApiKey::from_config(&config.api)?;
         let state = Arc::new(ServerState {
+            timings: crate::state::Timings::new(&config),
             overload: overload::Overload::new(config.overload),
             config,
             broker,

@@ -109,7 +109,8 @@ pub(crate) enum Signal {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Outbound>,
-    signal: Option<Signal>,
+    /// Boxed: few connections ever get one, and every connection has a mailbox.
+    signal: Option<Box<Signal>>,
 }
 
 /// A connection's bounded inbound queue and wake-up. See the [module docs](self).
@@ -158,7 +159,7 @@ impl Mailbox {
             if state.signal.is_some() {
                 false
             } else if state.queue.len() >= self.capacity {
-                state.signal = Some(Signal::SlowConsumer);
+                state.signal = Some(Box::new(Signal::SlowConsumer));
                 state.queue = VecDeque::new();
                 false
             } else {
@@ -175,7 +176,7 @@ impl Mailbox {
         self.state
             .lock()
             .signal
-            .get_or_insert(Signal::Shutdown { reconnect_after_ms });
+            .get_or_insert_with(|| Box::new(Signal::Shutdown { reconnect_after_ms }));
         self.waker.wake();
     }
 
@@ -185,7 +186,7 @@ impl Mailbox {
         self.state
             .lock()
             .signal
-            .get_or_insert(Signal::Disconnect { code, reason });
+            .get_or_insert_with(|| Box::new(Signal::Disconnect { code, reason }));
         self.waker.wake();
     }
 
@@ -207,7 +208,7 @@ impl Mailbox {
 
     /// The pending signal, if any.
     pub(crate) fn signal(&self) -> Option<Signal> {
-        self.state.lock().signal.clone()
+        self.state.lock().signal.as_deref().cloned()
     }
 
     /// Takes the oldest queued item.

@@ -34,7 +34,8 @@ pub(crate) struct Slot {
 
 /// A connection that took its slot.
 struct Opened {
-    id: ConnectionId,
+    /// Registered under its id.
+    mailbox: Arc<Mailbox>,
     endpoint: EndpointKind,
     at: Instant,
 }
@@ -114,7 +115,7 @@ impl Slot {
 
     /// The upgrade is done: registers the connection of `user` (`None`: anonymous)
     /// and returns its mailbox.
-    pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> Arc<Mailbox> {
+    pub(crate) fn open(&mut self, endpoint: EndpointKind, user: Option<Arc<str>>) -> &Arc<Mailbox> {
         self.register(new_connection_id(), endpoint, user, Arrival::Accepted)
     }
 
@@ -125,7 +126,7 @@ impl Slot {
         id: ConnectionId,
         endpoint: EndpointKind,
         user: Option<Arc<str>>,
-    ) -> Arc<Mailbox> {
+    ) -> &Arc<Mailbox> {
         self.register(id, endpoint, user, Arrival::Adopted)
     }
 
@@ -135,7 +136,7 @@ impl Slot {
         endpoint: EndpointKind,
         user: Option<Arc<str>>,
         arrival: Arrival,
-    ) -> Arc<Mailbox> {
+    ) -> &Arc<Mailbox> {
         let mailbox = Arc::new(Mailbox::new(id, self.server.config.limits.outbound_queue));
         let websocket = endpoint != EndpointKind::Sse;
         self.server
@@ -158,12 +159,21 @@ impl Slot {
                 Arrival::Adopted => "connection adopted",
             }
         );
-        self.opened = Some(Opened {
-            id,
+        let opened = self.opened.insert(Opened {
+            mailbox,
             endpoint,
             at: Instant::now(),
         });
-        mailbox
+        &opened.mailbox
+    }
+
+    /// The mailbox of the connection that opened here.
+    ///
+    /// # Panics
+    /// When no connection has opened here yet.
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        let opened = self.opened.as_ref();
+        &opened.expect("a connection opened in the slot").mailbox
     }
 
     /// Logs the end of the connection, for `reason`.
@@ -172,7 +182,7 @@ impl Slot {
             return;
         };
         tracing::info!(
-            session = %session_name(opened.id),
+            session = %session_name(opened.mailbox.id()),
             address = %self.address,
             endpoint = opened.endpoint.label(),
             user = self.user.as_deref().unwrap_or("-"),
@@ -186,9 +196,12 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let registry = &self.server.registry;
-        if let Some(Opened { id, endpoint, .. }) = self.opened {
-            registry.unregister(id);
-            self.server.metrics.endpoint(endpoint).open.decrement(1.0);
+        if let Some(Opened {
+            mailbox, endpoint, ..
+        }) = &self.opened
+        {
+            registry.unregister(mailbox.id());
+            self.server.metrics.endpoint(*endpoint).open.decrement(1.0);
         }
         if let Some(user) = &self.user {
             self.server.admission.release_user(user);

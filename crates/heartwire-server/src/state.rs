@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use heartwire_core::LivenessConfig;
+
 use crate::admin::AdminSessions;
 use crate::admission::Admission;
 use crate::api::{ApiKey, KeyGuesses, NodeReports};
@@ -43,4 +45,35 @@ pub(crate) struct ServerState {
     pub(crate) handover: crate::handover::Handover,
     /// The one timer that wakes connections at their deadlines.
     pub(crate) timers: crate::timers::Timers,
+    /// The liveness timing of connections without and with the magic heartbeat.
+    pub(crate) timings: Timings,
+}
+
+/// The liveness timing connections run with: one of two, shared by their machines,
+/// since a server holds one machine per connection.
+pub(crate) struct Timings {
+    plain: Arc<LivenessConfig>,
+    with_heartbeat: Arc<LivenessConfig>,
+}
+
+impl Timings {
+    pub(crate) fn new(config: &ServerConfig) -> Self {
+        Self {
+            plain: Arc::new(config.liveness(false)),
+            with_heartbeat: Arc::new(config.liveness(true)),
+        }
+    }
+}
+
+impl ServerState {
+    /// The liveness timing of a connection on `facility` (django-websocket-redis's
+    /// endpoint): with the magic heartbeat when it is sent there.
+    pub(crate) fn liveness(&self, facility: Option<&str>) -> Arc<LivenessConfig> {
+        let timing = if self.config.sends_heartbeat_on(facility) {
+            &self.timings.with_heartbeat
+        } else {
+            &self.timings.plain
+        };
+        timing.clone()
+    }
 }

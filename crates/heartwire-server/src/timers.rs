@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
@@ -29,8 +30,10 @@ use crate::id::ConnectionId;
 const TICK_MS: u64 = 8;
 const TICK: Duration = Duration::from_millis(TICK_MS);
 
-/// A tick: the number of [`TICK`]s since the timers were made.
-pub(crate) type Tick = u64;
+/// A tick: the number of [`TICK`]s since the timers were made, never zero (a
+/// deadline at the origin is met at the first tick), so that a connection's
+/// `Option<Tick>` takes no more room than a tick.
+pub(crate) type Tick = NonZeroU64;
 
 /// The wake-ups of a server's connections. See the [module docs](self).
 pub(crate) struct Timers {
@@ -67,7 +70,8 @@ impl Timers {
     pub(crate) fn tick_of(&self, deadline: Instant) -> Tick {
         let since = deadline.saturating_duration_since(self.shared.origin);
         let ticks = since.as_nanos().div_ceil(TICK.as_nanos());
-        Tick::try_from(ticks).unwrap_or(Tick::MAX)
+        let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
+        Tick::new(ticks).unwrap_or(Tick::MIN)
     }
 
     /// When `tick` begins.
@@ -127,7 +131,7 @@ impl Drop for Shared {
 }
 
 fn tick_duration(tick: Tick) -> Duration {
-    Duration::from_millis(tick.saturating_mul(TICK_MS))
+    Duration::from_millis(tick.get().saturating_mul(TICK_MS))
 }
 
 /// The task that sleeps until the earliest tick with wakers and wakes them. It holds
@@ -149,10 +153,11 @@ impl Future for Driver {
             };
             let now = Instant::now();
             let elapsed = now.saturating_duration_since(shared.origin);
-            let now_tick =
-                Tick::try_from(elapsed.as_nanos() / TICK.as_nanos()).unwrap_or(Tick::MAX);
+            let now_tick = u64::try_from(elapsed.as_nanos() / TICK.as_nanos()).unwrap_or(u64::MAX);
             let mut state = shared.state.lock();
-            let later = state.due.split_off(&(now_tick.saturating_add(1), 0));
+            let later = state
+                .due
+                .split_off(&(Tick::MIN.saturating_add(now_tick), 0));
             let due = std::mem::replace(&mut state.due, later);
             let next = state.due.first_key_value().map(|(&(tick, _), _)| tick);
             state.driver = Some((cx.waker().clone(), next));

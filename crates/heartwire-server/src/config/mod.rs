@@ -238,14 +238,18 @@ impl ServerConfig {
             .any(|pattern| glob::glob_matches(pattern, channel))
     }
 
-    /// Liveness timing of a connection (on `facility`, for django-websocket-redis's
-    /// endpoint), with the magic heartbeat when it is sent there.
-    pub(crate) fn liveness(&self, facility: Option<&str>) -> LivenessConfig {
+    /// Whether connections on `facility` (django-websocket-redis's endpoint) get the
+    /// magic heartbeat.
+    pub(crate) fn sends_heartbeat_on(&self, facility: Option<&str>) -> bool {
         let heartbeats = &self.heartbeats;
-        let sends_text = heartbeats.heartbeat_text.is_some()
-            && facility.is_some_and(|facility| heartbeats.is_sent_on(facility));
-        self.liveness
-            .machine(sends_text.then_some(heartbeats.heartbeat_interval))
+        heartbeats.heartbeat_text.is_some()
+            && facility.is_some_and(|facility| heartbeats.is_sent_on(facility))
+    }
+
+    /// Liveness timing of a connection, with the magic heartbeat when `heartbeat`.
+    pub(crate) fn liveness(&self, heartbeat: bool) -> LivenessConfig {
+        let interval = self.heartbeats.heartbeat_interval;
+        self.liveness.machine(heartbeat.then_some(interval))
     }
 }
 

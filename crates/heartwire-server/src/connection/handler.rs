@@ -5,9 +5,6 @@
 //! [`FrameSink`]: the socket in the driver, a list in the tests of `pair`, which step
 //! a client's connection machine against it on synthetic time.
 
-use std::collections::VecDeque;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -17,21 +14,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::admission::{MessageRate, Verdict};
-use crate::auth::{Identity, expiry};
+use crate::auth::expiry;
 use crate::endpoint::{Context, Endpoint, Outgoing};
 use crate::handover::state::RateState;
-use crate::mailbox::{Mailbox, Signal};
-use crate::state::ServerState;
+use crate::mailbox::Signal;
 use crate::websocket::Socket;
 
 use super::rare::RareBox;
 
-/// What a connection handed over by another process brings besides its endpoint.
+/// What a connection handed over by another process brings besides its endpoint
+/// and its context.
 pub(super) struct Resumed {
-    pub(super) server: Arc<ServerState>,
-    pub(super) mailbox: Arc<Mailbox>,
-    pub(super) identity: Option<Box<Identity>>,
-    pub(super) address: IpAddr,
     pub(super) liveness: LivenessSnapshot,
     pub(super) incomplete_for: Option<Duration>,
     pub(super) rate: Option<RateState>,
@@ -53,25 +46,11 @@ pub(super) struct Handler<E> {
 }
 
 impl<E: Endpoint> Handler<E> {
-    /// A connection of `identity` (`None`: anonymous) opened at `now`: the endpoint
-    /// greets and subscribes.
-    pub(super) fn open(
-        mut endpoint: E,
-        server: Arc<ServerState>,
-        mailbox: Arc<Mailbox>,
-        identity: Option<Box<Identity>>,
-        address: IpAddr,
-        now: Instant,
-    ) -> Self {
-        let liveness = Liveness::new(server.config.liveness(endpoint.facility()), now);
+    /// A connection opened at `now` in `context`: the endpoint greets and subscribes.
+    pub(super) fn open(mut endpoint: E, mut context: Context, now: Instant) -> Self {
+        let server = context.server();
+        let liveness = Liveness::new(server.liveness(endpoint.facility()), now);
         let rate = MessageRate::new(&server.config.rates, now);
-        let mut context = Context {
-            server,
-            mailbox,
-            identity,
-            address,
-            replies: VecDeque::new(),
-        };
         endpoint.on_open(&mut context);
         Self {
             reading: true,
@@ -87,28 +66,18 @@ impl<E: Endpoint> Handler<E> {
     /// endpoint is made by `endpoint` once the context is, without greeting again.
     pub(super) fn resume(
         endpoint: impl FnOnce(&Context) -> E,
+        context: Context,
         resumed: Resumed,
         now: Instant,
     ) -> Self {
         let Resumed {
-            server,
-            mailbox,
-            identity,
-            address,
             liveness,
             incomplete_for,
             rate,
         } = resumed;
-        let rate = MessageRate::resume(&server.config.rates, rate, now);
-        let context = Context {
-            server,
-            mailbox,
-            identity,
-            address,
-            replies: VecDeque::new(),
-        };
+        let rate = MessageRate::resume(&context.server().config.rates, rate, now);
         let endpoint = endpoint(&context);
-        let config = context.server.config.liveness(endpoint.facility());
+        let config = context.server().liveness(endpoint.facility());
         let mut rare = RareBox::default();
         if let Some(held) = incomplete_for {
             rare.get_mut().incomplete_since = Some(now.checked_sub(held).unwrap_or(now));
@@ -162,12 +131,12 @@ impl<E: Endpoint> Handler<E> {
     }
 
     pub(super) fn on_message(&mut self, message: Message, now: Instant) {
-        let metrics = &self.context.server.metrics;
+        let metrics = &self.context.server().metrics;
         match message {
             Message::Text(text) => {
                 self.liveness.handle_frame(now);
                 metrics.endpoint(E::KIND).messages_in.increment(1);
-                let config = &self.context.server.config;
+                let config = &self.context.server().config;
                 if config.heartbeats.heartbeat_text.as_deref() == Some(text.as_str()) {
                     metrics.client_heartbeats.increment(1);
                 } else if let Some(rule) = config
@@ -231,7 +200,7 @@ impl<E: Endpoint> Handler<E> {
         match self.rate.judge(now) {
             Verdict::Take => true,
             Verdict::Refuse { retry_after } => {
-                let metrics = &self.context.server.metrics;
+                let metrics = &self.context.server().metrics;
                 metrics.refused("message_rate");
                 self.endpoint
                     .on_rate_limited(text, retry_after, &mut self.context);
@@ -259,7 +228,7 @@ impl<E: Endpoint> Handler<E> {
 
     /// When the message the socket holds incomplete must be complete.
     fn incomplete_deadline(&self) -> Option<Instant> {
-        let timeout: Duration = self.context.server.config.holdings.message_timeout;
+        let timeout: Duration = self.context.server().config.holdings.message_timeout;
         self.incomplete_since().map(|since| since + timeout)
     }
 
@@ -286,7 +255,7 @@ impl<E: Endpoint> Handler<E> {
         if self.liveness.is_closing() || self.liveness.is_over() {
             return liveness;
         }
-        let grace = self.context.server.config.access.token_grace;
+        let grace = self.context.server().config.access.token_grace;
         let expiry =
             expiry::time_left(self.context.identity.as_deref(), grace, wall).map(|left| now + left);
         liveness
@@ -301,7 +270,7 @@ impl<E: Endpoint> Handler<E> {
         if self.liveness.is_closing() || self.liveness.is_over() {
             return;
         }
-        let grace = self.context.server.config.access.token_grace;
+        let grace = self.context.server().config.access.token_grace;
         if expiry::time_left(self.context.identity.as_deref(), grace, wall)
             .is_some_and(|left| left.is_zero())
         {
@@ -314,7 +283,7 @@ impl<E: Endpoint> Handler<E> {
         if self.liveness.is_closing() || self.liveness.is_over() {
             return;
         }
-        match self.context.mailbox.signal() {
+        match self.context.mailbox().signal() {
             None => {}
             Some(Signal::SlowConsumer) => {
                 self.start_close(DisconnectReason::SlowConsumer, None, now)
@@ -365,20 +334,19 @@ impl<E: Endpoint> Handler<E> {
     }
 
     pub(super) fn take_actions(&mut self) {
-        let metrics = &self.context.server.metrics;
+        let (server, replies) = self.context.server_and_replies();
+        let metrics = &server.metrics;
         while let Some(action) = self.liveness.poll_action() {
             match action {
                 Action::SendPing(payload) => {
                     metrics.pings_sent.increment(1);
-                    self.context
-                        .replies
-                        .push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
+                    replies.push_back(Message::Ping(Bytes::copy_from_slice(&payload)));
                 }
                 Action::SendHeartbeat => {
-                    if let Some(text) = &self.context.server.config.heartbeats.heartbeat_text {
+                    if let Some(text) = &server.config.heartbeats.heartbeat_text {
                         metrics.heartbeat_texts_sent.increment(1);
                         let beat = Message::Text(Utf8Bytes::from(text.as_str()));
-                        self.context.replies.push_back(beat);
+                        replies.push_back(beat);
                     }
                 }
                 Action::SendClose { code, reason } => {
@@ -386,7 +354,7 @@ impl<E: Endpoint> Handler<E> {
                         code: code.into(),
                         reason: Utf8Bytes::from_static(reason),
                     };
-                    self.context.replies.push_back(Message::Close(Some(frame)));
+                    replies.push_back(Message::Close(Some(frame)));
                 }
                 Action::Drop(reason) => self.rare.get_mut().ended = Some(reason),
             }
@@ -402,7 +370,7 @@ impl<E: Endpoint> Handler<E> {
                 Outgoing::Message(reply)
             } else if self.liveness.is_closing() || self.liveness.is_over() {
                 break;
-            } else if let Some(item) = self.context.mailbox.take() {
+            } else if let Some(item) = self.context.mailbox().take() {
                 match self.endpoint.on_outbound(item, &mut self.context) {
                     Some(outgoing) => outgoing,
                     None => continue,
@@ -418,7 +386,7 @@ impl<E: Endpoint> Handler<E> {
             };
             if data {
                 self.context
-                    .server
+                    .server()
                     .metrics
                     .endpoint(E::KIND)
                     .messages_out

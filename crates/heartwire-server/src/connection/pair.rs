@@ -26,19 +26,17 @@ use crate::auth::{Auth, Identity};
 use crate::broker::{Clock, MemoryBroker, PublishRequest};
 use crate::config::ServerConfig;
 use crate::endpoint::native::Native;
-use crate::endpoint::{self, Endpoint};
-use crate::mailbox::Mailbox;
+use crate::endpoint::{self, Context, Endpoint, EndpointKind};
 use crate::metrics::ServerMetrics;
 use crate::publication::Payload;
 use crate::registry::Registry;
+use crate::slot::Slot;
 use crate::state::ServerState;
 use heartwire_core::protocol::session_name;
 
 const CHANNEL: &str = "room";
 /// Rounds of frames before the harness gives up on two sides that never fall quiet.
 const MAX_ROUNDS: usize = 1000;
-/// Capacity of each server connection's mailbox.
-const MAILBOX: usize = 1024;
 
 /// The wall-clock time at which every test begins.
 const WALL_START: u64 = 1_700_000_000;
@@ -59,14 +57,12 @@ struct Server {
     clock: HandClock,
     /// The instant the test began, which the wall clock reads as [`WALL_START`].
     started: Instant,
-    connections: u64,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("clock", &self.clock)
-            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +78,7 @@ impl Server {
         let broker = Arc::new(MemoryBroker::with_clock(config.retention, clock.clone()));
         let auth = Auth::new(&config.access).expect("the test's access settings are valid");
         let state = Arc::new(ServerState {
+            timings: crate::state::Timings::new(&config),
             overload: crate::overload::Overload::new(config.overload),
             config,
             broker,
@@ -103,7 +100,6 @@ impl Server {
             state,
             clock,
             started: now,
-            connections: 0,
         }
     }
 
@@ -209,17 +205,14 @@ impl Pair {
     /// A connection of `identity`, as [`open`](Self::open).
     fn open_as(server: &mut Server, carried: Carried, identity: Option<Identity>) -> Self {
         let now = *server.clock.0.lock().unwrap();
-        server.connections += 1;
-        let mailbox = Arc::new(Mailbox::new(server.connections, MAILBOX));
-        let identity = identity.map(Box::new);
-        let handler = Handler::open(
-            Native::default(),
-            server.state.clone(),
-            mailbox,
-            identity,
-            std::net::IpAddr::from([127, 0, 0, 1]),
-            now,
-        );
+        let address = std::net::IpAddr::from([127, 0, 0, 1]);
+        let mut slot = Slot::reserve(&server.state, address).expect("the server has room");
+        let user = identity
+            .as_ref()
+            .map(|identity| Arc::from(identity.user.as_str()));
+        slot.open(EndpointKind::Native, user);
+        let context = Context::new(slot, identity.map(Box::new));
+        let handler = Handler::open(Native::default(), context, now);
         let subscriptions = vec![CHANNEL.to_owned()];
         let client = ClientConnection::new(client_config(), carried, 0, subscriptions, now);
         Self {
@@ -428,7 +421,7 @@ fn a_hello_makes_the_client_native_then_it_subscribes_publishes_and_is_acked() {
     let mut server = Server::new(Instant::now());
     let mut pair = Pair::open(&mut server, first_carried());
     pair.exchange();
-    let session = session_name(pair.handler.context.mailbox.id());
+    let session = session_name(pair.handler.context.mailbox().id());
     assert_eq!(
         pair.events,
         [
@@ -613,7 +606,7 @@ fn the_reconnect_hint_of_a_server_shutdown_reaches_the_clients_end() {
     let mut server = Server::new(Instant::now());
     let mut pair = Pair::open(&mut server, first_carried());
     pair.exchange();
-    pair.handler.context.mailbox.shut_down(250);
+    pair.handler.context.mailbox().shut_down(250);
     pair.exchange();
     let Some((_, end)) = pair.client_end.clone() else {
         panic!("the client did not see the end: {pair:?}");

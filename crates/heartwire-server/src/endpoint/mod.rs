@@ -23,6 +23,7 @@ use super::handover::state::EndpointState;
 use super::mailbox::{Mailbox, Outbound};
 use super::permissions::{self, Action, Forbidden};
 use super::publication::{Encoding, Publication};
+use super::slot::Slot;
 use super::state::ServerState;
 
 pub(crate) use kind::EndpointKind;
@@ -108,18 +109,50 @@ impl From<Message> for Outgoing {
 /// What an endpoint may use while handling a frame: the server, the connection's
 /// mailbox, and the queue of replies the driver writes ahead of mailbox items.
 pub(crate) struct Context {
-    /// Configuration, broker and metrics of the server.
-    pub(crate) server: Arc<ServerState>,
-    /// This connection's mailbox: broker results come back here.
-    pub(crate) mailbox: Arc<Mailbox>,
+    /// The connection's place in the server, which holds the server, the client's
+    /// address and the connection's mailbox, and is given back when the context is
+    /// dropped.
+    slot: Slot,
     /// Who the connection is; `None` when anonymous.
     pub(crate) identity: Option<Box<Identity>>,
-    /// The address the connection comes from (`--trusted-proxy`).
-    pub(crate) address: IpAddr,
     pub(crate) replies: VecDeque<Message>,
 }
 
 impl Context {
+    /// The context of a connection that opened in `slot`.
+    pub(crate) fn new(slot: Slot, identity: Option<Box<Identity>>) -> Self {
+        Self {
+            slot,
+            identity,
+            replies: VecDeque::new(),
+        }
+    }
+
+    /// Configuration, broker and metrics of the server.
+    pub(crate) fn server(&self) -> &Arc<ServerState> {
+        self.slot.server()
+    }
+
+    /// This connection's mailbox: broker results come back here.
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        self.slot.mailbox()
+    }
+
+    /// The address the connection comes from (`--trusted-proxy`).
+    pub(crate) fn address(&self) -> IpAddr {
+        self.slot.address()
+    }
+
+    /// The server, and the queue of replies to add to while reading it.
+    pub(crate) fn server_and_replies(&mut self) -> (&ServerState, &mut VecDeque<Message>) {
+        (self.slot.server(), &mut self.replies)
+    }
+
+    /// Logs the end of the connection, for `reason`.
+    pub(crate) fn log_end(&self, reason: &dyn std::fmt::Display) {
+        self.slot.log_end(reason);
+    }
+
     /// Queues a frame to send back, ahead of mailbox items.
     pub(crate) fn reply(&mut self, message: Message) {
         self.replies.push_back(message);
@@ -137,14 +170,14 @@ impl Context {
     pub(crate) fn publisher(&self) -> Arc<str> {
         match &self.identity {
             Some(identity) => Arc::from(format!("user:{}", identity.user)),
-            None => Arc::from(format!("addr:{}", self.address)),
+            None => Arc::from(format!("addr:{}", self.address())),
         }
     }
 
     /// Whether this connection may do `action` on `channel` (docs/SECURITY.md).
     pub(crate) fn permit(&self, action: Action, channel: &str) -> Result<(), Forbidden> {
         permissions::check(
-            &self.server.config.channels,
+            &self.server().config.channels,
             self.identity.as_deref(),
             action,
             channel,

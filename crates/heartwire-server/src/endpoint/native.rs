@@ -129,8 +129,10 @@ impl Native {
             .find(|held| *held.channel == *channel)
         {
             Some(held) => held.channel.clone(),
-            None if self.subscriptions.len() >= context.server.config.limits.max_subscriptions => {
-                let limit = context.server.config.limits.max_subscriptions;
+            None if self.subscriptions.len()
+                >= context.server().config.limits.max_subscriptions =>
+            {
+                let limit = context.server().config.limits.max_subscriptions;
                 let reason = format!(
                     "cannot subscribe to {channel}: this connection already holds {limit} subscriptions"
                 );
@@ -147,10 +149,10 @@ impl Native {
             self.resuming.retain(|(held, _)| *held != channel);
             self.resuming.push((channel.clone(), asked));
         }
-        let presence = context.server.config.has_presence(&channel);
-        context.server.broker.subscribe(SubscribeRequest {
+        let presence = context.server().config.has_presence(&channel);
+        context.server().broker.subscribe(SubscribeRequest {
             channel,
-            subscriber: context.mailbox.clone(),
+            subscriber: context.mailbox().clone(),
             with_retained: false,
             since,
             presence,
@@ -182,7 +184,7 @@ impl Native {
             (false, false) => ResumeOutcome::EpochChange,
         };
         let replayed = seq.saturating_sub(asked.seq);
-        context.server.metrics.liveness.resumed(outcome, replayed);
+        context.server().metrics.liveness.resumed(outcome, replayed);
     }
 
     /// A client's report of its previous session: counted, and judged against the
@@ -195,7 +197,7 @@ impl Native {
         if let Err(reason) = report {
             tracing::debug!(reason, "report ignored");
         }
-        let server = &context.server;
+        let server = &context.server();
         let report = report.as_ref().map_err(|reason| *reason);
         (server.metrics.liveness).report(report, Instant::now(), &*server.broker);
     }
@@ -203,13 +205,13 @@ impl Native {
     fn presence(&mut self, channel: String, context: &mut Context) {
         if let Err(refusal) = context.permit(Action::Presence, &channel) {
             context.reply(forbidden(refusal, &channel, None));
-        } else if context.server.config.has_presence(&channel) {
+        } else if context.server().config.has_presence(&channel) {
             let channel = Arc::from(channel);
             self.unanswered += 1;
             context
-                .server
+                .server()
                 .broker
-                .presence(channel, context.mailbox.clone());
+                .presence(channel, context.mailbox().clone());
         } else {
             let reason = format!("the server does not track who is subscribed to {channel}");
             context.reply(error(ErrorCode::PresenceOff, reason, None));
@@ -227,9 +229,9 @@ impl Native {
                 Ok(()) => kept.push(held),
                 Err(refusal) => {
                     context
-                        .server
+                        .server()
                         .broker
-                        .unsubscribe(&channel, context.mailbox.id());
+                        .unsubscribe(&channel, context.mailbox().id());
                     context.reply(forbidden(refusal, &channel, None));
                     context.reply(frame(&ServerFrame::Unsubscribed {
                         channel: channel.to_string(),
@@ -244,9 +246,9 @@ impl Native {
         self.subscriptions.retain(|held| *held.channel != *channel);
         self.resuming.retain(|(held, _)| **held != *channel);
         context
-            .server
+            .server()
             .broker
-            .unsubscribe(&channel, context.mailbox.id());
+            .unsubscribe(&channel, context.mailbox().id());
         context.reply(frame(&ServerFrame::Unsubscribed { channel }));
     }
 
@@ -261,9 +263,9 @@ impl Native {
             context.reply(forbidden(refusal, &channel, id));
             return;
         }
-        let longest = context.server.config.holdings.max_publish_id_length;
+        let longest = context.server().config.holdings.max_publish_id_length;
         if let Some(long) = id.as_ref().filter(|id| id.len() > longest) {
-            context.server.metrics.refused("id_too_long");
+            context.server().metrics.refused("id_too_long");
             let reason = format!(
                 "publish id of {} bytes; the server takes at most {longest} (max-publish-id-length)",
                 long.len()
@@ -277,11 +279,11 @@ impl Native {
         if id.is_some() {
             self.unanswered += 1;
         }
-        context.server.broker.publish(PublishRequest {
+        context.server().broker.publish(PublishRequest {
             channel: Arc::from(channel),
             payload: Payload::Json(data),
             retain: false,
-            origin: Some(context.mailbox.clone()),
+            origin: Some(context.mailbox().clone()),
             ack_id: id,
             publisher: context.publisher(),
         });
@@ -292,9 +294,9 @@ impl Endpoint for Native {
     const KIND: EndpointKind = EndpointKind::Native;
 
     fn on_open(&mut self, context: &mut Context) {
-        let config = &context.server.config;
+        let config = &context.server().config;
         let hello = ServerFrame::Hello {
-            session: session_name(context.mailbox.id()),
+            session: session_name(context.mailbox().id()),
             ping_interval_ms: millis(config.liveness.ping_interval),
             ping_timeout_ms: millis(config.liveness.ping_timeout),
             server: concat!("heartwire/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -340,7 +342,7 @@ impl Endpoint for Native {
     fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
         match ClientFrame::parse(&text) {
             Ok(ClientFrame::Ping { echo }) => {
-                context.server.metrics.client_heartbeats.increment(1);
+                context.server().metrics.client_heartbeats.increment(1);
                 context.reply(frame(&ServerFrame::Pong { echo }));
             }
             Ok(ClientFrame::Subscribe { channel, since }) => {
@@ -353,7 +355,7 @@ impl Endpoint for Native {
             }
             Ok(ClientFrame::Refresh { token }) => {
                 self.unanswered += 1;
-                auth::start_refresh(context.server.clone(), token, context.mailbox.clone());
+                auth::start_refresh(context.server().clone(), token, context.mailbox().clone());
             }
             Ok(ClientFrame::Report { fields }) => self.report(&fields, context),
             Err(Error::Request { code, reason }) => context.reply(error(code, reason, None)),
@@ -438,7 +440,7 @@ impl Endpoint for Native {
             }
             Outbound::Error { code, reason, id } => {
                 if code == ErrorCode::TooManyChannels {
-                    context.server.metrics.refused("too_many_channels");
+                    context.server().metrics.refused("too_many_channels");
                 }
                 error(code, reason, id)
             }
@@ -447,9 +449,9 @@ impl Endpoint for Native {
                 self.held(&channel)?;
                 self.subscriptions.retain(|held| held.channel != channel);
                 context
-                    .server
+                    .server()
                     .broker
-                    .unsubscribe(&channel, context.mailbox.id());
+                    .unsubscribe(&channel, context.mailbox().id());
                 frame(&ServerFrame::Unsubscribed {
                     channel: channel.to_string(),
                 })
@@ -477,9 +479,9 @@ impl Endpoint for Native {
     fn on_close(&mut self, context: &mut Context) {
         for held in self.subscriptions.drain(..) {
             context
-                .server
+                .server()
                 .broker
-                .unsubscribe(&held.channel, context.mailbox.id());
+                .unsubscribe(&held.channel, context.mailbox().id());
         }
     }
 
@@ -521,10 +523,10 @@ impl Native {
             let mut held = Held::new(channel.clone());
             held.resumed = subscription.position.is_some();
             native.subscriptions.push(held);
-            context.server.broker.subscribe(SubscribeRequest {
-                presence: context.server.config.has_presence(&channel),
+            context.server().broker.subscribe(SubscribeRequest {
+                presence: context.server().config.has_presence(&channel),
                 channel,
-                subscriber: context.mailbox.clone(),
+                subscriber: context.mailbox().clone(),
                 with_retained: false,
                 since: subscription.position,
                 user: context.user(),

@@ -138,7 +138,7 @@ impl Ws4Redis {
         channels.retain(|channel| match context.permit(action, channel) {
             Ok(()) => true,
             Err(refusal) => {
-                let connection = context.mailbox.id();
+                let connection = context.mailbox().id();
                 tracing::debug!(
                     connection,
                     reason = refusal.reason,
@@ -167,12 +167,12 @@ impl Endpoint for Ws4Redis {
             .collect();
         self.subscribed = subscribed.into_iter().map(Arc::from).collect();
         for channel in &self.subscribed {
-            context.server.broker.subscribe(SubscribeRequest {
+            context.server().broker.subscribe(SubscribeRequest {
                 channel: channel.clone(),
-                subscriber: context.mailbox.clone(),
+                subscriber: context.mailbox().clone(),
                 with_retained: context.permit(Action::History, channel).is_ok(),
                 since: None,
-                presence: context.server.config.has_presence(channel),
+                presence: context.server().config.has_presence(channel),
                 user: context.user(),
             });
         }
@@ -181,11 +181,11 @@ impl Endpoint for Ws4Redis {
     fn on_text(&mut self, text: Utf8Bytes, context: &mut Context) {
         // Without a publish flag the text goes nowhere, as in django-websocket-redis.
         for channel in &self.publishing {
-            context.server.broker.publish(PublishRequest {
+            context.server().broker.publish(PublishRequest {
                 channel: channel.clone(),
                 payload: Payload::Text(text.as_str().into()),
                 retain: true,
-                origin: Some(context.mailbox.clone()),
+                origin: Some(context.mailbox().clone()),
                 ack_id: None,
                 publisher: context.publisher(),
             });
@@ -197,7 +197,7 @@ impl Endpoint for Ws4Redis {
     fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
         match item {
             Outbound::Message(message)
-                if self.echo || message.origin != Some(context.mailbox.id()) =>
+                if self.echo || message.origin != Some(context.mailbox().id()) =>
             {
                 Some(Outgoing::Published(message, Encoding::Text))
             }
@@ -211,9 +211,9 @@ impl Endpoint for Ws4Redis {
                         .cloned()
                         .collect();
                     context
-                        .server
+                        .server()
                         .broker
-                        .unsubscribe(&channel, context.mailbox.id());
+                        .unsubscribe(&channel, context.mailbox().id());
                 }
                 None
             }
@@ -224,9 +224,9 @@ impl Endpoint for Ws4Redis {
     fn on_close(&mut self, context: &mut Context) {
         for channel in &self.subscribed {
             context
-                .server
+                .server()
                 .broker
-                .unsubscribe(channel, context.mailbox.id());
+                .unsubscribe(channel, context.mailbox().id());
         }
     }
 }

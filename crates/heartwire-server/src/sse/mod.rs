@@ -107,7 +107,7 @@ pub(crate) async fn open(
     let user = identity
         .as_ref()
         .map(|identity| Arc::from(identity.user.as_str()));
-    let mailbox = slot.open(EndpointKind::Sse, user);
+    let mailbox = slot.open(EndpointKind::Sse, user).clone();
     // The slot counts the connection against --max-connections from now on.
     connection.stop_counting();
     let positions = subscribe(&server, &request, identity.as_deref(), &mailbox);

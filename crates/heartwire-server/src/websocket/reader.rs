@@ -37,7 +37,9 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Decodes a client's frames. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Reader {
-    max_message_size: usize,
+    /// In 32 bits, since every connection holds one: a larger limit (4 GiB and up)
+    /// is taken as 4 GiB.
+    max_message_size: u32,
     /// permessage-deflate was agreed: RSV1 marks a compressed message.
     inflates: bool,
     /// The bytes of a frame that has not fully arrived; empty between frames.
@@ -64,13 +66,18 @@ struct Fragmented {
 impl Reader {
     pub(crate) fn new(max_message_size: usize, inflates: bool) -> Self {
         Self {
-            max_message_size,
+            max_message_size: u32::try_from(max_message_size).unwrap_or(u32::MAX),
             inflates,
             partial: Vec::new(),
             fragmented: None,
             closed: false,
             undecoded: false,
         }
+    }
+
+    /// The largest message taken, inflated.
+    fn max_message_size(&self) -> usize {
+        self.max_message_size as usize
     }
 
     /// Starts from bytes that arrived with the handshake; the next [`Reader::feed`]
@@ -248,10 +255,10 @@ impl Reader {
                 let limit = if compressed {
                     // What does not compress grows a little on the wire (by a few
                     // percent at most); what it inflates to is bounded by the limit.
-                    let slack = self.max_message_size / 16 + 1024;
-                    self.max_message_size.saturating_add(slack)
+                    let slack = self.max_message_size() / 16 + 1024;
+                    self.max_message_size().saturating_add(slack)
                 } else {
-                    self.max_message_size
+                    self.max_message_size()
                 };
                 let room = limit.saturating_sub(so_far);
                 if length > room as u64 {
@@ -299,7 +306,7 @@ impl Reader {
                 }
                 if header.is_final {
                     let message = self.fragmented.take().expect("checked above");
-                    return Ok(on_message(assemble(*message, self.max_message_size)?));
+                    return Ok(on_message(assemble(*message, self.max_message_size())?));
                 }
             }
             OpCode::Data(kind) => {
@@ -310,7 +317,7 @@ impl Reader {
                 let compressed = header.rsv1;
                 if header.is_final {
                     let data = if compressed {
-                        Bytes::from(deflate::inflate(payload, self.max_message_size)?)
+                        Bytes::from(deflate::inflate(payload, self.max_message_size())?)
                     } else {
                         Bytes::copy_from_slice(payload)
                     };
