@@ -9,28 +9,12 @@ use heartwire_server::ServerConfig;
 mod api;
 mod connect;
 mod logging;
+mod memory;
 mod serve;
 mod sources;
 mod token_command;
 
 use sources::SourceError;
-
-/// mimalloc rather than glibc's allocator: a connection's handshake leaves many
-/// short-lived buffers behind, and glibc keeps the holes they leave between the
-/// connections that stay, which an idle server's memory then counts
-/// (bench/NOTES.md, "Where heartwire's bytes go").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Keeps transparent huge pages out of this process, before its first allocation of
-/// its own (the allocator itself starts earlier, in a constructor). A server's heap is
-/// many small allocations that live as long as their connections, spread over the
-/// allocator's pages; backed by 2 MiB pages, each page touched in part counts whole in
-/// the process's memory (bench/NOTES.md, "Where heartwire's bytes go"). A kernel that
-/// refuses leaves the process as the system sets it.
-fn small_pages_only() {
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
-}
 
 /// WebSocket connections that notice when they die.
 #[derive(clap::Parser)]
@@ -86,7 +70,7 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    small_pages_only();
+    memory::small_pages_only();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::read(Cli::command(), &argv) {
         Ok(cli) => cli,
