@@ -57,6 +57,7 @@ pub(crate) struct Timings {
 }
 
 impl Timings {
+    /// The two timings `config` gives.
     pub(crate) fn new(config: &ServerConfig) -> Self {
         Self {
             plain: Arc::new(config.liveness(false)),
