@@ -249,3 +249,76 @@ async fn a_subscribe_while_redis_is_away_is_answered_at_once_and_confirmed_when_
         "subscribed {took:?} after Redis came back"
     );
 }
+
+/// The value of the `heartwire_subscriptions_joining` gauge in `/metrics`.
+async fn joining(server: &TestServer) -> u64 {
+    let metrics = http_get(server.addr, "/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("heartwire_subscriptions_joining "))
+        .unwrap_or_else(|| panic!("no joining gauge in /metrics:\n{metrics}"));
+    line["heartwire_subscriptions_joining ".len()..]
+        .trim()
+        .parse()
+        .unwrap_or_else(|err| panic!("{line:?}: {err}"))
+}
+
+/// Polls `/metrics` until the joining gauge reads `count`, for at most `bound`;
+/// returns how long that took.
+async fn wait_for_joining(server: &TestServer, count: u64, bound: Duration) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let now = joining(server).await;
+        if now == count {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "the joining gauge stayed {now}, wanted {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_waits_for_redis_is_counted_until_redis_answers() {
+    let redis = TestRedis::start();
+    let server = node(&redis, ServerConfig::default()).await;
+    let (mut socket, _) = connect_native(&server).await;
+    assert_eq!(joining(&server).await, 0);
+    // Frozen: the node's subscription and its read of the channel wait.
+    redis.signal("STOP");
+    send(
+        &mut socket,
+        &ClientFrame::Subscribe {
+            channel: "waiting".into(),
+            since: None,
+        },
+    )
+    .await;
+    let took = wait_for_joining(&server, 1, DETECT_BOUND).await;
+    println!("counted as joining after {took:?}");
+    redis.signal("CONT");
+    // Confirmed once Redis answers; an `unavailable` may come first, when the probe
+    // found Redis away meanwhile.
+    let started = tokio::time::Instant::now();
+    let mut frame = next_frame(&mut socket).await;
+    if matches!(&frame, ServerFrame::Error { code, .. } if *code == ErrorCode::Unavailable) {
+        frame = next_frame(&mut socket).await;
+    }
+    match frame {
+        ServerFrame::Subscribed { channel, .. } => assert_eq!(channel, "waiting"),
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(
+        took <= RECOVER_BOUND,
+        "subscribed {took:?} after Redis thawed"
+    );
+    // The confirmation is queued when the join ends: the gauge reads 0 by then.
+    assert_eq!(
+        joining(&server).await,
+        0,
+        "the join still counted after it ended"
+    );
+}
