@@ -256,14 +256,6 @@ impl Channels {
             .collect()
     }
 
-    /// How many channels wait to be placed on a link.
-    pub(super) fn unplaced(&self) -> usize {
-        self.by_name
-            .values()
-            .filter(|local| local.link().is_none())
-            .count()
-    }
-
     /// Starts a resync of `channel`: its live messages wait in a backlog until it is
     /// resynced. `reconnected`: its messages now come on a new connection.
     pub(super) fn begin_resync(&mut self, channel: &Arc<str>, reconnected: bool) -> Option<Resync> {
@@ -326,31 +318,37 @@ impl Channels {
         self.by_name.keys().cloned().collect()
     }
 
-    /// How many channels have local subscribers.
-    pub(super) fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// How many subscriptions the local subscribers hold, joining ones included.
-    pub(super) fn subscriber_count(&self) -> usize {
-        self.by_name.values().map(LocalChannel::subscribers).sum()
-    }
-
-    /// How many of the local subscriptions are still joining.
-    pub(super) fn joining_count(&self) -> usize {
-        self.by_name.values().map(LocalChannel::joiners).sum()
-    }
-
-    /// How many channels have local subscribers, per link.
-    pub(super) fn count_by_link(&self) -> HashMap<LinkKey, usize> {
-        let mut counts = HashMap::new();
+    /// The counts `/healthz` and `/metrics` give, from one walk of the channels.
+    pub(super) fn census(&self) -> Census {
+        let mut census = Census {
+            held: self.by_name.len(),
+            ..Census::default()
+        };
         for local in self.by_name.values() {
-            if let Some(link) = local.link() {
-                *counts.entry(link.clone()).or_default() += 1;
+            census.subscriptions += local.subscribers();
+            census.joining += local.joiners();
+            match local.link() {
+                Some(link) => *census.by_link.entry(link.clone()).or_default() += 1,
+                None => census.unplaced += 1,
             }
         }
-        counts
+        census
     }
+}
+
+/// What the channels of a node come to: see [`Channels::census`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Census {
+    /// Channels with local subscribers.
+    pub(super) held: usize,
+    /// Subscriptions of the local subscribers, joining ones included.
+    pub(super) subscriptions: usize,
+    /// Subscriptions still joining.
+    pub(super) joining: usize,
+    /// Channels on each link.
+    pub(super) by_link: HashMap<LinkKey, usize>,
+    /// Channels waiting to be placed on a link.
+    pub(super) unplaced: usize,
 }
 
 #[cfg(test)]
@@ -449,7 +447,10 @@ mod tests {
 
     #[test]
     fn a_subscription_counts_as_joining_until_its_snapshot_is_read_or_it_leaves() {
-        let counts = |channels: &Channels| (channels.joining_count(), channels.subscriber_count());
+        let counts = |channels: &Channels| {
+            let census = channels.census();
+            (census.joining, census.subscriptions)
+        };
         let mut channels = channels("");
         let (first, second) = (Arc::new(Mailbox::new(1, 8)), Arc::new(Mailbox::new(2, 8)));
         let empty = || snapshot("e", 0, None, &[]);
@@ -693,6 +694,28 @@ mod tests {
             ]
         );
         assert!(channels.on_link(&LinkKey::Shard(0)).is_empty());
-        assert_eq!(channels.unplaced(), 0);
+        assert_eq!(channels.census().unplaced, 0);
+    }
+
+    #[test]
+    fn the_census_counts_channels_subscriptions_joins_and_links_in_one_walk() {
+        let mut channels = channels("");
+        let other: Arc<str> = Arc::from("other");
+        channels.join(&channel(), 1, false);
+        channels.join(&channel(), 2, false);
+        channels.join(&other, 1, false);
+        channels.place(&channel(), LinkKey::Shard(0));
+        let first = Arc::new(Mailbox::new(1, 8));
+        channels.finish_join(&channel(), &first, None, snapshot("e", 0, None, &[]));
+        assert_eq!(
+            channels.census(),
+            Census {
+                held: 2,
+                subscriptions: 3,
+                joining: 2,
+                by_link: HashMap::from([(LinkKey::Shard(0), 1)]),
+                unplaced: 1,
+            }
+        );
     }
 }

@@ -210,16 +210,8 @@ impl Shared {
     /// and the counters of fail-overs.
     pub(super) fn health(&self) -> BrokerHealth {
         let links = self.links.all();
-        let (counts, unplaced, held, subscriptions, joining) = {
-            let channels = self.channels();
-            (
-                channels.count_by_link(),
-                channels.unplaced(),
-                channels.len(),
-                channels.subscriber_count(),
-                channels.joining_count(),
-            )
-        };
+        let census = self.channels().census();
+        let unplaced = census.unplaced;
         let mut shards = Vec::new();
         let mut up = true;
         for (index, shard) in self.shards.iter().enumerate() {
@@ -246,7 +238,7 @@ impl Shared {
                 up: link_up,
                 reconnects: status.map_or(0, |(_, status)| status.reconnects()),
                 failovers: shard.failovers(),
-                channels: counts.get(&key).copied().unwrap_or(0),
+                channels: census.by_link.get(&key).copied().unwrap_or(0),
             });
         }
         for (key, status) in &links {
@@ -258,7 +250,7 @@ impl Shared {
                     up: status.is_up(),
                     reconnects: status.reconnects(),
                     failovers: 0,
-                    channels: counts.get(key).copied().unwrap_or(0),
+                    channels: census.by_link.get(key).copied().unwrap_or(0),
                 });
             }
         }
@@ -268,9 +260,9 @@ impl Shared {
             failovers: shards.iter().map(|shard| shard.failovers).sum(),
             epochs_renewed: self.renewed.load(Ordering::Relaxed),
             shards,
-            channels: held,
-            subscriptions,
-            joining,
+            channels: census.held,
+            subscriptions: census.subscriptions,
+            joining: census.joining,
         }
     }
 }
