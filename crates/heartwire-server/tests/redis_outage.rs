@@ -37,6 +37,18 @@ async fn publish(socket: &mut Socket, data: serde_json::Value, id: &str) -> Serv
     }
 }
 
+/// Sends a subscribe to `channel`, from now, without waiting for the answer.
+async fn ask_to_subscribe(socket: &mut Socket, channel: &str) {
+    send(
+        socket,
+        &ClientFrame::Subscribe {
+            channel: channel.into(),
+            since: None,
+        },
+    )
+    .await;
+}
+
 async fn health(server: &TestServer) -> serde_json::Value {
     serde_json::from_str(&http_get(server.addr, "/healthz").await).unwrap()
 }
@@ -222,14 +234,7 @@ async fn a_subscribe_while_redis_is_away_is_answered_at_once_and_confirmed_when_
     redis.kill();
     wait_for_health(&server, "degraded").await;
     let (mut socket, _) = connect_native(&server).await;
-    send(
-        &mut socket,
-        &ClientFrame::Subscribe {
-            channel: "waiting".into(),
-            since: None,
-        },
-    )
-    .await;
+    ask_to_subscribe(&mut socket, "waiting").await;
     match next_frame(&mut socket).await {
         ServerFrame::Error { code, reason, .. } => {
             assert_eq!(code, ErrorCode::Unavailable);
@@ -288,14 +293,7 @@ async fn a_join_that_waits_for_redis_is_counted_until_redis_answers() {
     assert_eq!(joining(&server).await, 0);
     // Frozen: the node's subscription and its read of the channel wait.
     redis.signal("STOP");
-    send(
-        &mut socket,
-        &ClientFrame::Subscribe {
-            channel: "waiting".into(),
-            since: None,
-        },
-    )
-    .await;
+    ask_to_subscribe(&mut socket, "waiting").await;
     let took = wait_for_joining(&server, 1, DETECT_BOUND).await;
     println!("counted as joining after {took:?}");
     redis.signal("CONT");
