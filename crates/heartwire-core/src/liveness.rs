@@ -111,11 +111,11 @@ struct Probe {
     sent_at: Instant,
 }
 
-/// The reasons are boxed: a connection is open for most of its life, and a server
-/// holds one machine per connection.
 /// The reason text of the close frame sent to a peer found dead.
 const PING_TIMEOUT_TEXT: &str = "ping timeout";
 
+/// The reasons are boxed: a connection is open for most of its life, and a server
+/// holds one machine per connection.
 #[derive(Debug)]
 enum Phase {
     Open,
