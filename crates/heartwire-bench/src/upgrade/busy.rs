@@ -298,7 +298,14 @@ async fn follow(mut events: client::Events, tally: Arc<Tally>, follower: Option<
                 open = false;
                 tally.closes.fetch_add(1, Ordering::Relaxed);
             }
-            Event::Gap { .. } => {
+            Event::Gap {
+                channel,
+                from_seq,
+                to_seq,
+                reason,
+            } => {
+                // Never expected: said on stderr, so that a run that counts one shows why.
+                eprintln!("bench: upgrade: gap on {channel}: {from_seq}..={to_seq} ({reason:?})");
                 tally.gaps.fetch_add(1, Ordering::Relaxed);
             }
             Event::Published { .. } => {
@@ -318,7 +325,8 @@ async fn follow(mut events: client::Events, tally: Arc<Tally>, follower: Option<
                     continue;
                 }
                 // The first message a subscriber sees sets its start.
-                if last > 0 {
+                if last > 0 && number > last + 1 {
+                    eprintln!("bench: upgrade: a subscriber got message {number} after {last}");
                     tally.lost.fetch_add(number - last - 1, Ordering::Relaxed);
                 }
                 follower.last.store(number, Ordering::Relaxed);
