@@ -252,10 +252,16 @@ impl<E: Endpoint> Connection<E> {
         if !handler.reading || handler.liveness.is_closing() || handler.liveness.is_over() {
             return None;
         }
-        let endpoint = handler.endpoint.hand_over()?;
         // Checked before anything is queued, so a connection that stays loses nothing.
+        handler.endpoint.hand_over()?;
         self.socket.hand_over()?;
         handler.gather(&mut Everything(&mut self.socket));
+        // Taken after the gather: the positions then count every message queued into
+        // the unsent bytes, and a confirmation queued there too. Taken before, a
+        // subscription confirmed by an item still in the mailbox went over with no
+        // position, and the new process subscribed it afresh, past the messages
+        // published meanwhile.
+        let endpoint = handler.endpoint.hand_over()?;
         let socket = self.socket.hand_over()?;
         let liveness = handler.liveness.snapshot(now)?;
         let state = ConnectionState {

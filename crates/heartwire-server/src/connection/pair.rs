@@ -622,3 +622,63 @@ fn the_reconnect_hint_of_a_server_shutdown_reaches_the_clients_end() {
         }
     );
 }
+
+/// A live upgrade hands a connection over with the position of the last message it
+/// queued: here the subscription's confirmation and a message still wait in the
+/// mailbox when the connection is offered, and both go into the unsent bytes.
+#[tokio::test]
+async fn a_connection_offered_for_a_live_upgrade_carries_the_positions_of_what_it_queued() {
+    use crate::handover::state::{EndpointState, ReaderState};
+    use crate::websocket::{Socket, SocketState};
+
+    let server = Server::new(Instant::now());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, peer) = listener.accept().await.unwrap();
+    let empty = SocketState {
+        reader: ReaderState {
+            partial: Vec::new(),
+            undecoded: false,
+            fragmented: None,
+        },
+        unsent: Vec::new(),
+        deflate: None,
+    };
+    let socket = Socket::resume(stream, empty, 1 << 20);
+    let mut slot = Slot::reserve(&server.state, peer.ip()).expect("the server has room");
+    slot.open(EndpointKind::Native, None);
+    let now = *server.clock.0.lock().unwrap();
+    let handler = Handler::open(Native::default(), Context::new(slot, None), now);
+    let mut connection = super::Connection {
+        socket,
+        armed: None,
+        handler,
+    };
+    let subscribe = heartwire_core::protocol::ClientFrame::Subscribe {
+        channel: CHANNEL.into(),
+        since: None,
+    };
+    let text = Message::Text(Utf8Bytes::from(subscribe.encode()));
+    connection.handler.on_message(text, now);
+    server.publish(1);
+    let (state, _socket) = connection.offer(peer.ip()).expect("handed over");
+    let EndpointState::Native { subscriptions } = state.endpoint else {
+        panic!("a native connection's state");
+    };
+    let positions: Vec<_> = subscriptions
+        .iter()
+        .map(|held| {
+            (
+                held.channel.as_str(),
+                held.position.as_ref().map(|at| at.seq),
+            )
+        })
+        .collect();
+    assert_eq!(positions, [(CHANNEL, Some(1))]);
+    assert!(
+        !state.unsent.is_empty(),
+        "what waited went into the unsent bytes"
+    );
+}
