@@ -13,7 +13,9 @@ use heartwire_server::{Access, ChannelRule, ServerConfig};
 use heartwire_testkit::redis::{TestRedis, node, node_on};
 use heartwire_testkit::redis_cluster::TestCluster;
 use heartwire_testkit::tokens::{Spec, TokenKit};
-use heartwire_testkit::{Socket, TestServer, connect, next_frame, send, subscribe};
+use heartwire_testkit::{
+    Socket, TestServer, ask_to_subscribe, connect, next_frame, send, subscribe,
+};
 use serde_json::json;
 
 const SECRET: &str = "channel-rules-test-secret";
@@ -107,14 +109,7 @@ async fn connect_as(
 }
 
 async fn try_subscribe(socket: &mut Socket, channel: &str) -> ServerFrame {
-    send(
-        socket,
-        &ClientFrame::Subscribe {
-            channel: channel.into(),
-            since: None,
-        },
-    )
-    .await;
+    ask_to_subscribe(socket, channel).await;
     next_frame(socket).await
 }
 

@@ -9,7 +9,8 @@ use heartwire_core::protocol::{ClientFrame, ServerFrame};
 use heartwire_server::ServerConfig;
 use heartwire_testkit::redis::{TestRedis, node};
 use heartwire_testkit::{
-    Socket, TestServer, connect_native, http_get, next_frame, send, subscribe, wait_for_health,
+    Socket, TestServer, ask_to_subscribe, connect_native, http_get, next_frame, send, subscribe,
+    wait_for_health,
 };
 use serde_json::json;
 
@@ -35,18 +36,6 @@ async fn publish(socket: &mut Socket, data: serde_json::Value, id: &str) -> Serv
             answer => return answer,
         }
     }
-}
-
-/// Sends a subscribe to `channel`, from now, without waiting for the answer.
-async fn ask_to_subscribe(socket: &mut Socket, channel: &str) {
-    send(
-        socket,
-        &ClientFrame::Subscribe {
-            channel: channel.into(),
-            since: None,
-        },
-    )
-    .await;
 }
 
 async fn health(server: &TestServer) -> serde_json::Value {

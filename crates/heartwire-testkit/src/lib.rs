@@ -309,8 +309,8 @@ pub async fn send(socket: &mut Socket, frame: &ClientFrame) {
     socket.send(Message::text(frame.encode())).await.unwrap();
 }
 
-/// Subscribes to `channel` and waits for the `subscribed` answer.
-pub async fn subscribe(socket: &mut Socket, channel: &str) {
+/// Sends a subscribe to `channel`, from now, without waiting for the answer.
+pub async fn ask_to_subscribe(socket: &mut Socket, channel: &str) {
     send(
         socket,
         &ClientFrame::Subscribe {
@@ -319,6 +319,11 @@ pub async fn subscribe(socket: &mut Socket, channel: &str) {
         },
     )
     .await;
+}
+
+/// Subscribes to `channel` and waits for the `subscribed` answer.
+pub async fn subscribe(socket: &mut Socket, channel: &str) {
+    ask_to_subscribe(socket, channel).await;
     match next_frame(socket).await {
         ServerFrame::Subscribed { channel: got, .. } if got == channel => {}
         other => panic!("expected subscribed to {channel}, got {other:?}"),
