@@ -39,7 +39,7 @@ pub(crate) struct Native {
 /// another process resumes it after a live upgrade.
 struct Held {
     channel: Arc<str>,
-    /// The channel's epoch, once the subscription is confirmed.
+    /// The channel's epoch, once the subscription is confirmed (or carried over).
     epoch: Option<Arc<str>>,
     /// The last `seq` queued to the client.
     seq: u64,
@@ -521,7 +521,13 @@ impl Native {
         for subscription in subscriptions {
             let channel: Arc<str> = Arc::from(subscription.channel);
             let mut held = Held::new(channel.clone());
-            held.resumed = subscription.position.is_some();
+            // Until the new confirmation, the position is the one carried over: a
+            // second upgrade before it carries that one on.
+            if let Some(position) = &subscription.position {
+                held.epoch = Some(position.epoch.as_str().into());
+                held.seq = position.seq;
+                held.resumed = true;
+            }
             native.subscriptions.push(held);
             context.server().broker.subscribe(SubscribeRequest {
                 presence: context.server().config.has_presence(&channel),
