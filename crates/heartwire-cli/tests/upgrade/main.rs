@@ -9,6 +9,7 @@ mod common;
 mod rebuilt;
 mod systemd;
 mod traffic;
+mod ws4redis;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -267,23 +268,21 @@ async fn tls_connections_are_closed_with_1012_and_resume_without_a_gap() {
     drop(old);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume() {
-    let redis = heartwire_testkit::redis::TestRedis::start();
-    let url = redis.url();
-    let options = ["--redis", url.as_str(), "--shutdown-spread", "100ms"];
-    let (dir, socket) = socket_path("upgrade-version");
-    let mut old = Running::start(serve_with(&socket, false, &options));
-    let traffic = traffic(&old.addr, 2).await;
-
-    // The new process reaches the old one through a relay that claims version 9999.
+/// Starts a new process that takes over from `socket` through a relay, in `dir`,
+/// that claims the handover format's `version` (`tests/peers/handover_relay.py`).
+async fn take_over_through_a_relay(
+    dir: &traffic::tempdir::Dir,
+    socket: &std::path::Path,
+    version: u32,
+    options: &[&str],
+) -> (Running, tokio::process::Child) {
     let relayed = dir.path().join("relay.sock");
     let script = heartwire_testkit::peer::repo_root().join("tests/peers/handover_relay.py");
     let mut relay = tokio::process::Command::new("python3")
         .arg(script)
         .arg(&relayed)
-        .arg(&socket)
-        .args(["--version", "9999"])
+        .arg(socket)
+        .args(["--version", &version.to_string()])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -305,7 +304,20 @@ async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume()
         "2s",
     ]);
     new_process.arg("--take-over").arg(&relayed).args(options);
-    let new = Running::start(new_process);
+    (Running::start(new_process), relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume() {
+    let redis = heartwire_testkit::redis::TestRedis::start();
+    let url = redis.url();
+    let options = ["--redis", url.as_str(), "--shutdown-spread", "100ms"];
+    let (dir, socket) = socket_path("upgrade-version");
+    let mut old = Running::start(serve_with(&socket, false, &options));
+    let traffic = traffic(&old.addr, 2).await;
+
+    // The new process reaches the old one through a relay that claims version 9999.
+    let (new, _relay) = take_over_through_a_relay(&dir, &socket, 9999, &options).await;
     assert_eq!(
         new.addr, old.addr,
         "the new process took the listening socket"
@@ -318,5 +330,24 @@ async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume()
     // Every client was closed with 1012 and came back to the new process, which
     // resumed each subscription from Redis.
     traffic.check_back_after_1012().await;
+    drop(old);
+}
+
+/// Version 2 of the format only added `/ws/{facility}` sockets: a process of version
+/// 1 (here, a relay that says so) hands over live to this build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_version_of_the_format_is_taken_over_live() {
+    let (dir, socket) = socket_path("upgrade-version-1");
+    let mut old = Running::start(serve(&socket, false));
+    let traffic = traffic(&old.addr, 2).await;
+    let (new, _relay) = take_over_through_a_relay(&dir, &socket, 1, &[]).await;
+    assert_eq!(new.addr, old.addr);
+    assert!(
+        old.wait().success(),
+        "the old process ends once it has handed over"
+    );
+    old = new;
+    traffic.twenty_more("messages after the upgrade").await;
+    traffic.check().await;
     drop(old);
 }

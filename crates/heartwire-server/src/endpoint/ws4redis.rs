@@ -19,16 +19,20 @@
 //! Every channel goes through the channel permissions. A raw socket has no envelope
 //! to carry a refusal, so a refused channel is left out, as django-websocket-redis's
 //! `WS4REDIS_ALLOWED_CHANNELS` leaves out a flag: the socket opens with the others.
+//!
+//! Each channel keeps the position of the last message queued from it, so a live
+//! upgrade moves the socket and the new process goes on from there.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use heartwire_core::protocol::validate_channel;
+use heartwire_core::protocol::{Position, validate_channel};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Context, Endpoint, EndpointKind, Outgoing};
 use crate::auth::Identity;
 use crate::broker::{PublishRequest, SubscribeRequest};
+use crate::handover::state::{EndpointState, SubscriptionState, Ws4RedisState};
 use crate::mailbox::Outbound;
 use crate::permissions::Action;
 use crate::permissions::identity_channels::Audience;
@@ -86,6 +90,26 @@ impl Audiences {
     }
 }
 
+/// A channel a socket receives, and where it is in it.
+#[derive(Debug, PartialEq, Eq)]
+struct Receiving {
+    channel: Arc<str>,
+    /// The channel's epoch, once the subscription is confirmed (or carried over).
+    epoch: Option<Arc<str>>,
+    /// The latest `seq` queued to the client, or the channel's at the confirmation.
+    seq: u64,
+}
+
+impl Receiving {
+    fn new(channel: Arc<str>) -> Self {
+        Self {
+            channel,
+            epoch: None,
+            seq: 0,
+        }
+    }
+}
+
 /// A ws4redis socket: its facility, the flags of its URL, and the channels they
 /// came to once its identity was known.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,7 +119,7 @@ pub(crate) struct Ws4Redis {
     publish: Audiences,
     echo: bool,
     /// The channels subscribed to when the socket opened.
-    subscribed: Box<[Arc<str>]>,
+    subscribed: Box<[Receiving]>,
     /// The channels every text is published on.
     publishing: Box<[Arc<str>]>,
 }
@@ -165,16 +189,12 @@ impl Endpoint for Ws4Redis {
             .into_iter()
             .map(Arc::from)
             .collect();
-        self.subscribed = subscribed.into_iter().map(Arc::from).collect();
-        for channel in &self.subscribed {
-            context.server().broker.subscribe(SubscribeRequest {
-                channel: channel.clone(),
-                subscriber: context.mailbox().clone(),
-                with_retained: context.permit(Action::History, channel).is_ok(),
-                since: None,
-                presence: context.server().config.has_presence(channel),
-                user: context.user(),
-            });
+        self.subscribed = subscribed
+            .into_iter()
+            .map(|channel| Receiving::new(channel.into()))
+            .collect();
+        for receiving in &self.subscribed {
+            subscribe(&receiving.channel, None, context);
         }
     }
 
@@ -196,19 +216,34 @@ impl Endpoint for Ws4Redis {
 
     fn on_outbound(&mut self, item: Outbound, context: &mut Context) -> Option<Outgoing> {
         match item {
-            Outbound::Message(message)
-                if self.echo || message.origin != Some(context.mailbox().id()) =>
-            {
-                Some(Outgoing::Published(message, Encoding::Text))
+            Outbound::Message(message) => {
+                if let Some(receiving) = self.receiving(&message.channel) {
+                    // The retained message follows the confirmation, which gave
+                    // the channel's latest `seq`: the position never goes back.
+                    receiving.seq = receiving.seq.max(message.seq);
+                }
+                let own = message.origin == Some(context.mailbox().id());
+                (self.echo || !own).then_some(Outgoing::Published(message, Encoding::Text))
+            }
+            Outbound::Subscribed {
+                channel,
+                seq,
+                epoch,
+                ..
+            } => {
+                // A raw socket has no frame for it; it marks where the channel is.
+                if let Some(receiving) = self.receiving(&channel) {
+                    receiving.epoch = Some(epoch);
+                    receiving.seq = seq;
+                }
+                None
             }
             Outbound::Unsubscribe { channel } => {
                 // The application ended it: the raw socket just stops receiving it.
-                if self.subscribed.contains(&channel) {
-                    self.subscribed = self
-                        .subscribed
-                        .iter()
-                        .filter(|held| **held != channel)
-                        .cloned()
+                if self.receiving(&channel).is_some() {
+                    self.subscribed = std::mem::take(&mut self.subscribed)
+                        .into_iter()
+                        .filter(|receiving| receiving.channel != channel)
                         .collect();
                     context
                         .server()
@@ -222,13 +257,92 @@ impl Endpoint for Ws4Redis {
     }
 
     fn on_close(&mut self, context: &mut Context) {
-        for channel in &self.subscribed {
+        for receiving in &self.subscribed {
             context
                 .server()
                 .broker
-                .unsubscribe(channel, context.mailbox().id());
+                .unsubscribe(&receiving.channel, context.mailbox().id());
         }
     }
+
+    fn hand_over(&self) -> Option<EndpointState> {
+        Some(EndpointState::Ws4Redis(Ws4RedisState {
+            facility: self.facility.to_string(),
+            echo: self.echo,
+            subscriptions: self
+                .subscribed
+                .iter()
+                .map(|receiving| SubscriptionState {
+                    channel: receiving.channel.to_string(),
+                    position: receiving.epoch.as_ref().map(|epoch| Position {
+                        epoch: epoch.to_string(),
+                        seq: receiving.seq,
+                    }),
+                })
+                .collect(),
+            publishing: self
+                .publishing
+                .iter()
+                .map(|channel| channel.to_string())
+                .collect(),
+        }))
+    }
+}
+
+impl Ws4Redis {
+    /// The channel `channel`, if the socket receives it.
+    fn receiving(&mut self, channel: &str) -> Option<&mut Receiving> {
+        self.subscribed
+            .iter_mut()
+            .find(|receiving| *receiving.channel == *channel)
+    }
+
+    /// Takes over a socket handed over by another process: each channel is
+    /// subscribed again from its position, so the messages published since follow
+    /// once and in order; one not confirmed yet is subscribed as at the open. The
+    /// query flags did their work at the open and are not kept.
+    pub(crate) fn resume(socket: Ws4RedisState, context: &Context) -> Self {
+        let Ws4RedisState {
+            facility,
+            echo,
+            subscriptions,
+            publishing,
+        } = socket;
+        let mut subscribed = Vec::with_capacity(subscriptions.len());
+        for SubscriptionState { channel, position } in subscriptions {
+            let mut receiving = Receiving::new(channel.into());
+            // Until the new confirmation, the position is the one carried over: a
+            // second upgrade before it carries that one on.
+            if let Some(position) = &position {
+                receiving.epoch = Some(position.epoch.as_str().into());
+                receiving.seq = position.seq;
+            }
+            subscribe(&receiving.channel, position, context);
+            subscribed.push(receiving);
+        }
+        Self {
+            facility: facility.into(),
+            subscribe: Audiences::default(),
+            publish: Audiences::default(),
+            echo,
+            subscribed: subscribed.into(),
+            publishing: publishing.into_iter().map(Arc::from).collect(),
+        }
+    }
+}
+
+/// Subscribes the socket to `channel`: from `since` (after a live upgrade), or at
+/// the live edge with the channel's last message when the `history` permission
+/// allows it (at the open).
+fn subscribe(channel: &Arc<str>, since: Option<Position>, context: &Context) {
+    context.server().broker.subscribe(SubscribeRequest {
+        channel: channel.clone(),
+        subscriber: context.mailbox().clone(),
+        with_retained: since.is_none() && context.permit(Action::History, channel).is_ok(),
+        since,
+        presence: context.server().config.has_presence(channel),
+        user: context.user(),
+    });
 }
 
 #[cfg(test)]

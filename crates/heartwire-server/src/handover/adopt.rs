@@ -13,12 +13,13 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::CONFIRM_TIMEOUT;
-use super::state::{ChannelState, ConnectionState, EndpointState, Message, VERSION};
+use super::state::{ChannelState, ConnectionState, EndpointState, Message, OLDEST_READ, VERSION};
 use super::wire::{Wire, blocking};
 use crate::broker::Broker;
 use crate::connection;
 use crate::endpoint::echo::Echo;
 use crate::endpoint::native::Native;
+use crate::endpoint::ws4redis::Ws4Redis;
 use crate::error::Error;
 use crate::slot::Slot;
 use crate::state::ServerState;
@@ -87,7 +88,7 @@ pub(crate) async fn begin(path: &Path) -> Result<(Begun, std::net::TcpListener),
 }
 
 /// Takes the connections over into `state`: refuses a version this build does not
-/// know (the old process then closes its connections with 1012, and this one only
+/// read (the old process then closes its connections with 1012, and this one only
 /// takes the listening socket), else adopts them all, confirms, and once the old
 /// process commits, drives them.
 pub(crate) async fn adopt(begun: Begun, state: &Arc<ServerState>) -> Result<(), Error> {
@@ -101,9 +102,10 @@ pub(crate) async fn adopt(begun: Begun, state: &Arc<ServerState>) -> Result<(), 
     if let Err(err) = super::notify::main_pid() {
         tracing::warn!(%err, "cannot tell systemd the new main process (NOTIFY_SOCKET)");
     }
-    if version != VERSION {
-        let reason =
-            format!("this build speaks handover version {VERSION}, the running server {version}");
+    if !(OLDEST_READ..=VERSION).contains(&version) {
+        let reason = format!(
+            "this build reads handover versions {OLDEST_READ} to {VERSION}, the running server speaks {version}"
+        );
         tracing::warn!(%reason, "live upgrade refused: taking the listening socket only");
         let refuse = Message::Refuse { reason };
         blocking(wire, move |wire| wire.send(&refuse, None))
@@ -195,6 +197,12 @@ fn adopt_one(
             slot,
         )),
         EndpointState::Echo => Box::pin(connection::resume(stream, connection, |_| Echo, slot)),
+        EndpointState::Ws4Redis(socket) => Box::pin(connection::resume(
+            stream,
+            connection,
+            |context| Ws4Redis::resume(socket, context),
+            slot,
+        )),
     })
 }
 

@@ -3,11 +3,12 @@
 //! and the file descriptors that come with some of them).
 //!
 //! The first message, [`Message::Begin`], carries the format's version, and keeps the
-//! same shape in every version: a new process that does not know the version refuses
+//! same shape in every version: a new process that does not read the version refuses
 //! it ([`Message::Refuse`]) and the old one falls back to closing its connections with
 //! 1012. Any change to the documents below that a build of the same version could not
 //! read takes a new [`VERSION`]; a field added with a default (read as empty from an
-//! older build, ignored by one) does not.
+//! older build, ignored by one) does not. A build reads every version from
+//! [`OLDEST_READ`] to its own, so an upgrade to a newer build goes live.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -20,7 +21,11 @@ use crate::auth::Identity;
 use crate::id::ConnectionId;
 
 /// The version of the format this build speaks.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+
+/// The oldest version this build still reads: version 2 only added
+/// [`EndpointState::Ws4Redis`], so a document of version 1 reads the same.
+pub(crate) const OLDEST_READ: u32 = 1;
 
 /// One message of the handover.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +85,19 @@ pub struct ChannelState {
     /// knows them before they subscribe again, so nobody sees them join twice.
     #[serde(default)]
     pub members: Vec<MemberState>,
+    /// Its retained message (django-websocket-redis's last message of a facility,
+    /// which a socket gets as it subscribes), while it is kept.
+    #[serde(default)]
+    pub retained: Option<RetainedState>,
+}
+
+/// A retained message, and how much longer it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedState {
+    /// The message.
+    pub message: MessageState,
+    /// How long it is kept still.
+    pub expires_in: Duration,
 }
 
 /// A presence member of a channel.
@@ -173,9 +191,25 @@ pub(crate) enum EndpointState {
     },
     /// `/echo`.
     Echo,
+    /// `/ws/{facility}` (django-websocket-redis), since version 2.
+    Ws4Redis(Ws4RedisState),
 }
 
-/// A subscription of `/ws`.
+/// What a `/ws/{facility}` socket holds once open: its query flags have become its
+/// channels, so they do not cross.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ws4RedisState {
+    /// The facility.
+    pub(crate) facility: String,
+    /// Whether it receives its own messages.
+    pub(crate) echo: bool,
+    /// The channels it receives, and the position of the last message queued from each.
+    pub(crate) subscriptions: Vec<SubscriptionState>,
+    /// The channels each text it sends is published on.
+    pub(crate) publishing: Vec<String>,
+}
+
+/// A subscription of `/ws` or `/ws/{facility}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SubscriptionState {
     /// The channel.

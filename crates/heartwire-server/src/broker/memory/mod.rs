@@ -29,7 +29,7 @@ use parking_lot::{Mutex, MutexGuard};
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
 use crate::handover::state::{
-    ChannelState, MemberState, MessageState, PayloadState, PublishIdState,
+    ChannelState, MemberState, MessageState, PayloadState, PublishIdState, RetainedState,
 };
 use crate::id::{ConnectionId, random_id};
 use crate::mailbox::{Mailbox, Member, Outbound};
@@ -654,6 +654,7 @@ impl<C: Clock> Broker for MemoryBroker<C> {
     }
 
     fn hand_over_channels(&self, handed_over: &HashSet<ConnectionId>) -> Vec<ChannelState> {
+        let now = self.clock.now();
         let mut state = self.state();
         state.moved = true;
         let message = |message: &Arc<Publication>| MessageState {
@@ -665,7 +666,7 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             origin: message.origin,
         };
         let mut ids: HashMap<&Arc<str>, Vec<PublishIdState>> = HashMap::new();
-        for (publisher, channel, id, seq, age) in state.recent_ids.export(self.clock.now()) {
+        for (publisher, channel, id, seq, age) in state.recent_ids.export(now) {
             ids.entry(channel).or_default().push(PublishIdState {
                 publisher: publisher.to_string(),
                 id: id.to_owned(),
@@ -691,6 +692,14 @@ impl<C: Clock> Broker for MemoryBroker<C> {
                         user: user.as_deref().map(str::to_owned),
                     })
                     .collect(),
+                retained: channel
+                    .retained
+                    .as_ref()
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(retained, expires)| RetainedState {
+                        message: message(retained),
+                        expires_in: *expires - now,
+                    }),
             })
             .collect()
     }
@@ -717,21 +726,14 @@ impl<C: Clock> Broker for MemoryBroker<C> {
                 // Not announced: they were members before, and stay so.
                 channel.restore_member(member.session, member.user.map(Arc::from));
             }
+            channel.retained = adopted.retained.and_then(|retained| {
+                let message = publication(&name, retained.message)?;
+                Some((message, now + retained.expires_in))
+            });
             for message in adopted.history {
-                let payload = match message.payload {
-                    PayloadState::Json(text) => match RawValue::from_string(text) {
-                        Ok(data) => Payload::Json(data),
-                        Err(_) => continue,
-                    },
-                    PayloadState::Text(text) => Payload::Text(text.into()),
-                };
-                let message = Arc::new(Publication::new(
-                    name.clone(),
-                    message.seq,
-                    payload,
-                    message.origin,
-                ));
-                state.keep(&name, &message, &self.retention, &self.holdings);
+                if let Some(message) = publication(&name, message) {
+                    state.keep(&name, &message, &self.retention, &self.holdings);
+                }
             }
         }
         // Oldest first, as they expire.
@@ -744,6 +746,21 @@ impl<C: Clock> Broker for MemoryBroker<C> {
             state.recent_ids.insert(key, id.seq, seen, max);
         }
     }
+}
+
+/// A message of channel `name` as another process handed it over; `None` when its
+/// JSON does not parse (it did in the process that sent it).
+fn publication(name: &Arc<str>, message: MessageState) -> Option<Arc<Publication>> {
+    let payload = match message.payload {
+        PayloadState::Json(text) => Payload::Json(RawValue::from_string(text).ok()?),
+        PayloadState::Text(text) => Payload::Text(text.into()),
+    };
+    Some(Arc::new(Publication::new(
+        name.clone(),
+        message.seq,
+        payload,
+        message.origin,
+    )))
 }
 
 #[cfg(test)]
@@ -1159,6 +1176,33 @@ mod tests {
             drain(&late),
             ["subscribed broadcast:news 2", "message 2 second"]
         );
+    }
+
+    #[test]
+    fn a_retained_message_moves_with_its_channel_for_what_is_left_of_its_time() {
+        let retention = Retention {
+            persist_for: Duration::from_secs(60),
+            history_ttl: Duration::from_secs(3600),
+            ..retention()
+        };
+        let clock = HandClock(Arc::new(Mutex::new(Instant::now())));
+        let old = MemoryBroker::with_clock(retention, clock.clone());
+        publish(&old, "broadcast:news", "first", None);
+        publish(&old, "broadcast:news", "second", None);
+        *clock.0.lock() += Duration::from_secs(50);
+        let new = MemoryBroker::with_clock(retention, clock.clone());
+        new.adopt_channels(old.hand_over_channels(&HashSet::new()));
+        let late = mailbox(7);
+        subscribe(&new, "broadcast:news", &late, None);
+        assert_eq!(
+            drain(&late),
+            ["subscribed broadcast:news 2", "message 2 second"]
+        );
+        // Kept 60 s from its publish, not 60 s from the upgrade.
+        *clock.0.lock() += Duration::from_secs(10);
+        let later = mailbox(8);
+        subscribe(&new, "broadcast:news", &later, None);
+        assert_eq!(drain(&later), ["subscribed broadcast:news 2"]);
     }
 
     #[test]
