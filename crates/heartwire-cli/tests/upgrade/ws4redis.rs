@@ -67,22 +67,23 @@ async fn open(
 }
 
 /// Two subscribers of `broadcast:chat` and a publisher sending a numbered text every
-/// 10 ms, across `upgrades` live upgrades in a row of a server run with `options`.
+/// 10 ms, across `upgrades` live upgrades in a row of a server run with `options`. The
+/// publisher is subscribed too, without `echo`: it must receive none of its own
+/// messages, before or after an upgrade.
 async fn upgrade_under_traffic(name: &str, options: &[&str], upgrades: usize) {
     let (_dir, socket) = socket_path(name);
     let mut old = Running::start(serve_with(&socket, false, options));
     let addr = old.addr.clone();
     let subscribers = [
         open(&addr, "subscribe-broadcast").await.1,
-        // Also a publisher, without `echo`: it receives nothing of its own.
-        open(&addr, "subscribe-broadcast&publish-broadcast").await.1,
+        open(&addr, "subscribe-broadcast&echo").await.1,
     ];
-    let (mut publisher, published) = open(&addr, "publish-broadcast").await;
+    let (mut publisher, published) = open(&addr, "subscribe-broadcast&publish-broadcast").await;
     let metric_addr = addr.parse().unwrap();
     let adopted = "heartwire_connections_adopted_total{endpoint=\"ws4redis\"}";
     // Both subscriptions are made, none still joining, before anything is published.
     let deadline = Instant::now() + crate::common::PATIENCE;
-    while heartwire_testkit::metric(metric_addr, "heartwire_subscriptions").await < 2.0
+    while heartwire_testkit::metric(metric_addr, "heartwire_subscriptions").await < 3.0
         || heartwire_testkit::metric(metric_addr, "heartwire_subscriptions_joining").await > 0.0
     {
         assert!(
@@ -104,6 +105,8 @@ async fn upgrade_under_traffic(name: &str, options: &[&str], upgrades: usize) {
             sent += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The last text: whatever came twice has arrived before it.
+        publisher.send(Message::text("end")).await.unwrap();
         (publisher, sent)
     });
     let received = |at_least: usize| {
@@ -127,10 +130,17 @@ async fn upgrade_under_traffic(name: &str, options: &[&str], upgrades: usize) {
 
     stop.store(true, std::sync::atomic::Ordering::Release);
     let (_publisher, sent) = ticks.await.unwrap();
-    until("every message", || received(sent)).await;
-    let expected: Vec<String> = (0..sent).map(|n| n.to_string()).collect();
-    // A message delivered twice would show after the last one.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until("every message", || {
+        subscribers.iter().all(|seen| {
+            let seen = seen.lock().unwrap();
+            seen.ended.is_some() || seen.texts.last().is_some_and(|last| last == "end")
+        })
+    })
+    .await;
+    let expected: Vec<String> = (0..sent)
+        .map(|n| n.to_string())
+        .chain(["end".to_owned()])
+        .collect();
     for (index, seen) in subscribers.iter().enumerate() {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.ended, None, "subscriber {index} was closed");
