@@ -682,3 +682,46 @@ async fn a_connection_offered_for_a_live_upgrade_carries_the_positions_of_what_i
         "what waited went into the unsent bytes"
     );
 }
+
+/// A subscription resumed after a live upgrade keeps the position it came with until
+/// the new process confirms it: handed over again before that, on either endpoint
+/// that subscribes, it goes on from there rather than at the live edge.
+#[test]
+fn a_resumed_subscription_is_handed_over_again_at_its_position_before_it_is_confirmed() {
+    use crate::endpoint::ws4redis::Ws4Redis;
+    use crate::handover::state::{EndpointState, SubscriptionState, Ws4RedisState};
+    use heartwire_core::protocol::Position;
+
+    let server = Server::new(Instant::now());
+    let carried = || {
+        vec![SubscriptionState {
+            channel: CHANNEL.into(),
+            position: Some(Position {
+                epoch: "e1".into(),
+                seq: 7,
+            }),
+        }]
+    };
+    let context = |kind| {
+        let mut slot = Slot::reserve(&server.state, [127, 0, 0, 1].into()).expect("room");
+        slot.open(kind, None);
+        Context::new(slot, None)
+    };
+
+    let native = Native::resume(carried(), &context(EndpointKind::Native));
+    assert_eq!(
+        native.hand_over(),
+        Some(EndpointState::Native {
+            subscriptions: carried()
+        })
+    );
+
+    let socket = Ws4RedisState {
+        facility: "chat".into(),
+        echo: false,
+        subscriptions: carried(),
+        publishing: Vec::new(),
+    };
+    let ws4redis = Ws4Redis::resume(socket.clone(), &context(EndpointKind::Ws4Redis));
+    assert_eq!(ws4redis.hand_over(), Some(EndpointState::Ws4Redis(socket)));
+}
