@@ -18,7 +18,7 @@ use std::process::Command;
 use common::{PATIENCE, Running, heartwire};
 use heartwire_client::ClientConfig;
 use tokio::io::AsyncBufReadExt;
-use traffic::{client, serve, serve_with, socket_path, traffic, traffic_of, until};
+use traffic::{Traffic, client, serve, serve_with, socket_path, traffic, traffic_of, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
@@ -81,7 +81,7 @@ async fn two_upgrades_in_a_row_lose_nothing_and_close_nothing() {
 async fn a_process_at_its_open_files_limit_hands_over_every_connection() {
     const SUBSCRIBERS: usize = 60;
     let (_dir, socket) = socket_path("upgrade-nofile");
-    let mut old = Running::start(serve(&socket, false));
+    let old = Running::start(serve(&socket, false));
     let traffic = traffic(&old.addr, SUBSCRIBERS).await;
 
     // What the old process holds now, its connections among them, and a few more for
@@ -102,14 +102,19 @@ async fn a_process_at_its_open_files_limit_hands_over_every_connection() {
     assert!(limited.success(), "prlimit set the old process's limit");
 
     let new = Running::start(serve(&socket, true));
+    went_over_live(old, new, traffic).await;
+}
+
+/// Waits for `old` to end once it has handed over to `new`, then checks that the
+/// traffic went on: twenty more messages, none lost or repeated, no client closed.
+async fn went_over_live(mut old: Running, new: Running, traffic: Traffic) {
     assert!(
         old.wait().success(),
         "the old process ends once it has handed over"
     );
-    old = new;
     traffic.twenty_more("messages after the upgrade").await;
     traffic.check().await;
-    drop(old);
+    drop(new);
 }
 
 /// Reads one framed handover message (a 4-byte length and JSON) from `stream`.
@@ -174,11 +179,7 @@ async fn a_new_process_that_dies_before_confirming_changes_nothing() {
 
     // The upgrade socket is still the old process's: a real upgrade follows.
     let new = Running::start(serve(&socket, true));
-    assert!(old.wait().success());
-    old = new;
-    traffic.twenty_more("messages after the upgrade").await;
-    traffic.check().await;
-    drop(old);
+    went_over_live(old, new, traffic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,14 +228,10 @@ async fn with_redis_the_new_process_resumes_every_subscription_from_redis() {
     let url = redis.url();
     let options = ["--redis", url.as_str()];
     let (_dir, socket) = socket_path("upgrade-redis");
-    let mut old = Running::start(serve_with(&socket, false, &options));
+    let old = Running::start(serve_with(&socket, false, &options));
     let traffic = traffic(&old.addr, 2).await;
     let new = Running::start(serve_with(&socket, true, &options));
-    assert!(old.wait().success());
-    old = new;
-    traffic.twenty_more("messages after the upgrade").await;
-    traffic.check().await;
-    drop(old);
+    went_over_live(old, new, traffic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,16 +335,9 @@ async fn a_version_the_new_process_does_not_know_falls_back_to_1012_and_resume()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_version_of_the_format_is_taken_over_live() {
     let (dir, socket) = socket_path("upgrade-version-1");
-    let mut old = Running::start(serve(&socket, false));
+    let old = Running::start(serve(&socket, false));
     let traffic = traffic(&old.addr, 2).await;
     let (new, _relay) = take_over_through_a_relay(&dir, &socket, 1, &[]).await;
     assert_eq!(new.addr, old.addr);
-    assert!(
-        old.wait().success(),
-        "the old process ends once it has handed over"
-    );
-    old = new;
-    traffic.twenty_more("messages after the upgrade").await;
-    traffic.check().await;
-    drop(old);
+    went_over_live(old, new, traffic).await;
 }

@@ -493,13 +493,7 @@ impl Endpoint for Native {
         let subscriptions = self
             .subscriptions
             .iter()
-            .map(|held| SubscriptionState {
-                channel: held.channel.to_string(),
-                position: held.epoch.as_ref().map(|epoch| Position {
-                    epoch: epoch.to_string(),
-                    seq: held.seq,
-                }),
-            })
+            .map(|held| SubscriptionState::at(&held.channel, held.epoch.as_deref(), held.seq))
             .collect();
         Some(EndpointState::Native { subscriptions })
     }

@@ -272,12 +272,9 @@ impl Endpoint for Ws4Redis {
             subscriptions: self
                 .subscribed
                 .iter()
-                .map(|receiving| SubscriptionState {
-                    channel: receiving.channel.to_string(),
-                    position: receiving.epoch.as_ref().map(|epoch| Position {
-                        epoch: epoch.to_string(),
-                        seq: receiving.seq,
-                    }),
+                .map(|receiving| {
+                    let epoch = receiving.epoch.as_deref();
+                    SubscriptionState::at(&receiving.channel, epoch, receiving.seq)
                 })
                 .collect(),
             publishing: self

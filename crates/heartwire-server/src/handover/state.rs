@@ -219,6 +219,20 @@ pub(crate) struct SubscriptionState {
     pub(crate) position: Option<Position>,
 }
 
+impl SubscriptionState {
+    /// A subscription to `channel` whose last message queued is `seq` of `epoch`;
+    /// `epoch` is `None` before the subscription was confirmed.
+    pub(crate) fn at(channel: &str, epoch: Option<&str>, seq: u64) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            position: epoch.map(|epoch| Position {
+                epoch: epoch.to_owned(),
+                seq,
+            }),
+        }
+    }
+}
+
 /// permessage-deflate as agreed with a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeflateState {
