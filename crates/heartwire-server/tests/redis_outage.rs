@@ -233,14 +233,21 @@ async fn a_subscribe_while_redis_is_away_is_answered_at_once_and_confirmed_when_
     }
     redis.relaunch();
     let started = tokio::time::Instant::now();
-    match next_frame(&mut socket).await {
+    let frame = next_frame(&mut socket).await;
+    confirmed_in_time(frame, started, "came back");
+}
+
+/// Checks that `frame` confirms the subscription to `waiting`, within
+/// [`RECOVER_BOUND`] of `started`, when Redis `came back` (or thawed).
+fn confirmed_in_time(frame: ServerFrame, started: tokio::time::Instant, came_back: &str) {
+    match frame {
         ServerFrame::Subscribed { channel, .. } => assert_eq!(channel, "waiting"),
         other => panic!("expected subscribed, got {other:?}"),
     }
     let took = started.elapsed();
     assert!(
         took <= RECOVER_BOUND,
-        "subscribed {took:?} after Redis came back"
+        "subscribed {took:?} after Redis {came_back}"
     );
 }
 
@@ -293,15 +300,7 @@ async fn a_join_that_waits_for_redis_is_counted_until_redis_answers() {
     if matches!(&frame, ServerFrame::Error { code, .. } if *code == ErrorCode::Unavailable) {
         frame = next_frame(&mut socket).await;
     }
-    match frame {
-        ServerFrame::Subscribed { channel, .. } => assert_eq!(channel, "waiting"),
-        other => panic!("expected subscribed, got {other:?}"),
-    }
-    let took = started.elapsed();
-    assert!(
-        took <= RECOVER_BOUND,
-        "subscribed {took:?} after Redis thawed"
-    );
+    confirmed_in_time(frame, started, "thawed");
     // The confirmation is queued when the join ends: the gauge reads 0 by then.
     assert_eq!(
         joining(&server).await,
