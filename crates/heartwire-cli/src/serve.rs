@@ -37,7 +37,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let server = match config.broker.redis_config()? {
             Some(redis) => {
-                let broker = RedisBroker::start(&redis, config.retention)?;
+                let broker = RedisBroker::start(&redis, config.retention, config.holdings)?;
                 Server::bind_with_broker(config, Arc::new(broker)).await?
             }
             None => Server::bind(config).await?,

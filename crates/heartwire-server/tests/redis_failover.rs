@@ -61,7 +61,8 @@ async fn node(redis: &TestRedis) -> TestServer {
         ..ServerConfig::default()
     };
     let redis_config = RedisConfig::single(redis.url());
-    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention, config.holdings)
+        .expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server

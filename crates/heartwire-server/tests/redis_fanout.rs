@@ -248,6 +248,159 @@ async fn a_gap_longer_than_the_stream_is_not_recovered() {
     }
 }
 
+/// The bytes `--history-max-bytes` counts for a JSON string of `len` letters: its
+/// body with the quotes, and 160 per message.
+fn counted(len: usize) -> usize {
+    len + 2 + 160
+}
+
+/// The `subscribed` answer to a resume on `channel` after `seq`.
+async fn resume(
+    node: &heartwire_testkit::TestServer,
+    channel: &str,
+    epoch: &str,
+    seq: u64,
+) -> (Socket, ServerFrame) {
+    let (mut socket, _) = connect_native(node).await;
+    let since = Position {
+        epoch: epoch.into(),
+        seq,
+    };
+    let answer = subscribe_since(&mut socket, channel, since).await;
+    (socket, answer)
+}
+
+/// The epoch of `channel`, as Redis holds it (`{epoch} {replication id}`).
+fn epoch_in_redis(redis: &TestRedis, channel: &str) -> String {
+    let stored = redis.cli(&["GET", &format!("hw:{channel}#epoch")]);
+    stored
+        .split_whitespace()
+        .next()
+        .expect("an epoch")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channels_history_in_redis_is_bounded_in_bytes_and_keeps_its_newest_message() {
+    let redis = TestRedis::start();
+    let mut config = ServerConfig::default();
+    config.holdings.history_max_bytes = 3 * counted(1000);
+    let a = node(&redis, config.clone()).await;
+    let b = node(&redis, config).await;
+    let (mut writer, _) = connect_native(&a).await;
+    for n in 1..=10u8 {
+        let letters = char::from(b'a' + n).to_string().repeat(1000);
+        publish(&mut writer, "big", json!(letters), &format!("w{n}")).await;
+        assert_eq!(ack(&mut writer).await, (u64::from(n), false));
+    }
+    // Ten messages fit the count (1000) but only three the bytes.
+    assert_eq!(redis.cli(&["XLEN", "hw:big#stream"]).trim(), "3");
+    let epoch = epoch_in_redis(&redis, "big");
+    let (_, answer) = resume(&b, "big", &epoch, 6).await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Subscribed {
+                recovered: Some(false),
+                seq: 10,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    let (mut in_time, answer) = resume(&b, "big", &epoch, 7).await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Subscribed {
+                recovered: Some(true),
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    for n in 8..=10u8 {
+        let letters = char::from(b'a' + n).to_string().repeat(1000);
+        assert_eq!(message(&mut in_time).await, (u64::from(n), json!(letters)));
+    }
+
+    // One message larger than the bound is kept alone, so a resume from just
+    // before it still recovers it.
+    let huge = "z".repeat(4 * 1000);
+    publish(&mut writer, "big", json!(huge), "w11").await;
+    assert_eq!(ack(&mut writer).await, (11, false));
+    assert_eq!(redis.cli(&["XLEN", "hw:big#stream"]).trim(), "1");
+    let (mut last, answer) = resume(&b, "big", &epoch, 10).await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Subscribed {
+                recovered: Some(true),
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(message(&mut last).await, (11, json!(huge)));
+
+    // A lost count is taken again from the stream: the large message still goes
+    // first.
+    redis.cli(&["DEL", "hw:big#bytes"]);
+    for n in 12..=13u8 {
+        let letters = "y".repeat(1000);
+        publish(&mut writer, "big", json!(letters), &format!("w{n}")).await;
+        assert_eq!(ack(&mut writer).await, (u64::from(n), false));
+    }
+    let kept = redis.cli(&["XRANGE", "hw:big#stream", "-", "+"]);
+    assert_eq!(redis.cli(&["XLEN", "hw:big#stream"]).trim(), "2", "{kept}");
+    assert!(kept.starts_with("0-12\n"), "{kept}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_written_without_byte_counts_is_trimmed_by_count_until_it_goes() {
+    let redis = TestRedis::start();
+    let mut config = ServerConfig::default();
+    config.holdings.history_max_bytes = counted(10);
+    config.retention.history_size = 4;
+    let a = node(&redis, config).await;
+    let (mut writer, _) = connect_native(&a).await;
+    publish(&mut writer, "old", json!("first"), "w1").await;
+    assert_eq!(ack(&mut writer).await, (1, false));
+    // The stream as a version without the bound wrote it: entries without `e`.
+    redis.cli(&["DEL", "hw:old#stream"]);
+    redis.cli(&[
+        "XADD",
+        "hw:old#stream",
+        "0-1",
+        "k",
+        "j",
+        "o",
+        "-",
+        "d",
+        "\"first\"",
+    ]);
+    for n in 2..=4u64 {
+        publish(
+            &mut writer,
+            "old",
+            json!(n.to_string().repeat(100)),
+            &format!("w{n}"),
+        )
+        .await;
+        assert_eq!(
+            ack(&mut writer).await,
+            (n, false),
+            "the publish works on it"
+        );
+    }
+    // The entry without a count stops the trimming by bytes.
+    assert_eq!(redis.cli(&["XLEN", "hw:old#stream"]).trim(), "4");
+    publish(&mut writer, "old", json!("5".repeat(100)), "w5").await;
+    assert_eq!(ack(&mut writer).await, (5, false));
+    // Gone by count, it leaves entries with counts: the bytes bound holds again.
+    assert_eq!(redis.cli(&["XLEN", "hw:old#stream"]).trim(), "1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_publish_id_on_two_nodes_is_published_once() {
     let redis = TestRedis::start();

@@ -13,7 +13,8 @@ use super::{PATIENCE, TestServer, wait_for_health};
 /// A node with the Redis broker on `redis` (any topology), once its `/healthz`
 /// says ok.
 pub async fn node_on(redis: &RedisConfig, config: ServerConfig) -> TestServer {
-    let broker = RedisBroker::start(redis, config.retention).expect("broker starts");
+    let broker =
+        RedisBroker::start(redis, config.retention, config.holdings).expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server
@@ -22,7 +23,8 @@ pub async fn node_on(redis: &RedisConfig, config: ServerConfig) -> TestServer {
 /// A node with the Redis broker (names under `prefix`), once its `/healthz` says ok.
 pub async fn node_with_prefix(redis: &TestRedis, config: ServerConfig, prefix: &str) -> TestServer {
     let redis_config = RedisConfig::single(redis.url()).with_prefix(prefix);
-    let broker = RedisBroker::start(&redis_config, config.retention).expect("broker starts");
+    let broker = RedisBroker::start(&redis_config, config.retention, config.holdings)
+        .expect("broker starts");
     let server = TestServer::start_with_broker(config, Arc::new(broker)).await;
     wait_for_health(&server, "ok").await;
     server
@@ -53,7 +55,8 @@ impl IsolatedNode {
                     ..config
                 };
                 let redis_config = RedisConfig::single(url);
-                let broker = RedisBroker::start(&redis_config, config.retention).unwrap();
+                let broker =
+                    RedisBroker::start(&redis_config, config.retention, config.holdings).unwrap();
                 let server = heartwire_server::Server::bind_with_broker(config, Arc::new(broker))
                     .await
                     .unwrap();

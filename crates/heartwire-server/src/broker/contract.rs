@@ -12,6 +12,12 @@ use crate::id::ConnectionId;
 use crate::mailbox::Mailbox;
 use crate::publication::Payload;
 
+/// Bytes a message in history is counted for beyond its payload, against
+/// `--history-max-bytes` and `--history-total-bytes`: in process, the publication and
+/// its place in the history and in the ledger. The Redis broker counts the same, so
+/// the bound means one thing whichever broker keeps the history.
+pub(crate) const MESSAGE_OVERHEAD: usize = 160;
+
 /// A request to publish.
 #[derive(Debug)]
 pub struct PublishRequest {

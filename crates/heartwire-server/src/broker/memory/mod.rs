@@ -26,7 +26,7 @@ use heartwire_core::ErrorCode;
 use heartwire_core::protocol::Position;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
+use super::contract::{Broker, BrokerHealth, MESSAGE_OVERHEAD, PublishRequest, SubscribeRequest};
 use crate::config::{Holdings, Retention};
 use crate::handover::state::{
     ChannelState, MemberState, MessageState, PayloadState, PublishIdState, RetainedState,
@@ -40,10 +40,6 @@ use serde_json::value::RawValue;
 
 /// Channels checked for expiry per operation at most.
 const SWEEP_BUDGET: usize = 16;
-
-/// Bytes a message in history is counted for beyond its payload: the publication,
-/// its place in the history and in the ledger.
-const MESSAGE_OVERHEAD: usize = 160;
 
 #[derive(Debug)]
 struct Channel {

@@ -12,7 +12,7 @@ use super::names::{ChannelNames, NodeNames, is_ws4redis};
 use super::scripts::{
     ADD_MEMBER, MEMBERS, PUBLISH, REMOVE_MEMBER, RENEW, RESTAMP, SNAPSHOT, TOUCH,
 };
-use crate::broker::contract::PublishRequest;
+use crate::broker::contract::{MESSAGE_OVERHEAD, PublishRequest};
 use crate::config::Retention;
 use crate::mailbox::Member;
 use crate::publication::Payload;
@@ -95,12 +95,15 @@ fn publish_command(cluster: bool) -> &'static str {
     if cluster { "SPUBLISH" } else { "PUBLISH" }
 }
 
-/// Publishes `request` on the channel named by `names`; `fresh_epoch` starts the
-/// channel's epoch if it has none (or if a fail-over cut its history).
+/// Publishes `request` on the channel named by `names`, keeping at most
+/// `history_max_bytes` of its history as [`MESSAGE_OVERHEAD`] counts them;
+/// `fresh_epoch` starts the channel's epoch if it has none (or if a fail-over cut
+/// its history).
 pub(super) fn publish<'a>(
     names: &ChannelNames,
     request: &'a PublishRequest,
     retention: &Retention,
+    history_max_bytes: usize,
     fresh_epoch: String,
     cluster: bool,
 ) -> ScriptCall<'a> {
@@ -128,7 +131,8 @@ pub(super) fn publish<'a>(
         .key(&names.epoch)
         .key(&names.stream)
         .key(&id_key)
-        .key(&names.live);
+        .key(&names.live)
+        .key(&names.bytes);
     // In a cluster the raw key hashes elsewhere: the node keeps its value apart.
     let call = if cluster { call } else { call.key(&names.raw) };
     call.arg(body)
@@ -143,6 +147,8 @@ pub(super) fn publish<'a>(
         .flag(request.ack_id.is_some())
         .arg(publish_command(cluster))
         .arg(names.raw.clone())
+        .number(history_max_bytes as u64)
+        .number(MESSAGE_OVERHEAD as u64)
 }
 
 /// Reads the channel named by `names`: its epoch and latest `seq`, the messages after
@@ -197,6 +203,7 @@ pub(super) fn touch(names: &ChannelNames, retention: &Retention) -> ScriptCall<'
         .key(&names.seq)
         .key(&names.epoch)
         .key(&names.stream)
+        .key(&names.bytes)
         .number(history_ttl_ms(retention))
 }
 
@@ -318,7 +325,7 @@ mod tests {
     fn a_ws4redis_publish_with_an_id_is_deduplicated_published_raw_and_retained() {
         let names = ChannelNames::new("", "broadcast:chat", false);
         let request = request("broadcast:chat", true, Some("7"));
-        let call = publish(&names, &request, &retention(), "e1".into(), false);
+        let call = publish(&names, &request, &retention(), 4096, "e1".into(), false);
         assert_eq!(
             call.keys,
             [
@@ -327,6 +334,7 @@ mod tests {
                 "hw:broadcast:chat#stream",
                 "hw:broadcast:chat#id:6:u:test:7",
                 "hw:broadcast:chat#live",
+                "hw:broadcast:chat#bytes",
                 "broadcast:chat",
             ]
         );
@@ -345,7 +353,9 @@ mod tests {
                 "e1",
                 "1",
                 "PUBLISH",
-                "broadcast:chat"
+                "broadcast:chat",
+                "4096",
+                "160"
             ]
         );
     }
@@ -354,11 +364,11 @@ mod tests {
     fn in_a_cluster_a_publish_is_sharded_and_declares_only_keys_of_its_slot() {
         let names = ChannelNames::new("", "broadcast:chat", true);
         let request = request("broadcast:chat", true, Some("7"));
-        let call = publish(&names, &request, &retention(), "e1".into(), true);
-        assert_eq!(call.keys.len(), 5, "the raw key is not declared");
+        let call = publish(&names, &request, &retention(), 4096, "e1".into(), true);
+        assert_eq!(call.keys.len(), 6, "the raw key is not declared");
         assert!(call.keys.iter().all(|key| key.contains("{broadcast:chat}")));
         let args = args(&call);
-        assert_eq!(&args[10..], ["SPUBLISH", "broadcast:chat"]);
+        assert_eq!(&args[10..12], ["SPUBLISH", "broadcast:chat"]);
         let read = snapshot(&names, None, true, &retention(), "e2".into(), true);
         assert_eq!(read.keys.len(), 3);
         assert_eq!(
@@ -374,7 +384,7 @@ mod tests {
         let mut request = request("room:1", true, None);
         request.payload = Payload::Text("plain".into());
         request.origin = None;
-        let call = publish(&names, &request, &retention(), "e1".into(), false);
+        let call = publish(&names, &request, &retention(), 4096, "e1".into(), false);
         // Without an id, the seq key stands in for the id key.
         assert_eq!(call.keys[3], names.seq);
         assert_eq!(
@@ -385,7 +395,14 @@ mod tests {
             retain: false,
             ..request
         };
-        let call = publish(&names, &not_retained, &retention(), "e1".into(), false);
+        let call = publish(
+            &names,
+            &not_retained,
+            &retention(),
+            4096,
+            "e1".into(),
+            false,
+        );
         assert_eq!(args(&call)[4], "0");
     }
 

@@ -66,7 +66,7 @@ use tokio::sync::mpsc;
 pub use topology::{RedisConfig, RedisTopology, WaitReplicas};
 
 use super::contract::{Broker, BrokerHealth, PublishRequest, SubscribeRequest};
-use crate::config::Retention;
+use crate::config::{Holdings, Retention};
 use crate::error::Error;
 use crate::id::ConnectionId;
 use crate::mailbox::{Mailbox, Outbound};
@@ -95,8 +95,14 @@ impl std::fmt::Debug for RedisBroker {
 
 impl RedisBroker {
     /// Starts the broker's tasks on the current Tokio runtime. Redis need not be up
-    /// yet: the node runs degraded until it is reachable.
-    pub fn start(config: &RedisConfig, retention: Retention) -> Result<Self, Error> {
+    /// yet: the node runs degraded until it is reachable. Of the `holdings`, the
+    /// history's bytes per channel apply: Redis keeps the history, so the node's
+    /// total and its counts of channels and ids are Redis's `maxmemory` to bound.
+    pub fn start(
+        config: &RedisConfig,
+        retention: Retention,
+        holdings: Holdings,
+    ) -> Result<Self, Error> {
         config.validate()?;
         let tls_ca = match &config.tls_ca {
             Some(path) => Some(std::fs::read(path).map_err(|err| {
@@ -108,9 +114,11 @@ impl RedisBroker {
             None => None,
         };
         let shared =
-            Shared::new(config, tls_ca.as_deref(), retention).map_err(|source| Error::Redis {
-                url: describe(config),
-                source,
+            Shared::new(config, tls_ca.as_deref(), retention, holdings).map_err(|source| {
+                Error::Redis {
+                    url: describe(config),
+                    source,
+                }
             })?;
         let shared = Arc::new(shared);
         for (index, shard) in shared.shards().iter().enumerate() {

@@ -11,7 +11,7 @@
 //!
 //! heartwire's own keys carry a `#`, which no channel name may contain, so they can
 //! never collide with a channel: `{prefix}hw:{channel}#seq`, `#epoch`, `#stream`,
-//! `#id:{publish id}`, `#members`, `#users`, and the pub/sub channel `#live` that carries
+//! `#bytes`, `#id:{publish id}`, `#members`, `#users`, and the pub/sub channel `#live` that carries
 //! sequenced envelopes between nodes and `#presence` that carries join and leave
 //! events. Each node proves it is alive with the key `{prefix}hw#node:{node}`.
 //!
@@ -76,6 +76,9 @@ pub(super) struct ChannelNames {
     pub(super) epoch: String,
     /// The stream of recent messages, entry id `0-{seq}`.
     pub(super) stream: String,
+    /// The stream's byte count, `{e} {b}`: the bytes counted through its newest
+    /// message, and at most where its oldest message starts.
+    pub(super) bytes: String,
     /// The hash of members: session → node, then a space and the user when it has
     /// one.
     pub(super) members: String,
@@ -105,6 +108,7 @@ impl ChannelNames {
             seq: format!("{own}seq"),
             epoch: format!("{own}epoch"),
             stream: format!("{own}stream"),
+            bytes: format!("{own}bytes"),
             members: format!("{own}members"),
             users: format!("{own}users"),
             presence: format!("{own}presence"),
@@ -212,6 +216,7 @@ mod tests {
             &names.seq,
             &names.epoch,
             &names.stream,
+            &names.bytes,
             &names.members,
             &names.users,
             &names.presence,
@@ -236,6 +241,7 @@ mod tests {
             &names.live,
             &names.epoch,
             &names.stream,
+            &names.bytes,
             &names.members,
             &names.users,
             &names.presence,
@@ -272,6 +278,7 @@ mod tests {
                 &names.seq,
                 &names.epoch,
                 &names.stream,
+                &names.bytes,
                 &names.members,
                 &names.users,
                 &names.presence,

@@ -172,7 +172,14 @@ async fn publish_part(
             .map(|&index| {
                 let request = &batch[index];
                 let names = shared.names(&request.channel);
-                commands::publish(&names, request, shared.retention(), random_id(), cluster)
+                commands::publish(
+                    &names,
+                    request,
+                    shared.retention(),
+                    shared.history_max_bytes(),
+                    random_id(),
+                    cluster,
+                )
             })
             .collect();
         let replies = match shard.pipeline(&calls, None).await {

@@ -5,14 +5,22 @@
 //! channel, so in a Redis Cluster each script runs on the node of that channel's slot.
 //!
 //! [`PUBLISH`] checks the publish id, takes the next `seq` (`INCR`), appends the
-//! message to the channel's stream (`XADD … MAXLEN cap 0-{seq}`), and publishes the
-//! envelope to every node, all in one step: every node sees a channel's messages in
-//! one `seq` order, and the history holds exactly what was published. [`SNAPSHOT`]
-//! reads a channel's epoch, latest `seq`, the messages after a position and the
-//! retained ws4redis value, also in one step. [`TOUCH`] keeps a channel's history
-//! alive. [`ADD_MEMBER`], [`REMOVE_MEMBER`] and [`MEMBERS`] keep a channel's members
-//! and the count of each user's, and announce their joins and leaves (see
-//! [`presence`](super::presence)).
+//! message to the channel's stream (`XADD … MAXLEN cap 0-{seq}`), drops the oldest
+//! messages past the channel's bytes, and publishes the envelope to every node, all
+//! in one step: every node sees a channel's messages in one `seq` order, and the
+//! history holds exactly what was published.
+//!
+//! **Bytes of history.** Each stream entry carries `e`, the bytes the channel's
+//! history has counted up to and including it (its body plus a fixed overhead per
+//! message). The `#bytes` key holds `{e} {b}`: the newest entry's `e`, and a lower
+//! bound of where the oldest message starts. A publish reads the stream only when
+//! `e - b` passes the bound: it then reads the oldest entry, drops it while the rest
+//! is over, and moves `b` to where the oldest kept starts. A channel held by its
+//! count alone reads its stream about once per bound's worth of bytes published. A
+//! lost `#bytes` is counted again from the newest entry's `e`; a stale one only keeps
+//! `b` below the truth, which costs a read, never the bound. An entry without `e`
+//! (written by a version without the bound) ends the trimming by bytes until it goes
+//! by count or expiry.
 //!
 //! **Epochs and fail-overs.** Redis replicates asynchronously: a replica promoted to
 //! master may lack the last messages of a channel and count its `seq` again from
@@ -68,22 +76,25 @@ fn with_lineage(body: &str) -> Script {
 }
 
 /// Publishes one message. KEYS: seq, epoch, stream, publish id (or the seq key
-/// again when there is none), live channel, and the raw channel as a key only when
-/// its last value is kept here (one server). ARGV: body, kind, origin, raw text
+/// again when there is none), live channel, bytes, and the raw channel as a key only
+/// when its last value is kept here (one server). ARGV: body, kind, origin, raw text
 /// (empty: not published raw), persist seconds (0: no SETEX), history cap, history
 /// ttl in ms, dedup window in seconds, a fresh epoch, has id (`1`/`0`), the publish
-/// command (`PUBLISH`, or `SPUBLISH` in a cluster), the raw channel. Returns
+/// command (`PUBLISH`, or `SPUBLISH` in a cluster), the raw channel, the history's
+/// bytes cap, the bytes a message counts for beyond its body. The oldest messages
+/// go while the history holds more than the cap, except the newest. Returns
 /// `{status, seq, epoch}`: status `published`, `renewed` (published in a new epoch
 /// after a fail-over), `duplicate` (the first `seq` of this id in this epoch), or
 /// `stale` with the stamp in place of `seq`, nothing done.
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     with_lineage(
         r#"
-local seq_key, epoch_key, stream_key, id_key, live, raw_key =
-    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local seq_key, epoch_key, stream_key, id_key, live, bytes_key, raw_key =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local body, kind, origin, raw = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local persist, cap, ttl, window = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local fresh_epoch, has_id, publish, raw_channel = ARGV[9], ARGV[10] == '1', ARGV[11], ARGV[12]
+local max_bytes, overhead = tonumber(ARGV[13]), tonumber(ARGV[14])
 local epoch, status = checked_epoch(epoch_key, seq_key, stream_key, fresh_epoch, ttl)
 if not epoch then return {'stale', status, ''} end
 if has_id then
@@ -95,7 +106,34 @@ if has_id then
 end
 local seq = redis.call('INCR', seq_key)
 if cap > 0 then
-    redis.call('XADD', stream_key, 'MAXLEN', cap, '0-' .. seq, 'k', kind, 'o', origin, 'd', body)
+    local size = #body + overhead
+    local counted, oldest_from
+    local through_newest, from = string.match(redis.call('GET', bytes_key) or '', '^(%d+) (%d+)$')
+    if through_newest then
+        counted, oldest_from = tonumber(through_newest) + size, tonumber(from)
+    else
+        local newest = redis.call('XREVRANGE', stream_key, '+', '-', 'COUNT', 1)[1]
+        counted, oldest_from = size, 0
+        if newest then counted = (tonumber(newest[2][8] or '') or 0) + size end
+    end
+    redis.call('XADD', stream_key, 'MAXLEN', cap, '0-' .. seq,
+        'k', kind, 'o', origin, 'd', body, 'e', counted)
+    while counted - oldest_from > max_bytes do
+        if redis.call('XLEN', stream_key) < 2 then
+            oldest_from = counted - size
+            break
+        end
+        local oldest = redis.call('XRANGE', stream_key, '-', '+', 'COUNT', 1)[1]
+        local fields = oldest[2]
+        local through = tonumber(fields[8] or '')
+        if not through then break end
+        oldest_from = through - #fields[6] - overhead
+        if counted - oldest_from > max_bytes then
+            redis.call('XDEL', stream_key, oldest[1])
+            oldest_from = through
+        end
+    end
+    redis.call('SET', bytes_key, counted .. ' ' .. oldest_from, 'PX', ttl)
     redis.call('PEXPIRE', stream_key, ttl)
 end
 redis.call('PEXPIRE', seq_key, ttl)
@@ -199,7 +237,7 @@ return tonumber(string.match(info, 'connected_slaves:(%d+)'))
 });
 
 /// Keeps a channel's history alive while this node has subscribers. KEYS: seq,
-/// epoch, stream. ARGV: history ttl in ms.
+/// epoch, stream, bytes. ARGV: history ttl in ms.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"

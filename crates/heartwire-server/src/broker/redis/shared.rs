@@ -16,7 +16,7 @@ use super::shard::Shard;
 use super::subscriber;
 use super::topology::{RedisConfig, RedisTopology, WaitReplicas, shard_of};
 use crate::broker::contract::{BrokerHealth, ShardHealth};
-use crate::config::Retention;
+use crate::config::{Holdings, Retention};
 use crate::id::random_id;
 
 /// How often Redis is probed (the pub/sub links, this node's liveness key), how
@@ -33,6 +33,8 @@ pub(super) struct Shared {
     channels: Mutex<Channels>,
     naming: Naming,
     retention: Retention,
+    /// Bytes of history kept per channel (`--history-max-bytes`).
+    history_max_bytes: usize,
     wait: Option<WaitReplicas>,
     node: NodeNames,
     closed: CancellationToken,
@@ -51,6 +53,7 @@ impl Shared {
         config: &RedisConfig,
         tls_ca: Option<&[u8]>,
         retention: Retention,
+        holdings: Holdings,
     ) -> redis::RedisResult<Self> {
         let shards = match &config.topology {
             RedisTopology::Servers(urls) => urls
@@ -71,6 +74,7 @@ impl Shared {
             node: naming.node(random_id()),
             naming,
             retention,
+            history_max_bytes: holdings.history_max_bytes,
             wait: config.wait,
             closed: CancellationToken::new(),
             moves: AtomicU64::new(0),
@@ -97,6 +101,11 @@ impl Shared {
     /// What is kept of each channel.
     pub(super) fn retention(&self) -> &Retention {
         &self.retention
+    }
+
+    /// Bytes of history kept per channel.
+    pub(super) fn history_max_bytes(&self) -> usize {
+        self.history_max_bytes
     }
 
     /// Replicas each pipeline of publishes waits for.
