@@ -108,9 +108,10 @@ local seq = redis.call('INCR', seq_key)
 if cap > 0 then
     local size = #body + overhead
     local counted, oldest_from
-    local through_newest, from = string.match(redis.call('GET', bytes_key) or '', '^(%d+) (%d+)$')
-    if through_newest then
-        counted, oldest_from = tonumber(through_newest) + size, tonumber(from)
+    local through_newest, from = string.match(redis.call('GET', bytes_key) or '', '^(%S+) (%S+)$')
+    through_newest, from = tonumber(through_newest or ''), tonumber(from or '')
+    if through_newest and from then
+        counted, oldest_from = through_newest + size, from
     else
         local newest = redis.call('XREVRANGE', stream_key, '+', '-', 'COUNT', 1)[1]
         counted, oldest_from = size, 0
