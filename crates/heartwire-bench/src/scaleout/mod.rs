@@ -63,7 +63,7 @@ pub(crate) struct ScaleOutArgs {
     #[arg(long, default_value_t = 300)]
     first_rate: u64,
     /// Steps at most, the rate doubling at each
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     steps: u32,
     /// How long each rate is held
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
