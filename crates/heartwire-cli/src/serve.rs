@@ -20,6 +20,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HEARTWIRE_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
+    /// Threads that serve connections (one per core unless given); one costs a
+    /// little less per connection and serves at most one core's worth (docs/DEPLOY.md)
+    #[arg(
+        long,
+        env = "HEARTWIRE_WORKER_THREADS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub(crate) worker_threads: Option<u16>,
+
     /// The server's options.
     #[command(flatten)]
     pub(crate) server: ServerConfig,
@@ -28,7 +38,13 @@ pub(crate) struct ServeArgs {
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.server;
     config.validate()?;
+    // Always given, so tokio never reads (and panics on a bad) TOKIO_WORKER_THREADS.
+    let worker_threads = args.worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        usize::from,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
         .enable_all()
         .on_thread_park(crate::memory::give_back_when_idle)
         .build()

@@ -241,3 +241,50 @@ fn the_server_keeps_transparent_huge_pages_out_of_its_memory() {
         .expect("the kernel says in /proc/PID/status whether a process may have huge pages");
     assert_eq!(thp.trim(), "0", "{status}");
 }
+
+/// The names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let comm = task.unwrap().path().join("comm");
+            std::fs::read_to_string(comm).unwrap().trim().to_owned()
+        })
+        .collect()
+}
+
+/// How many worker threads the server `server` runs (tokio names them).
+fn worker_threads(server: &Running) -> usize {
+    thread_names(server.child.id())
+        .iter()
+        .filter(|name| name.starts_with("tokio-"))
+        .count()
+}
+
+#[test]
+fn the_server_runs_as_many_worker_threads_as_asked_and_one_per_core_by_default() {
+    for asked in ["1", "3"] {
+        let mut command = heartwire();
+        command.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-threads",
+            asked,
+        ]);
+        let server = Running::start(command);
+        assert_eq!(worker_threads(&server).to_string(), asked);
+    }
+    // tokio's own variable is not read, so a bad value of it cannot stop the server.
+    let mut command = heartwire();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TOKIO_WORKER_THREADS", "many");
+    let server = Running::start(command);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(worker_threads(&server), cores);
+
+    let (code, stderr) = output(heartwire().args(["serve", "--worker-threads", "0"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
+}

@@ -125,7 +125,9 @@ fn example_file() -> String {
 #[test]
 fn the_example_file_loads_and_sets_every_option() {
     let example = example_file();
-    let config = read(&[], &example).expect("the example file loads").server;
+    let args = read(&[], &example).expect("the example file loads");
+    assert_eq!(args.worker_threads, Some(2));
+    let config = args.server;
     config.validate().expect("the example's values are valid");
     assert_eq!(config.liveness.ping_interval, Duration::from_secs(10));
     assert_eq!(
