@@ -219,30 +219,11 @@ async fn a_gap_longer_than_the_stream_is_not_recovered() {
         },
     )
     .await;
-    assert!(
-        matches!(
-            answer,
-            ServerFrame::Subscribed {
-                recovered: Some(false),
-                seq: 10,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_eq!(recovery(&answer), (Some(false), 10));
     // From 7 on, the stream (8, 9, 10) covers it.
     let (mut in_time, _) = connect_native(&b).await;
     let answer = subscribe_since(&mut in_time, "short", Position { epoch, seq: 7 }).await;
-    assert!(
-        matches!(
-            answer,
-            ServerFrame::Subscribed {
-                recovered: Some(true),
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_eq!(recovery(&answer).0, Some(true));
     for n in 8..=10 {
         assert_eq!(message(&mut in_time).await, (n, json!(n)));
     }
@@ -268,6 +249,14 @@ async fn resume(
     };
     let answer = subscribe_since(&mut socket, channel, since).await;
     (socket, answer)
+}
+
+/// Whether a `subscribed` answer says the gap was recovered, and the channel's `seq`.
+fn recovery(answer: &ServerFrame) -> (Option<bool>, u64) {
+    match answer {
+        ServerFrame::Subscribed { recovered, seq, .. } => (*recovered, *seq),
+        other => panic!("expected subscribed, got {other:?}"),
+    }
 }
 
 /// The epoch of `channel`, as Redis holds it (`{epoch} {replication id}`).
@@ -297,28 +286,9 @@ async fn a_channels_history_in_redis_is_bounded_in_bytes_and_keeps_its_newest_me
     assert_eq!(redis.cli(&["XLEN", "hw:big#stream"]).trim(), "3");
     let epoch = epoch_in_redis(&redis, "big");
     let (_, answer) = resume(&b, "big", &epoch, 6).await;
-    assert!(
-        matches!(
-            answer,
-            ServerFrame::Subscribed {
-                recovered: Some(false),
-                seq: 10,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_eq!(recovery(&answer), (Some(false), 10));
     let (mut in_time, answer) = resume(&b, "big", &epoch, 7).await;
-    assert!(
-        matches!(
-            answer,
-            ServerFrame::Subscribed {
-                recovered: Some(true),
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_eq!(recovery(&answer).0, Some(true));
     for n in 8..=10u8 {
         let letters = char::from(b'a' + n).to_string().repeat(1000);
         assert_eq!(message(&mut in_time).await, (u64::from(n), json!(letters)));
@@ -331,16 +301,7 @@ async fn a_channels_history_in_redis_is_bounded_in_bytes_and_keeps_its_newest_me
     assert_eq!(ack(&mut writer).await, (11, false));
     assert_eq!(redis.cli(&["XLEN", "hw:big#stream"]).trim(), "1");
     let (mut last, answer) = resume(&b, "big", &epoch, 10).await;
-    assert!(
-        matches!(
-            answer,
-            ServerFrame::Subscribed {
-                recovered: Some(true),
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
+    assert_eq!(recovery(&answer).0, Some(true));
     assert_eq!(message(&mut last).await, (11, json!(huge)));
 
     // A lost count is taken again from the stream: the large message still goes
