@@ -4,9 +4,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Running, heartwire};
+use heartwire_testkit::redis_process::wait_until;
 
 use futures_util::StreamExt;
 use heartwire_core::protocol::ServerFrame;
@@ -254,23 +254,23 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// How many worker threads the server `server` runs, once `expected` of them have
-/// named themselves or [`PATIENCE`] has passed.
-///
-/// tokio names its threads, but a new thread sets its own name when it first
-/// runs, which on a busy machine can be after the server says it listens.
-fn worker_threads(server: &Running, expected: usize) -> usize {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let named = thread_names(server.child.id())
-            .iter()
-            .filter(|name| name.starts_with("tokio-"))
-            .count();
-        if named == expected || Instant::now() > deadline {
-            return named;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// How many worker threads the server `server` runs (tokio names them).
+fn worker_threads(server: &Running) -> usize {
+    thread_names(server.child.id())
+        .iter()
+        .filter(|name| name.starts_with("tokio-"))
+        .count()
+}
+
+/// Waits until `server` runs `expected` worker threads. A new thread sets its own
+/// name when it first runs, which on a busy machine can be after the server says
+/// it listens.
+fn wait_for_worker_threads(server: &Running, expected: usize) {
+    wait_until(
+        &format!("{expected} named worker threads"),
+        PATIENCE,
+        || worker_threads(server) == expected,
+    );
 }
 
 #[test]
@@ -285,8 +285,7 @@ fn the_server_runs_as_many_worker_threads_as_asked_and_one_per_core_by_default()
             asked,
         ]);
         let server = Running::start(command);
-        let expected = asked.parse().unwrap();
-        assert_eq!(worker_threads(&server, expected), expected);
+        wait_for_worker_threads(&server, asked.parse().unwrap());
     }
     // tokio's own variable is not read, so a bad value of it cannot stop the server.
     let mut command = heartwire();
@@ -295,7 +294,7 @@ fn the_server_runs_as_many_worker_threads_as_asked_and_one_per_core_by_default()
         .env("TOKIO_WORKER_THREADS", "many");
     let server = Running::start(command);
     let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(worker_threads(&server, cores), cores);
+    wait_for_worker_threads(&server, cores);
 
     let (code, stderr) = output(heartwire().args(["serve", "--worker-threads", "0"]));
     assert_eq!(code, 2, "{stderr}");
